@@ -1,0 +1,132 @@
+# Copyright 2026 The oslo.publish Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Configuration options of the consumer, groups ``[consumer]``,
+``[consumer_poll]`` and ``[consumer_database]``.
+
+``[consumer_database]`` carries oslo.db's database options for the state
+store; its ``connection`` defaults to a SQLite file under ``state_path``.
+"""
+
+from oslo_config import cfg
+from oslo_db import options as db_options
+
+GROUP = 'consumer'
+POLL_GROUP = 'consumer_poll'
+DB_GROUP = 'consumer_database'
+
+_opts = [
+    cfg.StrOpt('driver', default='oslo_publish',
+               help='Datasource driver, by name in the consumer.drivers '
+                    'namespace: oslo_publish (follow published streams) '
+                    'or poll (periodic get_all of a source that cannot '
+                    'publish).'),
+    cfg.ListOpt('streams', default=[],
+                help='Published streams to follow (oslo_publish driver).'),
+    cfg.ListOpt('topics', default=['oslo_publish'],
+                help='Notification topics the streams are published to.'),
+    cfg.StrOpt('pool',
+               help='Name of this consumer service\'s own durable queue '
+                    '(an oslo.messaging listener pool). Every pool gets '
+                    'every delta. Defaults to consumer-<host>.'),
+    cfg.ListOpt('tables', default=[],
+                help='Tables to mirror. Empty means every table the '
+                     'stream publishes.'),
+    cfg.ListOpt('indexes', default=[],
+                help='Secondary indexes of the cache, as table.column '
+                     '(e.g. instances.host).'),
+    cfg.ListOpt('allowed_publishers', default=[],
+                help='publisher_id values accepted. Empty accepts '
+                     'oslo_publish.<stream> for every followed stream. '
+                     'Messages from any other publisher are rejected.'),
+    cfg.StrOpt('signing_key', secret=True,
+               help='Shared secret of the publishers. When set, unsigned '
+                    'or wrongly signed messages are rejected.'),
+    cfg.IntOpt('max_message_bytes', default=4194304, min=1024,
+               help='Largest accepted message; larger ones are rejected '
+                    'as oversized.'),
+    cfg.IntOpt('reorder_window', default=1000, min=1,
+               help='Sequence numbers ahead of the applied position that '
+                    'are buffered while an earlier one is missing. A '
+                    'message further ahead is a gap at once.'),
+    cfg.FloatOpt('gap_timeout', default=5.0, min=0.01,
+                 help='Seconds a missing sequence number may take to '
+                      'arrive before the stream is resynchronised.'),
+    cfg.FloatOpt('inactivity_timeout', default=35.0, min=0.1,
+                 help='Seconds without any message (delta or heartbeat) '
+                      'after which a stream counts as dead and is '
+                      'resynchronised. Must exceed the publisher\'s '
+                      'heartbeat_interval.'),
+    cfg.FloatOpt('resync_interval', default=3600.0, min=0.0,
+                 help='Seconds between periodic full resyncs, the backstop '
+                      'that repairs changes capture cannot see. Jittered '
+                      'by up to 10%. 0 disables.'),
+    cfg.FloatOpt('resync_backoff_min', default=1.0, min=0.0,
+                 help='First delay in seconds before retrying a failed '
+                      'resync; doubles up to resync_backoff_max, with '
+                      'jitter.'),
+    cfg.FloatOpt('resync_backoff_max', default=60.0, min=0.0,
+                 help='Largest delay in seconds between resync attempts.'),
+    cfg.IntOpt('resyncs_per_minute', default=6, min=1,
+               help='Rate limit of resyncs per stream.'),
+    cfg.FloatOpt('snapshot_timeout', default=60.0, min=0.1,
+                 help='Seconds to wait for one snapshot page from the '
+                      'host.'),
+    cfg.BoolOpt('persist_rows', default=True,
+                help='Store mirrored rows in the state store, in the same '
+                     'transaction as their position, so a restart resumes '
+                     'without a new snapshot.'),
+    cfg.IntOpt('handler_queue_size', default=10000, min=1,
+               help='Bound of each change handler\'s queue. A handler '
+                    'that falls this far behind drops events (counted).'),
+    cfg.ListOpt('handlers', default=[],
+                help='Change and notification handlers to load from the '
+                     'consumer.handlers namespace.'),
+    cfg.StrOpt('state_path', default='$pybasedir',
+               help='Directory of the default SQLite state store.'),
+]
+
+_poll_opts = [
+    cfg.StrOpt('source', default='sql',
+               help='get_all() plugin in the consumer.poll_sources '
+                    'namespace.'),
+    cfg.FloatOpt('interval', default=60.0, min=0.01,
+                 help='Seconds between two get_all() polls.'),
+    cfg.StrOpt('stream', default='poll',
+               help='Stream name the polled deltas are reconciled under.'),
+    cfg.StrOpt('connection', secret=True,
+               help='Database URL read by the sql poll source.'),
+    cfg.ListOpt('tables', default=[],
+                help='Tables read by the sql poll source.'),
+]
+
+_default_opts = [
+    cfg.StrOpt('pybasedir', default='.', sample_default='<Path>',
+               help='Base directory for state files.'),
+]
+
+
+def register_opts(conf):
+    """Register the consumer options (and oslo.db's) on ``conf``."""
+    conf.register_opts(_default_opts)
+    conf.register_opts(_opts, group=GROUP)
+    conf.register_opts(_poll_opts, group=POLL_GROUP)
+    conf.register_opts(db_options.database_opts, group=DB_GROUP)
+    conf.set_default('connection',
+                     'sqlite:///$consumer.state_path/consumer-state.sqlite',
+                     group=DB_GROUP)
+
+
+def list_opts():
+    return [(None, _default_opts), (GROUP, _opts), (POLL_GROUP, _poll_opts)]

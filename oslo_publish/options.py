@@ -1,0 +1,111 @@
+# Copyright 2026 The oslo.publish Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Configuration options of the host middleware, group ``[oslo_publish]``.
+
+Every option is registered by :func:`register_opts`; ``oslo_publish.opts``
+collects them for ``oslo-config-generator``. Values are checked when the
+middleware is installed (:func:`oslo_publish.install`), so a bad value fails
+at start with the option's name.
+"""
+
+from oslo_config import cfg
+
+GROUP = 'oslo_publish'
+
+_opts = [
+    cfg.BoolOpt('enabled', default=True,
+                help='Capture and publish row changes. When false, '
+                     'install() registers nothing and adds no cost.'),
+    cfg.ListOpt('tables', default=[],
+                help='Allow-list of table names whose committed changes are '
+                     'published. A name that does not exist in the target '
+                     'metadata or database fails install().'),
+    cfg.ListOpt('exclude_columns', default=[],
+                help='Columns that never leave the host, as table.column '
+                     '(e.g. users.password_hash). They appear in no delta, '
+                     'before-image or snapshot page.'),
+    cfg.StrOpt('delivery', default='outbox',
+               choices=[('outbox', 'Deltas are written to an outbox table '
+                                   'in the same transaction and published '
+                                   'by the relay. Durable.'),
+                        ('direct', 'Deltas are queued in memory after '
+                                   'commit and published by a background '
+                                   'thread. Best effort: lost if the '
+                                   'process dies or the queue is full.')],
+               help='How captured deltas reach the bus.'),
+    cfg.StrOpt('stream',
+               help='Name of the published stream. Defaults to the '
+                    'service name (the configuration project), then to '
+                    'the program name. Consumers follow streams by name.'),
+    cfg.ListOpt('topics', default=['oslo_publish'],
+                help='Notification topics the deltas and heartbeats are '
+                     'published to.'),
+    cfg.FloatOpt('heartbeat_interval', default=10.0, min=0.1,
+                 help='Seconds of idleness after which the relay '
+                      'publishes a heartbeat carrying the stream\'s '
+                      'current sequence number.'),
+    cfg.IntOpt('batch_size', default=100, min=1, max=10000,
+               help='Largest number of committed transactions the relay '
+                    'publishes in one message.'),
+    cfg.StrOpt('signing_key', secret=True,
+               help='Shared secret. When set, every message carries an '
+                    'HMAC-SHA256 signature over its canonical encoding.'),
+    cfg.IntOpt('snapshot_page_size', default=1000, min=1, max=100000,
+               help='Largest number of rows in one snapshot page. Host '
+                    'memory for a snapshot is bounded by this, not by the '
+                    'table size.'),
+    cfg.IntOpt('max_concurrent_snapshots', default=2, min=1,
+               help='Snapshots served at the same time. Further requests '
+                    'are refused with a retryable error.'),
+    cfg.FloatOpt('snapshot_idle_timeout', default=300.0, min=1.0,
+                 help='Seconds after which an open snapshot that nobody '
+                      'reads is closed and its transaction released.'),
+    cfg.BoolOpt('snapshot_server', default=True,
+                help='Serve snapshot requests (an oslo.messaging RPC '
+                     'server) from the process that runs the relay.'),
+    cfg.BoolOpt('relay_in_process', default=True,
+                help='Run the relay in a background thread of the host '
+                     'process. Turn off when oslo-publish-relay runs as a '
+                     'separate service.'),
+    cfg.FloatOpt('relay_poll_interval', default=1.0, min=0.01,
+                 help='Seconds between relay polls of the outbox when no '
+                      'commit woke it (a backstop; commits wake it at '
+                      'once).'),
+    cfg.FloatOpt('retry_max_backoff', default=30.0, min=0.1,
+                 help='Cap in seconds of the jittered exponential backoff '
+                      'between publish attempts while the broker is '
+                      'unreachable.'),
+    cfg.FloatOpt('outbox_retention', default=0.0, min=0.0,
+                 help='Seconds that delivered outbox entries are kept '
+                      'before they are deleted (0 deletes them as soon '
+                      'as the broker confirmed them).'),
+    cfg.IntOpt('direct_queue_size', default=10000, min=1,
+               help='Bound of the in-memory queue of direct delivery. '
+                    'Transactions that find it full are counted as '
+                    'dropped.'),
+    cfg.IntOpt('max_message_bytes', default=1048576, min=1024,
+               help='Largest encoded message the relay publishes; larger '
+                    'batches are split, and a single transaction larger '
+                    'than this is published on its own.'),
+]
+
+
+def register_opts(conf):
+    """Register the ``[oslo_publish]`` options on ``conf``."""
+    conf.register_opts(_opts, group=GROUP)
+
+
+def list_opts():
+    return [(GROUP, _opts)]

@@ -1,0 +1,227 @@
+# Copyright 2026 The oslo.publish Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Shared test fixtures: configuration, real databases, real broker.
+
+Functional tests use the services of the machine. Their URLs come from
+the environment, with defaults matching the development machine:
+
+``OSLO_PUBLISH_TEST_PG_URL``
+    admin URL of PostgreSQL (default
+    ``postgresql+psycopg2://postgres@127.0.0.1:5432/test``)
+``OSLO_PUBLISH_TEST_MYSQL_URL``
+    admin URL of MariaDB/MySQL (default
+    ``mysql+pymysql://root@127.0.0.1:3306/test``)
+``OSLO_PUBLISH_TEST_TRANSPORT_URL``
+    oslo.messaging URL of RabbitMQ (default
+    ``rabbit://guest:guest@127.0.0.1:5672/``)
+
+Every test works in a database of its own (created and dropped by
+:class:`DatabaseFixture`) and an exchange of its own
+(:class:`TransportFixture`), so runs cannot collide. A service that
+cannot be reached fails the test with the service named; it is never
+skipped.
+"""
+
+import os
+import socket
+import tempfile
+import uuid
+
+import fixtures
+from oslo_config import cfg
+from oslo_config import fixture as config_fixture
+import sqlalchemy as sa
+from sqlalchemy.engine import url as sa_url
+import testtools
+
+PG_URL = os.environ.get(
+    'OSLO_PUBLISH_TEST_PG_URL',
+    'postgresql+psycopg2://postgres@127.0.0.1:5432/test')
+MYSQL_URL = os.environ.get(
+    'OSLO_PUBLISH_TEST_MYSQL_URL',
+    'mysql+pymysql://root@127.0.0.1:3306/test')
+TRANSPORT_URL = os.environ.get(
+    'OSLO_PUBLISH_TEST_TRANSPORT_URL',
+    'rabbit://guest:guest@127.0.0.1:5672/')
+
+BACKENDS = ('sqlite', 'postgresql', 'mysql')
+
+
+class ServiceUnavailable(AssertionError):
+    """A service a functional test needs cannot be reached."""
+
+
+def require_service(name, host, port, timeout=5.0):
+    """Fail (never skip) when ``host:port`` does not accept connections."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ServiceUnavailable(
+            '%s is not reachable at %s:%s (%s); start it (see README) or '
+            'point the OSLO_PUBLISH_TEST_* variables at it'
+            % (name, host, port, exc)) from exc
+
+
+def unique_name(prefix='op'):
+    return '%s_%s' % (prefix, uuid.uuid4().hex[:12])
+
+
+class DatabaseFixture(fixtures.Fixture):
+    """A fresh, empty database of its own on ``backend``.
+
+    Attributes after setUp: ``url`` (str), ``engine`` (an Engine on it),
+    ``backend`` and ``name``.
+    """
+
+    def __init__(self, backend):
+        super().__init__()
+        if backend not in BACKENDS:
+            raise ValueError('unknown backend %r' % backend)
+        self.backend = backend
+
+    def _setUp(self):
+        self.name = unique_name()
+        if self.backend == 'sqlite':
+            tmp = self.useFixture(fixtures.TempDir())
+            self.url = 'sqlite:///%s' % os.path.join(
+                tmp.path, self.name + '.sqlite')
+        else:
+            admin = sa_url.make_url(
+                PG_URL if self.backend == 'postgresql' else MYSQL_URL)
+            label = ('PostgreSQL' if self.backend == 'postgresql'
+                     else 'MariaDB')
+            require_service(label, admin.host or '127.0.0.1',
+                            admin.port or (5432 if self.backend ==
+                                           'postgresql' else 3306))
+            admin_engine = sa.create_engine(admin,
+                                            isolation_level='AUTOCOMMIT')
+            with admin_engine.connect() as conn:
+                conn.exec_driver_sql('CREATE DATABASE %s' % self.name)
+            self.addCleanup(self._drop, admin_engine)
+            self.url = admin.set(database=self.name).render_as_string(
+                hide_password=False)
+        self.engine = sa.create_engine(self.url)
+        self.addCleanup(self.engine.dispose)
+
+    def _drop(self, admin_engine):
+        self.engine.dispose()
+        with admin_engine.connect() as conn:
+            if self.backend == 'postgresql':
+                conn.exec_driver_sql(
+                    'DROP DATABASE IF EXISTS %s WITH (FORCE)' % self.name)
+            else:
+                conn.exec_driver_sql('DROP DATABASE IF EXISTS %s'
+                                     % self.name)
+        admin_engine.dispose()
+
+
+class TransportFixture(fixtures.Fixture):
+    """RabbitMQ (or ``fake://``) with an exchange and topic of its own.
+
+    Sets ``transport_url`` and ``control_exchange`` on ``conf``.
+    Attributes: ``url``, ``exchange``, ``topic``.
+    """
+
+    def __init__(self, conf, url=None):
+        super().__init__()
+        self.conf = conf
+        self.url = url or TRANSPORT_URL
+
+    def _setUp(self):
+        parsed = sa_url.make_url(self.url.replace('rabbit://', 'x://'))
+        if self.url.startswith('rabbit://'):
+            require_service('RabbitMQ', parsed.host or '127.0.0.1',
+                            parsed.port or 5672)
+        self.exchange = unique_name('opx')
+        self.topic = unique_name('opt')
+        self.conf.set_override('transport_url', self.url)
+        self.conf.set_override('control_exchange', self.exchange)
+
+
+class ConfFixture(config_fixture.Config):
+    """A private ConfigOpts with every oslo.publish option registered."""
+
+    def __init__(self):
+        super().__init__(cfg.ConfigOpts())
+
+    def setUp(self):
+        super().setUp()
+        from consumer import options as consumer_options
+        from oslo_publish import options as host_options
+        from oslo_messaging import transport
+        host_options.register_opts(self.conf)
+        consumer_options.register_opts(self.conf)
+        self.conf.register_opts(transport._transport_opts)
+        self.conf([], project='oslo_publish_tests',
+                  default_config_files=[])
+        self.tempdir = self.useFixture(fixtures.TempDir()).path
+        self.conf.set_override('state_path', self.tempdir, 'consumer')
+
+
+class TestCase(testtools.TestCase):
+    """Base test case: a private config and a temp dir."""
+
+    def setUp(self):
+        super().setUp()
+        self.conf_fixture = self.useFixture(ConfFixture())
+        self.conf = self.conf_fixture.conf
+        self.tmpdir = tempfile.mkdtemp()
+        self.addCleanup(_rmtree, self.tmpdir)
+
+
+def _rmtree(path):
+    import shutil
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class BackendTestCase(TestCase):
+    """A test case bound to one database backend (``BACKEND``).
+
+    Subclass it once per backend, e.g.::
+
+        class _CaptureTests(object):
+            def test_x(self): ...
+
+        class TestCaptureSQLite(_CaptureTests, base.BackendTestCase):
+            BACKEND = 'sqlite'
+    """
+
+    BACKEND = None
+
+    def setUp(self):
+        super().setUp()
+        if self.BACKEND is None:
+            self.skipTest('abstract backend test case')
+        self.db = self.useFixture(DatabaseFixture(self.BACKEND))
+        self.engine = self.db.engine
+
+
+def wait_for(predicate, timeout=30.0, interval=0.02, message=None):
+    """Poll ``predicate`` until it returns a true value or time runs out.
+
+    :returns: the true value.
+    :raises AssertionError: with ``message`` after ``timeout`` seconds.
+    """
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(message or 'condition not met within %ss'
+                                 % timeout)
+        time.sleep(interval)
