@@ -76,6 +76,7 @@ Snapshot RPC (target topic :func:`snapshot_topic`, namespace
 """
 
 import base64
+import collections
 import datetime
 import decimal
 import hashlib
@@ -481,3 +482,43 @@ def validate(message):
                  'transaction without changes')
         for change in tx['changes']:
             _validate_change(change, tables)
+
+
+# ------------------------------------------------------ decoded changes
+
+class Change(collections.namedtuple(
+        'Change', 'table op key after before changed')):
+    """One decoded row change, as the consumer applies it.
+
+    ``key`` is a tuple of decoded primary-key values (in the table's
+    primary-key column order); ``after`` and ``before`` are dicts of
+    decoded values or None; ``changed`` is a tuple of column names
+    (updates only, else empty).
+    """
+
+    __slots__ = ()
+
+
+def decode_change(change):
+    """Decode one validated change object into a :class:`Change`."""
+    after = change.get('after')
+    before = change.get('before')
+    return Change(
+        table=change['table'], op=change['op'],
+        key=decode_key(change['key']),
+        after=decode_row(after) if after is not None else None,
+        before=decode_row(before) if before is not None else None,
+        changed=tuple(change.get('changed') or ()))
+
+
+def encode_change(change):
+    """Encode a :class:`Change` back into its wire object."""
+    out = {'table': change.table, 'op': change.op,
+           'key': [encode_value(v) for v in change.key]}
+    if change.after is not None:
+        out['after'] = encode_row(change.after)
+    if change.before is not None:
+        out['before'] = encode_row(change.before)
+    if change.op == UPDATE:
+        out['changed'] = list(change.changed)
+    return out
