@@ -1,0 +1,167 @@
+# Copyright 2026 The oslo.publish Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Helpers of the host delivery tests: a bus receiver and outbox writes."""
+
+import datetime
+import json
+import threading
+import uuid
+
+import fixtures
+import kombu
+import oslo_messaging
+import sqlalchemy as sa
+
+from oslo_publish import outbox
+from oslo_publish import wire
+from tests import base
+
+
+def amqp_url(url):
+    return url.replace('rabbit://', 'amqp://', 1)
+
+
+class Receiver(fixtures.Fixture):
+    """A notification listener with a pool of its own on the test topic.
+
+    ``messages`` collects ``(event_type, payload)`` in arrival order.
+    Both its queue and the driver's default ``<topic>.info`` queue are
+    deleted at cleanup.
+    """
+
+    def __init__(self, transport, transport_fixture):
+        super().__init__()
+        self.transport = transport
+        self.tf = transport_fixture
+        self.messages = []
+        self.changed = threading.Condition()
+
+    def _setUp(self):
+        receiver = self
+
+        class Endpoint(object):
+            def info(self, ctxt, publisher_id, event_type, payload, md):
+                with receiver.changed:
+                    receiver.messages.append((event_type, payload))
+                    receiver.changed.notify_all()
+
+        self.pool = base.unique_name('pool')
+        self.listener = oslo_messaging.get_notification_listener(
+            self.transport, [oslo_messaging.Target(topic=self.tf.topic)],
+            [Endpoint()], executor='threading', pool=self.pool)
+        self.listener.start()
+        self.addCleanup(self._delete_queues)
+        self.addCleanup(self.listener.wait)
+        self.addCleanup(self.listener.stop)
+
+    def _delete_queues(self):
+        try:
+            with kombu.Connection(amqp_url(self.tf.url)) as conn:
+                channel = conn.channel()
+                for name in (self.pool, '%s.info' % self.tf.topic):
+                    channel.queue_delete(name)
+                channel.exchange_delete(self.tf.exchange)
+        except Exception:  # noqa: broad - best-effort broker cleanup
+            pass
+
+    def deltas(self):
+        return [p for e, p in list(self.messages) if e == wire.EVENT_DELTA]
+
+    def heartbeats(self):
+        return [p for e, p in list(self.messages)
+                if e == wire.EVENT_HEARTBEAT]
+
+    def transactions(self):
+        """Every transaction received, in arrival order."""
+        return [tx for message in self.deltas()
+                for tx in message['transactions']]
+
+    def seqs(self):
+        return [tx['seq'] for tx in self.transactions()]
+
+    def wait_seqs(self, count, timeout=30.0):
+        """Wait until ``count`` distinct seqs arrived; return them sorted."""
+        base.wait_for(lambda: len(set(self.seqs())) >= count, timeout,
+                      message='expected %d seqs, got %s'
+                      % (count, sorted(set(self.seqs()))))
+        return sorted(set(self.seqs()))
+
+
+ITEMS_HEADER = {'pk': ['id'], 'version': '0123456789abcdef'}
+
+
+def item_change(item_id, name, op=wire.INSERT):
+    change = {'table': 'items', 'op': op, 'key': [item_id]}
+    if op != wire.DELETE:
+        change['after'] = {'id': item_id, 'name': name}
+    if op != wire.INSERT:
+        change['before'] = {'id': item_id, 'name': name}
+    if op == wire.UPDATE:
+        change['changed'] = ['name']
+    return change
+
+
+def outbox_row(stream, changes, tables=None):
+    return {'stream': stream, 'txid': uuid.uuid4().hex,
+            'committed_at': datetime.datetime.now(
+                datetime.timezone.utc).replace(tzinfo=None),
+            'payload': json.dumps({'changes': changes,
+                                   'tables': tables or
+                                   {'items': ITEMS_HEADER}})}
+
+
+def write_entries(engine, stream, count, start=1, size=0):
+    """Commit ``count`` outbox entries (one insert each); return txids."""
+    txids = []
+    for n in range(start, start + count):
+        row = outbox_row(stream, [item_change(n, 'x' * size or 'n%d' % n)])
+        with engine.begin() as conn:
+            conn.execute(outbox.outbox.insert().values(**row))
+        txids.append(row['txid'])
+    return txids
+
+
+def pending(engine, stream):
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.select(sa.func.count()).select_from(outbox.outbox)
+            .where(outbox.outbox.c.stream == stream)
+            .where(outbox.outbox.c.seq.is_(None))).scalar()
+
+
+def outbox_rows(engine, stream):
+    o = outbox.outbox
+    with engine.connect() as conn:
+        return conn.execute(sa.select(o.c.txid, o.c.seq, o.c.published_at)
+                            .where(o.c.stream == stream)
+                            .order_by(o.c.id)).all()
+
+
+def last_seq(engine, stream):
+    s = outbox.streams
+    with engine.connect() as conn:
+        return conn.execute(sa.select(s.c.last_seq)
+                            .where(s.c.stream == stream)).scalar()
+
+
+def assert_gapless(test, transactions, count):
+    """Seqs are 1..count, and each seq names one transaction only."""
+    by_seq = {}
+    for tx in transactions:
+        by_seq.setdefault(tx['seq'], set()).add(tx['txid'])
+    test.assertEqual(list(range(1, count + 1)), sorted(by_seq))
+    test.assertEqual([], [s for s, t in by_seq.items() if len(t) != 1])
+    txids = [t.pop() for t in by_seq.values()]
+    test.assertEqual(len(txids), len(set(txids)))

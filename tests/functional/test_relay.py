@@ -1,0 +1,225 @@
+# Copyright 2026 The oslo.publish Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The relay publishes committed outbox entries with gapless seqs."""
+
+import threading
+
+import oslo_messaging
+import sqlalchemy as sa
+
+from oslo_publish import exceptions
+from oslo_publish import metrics
+from oslo_publish import outbox
+from oslo_publish import publisher
+from oslo_publish import relay
+from oslo_publish import wire
+from tests import base
+from tests.functional import delivery
+
+DEAD_BROKER = 'rabbit://guest:guest@127.0.0.1:1/'
+
+
+class RelayTestMixin(object):
+    """Broker, receiver, outbox tables and a stream for a relay test."""
+
+    def setUp(self):
+        super().setUp()
+        self.tf = self.useFixture(base.TransportFixture(self.conf))
+        for name, value in (('topics', [self.tf.topic]),
+                            ('heartbeat_interval', 60.0),
+                            ('relay_poll_interval', 0.05),
+                            ('retry_max_backoff', 0.3),
+                            ('batch_size', 3)):
+            self.conf.set_override(name, value, 'oslo_publish')
+        self.transport = oslo_messaging.get_notification_transport(
+            self.conf)
+        self.addCleanup(self.transport.cleanup)
+        self.receiver = self.useFixture(
+            delivery.Receiver(self.transport, self.tf))
+        if self.engine.dialect.name == 'sqlite':
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql('PRAGMA journal_mode=WAL')
+        outbox.metadata.create_all(self.engine)
+        self.stream = base.unique_name('s')
+        self.metrics = metrics.HostMetrics()
+
+    def make_relay(self, engine=None, transport=None, start=False):
+        pub = publisher.Publisher(self.conf, transport or self.transport,
+                                  self.stream, self.metrics)
+        r = relay.Relay(self.conf, engine or self.engine, self.stream, {},
+                        pub, self.metrics)
+        if start:
+            r.start()
+            self.addCleanup(r.stop)
+        return r
+
+    def metric(self, name):
+        return self.metrics.value(name, stream=self.stream)
+
+
+class _RelayTests(RelayTestMixin):
+
+    def test_publishes_gapless_seqs_and_deletes_entries(self):
+        """Pending entries get seqs 1..n in id order and are deleted."""
+        txids = delivery.write_entries(self.engine, self.stream, 5)
+        r = self.make_relay()
+        self.assertEqual(3, r.run_once())
+        self.assertEqual(2, r.run_once())
+        self.assertEqual(0, r.run_once())
+        self.receiver.wait_seqs(5)
+        got = self.receiver.transactions()
+        self.assertEqual(txids, [tx['txid'] for tx in got])
+        self.assertEqual([1, 2, 3, 4, 5], [tx['seq'] for tx in got])
+        for message in self.receiver.deltas():
+            wire.validate(message)
+            self.assertEqual(self.stream, message['stream'])
+        self.assertEqual([], delivery.outbox_rows(self.engine, self.stream))
+        self.assertEqual(5, delivery.last_seq(self.engine, self.stream))
+        self.assertEqual(5, self.metric(
+            'oslo_publish_deltas_published_total'))
+        self.assertEqual(2, self.metric(
+            'oslo_publish_messages_published_total'))
+        self.assertEqual(0, self.metric('oslo_publish_relay_backlog'))
+        self.assertEqual(5, self.metric('oslo_publish_last_seq'))
+
+    def test_retention_keeps_marked_entries(self):
+        """With a retention, published entries keep their seq and time."""
+        self.conf.set_override('outbox_retention', 3600.0, 'oslo_publish')
+        txids = delivery.write_entries(self.engine, self.stream, 2)
+        self.make_relay().run_once()
+        rows = delivery.outbox_rows(self.engine, self.stream)
+        self.assertEqual(txids, [r.txid for r in rows])
+        self.assertEqual([1, 2], [r.seq for r in rows])
+        self.assertTrue(all(r.published_at is not None for r in rows))
+        self.assertEqual([1, 2], self.receiver.wait_seqs(2))
+
+    def test_refused_broker_marks_nothing(self):
+        """A broker that refuses leaves entries pending, then they go."""
+        txids = delivery.write_entries(self.engine, self.stream, 2)
+        dead = oslo_messaging.get_notification_transport(
+            self.conf, url=DEAD_BROKER)
+        self.addCleanup(dead.cleanup)
+        self.assertRaises(exceptions.DeliveryError,
+                          self.make_relay(transport=dead).run_once)
+        self.assertEqual(2, delivery.pending(self.engine, self.stream))
+        self.assertEqual(0, delivery.last_seq(self.engine, self.stream))
+        self.assertEqual(2, self.make_relay().run_once())
+        self.receiver.wait_seqs(2)
+        self.assertEqual(txids, [tx['txid']
+                                 for tx in self.receiver.transactions()])
+
+    def test_thread_is_woken_after_commit(self):
+        """A started relay publishes entries after wake()."""
+        self.conf.set_override('relay_poll_interval', 30.0, 'oslo_publish')
+        r = self.make_relay(start=True)
+        delivery.write_entries(self.engine, self.stream, 4)
+        r.wake()
+        self.assertEqual([1, 2, 3, 4], self.receiver.wait_seqs(4))
+        base.wait_for(lambda: delivery.pending(self.engine, self.stream)
+                      == 0)
+
+    def test_thread_retries_until_broker_answers(self):
+        """The thread backs off on a dead broker and counts its retries."""
+        dead = oslo_messaging.get_notification_transport(
+            self.conf, url=DEAD_BROKER)
+        self.addCleanup(dead.cleanup)
+        delivery.write_entries(self.engine, self.stream, 1)
+        r = self.make_relay(transport=dead, start=True)
+        base.wait_for(lambda: self.metric(
+            'oslo_publish_broker_retries_total') >= 2, 20)
+        r.stop()
+        self.assertEqual(1, delivery.pending(self.engine, self.stream))
+        self.make_relay(start=True).wake()
+        self.assertEqual([1], self.receiver.wait_seqs(1))
+
+    def test_heartbeat_carries_current_seq(self):
+        """An idle relay sends heartbeats with the stream's last seq."""
+        self.conf.set_override('heartbeat_interval', 0.2, 'oslo_publish')
+        self.conf.set_override('signing_key', 'k3y', 'oslo_publish')
+        delivery.write_entries(self.engine, self.stream, 2)
+        self.make_relay(start=True)
+        base.wait_for(lambda: [h for h in self.receiver.heartbeats()
+                               if h['seq'] == 2])
+        beat = self.receiver.heartbeats()[-1]
+        wire.validate(beat)
+        wire.check_signature(beat, 'k3y')
+        self.assertEqual(self.stream, beat['stream'])
+
+    def test_messages_are_signed(self):
+        """With a signing key every delta carries a valid signature."""
+        self.conf.set_override('signing_key', 's3cret', 'oslo_publish')
+        delivery.write_entries(self.engine, self.stream, 2)
+        self.make_relay().run_once()
+        self.receiver.wait_seqs(2)
+        for message in self.receiver.deltas():
+            wire.check_signature(message, 's3cret')
+            self.assertRaises(wire.WireError, wire.check_signature,
+                              message, 'other')
+
+    def test_split_at_max_message_bytes(self):
+        """Batches are split so no message exceeds max_message_bytes."""
+        self.conf.set_override('max_message_bytes', 1024, 'oslo_publish')
+        self.conf.set_override('batch_size', 10, 'oslo_publish')
+        delivery.write_entries(self.engine, self.stream, 6, size=300)
+        delivery.write_entries(self.engine, self.stream, 1, start=7,
+                               size=3000)
+        self.assertEqual(7, self.make_relay().run_once())
+        self.assertEqual(list(range(1, 8)), self.receiver.wait_seqs(7))
+        sizes = [(len(m['transactions']), wire.encoded_size(m))
+                 for m in self.receiver.deltas()]
+        self.assertGreater(len(sizes), 3)
+        for count, size in sizes:
+            if count > 1:
+                self.assertLessEqual(size, 1024)
+
+    def test_two_relays_make_one_sequence(self):
+        """Two relays with separate engines give one gapless sequence."""
+        other = sa.create_engine(self.db.url)
+        self.addCleanup(other.dispose)
+        relays = [self.make_relay(start=True),
+                  self.make_relay(engine=other, start=True)]
+        txids = []
+
+        def write(start):
+            got = delivery.write_entries(self.engine, self.stream, 10,
+                                         start=start)
+            txids.extend(got)
+            for r in relays:
+                r.wake()
+
+        writers = [threading.Thread(target=write, args=(n * 100,))
+                   for n in range(3)]
+        for w in writers:
+            w.start()
+        for w in writers:
+            w.join()
+        self.receiver.wait_seqs(30)
+        got = self.receiver.transactions()
+        delivery.assert_gapless(self, got, 30)
+        self.assertEqual(sorted(txids), sorted({tx['txid'] for tx in got}))
+        base.wait_for(lambda: delivery.pending(self.engine, self.stream)
+                      == 0)
+
+
+class TestRelaySQLite(_RelayTests, base.BackendTestCase):
+    BACKEND = 'sqlite'
+
+
+class TestRelayPostgreSQL(_RelayTests, base.BackendTestCase):
+    BACKEND = 'postgresql'
+
+
+class TestRelayMySQL(_RelayTests, base.BackendTestCase):
+    BACKEND = 'mysql'
