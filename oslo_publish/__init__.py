@@ -12,7 +12,219 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
+
 """oslo.publish host middleware: change data capture for oslo.db services.
 
-Turn it on with :func:`install`; see ``doc/source/host.rst``.
+Turn it on with :func:`install`; see ``doc/source/host.rst``::
+
+    handle = oslo_publish.install(CONF, enginefacade.writer)
+    ...
+    handle.stop()
 """
+
+from oslo_log import log
+from sqlalchemy import orm
+
+from oslo_publish import capture as capture_mod
+from oslo_publish import exceptions
+from oslo_publish import metrics as metrics_mod
+from oslo_publish import options
+from oslo_publish import outbox
+from oslo_publish import schema
+
+__all__ = ['install', 'Handle', 'PublishedTable', 'resolve_tables',
+           'stream_name']
+
+LOG = log.getLogger(__name__)
+
+PublishedTable = schema.PublishedTable
+resolve_tables = schema.resolve_tables
+stream_name = schema.stream_name
+
+
+class Handle(object):
+    """What :func:`install` started; :meth:`stop` undoes all of it.
+
+    :ivar stream: the stream name (None when disabled).
+    :ivar tables: ``{name: PublishedTable}`` ({} when disabled).
+    :ivar metrics: the :class:`~oslo_publish.metrics.HostMetrics`.
+    :ivar sink: the delivery sink (outbox or direct), or None.
+    :ivar relay: the in-process relay, or None.
+    :ivar snapshot_server: the snapshot server, or None.
+    :ivar engine: the host database's Engine, or None.
+    :ivar enabled: False when ``[oslo_publish] enabled`` is false.
+    """
+
+    def __init__(self, enabled=False, stream=None, tables=None,
+                 metrics=None, engine=None):
+        self.enabled = enabled
+        self.stream = stream
+        self.tables = tables or {}
+        self.metrics = metrics
+        self.engine = engine
+        self.sink = None
+        self.capture = None
+        self.relay = None
+        self.snapshot_server = None
+        self._cleanups = []
+
+    def _on_stop(self, fn, *args):
+        self._cleanups.append((fn, args))
+
+    def stop(self):
+        """Remove the listeners, stop the threads (idempotent)."""
+        while self._cleanups:
+            fn, args = self._cleanups.pop()
+            try:
+                fn(*args)
+            except Exception:  # noqa: stop everything else regardless
+                LOG.exception('Stopping oslo.publish: %s failed', fn)
+
+
+def _is_enginefacade(target):
+    return hasattr(target, 'get_sessionmaker') and \
+        hasattr(target, 'writer') and hasattr(target, 'get_engine')
+
+
+def _resolve_target(target, engine):
+    """-> (what to listen on, the Engine or None)."""
+    if _is_enginefacade(target):
+        writer = target.writer
+        return writer.get_sessionmaker(), engine or writer.get_engine()
+    if isinstance(target, orm.scoped_session):
+        target = target.session_factory
+    if isinstance(target, orm.sessionmaker):
+        return target, engine or target.kw.get('bind')
+    if isinstance(target, type) and issubclass(target, orm.Session):
+        if target is orm.Session:
+            raise exceptions.UnsupportedTarget(
+                'refusing to capture every Session of the process: pass '
+                'a Session subclass, a sessionmaker or an enginefacade '
+                'context manager')
+        return target, engine
+    raise exceptions.UnsupportedTarget(
+        'cannot capture sessions of %r: expected an oslo.db enginefacade '
+        'transaction context manager, a sessionmaker or a Session '
+        'subclass' % (target,))
+
+
+def _check_outbox(engine):
+    from sqlalchemy import inspect
+    if not inspect(engine).has_table(outbox.outbox.name):
+        raise exceptions.NotInstalled(
+            'table %s is missing: run oslo-publish-manage upgrade'
+            % outbox.outbox.name)
+
+
+def install(conf, target, metadata=None, transport=None, metrics=None,
+            engine=None):
+    """Capture and publish the allow-listed tables written via ``target``.
+
+    :param conf: the service's ConfigOpts (``[oslo_publish]`` options are
+        registered on it if needed).
+    :param target: an oslo.db enginefacade transaction context manager
+        (``enginefacade.writer``, ``enginefacade.transaction_context()``),
+        a SQLAlchemy ``sessionmaker`` (or ``scoped_session``) or a
+        ``Session`` subclass. Only sessions made by it are captured.
+    :param metadata: the host's ``MetaData``; tables missing from it are
+        reflected from the database.
+    :param transport: an oslo.messaging notification transport (made
+        from ``conf`` when needed and not given).
+    :param metrics: a :class:`~oslo_publish.metrics.HostMetrics`.
+    :param engine: the host database's Engine; needed only for a
+        ``Session`` subclass target (the others know their engine).
+    :returns: a :class:`Handle`.
+    :raises ConfigError: a bad ``[oslo_publish]`` value (named).
+    :raises UnsupportedTarget: ``target`` is none of the above.
+    :raises NotInstalled: outbox delivery without the outbox table.
+    """
+    options.register_opts(conf)
+    opts = conf.oslo_publish
+    if not opts.enabled:
+        LOG.info('oslo.publish is disabled: nothing installed')
+        return Handle(enabled=False, metrics=metrics)
+    listen, engine = _resolve_target(target, engine)
+    if engine is None:
+        raise exceptions.UnsupportedTarget(
+            'no engine known for %r: pass engine=' % (target,))
+    stream = schema.stream_name(conf)
+    tables = schema.resolve_tables(conf, metadata, engine)
+    metrics = metrics or metrics_mod.HostMetrics()
+    handle = Handle(enabled=True, stream=stream, tables=tables,
+                    metrics=metrics, engine=engine)
+    try:
+        _start(handle, conf, listen, transport)
+    except Exception:
+        handle.stop()
+        raise
+    LOG.info('oslo.publish installed: stream %(stream)s, tables %(tables)s,'
+             ' delivery %(delivery)s',
+             {'stream': stream, 'tables': ', '.join(sorted(tables)),
+              'delivery': opts.delivery})
+    return handle
+
+
+def _notification_transport(handle, conf, transport):
+    if transport is None:
+        import oslo_messaging
+        transport = oslo_messaging.get_notification_transport(conf)
+        handle._on_stop(transport.cleanup)
+    return transport
+
+
+def _start(handle, conf, listen, transport):
+    opts = conf.oslo_publish
+    stream, tables, engine = handle.stream, handle.tables, handle.engine
+    relay = None
+    if opts.delivery == 'outbox':
+        _check_outbox(engine)
+        sink = outbox.OutboxSink(stream)
+        if opts.relay_in_process or opts.snapshot_server:
+            from oslo_publish import publisher as publisher_mod
+            from oslo_publish import relay as relay_mod
+            notifier = _notification_transport(handle, conf, transport)
+            relay = relay_mod.Relay(
+                conf, engine, stream, tables,
+                publisher_mod.Publisher(conf, notifier, stream,
+                                        handle.metrics),
+                handle.metrics)
+            if opts.relay_in_process:
+                relay.start()
+                handle._on_stop(relay.stop)
+                sink.wake = relay.wake
+                handle.relay = relay
+    else:
+        from oslo_publish import direct
+        notifier = _notification_transport(handle, conf, transport)
+        sink = direct.DirectSink(conf, engine, stream, tables, notifier,
+                                 handle.metrics)
+        sink.start()
+        handle._on_stop(sink.stop)
+    handle.sink = sink
+    if opts.snapshot_server:
+        _start_snapshot_server(handle, conf, relay, transport)
+    cap = capture_mod.Capture(tables, sink, stream, handle.metrics)
+    cap.attach(listen)
+    handle.capture = cap
+    handle._on_stop(cap.detach)
+
+
+def _start_snapshot_server(handle, conf, relay, transport):
+    import oslo_messaging
+    from oslo_publish import snapshot
+    if relay is None:
+        from oslo_publish import publisher as publisher_mod
+        from oslo_publish import relay as relay_mod
+        notifier = _notification_transport(handle, conf, transport)
+        relay = relay_mod.Relay(
+            conf, handle.engine, handle.stream, handle.tables,
+            publisher_mod.Publisher(conf, notifier, handle.stream,
+                                    handle.metrics), handle.metrics)
+    rpc = oslo_messaging.get_rpc_transport(conf)
+    handle._on_stop(rpc.cleanup)
+    server = snapshot.SnapshotServer(conf, handle.engine, handle.stream,
+                                     handle.tables, relay, rpc,
+                                     handle.metrics)
+    server.start()
+    handle._on_stop(server.stop)
+    handle.snapshot_server = server

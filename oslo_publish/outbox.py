@@ -31,8 +31,14 @@ upgrade`` with their own alembic version table
     publishes the same stream from the same database.
 """
 
+import datetime
+import json
+
+from oslo_log import log
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
+
+LOG = log.getLogger(__name__)
 
 VERSION_TABLE = 'oslo_publish_alembic_version'
 
@@ -66,3 +72,44 @@ streams = sa.Table(
     sa.Column('updated_at', Timestamp, nullable=True),
     mysql_engine='InnoDB',
 )
+
+
+class OutboxSink(object):
+    """Writes each captured transaction as ONE outbox row, in the tx.
+
+    The capture calls :meth:`stage` at ``before_commit``, after the
+    transaction's own DML was flushed, so a transaction that conflicts on
+    a row writes its entry after the first one committed (per-row commit
+    order, see DESIGN.md). :meth:`committed` wakes the relay.
+
+    :param stream: the stream name stored with every entry.
+    :param wake: a callable run after each commit that wrote an entry
+        (the relay's ``wake``), or None; may be set later.
+    """
+
+    def __init__(self, stream, wake=None):
+        self.stream = stream
+        self.wake = wake
+
+    def stage(self, session, txid, committed_at, changes, tables):
+        """INSERT the transaction's entry through the session connection."""
+        if committed_at.tzinfo is not None:
+            committed_at = committed_at.astimezone(
+                datetime.timezone.utc).replace(tzinfo=None)
+        payload = json.dumps({'changes': changes, 'tables': tables},
+                             separators=(',', ':'), allow_nan=False)
+        session.connection().execute(outbox.insert().values(
+            stream=self.stream, txid=txid, committed_at=committed_at,
+            payload=payload))
+
+    def committed(self, session):
+        """Wake the relay (no SQL here: the transaction is over)."""
+        wake = self.wake
+        if wake is not None:
+            try:
+                wake()
+            except Exception:  # noqa: never fail the host after commit
+                LOG.exception('Waking the relay failed')
+
+    def discarded(self, session):
+        """The transaction rolled back: its row went with it."""
