@@ -1,0 +1,552 @@
+# Copyright 2026 The oslo.publish Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The consumer's persistent state: where it is in each stream.
+
+SQL through oslo.db's enginefacade (one private transaction context per
+:class:`StateStore`); a SQLite file by default, MySQL/MariaDB and
+PostgreSQL supported. The schema is created and upgraded by alembic
+(``consumer-manage upgrade``, version table
+:data:`consumer.migration.VERSION_TABLE`).
+
+``consumer_positions``
+    One row per *collection unit* ``(scope_id, scope_key, collector,
+    fetcher)``, as in CloudKitty's state management: ``scope_id`` is the
+    table, ``scope_key`` the stream, ``collector`` the driver name,
+    ``fetcher`` the source kind. It holds the applied sequence number,
+    the commit timestamp of the last applied transaction, the table's
+    schema version (so the set of ``(table, schema_version)`` of a stream
+    is stored), a state and the last error. ``scope_key``, ``collector``
+    and ``fetcher`` are nullable: a legacy row ``(A, NULL, NULL, NULL)``
+    is adopted by the first lookup of ``(A, B, C, D)`` (:meth:`get_scope`).
+``consumer_rows``
+    The mirrored rows of each ``(stream, table)`` when ``[consumer]
+    persist_rows`` is on: primary key (wire-encoded JSON) and its SHA-256
+    (indexable on MySQL), and the row in the wire encoding. Written in
+    the same transaction as the position they correspond to, so a
+    restarted consumer resumes without a new snapshot.
+``consumer_streams``
+    Per stream status for ``consumer-status``: state, last error,
+    counters (JSON) and when it was written.
+
+Failure policy: every method is one transaction; a failure rolls all of
+it back and is raised (oslo.db's ``DBError`` family) to the caller, which
+decides whether to retry or resynchronise.
+"""
+
+import collections
+import datetime
+import decimal
+import hashlib
+import json
+
+from oslo_db import exception as db_exc
+from oslo_db.sqlalchemy import enginefacade
+from oslo_log import log
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+
+from consumer import migration
+from oslo_publish import wire
+
+LOG = log.getLogger(__name__)
+
+metadata = sa.MetaData()
+
+#: DATETIME with microseconds on MySQL/MariaDB (whose default has none).
+Timestamp = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mysql',
+                                       'mariadb')
+#: Unbounded text (MySQL's TEXT stops at 64 KiB).
+LongText = sa.Text().with_variant(mysql.LONGTEXT(), 'mysql', 'mariadb')
+#: 64-bit autoincrement key that is still an INTEGER PRIMARY KEY on SQLite.
+BigId = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
+
+positions = sa.Table(
+    'consumer_positions', metadata,
+    sa.Column('id', BigId, primary_key=True, autoincrement=True),
+    sa.Column('scope_id', sa.String(255), nullable=False),
+    sa.Column('scope_key', sa.String(255), nullable=True),
+    sa.Column('collector', sa.String(64), nullable=True),
+    sa.Column('fetcher', sa.String(64), nullable=True),
+    sa.Column('seq', sa.BigInteger, nullable=True),
+    sa.Column('committed_at', Timestamp, nullable=True),
+    sa.Column('schema_version', sa.String(64), nullable=True),
+    sa.Column('state', sa.String(32), nullable=True),
+    sa.Column('last_error', sa.Text, nullable=True),
+    sa.Column('updated_at', Timestamp, nullable=True),
+    sa.UniqueConstraint('scope_id', 'scope_key', 'collector', 'fetcher',
+                        name='consumer_positions_unit'),
+    sa.Index('consumer_positions_stream', 'scope_key', 'collector',
+             'fetcher'),
+    mysql_engine='InnoDB',
+)
+
+rows = sa.Table(
+    'consumer_rows', metadata,
+    sa.Column('stream', sa.String(255), primary_key=True),
+    sa.Column('table_name', sa.String(255), primary_key=True),
+    sa.Column('key_hash', sa.String(64), primary_key=True),
+    sa.Column('key_json', sa.Text, nullable=False),
+    sa.Column('row_json', LongText, nullable=False),
+    mysql_engine='InnoDB',
+)
+
+streams = sa.Table(
+    'consumer_streams', metadata,
+    sa.Column('stream', sa.String(255), primary_key=True),
+    sa.Column('state', sa.String(32), nullable=True),
+    sa.Column('last_error', sa.Text, nullable=True),
+    sa.Column('counters', sa.Text, nullable=True),
+    sa.Column('updated_at', Timestamp, nullable=True),
+    mysql_engine='InnoDB',
+)
+
+
+class ScopeState(collections.namedtuple(
+        'ScopeState', 'seq committed_at schema_version state last_error')):
+    """Stored position of one collection unit.
+
+    ``seq`` is the last applied sequence number (None: no snapshot yet),
+    ``committed_at`` the commit time of that transaction (aware UTC
+    datetime or None).
+    """
+
+    __slots__ = ()
+
+
+class StreamStatus(collections.namedtuple(
+        'StreamStatus', 'state last_error counters updated_at')):
+    """Stored status of one stream (``counters`` is a dict)."""
+
+    __slots__ = ()
+
+
+#: [consumer_database] options handed to the enginefacade (every engine
+#: setting is taken from this group, never from the application's
+#: [database]).
+_ENGINE_OPTIONS = ('sqlite_synchronous', 'mysql_sql_mode',
+                   'mysql_wsrep_sync_wait', 'connection_recycle_time',
+                   'connection_debug', 'max_pool_size', 'max_overflow',
+                   'pool_timeout', 'connection_trace', 'max_retries',
+                   'retry_interval', 'connection_parameters')
+_ENGINE_DEFAULTS = {'max_retries': 10, 'retry_interval': 10,
+                    'connection_recycle_time': 3600}
+
+#: Rows per bulk statement (IN lists and executemany batches).
+_CHUNK = 500
+
+
+class _Context(object):
+    """A throw-away context object: one per enginefacade transaction."""
+
+
+def _utcnow():
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+def _to_db_time(value):
+    # Stored as naive UTC on every backend.
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.datetime.fromisoformat(value)
+    if value.tzinfo is not None:
+        value = value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+    return value
+
+
+def _from_db_time(value):
+    if value is None:
+        return None
+    return value.replace(tzinfo=datetime.timezone.utc)
+
+
+def _json(value):
+    return json.dumps(value, sort_keys=True, separators=(',', ':'),
+                      ensure_ascii=False, allow_nan=False)
+
+
+def key_text(key):
+    """The stored text of a primary-key tuple (canonical wire JSON)."""
+    return _json([wire.encode_value(part) for part in key])
+
+
+def key_hash(text):
+    """SHA-256 hex of a key text: fixed length, so MySQL can index it."""
+    return hashlib.sha256(text.encode('utf-8')).hexdigest()
+
+
+def _part_order(value):
+    if value is None:
+        return (0, 0)
+    if isinstance(value, bool):
+        return (1, int(value))
+    if isinstance(value, (int, float, decimal.Decimal)):
+        return (2, value)
+    if isinstance(value, str):
+        return (3, value)
+    return (4, type(value).__name__, value)
+
+
+def _key_order(item):
+    return tuple(_part_order(part) for part in item[0])
+
+
+def _eq(column, value):
+    return column.is_(None) if value is None else column == value
+
+
+def _unit(stream, collector, fetcher):
+    return sa.and_(_eq(positions.c.scope_key, stream),
+                   _eq(positions.c.collector, collector),
+                   _eq(positions.c.fetcher, fetcher))
+
+
+def _scope_state(row):
+    return ScopeState(row.seq, _from_db_time(row.committed_at),
+                      row.schema_version, row.state, row.last_error)
+
+
+class StateStore(object):
+    """Positions, mirrored rows and stream status in one SQL database.
+
+    :param conf: a ConfigOpts with the consumer options registered.
+    :param url: database URL; defaults to ``[consumer_database]
+        connection``.
+    :param persist_rows: mirror rows; defaults to ``[consumer]
+        persist_rows``.
+
+    Thread-safe: every method runs its own transaction.
+    """
+
+    def __init__(self, conf=None, url=None, persist_rows=None):
+        settings = dict(_ENGINE_DEFAULTS)
+        if conf is not None:
+            group = conf.consumer_database
+            for name in _ENGINE_OPTIONS:
+                if name in group:
+                    settings[name] = group[name]
+            url = url or group.connection
+            if persist_rows is None:
+                persist_rows = conf.consumer.persist_rows
+        if not url:
+            raise ValueError('no state store connection URL')
+        settings['connection'] = url
+        #: This store's own enginefacade context (never the global one),
+        #: so two stores on different databases never share an engine.
+        self._facade = enginefacade.transaction_context()
+        self._facade.configure(**settings)
+        self._writer = self._facade.writer.connection
+        self._reader = self._facade.reader.connection
+        #: Whether commit_batch / replace_table write consumer_rows.
+        self.persist_rows = True if persist_rows is None else persist_rows
+        self.url = url
+
+    @classmethod
+    def from_url(cls, url, persist_rows=True):
+        """A store on ``url`` without a configuration object."""
+        return cls(url=url, persist_rows=persist_rows)
+
+    @property
+    def engine(self):
+        """The writer Engine (for tools and tests)."""
+        return self._facade.writer.get_engine()
+
+    def _write(self):
+        return self._writer.using(_Context())
+
+    def _read(self):
+        return self._reader.using(_Context())
+
+    def close(self):
+        """Release the connection pool."""
+        self._facade.dispose_pool()
+
+    # ------------------------------------------------------------ schema
+
+    def upgrade(self, revision='head'):
+        """Create or upgrade the schema (alembic, own version table)."""
+        migration.upgrade(self.engine, revision)
+
+    def current_revision(self):
+        """The schema revision of the store (None when never upgraded)."""
+        return migration.current(self.engine)
+
+    # --------------------------------------------------------- positions
+
+    def load(self, stream, collector, fetcher, tables=None):
+        """Positions of a stream's tables: ``{table: ScopeState}``.
+
+        :param tables: table names also looked up through
+            :meth:`get_scope`, so legacy ``(table, NULL, NULL, NULL)`` rows
+            are adopted.
+        """
+        with self._read() as conn:
+            found = conn.execute(
+                sa.select(positions).where(
+                    _unit(stream, collector, fetcher))).all()
+        result = {row.scope_id: _scope_state(row) for row in found}
+        for table in tables or ():
+            if table not in result:
+                adopted = self.get_scope(table, stream, collector, fetcher)
+                if adopted is not None:
+                    result[table] = adopted
+        return result
+
+    def schema_versions(self, stream, collector, fetcher):
+        """The stored ``{table: schema_version}`` of a stream."""
+        return {table: state.schema_version for table, state in
+                self.load(stream, collector, fetcher).items()}
+
+    def get_scope(self, scope_id, scope_key, collector, fetcher):
+        """The state of one collection unit, or None.
+
+        Backward compatible (CloudKitty): when ``(A, B, C, D)`` is
+        missing but ``(A, NULL, NULL, NULL)`` exists, that row is adopted:
+        its empty columns are set to B, C and D (persisted) and its state
+        returned.
+        """
+        with self._write() as conn:
+            row = self._select_scope(conn, scope_id, scope_key, collector,
+                                     fetcher)
+            if row is None:
+                row = self._adopt(conn, scope_id, scope_key, collector,
+                                  fetcher)
+        return None if row is None else _scope_state(row)
+
+    @staticmethod
+    def _select_scope(conn, scope_id, scope_key, collector, fetcher):
+        return conn.execute(sa.select(positions).where(
+            positions.c.scope_id == scope_id,
+            _unit(scope_key, collector, fetcher))).first()
+
+    def _adopt(self, conn, scope_id, scope_key, collector, fetcher):
+        if scope_key is None and collector is None and fetcher is None:
+            return None
+        legacy = self._select_scope(conn, scope_id, None, None, None)
+        if legacy is None:
+            return None
+        conn.execute(positions.update().where(
+            positions.c.id == legacy.id,
+            _unit(None, None, None)).values(
+                scope_key=scope_key, collector=collector, fetcher=fetcher,
+                updated_at=_utcnow()))
+        LOG.info('Adopted the legacy state of scope %s as (%s, %s, %s, %s)',
+                 scope_id, scope_id, scope_key, collector, fetcher)
+        return self._select_scope(conn, scope_id, scope_key, collector,
+                                  fetcher)
+
+    def _position_id(self, conn, table, stream, collector, fetcher):
+        # The id of the unit's row: existing, adopted or new.
+        row = self._select_scope(conn, table, stream, collector, fetcher)
+        if row is None:
+            row = self._adopt(conn, table, stream, collector, fetcher)
+        if row is not None:
+            return row.id
+        result = conn.execute(positions.insert().values(
+            scope_id=table, scope_key=stream, collector=collector,
+            fetcher=fetcher, updated_at=_utcnow()))
+        return result.inserted_primary_key[0]
+
+    def set_state(self, stream, collector, fetcher, table, state,
+                  last_error=None):
+        """Record a table's state (e.g. ``snapshotting``) and last error."""
+        with self._write() as conn:
+            ident = self._position_id(conn, table, stream, collector,
+                                      fetcher)
+            conn.execute(positions.update().where(
+                positions.c.id == ident).values(
+                    state=state, last_error=last_error,
+                    updated_at=_utcnow()))
+
+    def commit_batch(self, stream, collector, fetcher, seq, committed_at,
+                     changes, schema_versions):
+        """Store one applied batch: mirrored rows and position, atomically.
+
+        In one transaction: the batch's row changes (when
+        ``persist_rows``; inserts and updates are upserts, deletes of
+        missing rows no-ops), then the position: every table of the unit
+        whose seq is known is raised to ``seq`` (never lowered), tables
+        the store does not know yet are added at ``seq``, and the schema
+        versions of ``schema_versions`` (``{table: version}``) recorded.
+
+        :param changes: list of :class:`oslo_publish.wire.Change`.
+        :param committed_at: commit time of the last transaction (aware
+            datetime or ISO text).
+        """
+        committed = _to_db_time(committed_at)
+        now = _utcnow()
+        with self._write() as conn:
+            if self.persist_rows and changes:
+                self._write_changes(conn, stream, changes)
+            self._advance(conn, stream, collector, fetcher, seq, committed,
+                          schema_versions or {}, changes, now)
+
+    def _write_changes(self, conn, stream, changes):
+        final = {}
+        for change in changes:
+            text = key_text(change.key)
+            after = None
+            if change.op != wire.DELETE:
+                after = _json(wire.encode_row(change.after))
+            final[(change.table, text)] = after
+        touched = {}
+        inserts = []
+        for (table, text), after in final.items():
+            digest = key_hash(text)
+            touched.setdefault(table, []).append(digest)
+            if after is not None:
+                inserts.append({'stream': stream, 'table_name': table,
+                                'key_hash': digest, 'key_json': text,
+                                'row_json': after})
+        for table, digests in touched.items():
+            for start in range(0, len(digests), _CHUNK):
+                conn.execute(rows.delete().where(
+                    rows.c.stream == stream, rows.c.table_name == table,
+                    rows.c.key_hash.in_(digests[start:start + _CHUNK])))
+        for start in range(0, len(inserts), _CHUNK):
+            conn.execute(rows.insert(), inserts[start:start + _CHUNK])
+
+    def _advance(self, conn, stream, collector, fetcher, seq, committed,
+                 schema_versions, changes, now):
+        unit = _unit(stream, collector, fetcher)
+        known = dict(conn.execute(sa.select(
+            positions.c.scope_id, positions.c.schema_version).where(
+                unit)).all())
+        conn.execute(positions.update().where(
+            unit, positions.c.seq.is_not(None), positions.c.seq < seq).values(
+                seq=seq, committed_at=committed, updated_at=now))
+        tables = dict.fromkeys(change.table for change in changes)
+        tables.update(schema_versions)
+        new = []
+        for table, version in tables.items():
+            if table not in known:
+                new.append({'scope_id': table, 'scope_key': stream,
+                            'collector': collector, 'fetcher': fetcher,
+                            'seq': seq, 'committed_at': committed,
+                            'schema_version': version, 'updated_at': now})
+            elif version is not None and known[table] != version:
+                conn.execute(positions.update().where(
+                    unit, positions.c.scope_id == table).values(
+                        schema_version=version, updated_at=now))
+        if new:
+            conn.execute(positions.insert(), new)
+
+    def replace_table(self, stream, collector, fetcher, table, rows_by_key,
+                      seq, schema_version, committed_at=None):
+        """Replace a table's mirrored rows and set its position, atomically.
+
+        :param rows_by_key: ``{key tuple: row dict}``, the whole table.
+        :param seq: the snapshot's watermark; the position is set to it
+            exactly.
+        """
+        now = _utcnow()
+        with self._write() as conn:
+            if self.persist_rows:
+                conn.execute(rows.delete().where(
+                    rows.c.stream == stream, rows.c.table_name == table))
+                batch = []
+                for key, row in rows_by_key.items():
+                    text = key_text(key)
+                    batch.append({'stream': stream, 'table_name': table,
+                                  'key_hash': key_hash(text),
+                                  'key_json': text,
+                                  'row_json': _json(wire.encode_row(row))})
+                    if len(batch) >= _CHUNK:
+                        conn.execute(rows.insert(), batch)
+                        batch = []
+                if batch:
+                    conn.execute(rows.insert(), batch)
+            ident = self._position_id(conn, table, stream, collector,
+                                      fetcher)
+            conn.execute(positions.update().where(
+                positions.c.id == ident).values(
+                    seq=seq, schema_version=schema_version,
+                    committed_at=_to_db_time(committed_at),
+                    last_error=None, updated_at=now))
+
+    def drop_table(self, stream, collector, fetcher, table):
+        """Forget a table: its position and its mirrored rows."""
+        with self._write() as conn:
+            conn.execute(positions.delete().where(
+                positions.c.scope_id == table,
+                _unit(stream, collector, fetcher)))
+            conn.execute(rows.delete().where(
+                rows.c.stream == stream, rows.c.table_name == table))
+
+    # ------------------------------------------------------ mirrored rows
+
+    def _sorted_rows(self, stream, table):
+        with self._read() as conn:
+            found = conn.execute(sa.select(
+                rows.c.key_json, rows.c.row_json).where(
+                    rows.c.stream == stream,
+                    rows.c.table_name == table)).all()
+        keyed = [(wire.decode_key(json.loads(k)), r) for k, r in found]
+        try:
+            keyed.sort(key=_key_order)
+        except TypeError:
+            # Keys of mixed, incomparable types: a stable text order.
+            keyed.sort(key=lambda item: key_text(item[0]))
+        return keyed
+
+    def load_rows(self, stream, table):
+        """Mirrored rows of a table: ``(key tuple, row dict)`` in key order.
+
+        The order is the primary-key order of the decoded values (so the
+        integer key 2 comes before 10).
+        """
+        for key, text in self._sorted_rows(stream, table):
+            yield key, wire.decode_row(json.loads(text))
+
+    def load_encoded_rows(self, stream, table):
+        """Like :meth:`load_rows`, rows left in the wire encoding."""
+        for key, text in self._sorted_rows(stream, table):
+            yield key, json.loads(text)
+
+    def row_streams(self, table):
+        """Streams that hold mirrored rows of ``table``, sorted."""
+        with self._read() as conn:
+            found = conn.execute(sa.select(rows.c.stream).where(
+                rows.c.table_name == table).distinct()).scalars().all()
+        return sorted(found)
+
+    # ------------------------------------------------------------- status
+
+    def set_status(self, stream, state, last_error=None, counters=None):
+        """Record a stream's state, last error and counters."""
+        values = {'state': state, 'last_error': last_error,
+                  'counters': _json(counters or {}),
+                  'updated_at': _utcnow()}
+        with self._write() as conn:
+            exists = conn.execute(sa.select(streams.c.stream).where(
+                streams.c.stream == stream)).first()
+            if exists is None:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(streams.insert().values(
+                            stream=stream, **values))
+                    return
+                except db_exc.DBDuplicateEntry:
+                    pass
+            conn.execute(streams.update().where(
+                streams.c.stream == stream).values(**values))
+
+    def status(self):
+        """Every stream's stored status: ``{stream: StreamStatus}``."""
+        with self._read() as conn:
+            found = conn.execute(sa.select(streams)).all()
+        return {row.stream: StreamStatus(
+            row.state, row.last_error, json.loads(row.counters or '{}'),
+            _from_db_time(row.updated_at)) for row in found}
