@@ -1,0 +1,79 @@
+# Copyright 2026 The oslo.publish Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+
+"""``oslo-publish-manage``: create and upgrade the middleware's tables.
+
+::
+
+    oslo-publish-manage --config-file /etc/nova/nova.conf upgrade
+    oslo-publish-manage --config-file /etc/nova/nova.conf current
+
+The database is the service's own, ``[database] connection`` (oslo.db).
+The middleware keeps its revision in its own version table
+(``oslo_publish_alembic_version``), so the service's ``alembic_version``
+is never touched.
+"""
+
+import sys
+
+from oslo_config import cfg
+from oslo_db import options as db_options
+from oslo_log import log
+
+from oslo_publish import migration
+
+LOG = log.getLogger(__name__)
+
+
+def _upgrade(conf):
+    url = conf.database.connection
+    migration.upgrade(url, conf.command.revision)
+    print('oslo.publish tables at revision %s'
+          % (migration.current(url) or 'none'))
+
+
+def _current(conf):
+    print(migration.current(conf.database.connection) or 'none')
+
+
+def _add_parsers(subparsers):
+    upgrade = subparsers.add_parser(
+        'upgrade', help='Create or upgrade the outbox tables.')
+    upgrade.add_argument('revision', nargs='?', default='head',
+                         help='Target revision (default: head).')
+    upgrade.set_defaults(func=_upgrade)
+    current = subparsers.add_parser(
+        'current', help='Print the applied revision ("none" if none).')
+    current.set_defaults(func=_current)
+
+
+def main(argv=None, conf=None):
+    """Entry point; returns the process exit status."""
+    conf = conf or cfg.ConfigOpts()
+    conf.register_opts(db_options.database_opts, 'database')
+    conf.register_cli_opt(cfg.SubCommandOpt(
+        'command', title='Commands', handler=_add_parsers))
+    log.register_options(conf)
+    conf(sys.argv[1:] if argv is None else argv, project='oslo_publish')
+    log.setup(conf, 'oslo_publish')
+    if not conf.database.connection:
+        print('[database] connection is not set', file=sys.stderr)
+        return 2
+    conf.command.func(conf)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
