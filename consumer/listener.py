@@ -1,0 +1,183 @@
+# Copyright 2026 The oslo.publish Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The notification listener of the push driver.
+
+One oslo.messaging notification listener per consumer service, with the
+``threading`` executor, listening on ``Target(topic=t)`` for each of
+``[consumer] topics`` in a pool of its own (``[consumer] pool``, default
+``consumer-<hostname>``): every pool gets every delta. The pool's queue is
+durable (:func:`prepare_transport_conf` sets ``[oslo_messaging_rabbit]
+amqp_durable_queues`` to true by default), so deltas wait in RabbitMQ
+while the consumer is down.
+
+Delivery policy of :class:`Endpoint` (it never raises):
+
+* a rejected message is acknowledged (``HANDLED``): redelivering it would
+  not make it better; it is counted and logged by reason;
+* when the state store is unavailable the message is requeued
+  (``REQUEUE``) after a short pause: nothing was applied and the broker
+  keeps it;
+* messages of other publishers are offered to the notification handlers
+  (:mod:`consumer.notifications`); when none wants them they are rejected
+  as ``unknown_publisher``;
+* any unexpected error is logged with its traceback, counted (reason
+  ``error``) and the message acknowledged.
+"""
+
+import socket
+import threading
+
+import oslo_messaging as messaging
+from oslo_log import log
+
+from consumer import exceptions
+from consumer import reconciler as reconciler_mod
+from oslo_publish import wire
+
+LOG = log.getLogger(__name__)
+
+RABBIT_GROUP = 'oslo_messaging_rabbit'
+#: Pause before requeueing while the state store is unavailable.
+REQUEUE_PAUSE = 0.5
+
+
+def prepare_transport_conf(conf):
+    """Register oslo.messaging's rabbit options; default to durable queues.
+
+    A deployment can still turn durability off in its configuration file.
+    """
+    from oslo_messaging import opts as messaging_opts
+    for group, opts in messaging_opts.list_opts():
+        if group == RABBIT_GROUP:
+            conf.register_opts(opts, group=RABBIT_GROUP)
+    conf.set_default('amqp_durable_queues', True, group=RABBIT_GROUP)
+
+
+def pool_name(conf):
+    """The listener pool (queue) of this consumer service."""
+    return conf.consumer.pool or 'consumer-%s' % socket.gethostname()
+
+
+def _ours(publisher_id, event_type):
+    return (isinstance(event_type, str)
+            and event_type.startswith(wire.PUBLISHER_PREFIX)) or \
+        (isinstance(publisher_id, str)
+         and publisher_id.startswith(wire.PUBLISHER_PREFIX))
+
+
+class Endpoint(object):
+    """Notification endpoint: verify -> reconcile; never raises.
+
+    :param verifier: a :class:`consumer.verify.Verifier`.
+    :param reconcilers: ``{stream: Reconciler}``.
+    :param metrics: a :class:`consumer.metrics.ConsumerMetrics`.
+    :param notifications: optional
+        :class:`consumer.notifications.NotificationRouter`.
+    :param allowed_publishers: extra publisher ids that speak the wire
+        format (``[consumer] allowed_publishers``).
+    """
+
+    def __init__(self, verifier, reconcilers, metrics, notifications=None,
+                 allowed_publishers=()):
+        self._verifier = verifier
+        self._reconcilers = reconcilers
+        self._metrics = metrics
+        self._notifications = notifications
+        self._allowed = frozenset(allowed_publishers)
+        self._pause = threading.Event()
+
+    def info(self, ctxt, publisher_id, event_type, payload, metadata):
+        return self.handle(publisher_id, event_type, payload, 'info')
+
+    def audit(self, ctxt, publisher_id, event_type, payload, metadata):
+        return self.handle(publisher_id, event_type, payload, 'audit')
+
+    def warn(self, ctxt, publisher_id, event_type, payload, metadata):
+        return self.handle(publisher_id, event_type, payload, 'warn')
+
+    def error(self, ctxt, publisher_id, event_type, payload, metadata):
+        return self.handle(publisher_id, event_type, payload, 'error')
+
+    def handle(self, publisher_id, event_type, payload, priority='info'):
+        """Process one notification; return HANDLED or REQUEUE."""
+        try:
+            return self._handle(publisher_id, event_type, payload, priority)
+        except Exception:  # noqa: nothing a publisher sends may escape
+            LOG.exception('Unexpected error handling a message of %s',
+                          self._safe(publisher_id))
+            try:
+                self._metrics.rejected.labels(stream='-',
+                                              reason='error').inc()
+            except Exception:  # noqa: metrics must not raise either
+                pass
+            return messaging.NotificationResult.HANDLED
+
+    @staticmethod
+    def _safe(text):
+        return text[:100] if isinstance(text, str) else type(text).__name__
+
+    def _handle(self, publisher_id, event_type, payload, priority):
+        stream = payload.get('stream') if isinstance(payload, dict) \
+            else None
+        label = self._verifier.stream_label(stream)
+        self._metrics.messages_received.labels(stream=label).inc()
+        if not _ours(publisher_id, event_type) and \
+                publisher_id not in self._allowed:
+            if self._notifications is not None and \
+                    self._notifications.offer(publisher_id, event_type,
+                                              payload, priority):
+                return messaging.NotificationResult.HANDLED
+            try:
+                raise self._verifier.reject(
+                    None, 'unknown_publisher',
+                    'no handler for %s' % self._safe(publisher_id))
+            except exceptions.Rejected:
+                return messaging.NotificationResult.HANDLED
+        try:
+            message = self._verifier.verify(publisher_id, event_type,
+                                            payload)
+            self._reconcilers[message.stream].handle(message)
+        except exceptions.Rejected:
+            return messaging.NotificationResult.HANDLED
+        except reconciler_mod.StateUnavailable:
+            self._pause.wait(REQUEUE_PAUSE)
+            return messaging.NotificationResult.REQUEUE
+        return messaging.NotificationResult.HANDLED
+
+
+class Listener(object):
+    """The oslo.messaging notification listener of one consumer service.
+
+    :param conf: ConfigOpts (call :func:`prepare_transport_conf` before
+        the transport is created).
+    :param transport: a notification transport.
+    :param endpoint: an :class:`Endpoint`.
+    """
+
+    def __init__(self, conf, transport, endpoint):
+        self.pool = pool_name(conf)
+        targets = [messaging.Target(topic=topic)
+                   for topic in conf.consumer.topics]
+        self._listener = messaging.get_notification_listener(
+            transport, targets, [endpoint], executor='threading',
+            pool=self.pool, allow_requeue=True)
+
+    def start(self):
+        LOG.info('Listening on pool %s', self.pool)
+        self._listener.start()
+
+    def stop(self):
+        self._listener.stop()
+        self._listener.wait()

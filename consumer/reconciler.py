@@ -1,0 +1,700 @@
+# Copyright 2026 The oslo.publish Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Per-stream reconciliation: order, dedup, gaps, snapshots, resyncs.
+
+One :class:`Reconciler` per stream. It receives verified messages
+(:class:`consumer.verify.Message`) from any number of threads and applies
+their transactions strictly by sequence number::
+
+    initial --> snapshotting --> live --> resyncing --> live ...
+
+* Transactions with ``seq <= applied`` are dropped (counted as
+  duplicates; a message made only of them is rejected as ``replayed``).
+* Transactions ahead of ``applied + 1`` wait in a reorder buffer of at
+  most ``[consumer] reorder_window`` sequence numbers.
+* A gap resynchronises the stream's tables: a missing seq that does not
+  arrive within ``gap_timeout``, a heartbeat ahead of the applied
+  position for as long, a message beyond the reorder window, or no
+  message at all for ``inactivity_timeout``.
+* A resync opens a snapshot (watermark N), reads every table into a new
+  table state built aside, swaps it in (state store first, then cache),
+  and applies the deltas buffered meanwhile with ``seq > N``. Resyncs back
+  off with jitter and are rate limited per stream.
+* Every ``resync_interval`` (jittered) a periodic resync compares the
+  snapshot with the cache row by row hash and counts differences as
+  drift.
+
+Per applied batch: ``state.commit_batch`` (rows and position in one
+transaction) -> ``cache.apply`` -> ``dispatcher.dispatch(events)``. When
+the state store fails, nothing is applied, the transactions stay buffered
+and :class:`StateUnavailable` tells the listener to requeue.
+
+Locking: ``_lock`` (one per stream) guards every attribute documented as
+such; snapshots are read without it so messages keep being buffered.
+"""
+
+import collections
+import datetime
+import hashlib
+import json
+import random
+import threading
+import time
+
+from oslo_log import log
+
+from consumer import exceptions
+from oslo_publish import wire
+
+LOG = log.getLogger(__name__)
+
+INITIAL = 'initial'
+SNAPSHOTTING = 'snapshotting'
+LIVE = 'live'
+RESYNCING = 'resyncing'
+STOPPED = 'stopped'
+
+CAUSES = ('initial', 'gap', 'heartbeat', 'inactivity', 'periodic',
+          'schema', 'manual')
+
+#: Largest number of transactions buffered while a snapshot is read.
+SNAPSHOT_BUFFER = 100000
+#: Largest number of transactions committed in one state transaction.
+BATCH_LIMIT = 500
+#: Longest sleep of the worker between two timer checks.
+MAX_TICK = 0.5
+
+
+class StateUnavailable(exceptions.ConsumerError):
+    """The state store failed; the message should be redelivered."""
+
+
+def row_hash(row):
+    """Stable hash of a decoded row (its canonical wire encoding)."""
+    if row is None:
+        return None
+    text = json.dumps(wire.encode_row(dict(row)), sort_keys=True,
+                      separators=(',', ':'), allow_nan=False)
+    return hashlib.sha1(text.encode('utf-8')).hexdigest()
+
+
+class _Pending(collections.namedtuple(
+        'Pending', 'seq committed_at changes tables')):
+    """A buffered transaction with the table header of its message."""
+
+    __slots__ = ()
+
+
+def _is_db_error(exc):
+    module = type(exc).__module__ or ''
+    return module.startswith(('sqlalchemy', 'oslo_db', 'pymysql',
+                              'psycopg2', 'sqlite3'))
+
+
+class Reconciler(object):
+    """Reconciles one stream into the cache and the state store.
+
+    :param conf: ConfigOpts with the consumer options.
+    :param stream: stream name.
+    :param source: a :class:`consumer.source.SnapshotSource`.
+    :param cache: a :class:`consumer.cache.Cache`.
+    :param state: a :class:`consumer.state.StateStore`.
+    :param dispatcher: a :class:`consumer.handlers.Dispatcher`.
+    :param metrics: a :class:`consumer.metrics.ConsumerMetrics`.
+    :param collector: driver name (state key ``collector``).
+    :param fetcher: source kind (state key ``fetcher``).
+    :param tables: tables to mirror (None: all the source publishes).
+    :param clock: monotonic clock, for tests.
+    :param rng: ``random.Random`` for jitter, for tests.
+    """
+
+    def __init__(self, conf, stream, source, cache, state, dispatcher,
+                 metrics, collector='oslo_publish', fetcher='snapshot',
+                 tables=None, clock=time.monotonic, rng=None):
+        opts = conf.consumer
+        self.stream = stream
+        self.collector = collector
+        self.fetcher = fetcher
+        self._source = source
+        self._cache = cache
+        self._state = state
+        self._dispatcher = dispatcher
+        self._metrics = metrics
+        self._tables_filter = list(tables) if tables else None
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._persist_rows = opts.persist_rows
+        self._window = opts.reorder_window
+        self._gap_timeout = opts.gap_timeout
+        self._inactivity = opts.inactivity_timeout
+        self._interval = opts.resync_interval
+        self._backoff_min = opts.resync_backoff_min
+        self._backoff_max = max(opts.resync_backoff_max,
+                                opts.resync_backoff_min)
+        self._per_minute = opts.resyncs_per_minute
+
+        #: Guards every attribute below.
+        self._lock = threading.RLock()
+        #: State machine position (INITIAL .. RESYNCING).
+        self._status = INITIAL
+        #: Last applied seq of the stream; None before the first snapshot.
+        self._applied = None
+        #: table -> seq its stored position is at, when above _applied
+        #: (after a crash between two tables of a resync). Changes of
+        #: such a table with seq <= that position are skipped.
+        self._table_seq = {}
+        #: table -> {"pk", "version"} of the mirrored tables.
+        self._known = {}
+        #: seq -> _Pending: reorder buffer and snapshot buffer.
+        self._buffer = {}
+        #: True while deltas must be buffered, not applied (a resync is
+        #: pending or a snapshot is being read).
+        self._buffering = True
+        #: Monotonic time the first missing seq started to be missed.
+        self._gap_since = None
+        #: (seq, since) of a heartbeat ahead of _applied.
+        self._hb_ahead = None
+        #: Monotonic time of the last message received.
+        self._last_seen = None
+        #: Cause of the pending resync (None: none pending).
+        self._pending = None
+        #: Monotonic time the pending resync may start.
+        self._resync_at = 0.0
+        #: Consecutive failed resyncs (drives the backoff).
+        self._failures = 0
+        #: Start times of recent resyncs (rate limit).
+        self._starts = collections.deque()
+        #: Monotonic time the next periodic resync is due (None: never).
+        self._periodic_at = None
+        #: Commit-to-apply delay of the last applied transaction.
+        self._lag = None
+        #: Last error text (for consumer-status).
+        self.last_error = None
+        #: Counts for consumer-status.
+        self.counters = collections.Counter()
+        self._synced = threading.Event()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = None
+
+    # ------------------------------------------------------------ public
+
+    @property
+    def status(self):
+        """State machine position: initial, snapshotting, live, ..."""
+        return self._status
+
+    @property
+    def applied(self):
+        """Last applied sequence number (None before the first sync)."""
+        return self._applied
+
+    @property
+    def synced(self):
+        """True when a snapshot is applied and the stream is live."""
+        return self._synced.is_set()
+
+    def wait_synced(self, timeout=None):
+        """Block until synced; return True, or False after ``timeout``."""
+        return self._synced.wait(timeout)
+
+    def start(self, run_thread=True):
+        """Resume from the state store (or plan the initial snapshot).
+
+        With ``run_thread`` a worker thread runs timers and resyncs;
+        without it, call :meth:`poll` yourself (tests).
+        """
+        self._resume()
+        if run_thread:
+            self._thread = threading.Thread(
+                target=self._run, name='reconciler-%s' % self.stream,
+                daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout=10.0):
+        """Stop the worker; applied positions are already durable."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        with self._lock:
+            self._status = STOPPED
+            self._synced.clear()
+
+    def resync(self, cause='manual'):
+        """Request a resync of the stream's tables."""
+        with self._lock:
+            self._request(cause, self._clock())
+
+    def handle(self, message):
+        """Take one verified message (any thread).
+
+        :returns: ``'applied'``, ``'buffered'`` or ``'heartbeat'``.
+        :raises consumer.exceptions.Rejected: ``replayed`` or
+            ``unknown_table`` (already counted and logged).
+        :raises StateUnavailable: the state store failed; redeliver.
+        """
+        now = self._clock()
+        with self._lock:
+            self._last_seen = now
+            self.counters['received'] += 1
+            if message.is_heartbeat:
+                self._on_heartbeat(message.last_seq, now)
+                return 'heartbeat'
+            if self._buffering:
+                self._buffer_message(message)
+                return 'buffered'
+            if message.last_seq <= self._applied:
+                self._count_duplicates(len(message.transactions))
+                raise self._reject('replayed', 'seq %d <= applied %d'
+                                   % (message.last_seq, self._applied))
+            for table, info in message.tables.items():
+                known = self._known.get(table)
+                if known is None:
+                    self._request('schema', now)
+                    raise self._reject('unknown_table',
+                                       'table not in the snapshot')
+                if info['version'] != known['version']:
+                    LOG.info('Schema of %s.%s changed; resynchronising',
+                             self.stream, table)
+                    self._request('schema', now)
+                    self._buffer_message(message)
+                    return 'buffered'
+            if message.first_seq - self._applied > self._window:
+                LOG.warning('Stream %s: seq %d is beyond the reorder window '
+                            '(applied %d)', self.stream, message.first_seq,
+                            self._applied)
+                self._request('gap', now)
+                self._buffer_message(message)
+                return 'buffered'
+            self._buffer_message(message)
+            self._drain(now)
+            return 'applied'
+
+    def poll(self):
+        """Run due timers and a due resync once; return seconds to wait."""
+        now = self._clock()
+        with self._lock:
+            if not self._buffering and self._applied is not None and \
+                    self._applied + 1 in self._buffer:
+                try:
+                    self._drain(now)
+                except StateUnavailable:
+                    pass
+            self._check_timers(now)
+            cause = None
+            if self._pending is not None and now >= self._resync_at:
+                cause = self._pending
+        if cause is not None:
+            self._resync(cause)
+            now = self._clock()
+        with self._lock:
+            wait = MAX_TICK
+            if self._pending is not None:
+                wait = min(wait, max(self._resync_at - now, 0.01))
+            if self._gap_since is not None or self._hb_ahead is not None:
+                wait = min(wait, self._gap_timeout / 2.0)
+            return max(wait, 0.005)
+
+    def status_info(self):
+        """A dict for consumer-status and the status table."""
+        with self._lock:
+            info = {'stream': self.stream, 'state': self._status,
+                    'applied_seq': self._applied, 'synced': self.synced,
+                    'buffered': len(self._buffer), 'lag_seconds': self._lag,
+                    'pending_resync': self._pending,
+                    'last_error': self.last_error}
+            info.update(self.counters)
+            return info
+
+    # ----------------------------------------------------------- resume
+
+    def _resume(self):
+        now = self._clock()
+        positions = {}
+        try:
+            positions = self._state.load(self.stream, self.collector,
+                                         self.fetcher,
+                                         tables=self._tables_filter)
+        except Exception as exc:  # noqa: a broken store means resync
+            if not _is_db_error(exc):
+                raise
+            LOG.warning('Stream %s: cannot read the state store (%s); '
+                        'starting with a snapshot', self.stream,
+                        type(exc).__name__)
+        seqs = [scope.seq for scope in positions.values()
+                if scope.seq is not None]
+        with self._lock:
+            self._last_seen = now
+            self._schedule_periodic(now)
+            if not positions or len(seqs) != len(positions) or \
+                    not self._persist_rows:
+                self._request('initial', now, first=True)
+                return
+            events = []
+            for table, scope in positions.items():
+                rows = dict(self._state.load_rows(self.stream, table))
+                events.extend(self._cache.replace_table(table, rows))
+                self._known[table] = {'pk': None,
+                                      'version': scope.schema_version}
+            self._applied = min(seqs)
+            self._table_seq = {table: scope.seq
+                               for table, scope in positions.items()
+                               if scope.seq > self._applied}
+            self._set_live()
+            self._metrics.applied_seq.labels(stream=self.stream).set(
+                self._applied)
+            self._dispatch(events)
+            LOG.info('Stream %s resumed at seq %d from the state store '
+                     '(%d tables)', self.stream, self._applied,
+                     len(positions))
+            try:
+                self._drain(now)
+            except StateUnavailable:
+                pass  # stays buffered; poll() retries
+
+    # ------------------------------------------------------- message flow
+
+    def _reject(self, reason, detail):
+        self._metrics.rejected.labels(stream=self.stream,
+                                      reason=reason).inc()
+        self.counters['rejected_' + reason] += 1
+        log_fn = LOG.debug if reason == 'replayed' else LOG.warning
+        log_fn('Rejected message of stream %s: %s (%s)', self.stream,
+               reason, detail)
+        return exceptions.Rejected(reason, detail)
+
+    def _count_duplicates(self, count):
+        if count:
+            self._metrics.duplicates_dropped.labels(
+                stream=self.stream).inc(count)
+            self.counters['duplicates'] += count
+
+    def _buffer_message(self, message):
+        limit = SNAPSHOT_BUFFER if self._buffering else self._window
+        floor = self._applied if self._applied is not None else -1
+        for tx in message.transactions:
+            if tx.seq <= floor:
+                self._count_duplicates(1)
+                continue
+            if tx.seq in self._buffer:
+                self._count_duplicates(1)
+                continue
+            if len(self._buffer) >= limit:
+                # Lost here means missing later: a gap, then a resync.
+                self.counters['buffer_overflow'] += 1
+                continue
+            self._buffer[tx.seq] = _Pending(tx.seq, tx.committed_at,
+                                            tx.changes, message.tables)
+
+    def _on_heartbeat(self, seq, now):
+        if self._buffering or self._applied is None:
+            return
+        if seq > self._applied:
+            if self._hb_ahead is None or self._hb_ahead[0] < seq:
+                since = self._hb_ahead[1] if self._hb_ahead else now
+                self._hb_ahead = (seq, since)
+        else:
+            self._hb_ahead = None
+
+    def _drain(self, now):
+        """Apply the contiguous run after _applied; caller holds _lock."""
+        while True:
+            for seq in [s for s in self._buffer if s <= self._applied]:
+                del self._buffer[seq]
+                self._count_duplicates(1)
+            run = []
+            seq = self._applied + 1
+            while seq in self._buffer and len(run) < BATCH_LIMIT:
+                run.append(self._buffer.pop(seq))
+                seq += 1
+            if not run:
+                break
+            if not self._schema_matches(run, now):
+                for item in run:
+                    self._buffer[item.seq] = item
+                break
+            self._apply(run)
+        if self._buffer:
+            if self._gap_since is None:
+                self._gap_since = now
+        else:
+            self._gap_since = None
+        if self._hb_ahead is not None and \
+                self._hb_ahead[0] <= self._applied:
+            self._hb_ahead = None
+
+    def _schema_matches(self, run, now):
+        for item in run:
+            for table, info in item.tables.items():
+                known = self._known.get(table)
+                if known is None or known['version'] != info['version']:
+                    self._request('schema', now)
+                    return False
+        return True
+
+    def _apply(self, run):
+        changes = []
+        for item in run:
+            for change in item.changes:
+                if self._table_seq.get(change.table, -1) >= item.seq:
+                    continue
+                changes.append(change)
+        last = run[-1]
+        versions = {table: info['version']
+                    for table, info in self._known.items()}
+        try:
+            self._state.commit_batch(self.stream, self.collector,
+                                     self.fetcher, last.seq,
+                                     last.committed_at, changes, versions)
+        except Exception as exc:
+            for item in run:
+                self._buffer[item.seq] = item
+            self.last_error = 'state store: %s' % type(exc).__name__
+            self.counters['state_errors'] += 1
+            LOG.warning('Stream %s: state store failed at seq %d (%s); '
+                        'will retry', self.stream, last.seq,
+                        type(exc).__name__)
+            raise StateUnavailable(str(exc)[:200]) from exc
+        events = self._cache.apply(changes)
+        self._applied = last.seq
+        if self._table_seq and self._applied >= max(
+                self._table_seq.values()):
+            self._table_seq = {}
+        self._metrics.deltas_applied.labels(stream=self.stream).inc(
+            len(changes))
+        self._metrics.applied_seq.labels(stream=self.stream).set(last.seq)
+        self.counters['applied'] += len(run)
+        if last.committed_at is not None and \
+                last.committed_at.tzinfo is not None:
+            lag = datetime.datetime.now(datetime.timezone.utc) - \
+                last.committed_at
+            self._lag = max(lag.total_seconds(), 0.0)
+            self._metrics.lag.labels(stream=self.stream).set(self._lag)
+        self._dispatch(events)
+
+    def _dispatch(self, events):
+        if events:
+            try:
+                self._dispatcher.dispatch(events)
+            except Exception:  # noqa: handlers never stop the stream
+                LOG.exception('Stream %s: dispatching events failed',
+                              self.stream)
+
+    # ------------------------------------------------------------ timers
+
+    def _schedule_periodic(self, now):
+        if self._interval > 0:
+            self._periodic_at = now + self._interval * self._rng.uniform(
+                0.9, 1.1)
+
+    def _check_timers(self, now):
+        if self._status in (INITIAL, STOPPED) or self._applied is None:
+            return
+        if not self._buffering:
+            if self._gap_since is not None and \
+                    now - self._gap_since >= self._gap_timeout:
+                missing = self._applied + 1
+                LOG.warning('Stream %s: seq %d missing for %.2fs',
+                            self.stream, missing, now - self._gap_since)
+                self._request('gap', now)
+            elif self._hb_ahead is not None and \
+                    now - self._hb_ahead[1] >= self._gap_timeout:
+                LOG.warning('Stream %s: heartbeat at seq %d ahead of '
+                            'applied %d', self.stream, self._hb_ahead[0],
+                            self._applied)
+                self._request('heartbeat', now)
+            elif self._last_seen is not None and \
+                    now - self._last_seen >= self._inactivity:
+                LOG.warning('Stream %s: silent for %.1fs', self.stream,
+                            now - self._last_seen)
+                self._request('inactivity', now)
+        if self._pending is None and self._periodic_at is not None and \
+                now >= self._periodic_at:
+            self._request('periodic', now)
+
+    def _backoff(self):
+        if self._failures == 0:
+            return self._rng.uniform(0.0, self._backoff_min)
+        delay = min(self._backoff_max,
+                    self._backoff_min * (2 ** (self._failures - 1)))
+        return delay * self._rng.uniform(0.5, 1.0)
+
+    def _rate_limit_at(self, now):
+        while self._starts and now - self._starts[0] >= 60.0:
+            self._starts.popleft()
+        if len(self._starts) < self._per_minute:
+            return now
+        return self._starts[0] + 60.0
+
+    def _request(self, cause, now, first=False):
+        """Plan a resync; caller holds _lock."""
+        if self._pending is not None:
+            return
+        self._pending = cause
+        self._resync_at = max(now + self._backoff(),
+                              self._rate_limit_at(now))
+        if cause != 'periodic':
+            self._buffering = True
+            self._synced.clear()
+            self._metrics.synced.labels(stream=self.stream).set(0)
+            if not first and self._status == LIVE:
+                self._status = RESYNCING
+        LOG.info('Stream %s: resync (%s) planned in %.2fs', self.stream,
+                 cause, self._resync_at - now)
+        self._wake.set()
+
+    # ----------------------------------------------------------- resyncs
+
+    def _resync(self, cause):
+        now = self._clock()
+        with self._lock:
+            if self._pending is None:
+                return
+            self._pending = None
+            self._starts.append(now)
+            self._buffering = True
+            if self._status == INITIAL:
+                self._status = SNAPSHOTTING
+            elif cause != 'periodic':
+                self._status = RESYNCING
+        self._metrics.resyncs.labels(stream=self.stream, cause=cause).inc()
+        self.counters['resync_' + cause] += 1
+        LOG.info('Stream %s: resync started (%s)', self.stream, cause)
+        try:
+            with self._source.open(self._tables_filter) as snap:
+                watermark = snap.watermark
+                tables = dict(snap.tables)
+                contents = {name: dict(snap.rows(name)) for name in tables}
+            with self._lock:
+                self._install(watermark, tables, contents, cause)
+        except Exception as exc:  # noqa: every failure is retried
+            self._resync_failed(cause, exc)
+            return
+        LOG.info('Stream %s: resync (%s) done at watermark %d',
+                 self.stream, cause, watermark)
+
+    def _resync_failed(self, cause, exc):
+        with self._lock:
+            self._failures += 1
+            self.last_error = '%s: %s' % (type(exc).__name__,
+                                          str(exc)[:200])
+            self.counters['resync_failures'] += 1
+            LOG.warning('Stream %s: resync (%s) failed (%s); retrying',
+                        self.stream, cause, self.last_error)
+            if isinstance(exc, Exception) and not isinstance(
+                    exc, (exceptions.SnapshotFailed,
+                          StateUnavailable)) and not _is_db_error(exc):
+                LOG.exception('Stream %s: unexpected resync failure',
+                              self.stream, exc_info=exc)
+            self._pending = None
+            now = self._clock()
+            if cause == 'periodic' and self._status == LIVE:
+                # The cache is still good: keep applying, retry later.
+                self._buffering = False
+                self._periodic_at = now + self._backoff()
+                try:
+                    self._drain(now)
+                except StateUnavailable:
+                    pass
+                return
+            self._request(cause, now)
+
+    def _expected_rows(self, table, watermark):
+        """Cache rows of ``table`` plus buffered changes up to watermark."""
+        rows = dict(self._cache.view().rows(table))
+        floor = self._applied if self._applied is not None else -1
+        for seq in sorted(self._buffer):
+            if seq <= floor or seq > watermark:
+                continue
+            for change in self._buffer[seq].changes:
+                if change.table != table:
+                    continue
+                if change.op == wire.DELETE:
+                    rows.pop(change.key, None)
+                else:
+                    rows[change.key] = change.after
+        return rows
+
+    def _count_drift(self, watermark, tables, contents):
+        for table in tables:
+            expected = self._expected_rows(table, watermark)
+            fresh = contents[table]
+            drift = 0
+            for key in set(expected) | set(fresh):
+                if row_hash(expected.get(key)) != row_hash(fresh.get(key)):
+                    drift += 1
+            if drift:
+                LOG.warning('Stream %s: periodic resync found %d rows of %s '
+                            'drifted', self.stream, drift, table)
+                self._metrics.drift.labels(stream=self.stream,
+                                           table=table).inc(drift)
+                self.counters['drift'] += drift
+
+    def _install(self, watermark, tables, contents, cause):
+        """Swap the snapshot in; caller holds _lock."""
+        if cause == 'periodic' and self._applied is not None:
+            self._count_drift(watermark, tables, contents)
+        gone = [t for t in self._known if t not in tables]
+        try:
+            for table, info in tables.items():
+                self._state.replace_table(
+                    self.stream, self.collector, self.fetcher, table,
+                    contents[table], watermark, info.get('version'))
+            for table in gone:
+                self._state.drop_table(self.stream, self.collector,
+                                       self.fetcher, table)
+        except Exception as exc:
+            raise StateUnavailable(str(exc)[:200]) from exc
+        events = []
+        for table in tables:
+            events.extend(self._cache.replace_table(table, contents[table]))
+        for table in gone:
+            events.extend(self._cache.drop_table(table))
+        self._known = {t: {'pk': info.get('pk'), 'version': info.get(
+            'version')} for t, info in tables.items()}
+        self._applied = watermark
+        self._table_seq = {}
+        self._failures = 0
+        self._gap_since = None
+        self._hb_ahead = None
+        self._last_seen = self._clock()
+        self.last_error = None
+        self._schedule_periodic(self._clock())
+        self._metrics.applied_seq.labels(stream=self.stream).set(watermark)
+        self._dispatch(events)
+        self._set_live()
+        try:
+            self._drain(self._clock())
+        except StateUnavailable:
+            pass  # stays buffered; poll() retries
+
+    def _set_live(self):
+        self._buffering = False
+        self._status = LIVE
+        self._synced.set()
+        self._metrics.synced.labels(stream=self.stream).set(1)
+
+    def _run(self):
+        while not self._stopping.is_set():
+            try:
+                wait = self.poll()
+            except Exception:  # noqa: the worker must survive anything
+                LOG.exception('Stream %s: reconciler worker error',
+                              self.stream)
+                wait = MAX_TICK
+            self._wake.wait(wait)
+            self._wake.clear()

@@ -1,0 +1,203 @@
+# Copyright 2026 The oslo.publish Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Snapshot sources: where the reconciler pulls whole tables from.
+
+The interface is sized to its one caller, the reconciler::
+
+    with source.open(tables) as snap:   # a Snapshot
+        snap.watermark                  # every row has seq <= watermark
+        snap.tables                     # {name: {"pk", "version", ...}}
+        for key, row in snap.rows(name): ...
+
+:class:`RPCSnapshotSource` is the client of the host's snapshot server
+(the RPC contract of :mod:`oslo_publish.wire`). It checks every response
+(format, stream, snapshot id and, when ``[consumer] signing_key`` is set,
+the signature), decodes every value, and always closes the snapshot on
+the host, also when reading fails. Any failure is raised as
+:class:`consumer.exceptions.SnapshotFailed`; the reconciler retries with
+backoff.
+"""
+
+from oslo_log import log
+
+from consumer import exceptions
+from oslo_publish import wire
+
+LOG = log.getLogger(__name__)
+
+
+class Snapshot(object):
+    """An open, consistent snapshot of some tables.
+
+    ``watermark`` (int): everything in the snapshot has ``seq <=
+    watermark``. ``tables``: ``{name: {"pk": [...], "version": str}}``.
+    """
+
+    watermark = None
+    tables = None
+
+    def rows(self, table):
+        """Yield ``(key tuple, row dict)`` of ``table`` in key order."""
+        raise NotImplementedError
+
+    def close(self):
+        """Release the snapshot (idempotent)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+class SnapshotSource(object):
+    """Opens snapshots; see the module docstring."""
+
+    def open(self, tables=None):
+        """Open a snapshot of ``tables`` (None: every table).
+
+        :raises consumer.exceptions.SnapshotFailed:
+        """
+        raise NotImplementedError
+
+
+def _key_of(row, pk):
+    try:
+        return tuple(row[column] for column in pk)
+    except KeyError:
+        raise exceptions.SnapshotFailed(
+            'snapshot row lacks a primary-key column') from None
+
+
+class _RPCSnapshot(Snapshot):
+
+    def __init__(self, source, response):
+        self._source = source
+        self._id = response['snapshot_id']
+        self.watermark = response['watermark']
+        self.tables = {name: {'pk': list(info['pk']),
+                              'version': info.get('version'),
+                              'columns': info.get('columns')}
+                       for name, info in response['tables'].items()}
+        self._closed = False
+
+    def rows(self, table):
+        pk = self.tables[table]['pk']
+        after = None
+        while True:
+            page = self._source._call('snapshot_page', snapshot_id=self._id,
+                                      table=table, after=after)
+            if page.get('snapshot_id') != self._id or \
+                    page.get('table') != table:
+                raise exceptions.SnapshotFailed('page of another snapshot')
+            rows = page.get('rows')
+            if not isinstance(rows, list):
+                raise exceptions.SnapshotFailed('page without rows')
+            for encoded in rows:
+                try:
+                    row = wire.decode_row(encoded)
+                except wire.WireError as exc:
+                    raise exceptions.SnapshotFailed(
+                        'bad row in snapshot of %s: %s'
+                        % (table, exc.reason)) from None
+                yield _key_of(row, pk), row
+            after = page.get('next')
+            if after is None:
+                return
+
+    def close(self):
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._source._caller('snapshot_close', snapshot_id=self._id)
+        except Exception as exc:  # noqa: the host expires it anyway
+            LOG.warning('Could not close snapshot %s of stream %s: %s',
+                        self._id, self._source.stream, type(exc).__name__)
+
+
+class RPCSnapshotSource(SnapshotSource):
+    """Client of a stream's snapshot server over oslo.messaging RPC.
+
+    :param conf: ConfigOpts with the consumer options.
+    :param stream: the stream name.
+    :param transport: an oslo.messaging RPC transport; or
+    :param caller: ``caller(method, **kwargs) -> response``, for an
+        in-process endpoint (tests).
+    """
+
+    def __init__(self, conf, stream, transport=None, caller=None):
+        self.stream = stream
+        self._key = conf.consumer.signing_key
+        if caller is None:
+            caller = self._rpc_caller(conf, transport)
+        self._caller = caller
+
+    def _rpc_caller(self, conf, transport):
+        import oslo_messaging as messaging
+        target = messaging.Target(topic=wire.snapshot_topic(self.stream),
+                                  namespace=wire.SNAPSHOT_NAMESPACE,
+                                  version=wire.SNAPSHOT_API_VERSION)
+        client = messaging.get_rpc_client(
+            transport, target, timeout=conf.consumer.snapshot_timeout)
+
+        def call(method, **kwargs):
+            return client.call({}, method, **kwargs)
+        return call
+
+    def _call(self, method, **kwargs):
+        try:
+            response = self._caller(method, **kwargs)
+        except exceptions.SnapshotFailed:
+            raise
+        except Exception as exc:  # noqa: any RPC failure is retried
+            raise exceptions.SnapshotFailed(
+                '%s of stream %s failed: %s: %s' % (
+                    method, self.stream, type(exc).__name__,
+                    str(exc)[:200])) from None
+        self._check(response)
+        return response
+
+    def _check(self, response):
+        try:
+            if not isinstance(response, dict):
+                raise wire.WireError('malformed', 'response not an object')
+            major, _minor = wire.parse_format(response)
+            if major != wire.FORMAT_MAJOR:
+                raise wire.WireError('unknown_version', 'newer format')
+            if response.get('stream') != self.stream:
+                raise wire.WireError('malformed', 'another stream')
+            wire.check_signature(response, self._key)
+        except wire.WireError as exc:
+            LOG.warning('Rejected snapshot response of stream %s: %s',
+                        self.stream, exc.reason)
+            raise exceptions.SnapshotFailed(
+                'snapshot response rejected: %s' % exc.reason) from None
+
+    def open(self, tables=None):
+        response = self._call('snapshot_open', tables=list(tables or []))
+        try:
+            snap = _RPCSnapshot(self, response)
+            if not isinstance(snap.watermark, int):
+                raise TypeError('watermark')
+        except (KeyError, TypeError, AttributeError) as exc:
+            try:
+                self._caller('snapshot_close',
+                             snapshot_id=response.get('snapshot_id'))
+            except Exception:  # noqa: best effort
+                pass
+            raise exceptions.SnapshotFailed(
+                'bad snapshot_open response: %s' % exc) from None
+        return snap

@@ -1,0 +1,227 @@
+# Copyright 2026 The oslo.publish Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Verification of incoming messages, before anything touches cache or state.
+
+:class:`Verifier` turns one notification ``(publisher_id, event_type,
+payload)`` into a fully decoded :class:`Message` or raises
+:class:`consumer.exceptions.Rejected` with one of these reasons (the
+``reason`` label of ``consumer_rejected``):
+
+``oversized``
+    larger than ``[consumer] max_message_bytes``.
+``malformed``
+    not the wire format: wrong structure or types, too deeply nested, an
+    unknown event type, a value that does not decode.
+``unknown_version``
+    a newer major format (a newer minor of format 1 is accepted).
+``unsigned`` / ``bad_signature``
+    ``[consumer] signing_key`` is set and the signature is absent or wrong.
+``unknown_publisher``
+    ``publisher_id`` not allowed (``[consumer] allowed_publishers``, by
+    default ``oslo_publish.<stream>`` of each followed stream).
+``unknown_stream``
+    a stream this consumer does not follow.
+
+The reconciler adds ``unknown_table`` and ``replayed``. Every value is
+decoded here, so a bad value can never half-apply a batch later.
+Rejections are logged with the reason and never with a secret.
+"""
+
+import collections
+import datetime
+
+from oslo_log import log
+
+from consumer import exceptions
+from oslo_publish import wire
+
+LOG = log.getLogger(__name__)
+
+MAX_DEPTH = 64
+UNKNOWN_STREAM_LABEL = '-'
+
+
+class Transaction(collections.namedtuple(
+        'Transaction', 'seq txid committed_at changes')):
+    """One decoded transaction: seq, txid, committed_at, changes.
+
+    ``committed_at`` is an aware datetime or None; ``changes`` a tuple of
+    :class:`oslo_publish.wire.Change`.
+    """
+
+    __slots__ = ()
+
+
+class Message(collections.namedtuple(
+        'Message', 'kind stream publisher_id first_seq last_seq tables '
+                   'transactions')):
+    """A verified, decoded message.
+
+    Deltas carry ``first_seq`` .. ``last_seq``, ``tables`` (the header:
+    ``{table: {"pk": [...], "version": ...}}``, filtered to the mirrored
+    tables) and ``transactions``. Heartbeats carry their seq in both
+    ``first_seq`` and ``last_seq`` and no transactions.
+    """
+
+    __slots__ = ()
+
+    @property
+    def is_heartbeat(self):
+        return self.kind == wire.KIND_HEARTBEAT
+
+
+def _too_deep(payload, limit=MAX_DEPTH):
+    """True when ``payload`` nests containers deeper than ``limit``."""
+    stack = [(payload, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _parse_time(text):
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise wire.WireError('malformed', 'committed_at is not text')
+    try:
+        return datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise wire.WireError('malformed', 'bad committed_at') from None
+
+
+class Verifier(object):
+    """Checks and decodes messages of the followed ``streams``.
+
+    :param conf: the ConfigOpts with the consumer options registered.
+    :param streams: names of the followed streams.
+    :param metrics: a :class:`consumer.metrics.ConsumerMetrics`.
+    """
+
+    def __init__(self, conf, streams, metrics):
+        opts = conf.consumer
+        self._streams = frozenset(streams)
+        self._key = opts.signing_key
+        self._max_bytes = opts.max_message_bytes
+        self._tables = frozenset(opts.tables) if opts.tables else None
+        self._publishers = frozenset(opts.allowed_publishers)
+        self._metrics = metrics
+
+    def stream_label(self, stream):
+        """Counter label for ``stream``: unknown names collapse to one."""
+        return stream if stream in self._streams else UNKNOWN_STREAM_LABEL
+
+    def reject(self, stream, reason, detail):
+        """Count and log a rejection; return the exception to raise."""
+        label = self.stream_label(stream)
+        self._metrics.rejected.labels(stream=label, reason=reason).inc()
+        LOG.warning('Rejected message of stream %s: %s (%s)',
+                    label, reason, detail)
+        return exceptions.Rejected(reason, detail)
+
+    def verify(self, publisher_id, event_type, payload):
+        """Return the decoded :class:`Message` or raise Rejected."""
+        stream = payload.get('stream') if isinstance(payload, dict) \
+            else None
+        if not isinstance(stream, str):
+            stream = None
+        try:
+            return self._verify(publisher_id, event_type, payload, stream)
+        except wire.WireError as exc:
+            raise self.reject(stream, exc.reason, exc.detail) from None
+        except exceptions.Rejected as exc:
+            raise self.reject(stream, exc.reason, exc.detail) from None
+        except (TypeError, ValueError, KeyError, AttributeError,
+                OverflowError, RecursionError) as exc:
+            raise self.reject(stream, 'malformed',
+                              type(exc).__name__) from None
+
+    def _verify(self, publisher_id, event_type, payload, stream):
+        if not isinstance(payload, dict):
+            raise wire.WireError('malformed', 'payload is not an object')
+        if _too_deep(payload):
+            raise wire.WireError('malformed', 'nested too deeply')
+        try:
+            size = wire.encoded_size(payload)
+        except (TypeError, ValueError) as exc:
+            raise wire.WireError('malformed', 'not JSON: %s'
+                                 % type(exc).__name__) from None
+        if size > self._max_bytes:
+            raise exceptions.Rejected(
+                'oversized', '%d bytes > %d' % (size, self._max_bytes))
+        major, _minor = wire.parse_format(payload)
+        if major != wire.FORMAT_MAJOR:
+            raise exceptions.Rejected('unknown_version',
+                                      'format %s' % payload['format'])
+        expected_kind = {wire.EVENT_DELTA: wire.KIND_DELTA,
+                         wire.EVENT_HEARTBEAT: wire.KIND_HEARTBEAT}.get(
+                             event_type) if isinstance(event_type, str) \
+            else None
+        if expected_kind is None:
+            raise wire.WireError('malformed', 'unknown event type')
+        wire.validate(payload)
+        if payload['kind'] != expected_kind:
+            raise wire.WireError('malformed', 'kind does not match the '
+                                 'event type')
+        wire.check_signature(payload, self._key)
+        self._check_origin(publisher_id, stream)
+        if expected_kind == wire.KIND_HEARTBEAT:
+            seq = payload['seq']
+            return Message(wire.KIND_HEARTBEAT, stream, publisher_id,
+                           seq, seq, {}, ())
+        return self._decode_delta(payload, stream, publisher_id)
+
+    def _check_origin(self, publisher_id, stream):
+        allowed = self._publishers or frozenset(
+            wire.publisher_id(s) for s in self._streams)
+        if publisher_id not in allowed:
+            raise exceptions.Rejected(
+                'unknown_publisher', 'publisher %r' % (publisher_id,))
+        if stream not in self._streams:
+            raise exceptions.Rejected('unknown_stream', 'not followed')
+        if not self._publishers and publisher_id != wire.publisher_id(
+                stream):
+            raise exceptions.Rejected(
+                'unknown_publisher', 'publisher does not own the stream')
+
+    def _wanted(self, table):
+        return self._tables is None or table in self._tables
+
+    def _decode_delta(self, payload, stream, publisher_id):
+        tables = {name: {'pk': list(info['pk']), 'version': info['version']}
+                  for name, info in payload['tables'].items()
+                  if self._wanted(name)}
+        transactions = []
+        for tx in payload['transactions']:
+            txid = tx.get('txid')
+            if txid is not None and not isinstance(txid, str):
+                raise wire.WireError('malformed', 'txid is not text')
+            changes = tuple(wire.decode_change(change)
+                            for change in tx['changes']
+                            if self._wanted(change['table']))
+            transactions.append(Transaction(
+                tx['seq'], txid, _parse_time(tx.get('committed_at')),
+                changes))
+        return Message(wire.KIND_DELTA, stream, publisher_id,
+                       payload['first_seq'], payload['last_seq'], tables,
+                       tuple(transactions))

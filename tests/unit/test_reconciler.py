@@ -1,0 +1,406 @@
+# Copyright 2026 The oslo.publish Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Tests of the reconciler: order, dedup, gaps, snapshots, resyncs.
+
+A real cache, dispatcher and state store (SQLite), the real verifier and
+snapshot client, and :class:`tests.unit.fakehost.FakeHost` as publisher.
+Time is a fake clock; the worker thread is not started, the tests call
+``poll()`` instead.
+"""
+
+import os
+import random
+
+from consumer import cache as cache_mod
+from consumer import exceptions
+from consumer import handlers
+from consumer import metrics as metrics_mod
+from consumer import reconciler
+from consumer import source as source_mod
+from consumer import state as state_mod
+from consumer import verify
+from oslo_publish import wire
+from tests import base
+from tests.unit import fakehost
+
+
+class Clock(object):
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += seconds
+
+
+class ReconcilerTestCase(base.TestCase):
+
+    STREAM = 'nova'
+
+    def setUp(self):
+        super().setUp()
+        for name, value in (('gap_timeout', 0.5), ('inactivity_timeout', 30),
+                            ('resync_backoff_min', 0.0),
+                            ('resync_backoff_max', 0.0),
+                            ('resyncs_per_minute', 100),
+                            ('resync_interval', 0.0),
+                            ('reorder_window', 10),
+                            ('streams', [self.STREAM])):
+            self.conf.set_override(name, value, 'consumer')
+        self.metrics = metrics_mod.ConsumerMetrics()
+        self.host = fakehost.FakeHost(self.STREAM)
+        self.host.add_table('instances')
+        for i in range(1, 6):
+            self.host.change('instances', wire.INSERT,
+                             {'id': i, 'name': 'vm%d' % i})
+        self.state_url = 'sqlite:///%s' % os.path.join(self.tmpdir,
+                                                       'state.sqlite')
+        self.state = state_mod.StateStore.from_url(self.state_url)
+        self.state.upgrade()
+        self.addCleanup(self.state.close)
+        self.clock = Clock()
+
+    def make(self, cache=None, state=None):
+        self.cache = cache or cache_mod.Cache()
+        self.dispatcher = handlers.Dispatcher(self.metrics, 100)
+        self.addCleanup(self.dispatcher.stop)
+        self.verifier = verify.Verifier(self.conf, [self.STREAM],
+                                        self.metrics)
+        source = source_mod.RPCSnapshotSource(self.conf, self.STREAM,
+                                              caller=self.host.caller)
+        rec = reconciler.Reconciler(
+            self.conf, self.STREAM, source, self.cache, state or self.state,
+            self.dispatcher, self.metrics, clock=self.clock,
+            rng=random.Random(1))
+        rec.start(run_thread=False)
+        self.addCleanup(rec.stop)
+        return rec
+
+    def synced(self):
+        rec = self.make()
+        rec.poll()
+        self.assertTrue(rec.synced)
+        return rec
+
+    def feed(self, rec, payload):
+        event = wire.EVENT_HEARTBEAT if payload['kind'] == 'heartbeat' \
+            else wire.EVENT_DELTA
+        return rec.handle(self.verifier.verify(
+            wire.publisher_id(self.STREAM), event, payload))
+
+    def assertConverged(self, rec):
+        rows = self.host.tables['instances']['rows']
+        view = self.cache.view()
+        self.assertEqual(rows, {k: dict(v) for k, v in
+                                view.rows('instances').items()})
+        stored = dict(self.state.load_rows(self.STREAM, 'instances'))
+        self.assertEqual(rows, stored)
+        self.assertEqual(self.host.seq, rec.applied)
+
+    def resyncs(self, cause):
+        return self.metrics.value('consumer_resyncs_total',
+                                  stream=self.STREAM, cause=cause)
+
+
+class TestOrdering(ReconcilerTestCase):
+
+    def test_initial_snapshot_then_deltas_converge(self):
+        """The initial snapshot and later deltas give the host's rows."""
+        rec = self.make()
+        self.assertFalse(rec.synced)
+        self.assertEqual(reconciler.INITIAL, rec.status)
+        rec.poll()
+        self.assertEqual(reconciler.LIVE, rec.status)
+        self.assertEqual(1, self.resyncs('initial'))
+        self.assertConverged(rec)
+        self.feed(rec, self.host.write('instances', wire.INSERT,
+                                       {'id': 9, 'name': 'new'}))
+        self.feed(rec, self.host.write('instances', wire.UPDATE,
+                                       {'id': 1, 'name': 'renamed'}))
+        self.feed(rec, self.host.write('instances', wire.DELETE, {'id': 2}))
+        self.assertConverged(rec)
+        scope = self.state.load(self.STREAM, 'oslo_publish', 'snapshot')
+        self.assertEqual(self.host.seq, scope['instances'].seq)
+
+    def test_duplicate_is_dropped_and_counted(self):
+        """A duplicate changes nothing; it is counted and rejected."""
+        rec = self.synced()
+        message = self.host.write('instances', wire.UPDATE,
+                                  {'id': 1, 'name': 'once'})
+        self.feed(rec, message)
+        self.host.change('instances', wire.UPDATE, {'id': 1, 'name': 'x'})
+        generation = self.cache.view().generation
+        error = self.assertRaises(exceptions.Rejected, self.feed, rec,
+                                  message)
+        self.assertEqual('replayed', error.reason)
+        self.assertEqual(generation, self.cache.view().generation)
+        self.assertEqual(1, self.metrics.value(
+            'consumer_duplicates_dropped_total', stream=self.STREAM))
+        self.assertEqual(1, self.metrics.value(
+            'consumer_rejected_total', stream=self.STREAM,
+            reason='replayed'))
+
+    def test_reordered_messages_apply_in_sequence(self):
+        """Out-of-order arrival within the window is applied in order."""
+        rec = self.synced()
+        m1 = self.host.write('instances', wire.UPDATE, {'id': 1, 'name': 'a'})
+        m2 = self.host.write('instances', wire.UPDATE, {'id': 1, 'name': 'b'})
+        m3 = self.host.write('instances', wire.DELETE, {'id': 1})
+        self.assertEqual('applied', self.feed(rec, m3))
+        self.assertEqual('applied', self.feed(rec, m2))
+        self.assertIsNotNone(self.cache.view().get('instances', (1,)))
+        self.feed(rec, m1)
+        self.assertConverged(rec)
+        self.assertIsNone(self.cache.view().get('instances', (1,)))
+
+    def test_partial_overlap_applies_only_new_transactions(self):
+        """A batch overlapping the applied position applies the rest."""
+        rec = self.synced()
+        tx1 = self.host.commit(self.host.change(
+            'instances', wire.INSERT, {'id': 10, 'name': 'ten'}))
+        tx2 = self.host.commit(self.host.change(
+            'instances', wire.INSERT, {'id': 11, 'name': 'eleven'}))
+        self.feed(rec, self.host.message([tx1]))
+        self.feed(rec, self.host.message([tx1, tx2]))
+        self.assertConverged(rec)
+
+    def test_deltas_during_snapshot_are_buffered(self):
+        """Deltas arriving while the snapshot is read apply after it."""
+        rec = self.make()
+        early = self.host.write('instances', wire.UPDATE,
+                                {'id': 1, 'name': 'early'})
+        self.assertEqual('buffered', self.feed(rec, early))
+        original = self.host.snapshot_page
+        late = []
+
+        def page(ctxt, snapshot_id, table, after):
+            result = original(ctxt, snapshot_id, table, after)
+            if not late:
+                late.append(self.host.write('instances', wire.INSERT,
+                                            {'id': 20, 'name': 'late'}))
+                self.assertEqual('buffered', self.feed(rec, late[0]))
+                self.assertEqual(reconciler.SNAPSHOTTING, rec.status)
+            return result
+
+        self.host.snapshot_page = page
+        rec.poll()
+        self.assertConverged(rec)
+        self.assertEqual('late', self.cache.view().get(
+            'instances', (20,))['name'])
+
+
+class TestGaps(ReconcilerTestCase):
+
+    def test_missing_seq_past_gap_timeout_resyncs(self):
+        """A missing seq that does not arrive within gap_timeout resyncs."""
+        rec = self.synced()
+        self.host.write('instances', wire.UPDATE, {'id': 1, 'name': 'lost'})
+        self.feed(rec, self.host.write('instances', wire.UPDATE,
+                                       {'id': 2, 'name': 'kept'}))
+        rec.poll()
+        self.assertEqual(0, self.resyncs('gap'))
+        self.clock.advance(0.6)
+        rec.poll()
+        self.assertEqual(1, self.resyncs('gap'))
+        self.assertConverged(rec)
+        self.assertTrue(rec.synced)
+
+    def test_message_beyond_window_resyncs_at_once(self):
+        """A message beyond the reorder window is a gap without waiting."""
+        rec = self.synced()
+        for _ in range(11):
+            self.host.write('instances', wire.UPDATE, {'id': 3, 'name': 'x'})
+        self.feed(rec, self.host.write('instances', wire.UPDATE,
+                                       {'id': 3, 'name': 'far'}))
+        self.assertFalse(rec.synced)
+        self.assertEqual(reconciler.RESYNCING, rec.status)
+        rec.poll()
+        self.assertEqual(1, self.resyncs('gap'))
+        self.assertConverged(rec)
+
+    def test_heartbeat_ahead_resyncs(self):
+        """A heartbeat ahead of the applied position resyncs (tail gap)."""
+        rec = self.synced()
+        self.host.write('instances', wire.DELETE, {'id': 4})
+        self.feed(rec, self.host.heartbeat())
+        rec.poll()
+        self.assertEqual(0, self.resyncs('heartbeat'))
+        self.clock.advance(0.6)
+        rec.poll()
+        self.assertEqual(1, self.resyncs('heartbeat'))
+        self.assertConverged(rec)
+
+    def test_heartbeat_at_applied_is_quiet(self):
+        """A heartbeat equal to the applied position changes nothing."""
+        rec = self.synced()
+        self.feed(rec, self.host.heartbeat())
+        self.clock.advance(5)
+        rec.poll()
+        self.assertEqual(1, self.host.snapshots_opened)
+
+    def test_silent_stream_resyncs_after_inactivity_timeout(self):
+        """No message for inactivity_timeout resyncs the stream."""
+        rec = self.synced()
+        self.clock.advance(29)
+        rec.poll()
+        self.assertEqual(0, self.resyncs('inactivity'))
+        self.clock.advance(2)
+        rec.poll()
+        self.assertEqual(1, self.resyncs('inactivity'))
+        self.assertTrue(rec.synced)
+
+    def test_schema_change_resyncs(self):
+        """A delta with a new schema version resyncs the stream."""
+        rec = self.synced()
+        self.host.tables['instances']['version'] = 'feedfacefeedface'
+        self.feed(rec, self.host.write('instances', wire.INSERT,
+                                       {'id': 30, 'name': 'v2'}))
+        rec.poll()
+        self.assertEqual(1, self.resyncs('schema'))
+        self.assertConverged(rec)
+
+    def test_unknown_table_is_rejected(self):
+        """A delta of a table the snapshot did not have is rejected."""
+        rec = self.synced()
+        self.host.add_table('hosts')
+        message = self.host.write('hosts', wire.INSERT,
+                                  {'id': 1, 'name': 'h'})
+        error = self.assertRaises(exceptions.Rejected, self.feed, rec,
+                                  message)
+        self.assertEqual('unknown_table', error.reason)
+        self.assertFalse(self.cache.view().has_table('hosts'))
+        rec.poll()
+        self.assertEqual(1, self.resyncs('schema'))
+        self.assertTrue(self.cache.view().has_table('hosts'))
+
+
+class TestResyncPolicy(ReconcilerTestCase):
+
+    def test_failed_snapshots_back_off_exponentially(self):
+        """Each failed resync waits longer, within the jittered bounds."""
+        self.conf.set_override('resync_backoff_min', 1.0, 'consumer')
+        self.conf.set_override('resync_backoff_max', 4.0, 'consumer')
+        rec = self.make()
+        self.host.fail_snapshots = 4
+        delays = []
+        for _ in range(4):
+            self.clock.advance(rec._resync_at - self.clock.now)
+            rec.poll()
+            delays.append(rec._resync_at - self.clock.now)
+        self.assertFalse(rec.synced)
+        self.assertTrue(0.5 <= delays[0] <= 1.0, delays)
+        self.assertTrue(1.0 <= delays[1] <= 2.0, delays)
+        self.assertTrue(2.0 <= delays[2] <= 4.0, delays)
+        self.assertTrue(2.0 <= delays[3] <= 4.0, delays)
+        self.assertIn('snapshot refused', rec.last_error)
+        self.clock.advance(delays[3])
+        rec.poll()
+        self.assertTrue(rec.synced)
+        self.assertConverged(rec)
+
+    def test_resyncs_are_rate_limited(self):
+        """No more than resyncs_per_minute resyncs start in a minute."""
+        self.conf.set_override('resyncs_per_minute', 2, 'consumer')
+        rec = self.synced()
+        rec.resync()
+        rec.poll()
+        self.assertEqual(1, self.resyncs('manual'))
+        rec.resync()
+        self.assertGreaterEqual(rec._resync_at, self.clock.now + 59)
+        self.clock.advance(30)
+        rec.poll()
+        self.assertEqual(1, self.resyncs('manual'))
+        self.clock.advance(31)
+        rec.poll()
+        self.assertEqual(2, self.resyncs('manual'))
+
+    def test_periodic_resync_counts_and_fixes_drift(self):
+        """The periodic backstop repairs changes no delta reported."""
+        self.conf.set_override('resync_interval', 100.0, 'consumer')
+        self.conf.set_override('inactivity_timeout', 1000.0, 'consumer')
+        rec = self.synced()
+        # Raw writes the host middleware could not see.
+        self.host.tables['instances']['rows'][(1,)]['name'] = 'raw'
+        del self.host.tables['instances']['rows'][(2,)]
+        # A regular delta arrives while the snapshot is read: not drift.
+        regular = self.host.write('instances', wire.INSERT,
+                                  {'id': 40, 'name': 'regular'})
+        original = self.host.snapshot_page
+
+        def page(ctxt, snapshot_id, table, after):
+            if after is None:
+                self.assertEqual('buffered', self.feed(rec, regular))
+                self.assertTrue(rec.synced)
+            return original(ctxt, snapshot_id, table, after)
+
+        self.host.snapshot_page = page
+        self.clock.advance(111)
+        rec.poll()
+        self.assertEqual(1, self.resyncs('periodic'))
+        self.assertEqual(2, self.metrics.value(
+            'consumer_drift_rows_total', stream=self.STREAM,
+            table='instances'))
+        self.assertConverged(rec)
+        self.assertTrue(rec.synced)
+
+    def test_wait_synced_reports_readiness(self):
+        """wait_synced is False before the snapshot and after a gap."""
+        rec = self.make()
+        self.assertFalse(rec.wait_synced(0))
+        rec.poll()
+        self.assertTrue(rec.wait_synced(0))
+        rec.resync('gap')
+        self.assertFalse(rec.wait_synced(0))
+        rec.poll()
+        self.assertTrue(rec.wait_synced(0))
+
+
+class TestResume(ReconcilerTestCase):
+
+    def test_restart_resumes_without_snapshot(self):
+        """A restart loads positions and rows; no snapshot is taken."""
+        rec = self.synced()
+        self.feed(rec, self.host.write('instances', wire.INSERT,
+                                       {'id': 50, 'name': 'before'}))
+        rec.stop()
+        opened = self.host.snapshots_opened
+        again = self.make()
+        self.assertTrue(again.synced)
+        self.assertEqual(opened, self.host.snapshots_opened)
+        self.feed(again, self.host.write('instances', wire.INSERT,
+                                         {'id': 51, 'name': 'after'}))
+        self.assertConverged(again)
+
+    def test_state_failure_applies_nothing_and_recovers(self):
+        """When the state store fails the cache is untouched; retry works."""
+        rec = self.synced()
+        message = self.host.write('instances', wire.INSERT,
+                                  {'id': 60, 'name': 'retry'})
+        engine = self.state.engine
+        with engine.begin() as conn:
+            conn.exec_driver_sql('ALTER TABLE consumer_positions RENAME TO '
+                                 'moved_away')
+        generation = self.cache.view().generation
+        self.assertRaises(reconciler.StateUnavailable, self.feed, rec,
+                          message)
+        self.assertEqual(generation, self.cache.view().generation)
+        with engine.begin() as conn:
+            conn.exec_driver_sql('ALTER TABLE moved_away RENAME TO '
+                                 'consumer_positions')
+        rec.poll()
+        self.assertConverged(rec)
