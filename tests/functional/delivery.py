@@ -24,9 +24,14 @@ import kombu
 import oslo_messaging
 import sqlalchemy as sa
 
+from oslo_publish import metrics
 from oslo_publish import outbox
+from oslo_publish import publisher
+from oslo_publish import relay
 from oslo_publish import wire
 from tests import base
+
+DEAD_BROKER = 'rabbit://guest:guest@127.0.0.1:1/'
 
 
 def amqp_url(url):
@@ -165,3 +170,41 @@ def assert_gapless(test, transactions, count):
     test.assertEqual([], [s for s, t in by_seq.items() if len(t) != 1])
     txids = [t.pop() for t in by_seq.values()]
     test.assertEqual(len(txids), len(set(txids)))
+
+
+class RelayTestMixin(object):
+    """Broker, receiver, outbox tables and a stream for a relay test."""
+
+    def setUp(self):
+        super().setUp()
+        self.tf = self.useFixture(base.TransportFixture(self.conf))
+        for name, value in (('topics', [self.tf.topic]),
+                            ('heartbeat_interval', 60.0),
+                            ('relay_poll_interval', 0.05),
+                            ('retry_max_backoff', 0.3),
+                            ('batch_size', 3)):
+            self.conf.set_override(name, value, 'oslo_publish')
+        self.transport = oslo_messaging.get_notification_transport(
+            self.conf)
+        self.addCleanup(self.transport.cleanup)
+        self.receiver = self.useFixture(
+            Receiver(self.transport, self.tf))
+        if self.engine.dialect.name == 'sqlite':
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql('PRAGMA journal_mode=WAL')
+        outbox.metadata.create_all(self.engine)
+        self.stream = base.unique_name('s')
+        self.metrics = metrics.HostMetrics()
+
+    def make_relay(self, engine=None, transport=None, start=False):
+        pub = publisher.Publisher(self.conf, transport or self.transport,
+                                  self.stream, self.metrics)
+        r = relay.Relay(self.conf, engine or self.engine, self.stream, {},
+                        pub, self.metrics)
+        if start:
+            r.start()
+            self.addCleanup(r.stop)
+        return r
+
+    def metric(self, name):
+        return self.metrics.value(name, stream=self.stream)

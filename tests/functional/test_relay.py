@@ -20,56 +20,12 @@ import oslo_messaging
 import sqlalchemy as sa
 
 from oslo_publish import exceptions
-from oslo_publish import metrics
-from oslo_publish import outbox
-from oslo_publish import publisher
-from oslo_publish import relay
 from oslo_publish import wire
 from tests import base
 from tests.functional import delivery
 
-DEAD_BROKER = 'rabbit://guest:guest@127.0.0.1:1/'
 
-
-class RelayTestMixin(object):
-    """Broker, receiver, outbox tables and a stream for a relay test."""
-
-    def setUp(self):
-        super().setUp()
-        self.tf = self.useFixture(base.TransportFixture(self.conf))
-        for name, value in (('topics', [self.tf.topic]),
-                            ('heartbeat_interval', 60.0),
-                            ('relay_poll_interval', 0.05),
-                            ('retry_max_backoff', 0.3),
-                            ('batch_size', 3)):
-            self.conf.set_override(name, value, 'oslo_publish')
-        self.transport = oslo_messaging.get_notification_transport(
-            self.conf)
-        self.addCleanup(self.transport.cleanup)
-        self.receiver = self.useFixture(
-            delivery.Receiver(self.transport, self.tf))
-        if self.engine.dialect.name == 'sqlite':
-            with self.engine.connect() as conn:
-                conn.exec_driver_sql('PRAGMA journal_mode=WAL')
-        outbox.metadata.create_all(self.engine)
-        self.stream = base.unique_name('s')
-        self.metrics = metrics.HostMetrics()
-
-    def make_relay(self, engine=None, transport=None, start=False):
-        pub = publisher.Publisher(self.conf, transport or self.transport,
-                                  self.stream, self.metrics)
-        r = relay.Relay(self.conf, engine or self.engine, self.stream, {},
-                        pub, self.metrics)
-        if start:
-            r.start()
-            self.addCleanup(r.stop)
-        return r
-
-    def metric(self, name):
-        return self.metrics.value(name, stream=self.stream)
-
-
-class _RelayTests(RelayTestMixin):
+class _RelayTests(delivery.RelayTestMixin):
 
     def test_publishes_gapless_seqs_and_deletes_entries(self):
         """Pending entries get seqs 1..n in id order and are deleted."""
@@ -109,7 +65,7 @@ class _RelayTests(RelayTestMixin):
         """A broker that refuses leaves entries pending, then they go."""
         txids = delivery.write_entries(self.engine, self.stream, 2)
         dead = oslo_messaging.get_notification_transport(
-            self.conf, url=DEAD_BROKER)
+            self.conf, url=delivery.DEAD_BROKER)
         self.addCleanup(dead.cleanup)
         self.assertRaises(exceptions.DeliveryError,
                           self.make_relay(transport=dead).run_once)
@@ -133,7 +89,7 @@ class _RelayTests(RelayTestMixin):
     def test_thread_retries_until_broker_answers(self):
         """The thread backs off on a dead broker and counts its retries."""
         dead = oslo_messaging.get_notification_transport(
-            self.conf, url=DEAD_BROKER)
+            self.conf, url=delivery.DEAD_BROKER)
         self.addCleanup(dead.cleanup)
         delivery.write_entries(self.engine, self.stream, 1)
         r = self.make_relay(transport=dead, start=True)

@@ -1,0 +1,468 @@
+# Copyright 2026 The oslo.publish Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The snapshot server: consistent, paged table snapshots over RPC.
+
+An oslo.messaging RPC server on the topic
+:func:`oslo_publish.wire.snapshot_topic` of the stream (namespace
+:data:`~oslo_publish.wire.SNAPSHOT_NAMESPACE`, version
+:data:`~oslo_publish.wire.SNAPSHOT_API_VERSION`) with the three
+endpoints of the contract in :mod:`oslo_publish.wire`.
+
+``snapshot_open`` runs the watermark protocol (DESIGN.md) through
+:meth:`oslo_publish.relay.Relay.lock_for_snapshot`: with the stream lock
+held it opens the snapshot transaction S (PostgreSQL: REPEATABLE READ,
+read only; MariaDB/MySQL: ``START TRANSACTION WITH CONSISTENT SNAPSHOT``
+at REPEATABLE READ; SQLite: a read transaction, which needs the WAL
+journal mode), publishes the pending outbox entries S sees and returns
+the last of their sequence numbers as the watermark. S stays open
+between pages; pages are keyset-paginated by primary key (composite keys
+too), at most ``snapshot_page_size`` rows each, so host memory is
+bounded by the page size and the number of open snapshots.
+
+Limits and refusals (each a :class:`~oslo_publish.exceptions.SnapshotError`
+sent back to the caller, logged and counted in
+``oslo_publish_snapshots_refused{reason=...}``): a table that is not
+published (``unknown_table``), more than ``max_concurrent_snapshots``
+open (``busy``; retry later), an unknown or expired snapshot
+(``unknown_snapshot``), a bad page request (``bad_request``), a broker
+that cannot take the pending deltas (``unavailable``). A snapshot is
+closed after its last page, on ``snapshot_close`` and after
+``snapshot_idle_timeout`` seconds without a request.
+
+Several host processes may serve the same stream: each RPC server has a
+name of its own, the snapshot id names its owner, and a page request
+that reaches another process is forwarded to the owner.
+"""
+
+import os
+import socket
+import threading
+import time
+import uuid
+
+import oslo_messaging
+from oslo_log import log
+import sqlalchemy as sa
+
+from oslo_publish import exceptions
+from oslo_publish import metrics as metrics_mod
+from oslo_publish import wire
+
+LOG = log.getLogger(__name__)
+
+_ID_SEP = '@'
+
+
+def server_name():
+    """A name unique to this process: ``<host>.<pid>.<random>``."""
+    return '%s.%d.%s' % (socket.gethostname(), os.getpid(),
+                         uuid.uuid4().hex[:6])
+
+
+def ensure_rpc_opts(conf):
+    """Register oslo.messaging's tracing and metrics options if missing.
+
+    oslo.messaging registers them on the global ``cfg.CONF`` only, but its
+    RPC client and server read them from the ConfigOpts they were given
+    (a private ConfigOpts, as in tests, would fail).
+    """
+    from oslo_messaging._metrics import client as om_metrics
+    from oslo_messaging._tracing import client as om_tracing
+    for group, opts in (('oslo_messaging_tracing',
+                         om_tracing.oslo_messaging_tracing),
+                        ('oslo_messaging_metrics',
+                         om_metrics.oslo_messaging_metrics)):
+        if group not in conf:
+            conf.register_opts(opts, group=group)
+
+
+def _after_clause(columns, key):
+    """Keyset condition ``(c1, c2, ...) > (k1, k2, ...)``, index friendly."""
+    terms = []
+    for i, column in enumerate(columns):
+        parts = [columns[j] == key[j] for j in range(i)]
+        parts.append(column > key[i])
+        terms.append(sa.and_(*parts))
+    return sa.or_(*terms)
+
+
+class _Session(object):
+    """One open snapshot: transaction S on ``conn`` and its tables.
+
+    ``lock`` serialises page reads and closing; ``touched`` (monotonic)
+    is the time of the last request.
+    """
+
+    def __init__(self, snapshot_id, conn, tables, sqlite):
+        self.id = snapshot_id
+        self.conn = conn
+        self.tables = tables
+        self.remaining = set(tables)
+        self.sqlite = sqlite
+        self.lock = threading.Lock()
+        self.touched = time.monotonic()
+        self.closed = False
+
+    def close(self):
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            if self.sqlite:
+                self.conn.exec_driver_sql('ROLLBACK')
+            else:
+                self.conn.rollback()
+        except Exception as exc:  # noqa: broad - the connection may be gone
+            LOG.debug('Ending snapshot %s: %s', self.id, exc)
+        finally:
+            self.conn.close()
+
+
+class _Endpoint(object):
+    """The RPC endpoints; see :mod:`oslo_publish.wire`."""
+
+    target = oslo_messaging.Target(namespace=wire.SNAPSHOT_NAMESPACE,
+                                   version=wire.SNAPSHOT_API_VERSION)
+
+    def __init__(self, server):
+        self._server = server
+
+    @oslo_messaging.expected_exceptions(exceptions.SnapshotError)
+    def snapshot_open(self, ctxt, tables=None):
+        return self._server.open(tables)
+
+    @oslo_messaging.expected_exceptions(exceptions.SnapshotError)
+    def snapshot_page(self, ctxt, snapshot_id, table, after=None):
+        return self._server.page(ctxt, snapshot_id, table, after)
+
+    @oslo_messaging.expected_exceptions(exceptions.SnapshotError)
+    def snapshot_close(self, ctxt, snapshot_id):
+        return self._server.close(ctxt, snapshot_id)
+
+
+class SnapshotServer(object):
+    """Serves consistent snapshots of a stream's published tables.
+
+    :param conf: the ConfigOpts (``[oslo_publish]`` snapshot options).
+    :param engine: the host database's Engine.
+    :param stream: the stream name.
+    :param tables: ``{name: PublishedTable}`` (the allow-list).
+    :param relay: the stream's :class:`~oslo_publish.relay.Relay`; it
+        need not be started (it is used for the watermark only).
+    :param transport: an oslo.messaging RPC transport.
+    :param metrics: a :class:`~oslo_publish.metrics.HostMetrics`.
+    """
+
+    def __init__(self, conf, engine, stream, tables, relay, transport,
+                 metrics=None, name=None):
+        ensure_rpc_opts(conf)
+        self._opts = conf.oslo_publish
+        self._engine = engine
+        self._stream = stream
+        self._tables = tables
+        self._relay = relay
+        self._transport = transport
+        self._metrics = metrics or metrics_mod.HostMetrics()
+        self._key = self._opts.signing_key
+        self._sqlite = engine.dialect.name == 'sqlite'
+        self.name = name or server_name()
+        self._sessions = {}
+        self._opening = 0
+        self._guard = threading.Lock()
+        self._stopping = threading.Event()
+        self._rpc = None
+        self._reaper = None
+        self._client = oslo_messaging.get_rpc_client(
+            transport, oslo_messaging.Target(
+                topic=wire.snapshot_topic(stream),
+                namespace=wire.SNAPSHOT_NAMESPACE,
+                version=wire.SNAPSHOT_API_VERSION))
+
+    # ------------------------------------------------------------ server
+
+    def start(self):
+        """Start serving (RPC server and the idle-snapshot reaper)."""
+        if self._rpc is not None:
+            return
+        target = oslo_messaging.Target(
+            topic=wire.snapshot_topic(self._stream), server=self.name,
+            namespace=wire.SNAPSHOT_NAMESPACE,
+            version=wire.SNAPSHOT_API_VERSION)
+        self._rpc = oslo_messaging.get_rpc_server(
+            self._transport, target, [_Endpoint(self)],
+            executor='threading',
+            access_policy=oslo_messaging.DefaultRPCAccessPolicy)
+        self._stopping.clear()
+        self._rpc.start()
+        self._reaper = threading.Thread(
+            target=self._reap, daemon=True,
+            name='oslo-publish-snapshot-reaper-%s' % self._stream)
+        self._reaper.start()
+        LOG.info('Snapshot server %(name)s of stream %(stream)s started',
+                 {'name': self.name, 'stream': self._stream})
+
+    def stop(self):
+        """Stop serving and close every open snapshot."""
+        rpc, self._rpc = self._rpc, None
+        self._stopping.set()
+        if rpc is not None:
+            rpc.stop()
+            rpc.wait()
+        if self._reaper is not None:
+            self._reaper.join()
+            self._reaper = None
+        with self._guard:
+            sessions = list(self._sessions.values())
+            self._sessions.clear()
+        for session in sessions:
+            with session.lock:
+                session.close()
+        LOG.info('Snapshot server of stream %s stopped', self._stream)
+
+    def open_count(self):
+        """Number of snapshots open now."""
+        with self._guard:
+            return len(self._sessions)
+
+    def _reap(self):
+        interval = min(1.0, self._opts.snapshot_idle_timeout / 4.0)
+        while not self._stopping.wait(interval):
+            limit = time.monotonic() - self._opts.snapshot_idle_timeout
+            with self._guard:
+                idle = [s for s in self._sessions.values()
+                        if s.touched < limit]
+            for session in idle:
+                if not session.lock.acquire(blocking=False):
+                    continue
+                try:
+                    if session.touched < limit:
+                        LOG.info('Closing snapshot %(id)s of stream '
+                                 '%(stream)s: idle for %(t)ss',
+                                 {'id': session.id, 'stream': self._stream,
+                                  't': self._opts.snapshot_idle_timeout})
+                        self._forget(session)
+                finally:
+                    session.lock.release()
+
+    def _forget(self, session):
+        """Close ``session`` (its lock held) and drop it."""
+        with self._guard:
+            self._sessions.pop(session.id, None)
+        session.close()
+
+    def _refuse(self, reason, text):
+        self._metrics.snapshots_refused.labels(self._stream, reason).inc()
+        LOG.warning('Snapshot request of stream %(stream)s refused '
+                    '(%(reason)s): %(text)s',
+                    {'stream': self._stream, 'reason': reason,
+                     'text': text})
+        raise exceptions.SnapshotError(text)
+
+    # ------------------------------------------------------------- open
+
+    def open(self, tables=None):
+        """Open a snapshot of ``tables`` (None/empty: all); see wire."""
+        if tables is not None and not isinstance(tables, (list, tuple)):
+            self._refuse('bad_request', 'tables must be a list of names')
+        names = list(tables or []) or sorted(self._tables)
+        unknown = sorted(str(n) for n in names if n not in self._tables)
+        if unknown:
+            self._refuse('unknown_table',
+                         'table(s) %s not published by stream %s'
+                         % (', '.join(unknown), self._stream))
+        with self._guard:
+            if len(self._sessions) + self._opening >= \
+                    self._opts.max_concurrent_snapshots:
+                busy = True
+            else:
+                busy = False
+                self._opening += 1
+        if busy:
+            self._refuse('busy', 'too many concurrent snapshots of stream '
+                         '%s (max_concurrent_snapshots=%d); retry later'
+                         % (self._stream,
+                            self._opts.max_concurrent_snapshots))
+        try:
+            session, watermark = self._open_session(names)
+        finally:
+            with self._guard:
+                self._opening -= 1
+        self._metrics.snapshots_served.labels(self._stream).inc()
+        LOG.info('Snapshot %(id)s of stream %(stream)s opened at '
+                 'watermark %(n)d for %(tables)s',
+                 {'id': session.id, 'stream': self._stream, 'n': watermark,
+                  'tables': ', '.join(names)})
+        return wire.sign({
+            'format': wire.FORMAT, 'stream': self._stream,
+            'snapshot_id': session.id, 'watermark': watermark,
+            'tables': {name: {'pk': list(self._tables[name].pk),
+                              'columns': self._column_types(name),
+                              'version': self._tables[name].version}
+                       for name in names}}, self._key)
+
+    def _column_types(self, name):
+        published = self._tables[name]
+        return [[c, wire.type_text(published.table.c[c].type)]
+                for c in published.columns]
+
+    def _open_session(self, names):
+        if self._sqlite:
+            self._check_wal()
+        conn = self._engine.connect()
+        try:
+            with self._relay.lock_for_snapshot() as mark:
+                self._begin(conn)
+                watermark = mark.publish_visible(conn)
+        except exceptions.DeliveryError as exc:
+            self._abort(conn)
+            self._refuse('unavailable', 'cannot publish the pending deltas '
+                         'of stream %s (%s); retry later'
+                         % (self._stream, exc))
+        except BaseException:
+            self._abort(conn)
+            raise
+        session = _Session('%s%s%s' % (uuid.uuid4().hex, _ID_SEP, self.name),
+                           conn, names, self._sqlite)
+        with self._guard:
+            self._sessions[session.id] = session
+        return session, watermark
+
+    def _abort(self, conn):
+        try:
+            if self._sqlite and conn.connection.dbapi_connection \
+                    .in_transaction:
+                conn.exec_driver_sql('ROLLBACK')
+        finally:
+            conn.close()
+
+    def _check_wal(self):
+        with self._engine.connect() as conn:
+            mode = conn.exec_driver_sql('PRAGMA journal_mode').scalar()
+        if str(mode).lower() != 'wal':
+            self._refuse('unsupported', 'SQLite snapshots need the WAL '
+                         'journal mode (PRAGMA journal_mode=WAL), the '
+                         'database uses %s' % mode)
+
+    def _begin(self, conn):
+        """Open S on ``conn`` and make it take its snapshot now."""
+        dialect = self._engine.dialect.name
+        if dialect == 'sqlite':
+            conn.execution_options(isolation_level='AUTOCOMMIT')
+            conn.exec_driver_sql('BEGIN')
+            conn.exec_driver_sql('SELECT COUNT(*) FROM sqlite_master')
+        elif dialect in ('mysql', 'mariadb'):
+            conn.execution_options(isolation_level='REPEATABLE READ')
+            conn.exec_driver_sql('START TRANSACTION WITH CONSISTENT SNAPSHOT')
+        else:
+            conn.execution_options(isolation_level='REPEATABLE READ',
+                                   postgresql_readonly=True)
+            conn.exec_driver_sql('SELECT 1')
+
+    # ------------------------------------------------------------- pages
+
+    def _forward(self, ctxt, snapshot_id, method, **kwargs):
+        """Send a request for another process's snapshot to its owner."""
+        owner = snapshot_id.partition(_ID_SEP)[2] \
+            if isinstance(snapshot_id, str) else ''
+        if not owner or owner == self.name:
+            self._refuse('unknown_snapshot', 'snapshot %r of stream %s is '
+                         'unknown or expired' % (snapshot_id, self._stream))
+        try:
+            return self._client.prepare(server=owner).call(
+                ctxt or {}, method, snapshot_id=snapshot_id, **kwargs)
+        except oslo_messaging.MessagingTimeout:
+            self._refuse('unknown_snapshot', 'the owner of snapshot %r of '
+                         'stream %s does not answer' % (snapshot_id,
+                                                        self._stream))
+        except exceptions.SnapshotError:
+            raise
+        except oslo_messaging.RemoteError as exc:
+            raise exceptions.SnapshotError(exc.value) from None
+
+    def _session(self, snapshot_id):
+        with self._guard:
+            return self._sessions.get(snapshot_id)
+
+    def page(self, ctxt, snapshot_id, table, after=None):
+        """One page of ``table`` after key ``after``; see wire."""
+        session = self._session(snapshot_id)
+        if session is None:
+            return self._forward(ctxt, snapshot_id, 'snapshot_page',
+                                 table=table, after=after)
+        if table not in session.tables:
+            self._refuse('unknown_table', 'table %r is not part of '
+                         'snapshot %s' % (table, snapshot_id))
+        published = self._tables[table]
+        key = None
+        if after is not None:
+            try:
+                key = wire.decode_key(after)
+            except wire.WireError as exc:
+                self._refuse('bad_request', 'bad page key: %s' % exc)
+            if len(key) != len(published.pk):
+                self._refuse('bad_request', 'page key has %d parts, the '
+                             'primary key of %s %d'
+                             % (len(key), table, len(published.pk)))
+        with session.lock:
+            if session.closed:
+                self._refuse('unknown_snapshot', 'snapshot %s is closed'
+                             % snapshot_id)
+            session.touched = time.monotonic()
+            rows, following = self._read_page(session, published, key)
+            if following is None:
+                session.remaining.discard(table)
+                if not session.remaining:
+                    LOG.debug('Snapshot %s fully read', snapshot_id)
+                    self._forget(session)
+            session.touched = time.monotonic()
+        return wire.sign({
+            'format': wire.FORMAT, 'stream': self._stream,
+            'snapshot_id': snapshot_id, 'table': table, 'rows': rows,
+            'next': following}, self._key)
+
+    def _read_page(self, session, published, key):
+        size = self._opts.snapshot_page_size
+        table = published.table
+        pk = [table.c[c] for c in published.pk]
+        query = (sa.select(*[table.c[c] for c in published.columns])
+                 .order_by(*pk).limit(size + 1))
+        if key is not None:
+            query = query.where(_after_clause(pk, key))
+        result = session.conn.execute(query)
+        rows = [dict(r._mapping) for r in result.fetchmany(size + 1)]
+        result.close()
+        following = None
+        if len(rows) > size:
+            rows = rows[:size]
+            following = [wire.encode_value(rows[-1][c])
+                         for c in published.pk]
+        return [wire.encode_row(r) for r in rows], following
+
+    def close(self, ctxt, snapshot_id):
+        """Close a snapshot (idempotent)."""
+        session = self._session(snapshot_id)
+        if session is None:
+            owner = snapshot_id.partition(_ID_SEP)[2] \
+                if isinstance(snapshot_id, str) else ''
+            if owner and owner != self.name:
+                try:
+                    return self._forward(ctxt, snapshot_id,
+                                         'snapshot_close')
+                except exceptions.SnapshotError:
+                    pass
+            return {'closed': True}
+        with session.lock:
+            self._forget(session)
+        return {'closed': True}
