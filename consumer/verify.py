@@ -129,7 +129,9 @@ class Verifier(object):
 
     def stream_label(self, stream):
         """Counter label for ``stream``: unknown names collapse to one."""
-        return stream if stream in self._streams else UNKNOWN_STREAM_LABEL
+        if isinstance(stream, str) and stream in self._streams:
+            return stream
+        return UNKNOWN_STREAM_LABEL
 
     def reject(self, stream, reason, detail):
         """Count and log a rejection; return the exception to raise."""
