@@ -151,6 +151,21 @@ class _Context(object):
     """A throw-away context object: one per enginefacade transaction."""
 
 
+def _read_committed_on_mysql(engine):
+    # InnoDB's default REPEATABLE READ takes gap locks for the deletes of
+    # missing keys in commit_batch; under READ COMMITTED (PostgreSQL's
+    # default too) concurrent streams cannot deadlock on them.
+    if engine.dialect.name in ('mysql', 'mariadb'):
+        @sa.event.listens_for(engine, 'connect')
+        def _set_isolation(dbapi_connection, record):
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute('SET SESSION TRANSACTION ISOLATION LEVEL '
+                               'READ COMMITTED')
+            finally:
+                cursor.close()
+
+
 def _utcnow():
     return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
 
@@ -247,6 +262,7 @@ class StateStore(object):
         #: so two stores on different databases never share an engine.
         self._facade = enginefacade.transaction_context()
         self._facade.configure(**settings)
+        self._facade.append_on_engine_create(_read_committed_on_mysql)
         self._writer = self._facade.writer.connection
         self._reader = self._facade.reader.connection
         #: Whether commit_batch / replace_table write consumer_rows.

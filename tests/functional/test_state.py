@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import uuid
 
 from oslo_db import exception as db_exc
@@ -166,6 +167,36 @@ class _StateStoreContract(object):
         self.assertEqual({(1,): {'id': 1, 'host': 'a'}}, self._rows())
         self.assertEqual(1, self.store.get_scope(
             'instances', STREAM, DRIVER, KIND).seq)
+
+    def test_concurrent_streams(self):
+        """Batches of several streams committed in parallel all land."""
+        errors = []
+
+        def commit(stream, base_key):
+            try:
+                for i in range(25):
+                    changes = [ins((base_key + 2 * i + j,), id=j)
+                               for j in range(2)]
+                    changes.append(dele((base_key + 900 + i,)))
+                    self.store.commit_batch(stream, DRIVER, KIND, i + 1,
+                                            self.t0, changes,
+                                            {'instances': 'v1'})
+            except Exception as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=commit, args=('s%d' % n,
+                                                         n * 1000))
+                   for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        self.assertEqual([], errors)
+        for n in range(4):
+            self.assertEqual(50, len(list(self.store.load_rows(
+                's%d' % n, 'instances'))))
+            self.assertEqual(25, self.store.get_scope(
+                'instances', 's%d' % n, DRIVER, KIND).seq)
 
     def test_persist_rows_off_keeps_positions_only(self):
         """With persist_rows off, positions are stored and rows are not."""
