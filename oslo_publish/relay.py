@@ -104,6 +104,44 @@ def backoff(failures, cap):
     return random.uniform(ceiling / 2.0, ceiling)  # nosec - not crypto
 
 
+def _header_size(headers, names=None):
+    return sum(wire.encoded_size({name: header})
+               for name, header in headers.items()
+               if names is None or name not in names)
+
+
+def split_messages(entries, stream, key, limit):
+    """Group transactions into messages of at most ``limit`` bytes.
+
+    :param entries: ``[(ident, transaction, table headers)]`` in seq
+        order.
+    :returns: ``[([(ident, transaction), ...], tables header), ...]``.
+        A single transaction larger than ``limit`` gets a message of its
+        own; a table whose header (schema version) changes mid-batch
+        starts a new message.
+    """
+    skeleton = wire.delta_message(stream, [{'seq': 2 ** 62}], {},
+                                  key or 'x')
+    base = wire.encoded_size(skeleton) + 32
+    groups = []
+    current, tables, size = [], {}, base
+    for ident, tx, headers in entries:
+        tx_size = wire.encoded_size(tx) + 1
+        conflict = any(name in tables and tables[name] != header
+                       for name, header in headers.items())
+        extra = _header_size(headers, tables)
+        if current and (conflict or size + tx_size + extra > limit):
+            groups.append((current, tables))
+            current, tables, size = [], {}, base
+            extra = _header_size(headers)
+        current.append((ident, tx))
+        tables.update(headers)
+        size += tx_size + extra
+    if current:
+        groups.append((current, tables))
+    return groups
+
+
 class Held(object):
     """The open lock transaction: ``conn`` and the stream's ``last_seq``."""
 
@@ -401,7 +439,9 @@ class Relay(object):
             entries.append((row.id, tx, data.get('tables') or {}))
         confirmed = []
         failure = None
-        for group, tables in self._split(entries):
+        for group, tables in split_messages(
+                entries, self._stream, self._key,
+                self._opts.max_message_bytes):
             message = wire.delta_message(
                 self._stream, [tx for _, tx in group], tables, self._key)
             try:
@@ -417,33 +457,6 @@ class Relay(object):
             self._mark(held, confirmed)
             self._last_sent = time.monotonic()
         return len(confirmed), failure
-
-    def _split(self, entries):
-        """Group entries into messages of at most max_message_bytes."""
-        limit = self._opts.max_message_bytes
-        skeleton = wire.delta_message(
-            self._stream, [{'seq': 2 ** 62}], {}, self._key or 'x')
-        base = wire.encoded_size(skeleton) + 32
-        groups = []
-        current, tables, size = [], {}, base
-        for entry_id, tx, headers in entries:
-            tx_size = wire.encoded_size(tx) + 1
-            conflict = any(name in tables and tables[name] != header
-                           for name, header in headers.items())
-            extra = sum(wire.encoded_size({name: header})
-                        for name, header in headers.items()
-                        if name not in tables)
-            if current and (conflict or size + tx_size + extra > limit):
-                groups.append((current, tables))
-                current, tables, size = [], {}, base
-                extra = sum(wire.encoded_size({name: header})
-                            for name, header in headers.items())
-            current.append((entry_id, tx))
-            tables.update(headers)
-            size += tx_size + extra
-        if current:
-            groups.append((current, tables))
-        return groups
 
     def _mark(self, held, confirmed):
         conn = held.conn
