@@ -156,14 +156,7 @@ def _read_committed_on_mysql(engine):
     # missing keys in commit_batch; under READ COMMITTED (PostgreSQL's
     # default too) concurrent streams cannot deadlock on them.
     if engine.dialect.name in ('mysql', 'mariadb'):
-        @sa.event.listens_for(engine, 'connect')
-        def _set_isolation(dbapi_connection, record):
-            cursor = dbapi_connection.cursor()
-            try:
-                cursor.execute('SET SESSION TRANSACTION ISOLATION LEVEL '
-                               'READ COMMITTED')
-            finally:
-                cursor.close()
+        engine.update_execution_options(isolation_level='READ COMMITTED')
 
 
 def _utcnow():
