@@ -362,17 +362,31 @@ class _StateStoreContract(object):
         self.assertEqual(0, result.returncode, result.stderr)
         return result.stdout
 
-    def test_manage_upgrade_is_idempotent(self):
-        """consumer-manage upgrade creates the schema and can run again."""
+    def test_manage_upgrade_keeps_data_and_is_idempotent(self):
+        """consumer-manage upgrades a first-revision store without loss."""
         fresh = self.useFixture(base.DatabaseFixture(self.BACKEND))
         path = self._config_file(fresh.url)
         manage = _script('consumer-manage')
         self.assertEqual('None', self._run(manage, '--config-file', path,
                                            'current').strip())
+        self._run(manage, '--config-file', path, 'upgrade',
+                  '--revision', '0001')
+        store = state.StateStore.from_url(fresh.url)
+        self.addCleanup(store.close)
+        self._commit(7, [ins((1,), id=1, host='a')], store=store)
+        with store.engine.begin() as conn:
+            conn.execute(state.positions.insert().values(
+                scope_id='hosts', seq=3))
         self._run(manage, '--config-file', path, 'upgrade')
         self._run(manage, '--config-file', path, 'upgrade')
-        self.assertEqual('0001', self._run(manage, '--config-file', path,
-                                           'current').strip())
+        self.assertEqual(self.store.current_revision(),
+                         self._run(manage, '--config-file', path,
+                                   'current').strip())
+        self.assertEqual({(1,): {'id': 1, 'host': 'a'}},
+                         self._rows(store=store))
+        loaded = store.load(STREAM, DRIVER, KIND, tables=['hosts'])
+        self.assertEqual({'instances': 7, 'hosts': 3},
+                         {t: s.seq for t, s in loaded.items()})
 
     def test_dump_prints_rows_in_key_order(self):
         """consumer-dump prints wire-encoded rows, key order, keys sorted."""
