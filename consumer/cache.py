@@ -25,7 +25,8 @@ another ``immutables.Map``. A row is a read-only ``MappingProxyType`` over
 a private dict that is never mutated after it was stored. Writers build
 the next version of the maps (sharing all untouched structure with the
 current one) and publish it by replacing one attribute, which is atomic.
-A view is just a reference to one published version.
+A view is just a reference to one published version. Column values are
+not copied: treat JSON column values (dicts, lists) as read-only too.
 
 Declared secondary indexes (``Cache(indexes={'instances': ['host']})``)
 are persistent maps too, ``column -> value -> Map(key -> True)``, built
@@ -171,13 +172,20 @@ class _Batch(object):
     """
 
     def __init__(self, tables, indexes, declared):
+        #: MapMutation of the published tables map; private to this batch
+        #: (the published map itself is never touched).
         self._tables = tables.mutate()
+        #: The published indexes map (read only here; finish() derives
+        #: the next one from it).
         self._indexes = indexes
+        #: table -> indexed columns, the cache's declaration.
         self._declared = declared
-        #: table -> MapMutation of its rows (opened lazily).
+        #: table -> MapMutation of its rows (opened lazily). Invariant:
+        #: every row put or removed here is also (un)indexed in _index.
         self._rows = {}
         #: (table, column) -> MapMutation of value -> Map(key -> True).
         self._index = {}
+        #: Events of the batch, in the order the changes were applied.
         self.events = []
 
     def rows(self, table):
