@@ -52,6 +52,7 @@ import hashlib
 import json
 
 from oslo_db import exception as db_exc
+from oslo_db import options as db_options
 from oslo_db.sqlalchemy import enginefacade
 from oslo_log import log
 import sqlalchemy as sa
@@ -135,13 +136,15 @@ class StreamStatus(collections.namedtuple(
 #: [consumer_database] options handed to the enginefacade (every engine
 #: setting is taken from this group, never from the application's
 #: [database]).
-_ENGINE_OPTIONS = ('sqlite_synchronous', 'mysql_sql_mode',
-                   'mysql_wsrep_sync_wait', 'connection_recycle_time',
-                   'connection_debug', 'max_pool_size', 'max_overflow',
-                   'pool_timeout', 'connection_trace', 'max_retries',
-                   'retry_interval', 'connection_parameters')
-_ENGINE_DEFAULTS = {'max_retries': 10, 'retry_interval': 10,
-                    'connection_recycle_time': 3600}
+_ENGINE_OPTIONS = ('slave_connection', 'sqlite_synchronous',
+                   'mysql_sql_mode', 'mysql_wsrep_sync_wait',
+                   'connection_recycle_time', 'connection_debug',
+                   'max_pool_size', 'max_overflow', 'pool_timeout',
+                   'connection_trace', 'max_retries', 'retry_interval',
+                   'connection_parameters')
+#: oslo.db's defaults of those options, for stores built without a conf.
+_ENGINE_DEFAULTS = {opt.dest: opt.default for opt in db_options.database_opts
+                    if opt.dest in _ENGINE_OPTIONS}
 
 #: Rows per bulk statement (IN lists and executemany batches).
 _CHUNK = 500
