@@ -87,10 +87,14 @@ class Endpoint(object):
         :class:`consumer.notifications.NotificationRouter`.
     :param allowed_publishers: extra publisher ids that speak the wire
         format (``[consumer] allowed_publishers``).
+    :param order_wait: seconds a delta ahead of its turn waits for its
+        predecessors (handled by other executor threads) before it is
+        buffered; so it is acknowledged only once durably applied.
     """
 
     def __init__(self, verifier, reconcilers, metrics, notifications=None,
-                 allowed_publishers=()):
+                 allowed_publishers=(), order_wait=None):
+        self._order_wait = order_wait
         self._verifier = verifier
         self._reconcilers = reconcilers
         self._metrics = metrics
@@ -148,7 +152,8 @@ class Endpoint(object):
         try:
             message = self._verifier.verify(publisher_id, event_type,
                                             payload)
-            self._reconcilers[message.stream].handle(message)
+            self._reconcilers[message.stream].handle(
+                message, wait=self._order_wait)
         except exceptions.Rejected:
             return messaging.NotificationResult.HANDLED
         except reconciler_mod.StateUnavailable:

@@ -147,6 +147,9 @@ class Reconciler(object):
 
         #: Guards every attribute below.
         self._lock = threading.RLock()
+        #: Notified (under _lock) whenever _applied advances or the
+        #: stream starts buffering, for handle(wait=...).
+        self._advanced = threading.Condition(self._lock)
         #: State machine position (INITIAL .. RESYNCING).
         self._status = INITIAL
         #: Last applied seq of the stream; None before the first snapshot.
@@ -227,6 +230,8 @@ class Reconciler(object):
         """Stop the worker; applied positions are already durable."""
         self._stopping.set()
         self._wake.set()
+        with self._lock:
+            self._advanced.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
@@ -239,8 +244,13 @@ class Reconciler(object):
         with self._lock:
             self._request(cause, self._clock())
 
-    def handle(self, message):
+    def handle(self, message, wait=None):
         """Take one verified message (any thread).
+
+        With ``wait`` (seconds), a delta that is ahead of its turn waits
+        that long for its predecessors before it is buffered, so that the
+        listener acknowledges it only once it is durably applied (a
+        concurrent executor reorders messages by a few places).
 
         :returns: ``'applied'``, ``'buffered'`` or ``'heartbeat'``.
         :raises consumer.exceptions.Rejected: ``replayed`` or
@@ -273,6 +283,18 @@ class Reconciler(object):
                     self._request('schema', now)
                     self._buffer_message(message)
                     return 'buffered'
+            if wait and message.first_seq > self._applied + 1 and \
+                    message.first_seq - self._applied <= self._window:
+                self._advanced.wait_for(
+                    lambda: self._buffering or self._stopping.is_set() or
+                    message.first_seq <= self._applied + 1, wait)
+                if self._buffering:
+                    self._buffer_message(message)
+                    return 'buffered'
+                if message.last_seq <= self._applied:
+                    self._count_duplicates(len(message.transactions))
+                    raise self._reject('replayed', 'seq %d <= applied %d'
+                                       % (message.last_seq, self._applied))
             if message.first_seq - self._applied > self._window:
                 LOG.warning('Stream %s: seq %d is beyond the reorder window '
                             '(applied %d)', self.stream, message.first_seq,
@@ -471,6 +493,7 @@ class Reconciler(object):
             raise StateUnavailable(str(exc)[:200]) from exc
         events = self._cache.apply(changes)
         self._applied = last.seq
+        self._advanced.notify_all()
         if self._table_seq and self._applied >= max(
                 self._table_seq.values()):
             self._table_seq = {}
@@ -549,6 +572,7 @@ class Reconciler(object):
                               self._rate_limit_at(now))
         if cause != 'periodic':
             self._buffering = True
+            self._advanced.notify_all()
             self._synced.clear()
             self._metrics.synced.labels(stream=self.stream).set(0)
             if not first and self._status == LIVE:
@@ -567,6 +591,7 @@ class Reconciler(object):
             self._pending = None
             self._starts.append(now)
             self._buffering = True
+            self._advanced.notify_all()
             if self._status == INITIAL:
                 self._status = SNAPSHOTTING
             elif cause != 'periodic':
@@ -684,6 +709,7 @@ class Reconciler(object):
 
     def _set_live(self):
         self._buffering = False
+        self._advanced.notify_all()
         self._status = LIVE
         self._synced.set()
         self._metrics.synced.labels(stream=self.stream).set(1)

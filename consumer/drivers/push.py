@@ -65,7 +65,8 @@ class PushDriver(base.Driver):
         self.endpoint = listener_mod.Endpoint(
             self.verifier, self.reconcilers, metrics,
             notifications=notifications,
-            allowed_publishers=conf.consumer.allowed_publishers)
+            allowed_publishers=conf.consumer.allowed_publishers,
+            order_wait=min(conf.consumer.gap_timeout / 2.0, 1.0))
         self.listener = listener_mod.Listener(conf, transport, self.endpoint)
 
     def start(self):

@@ -22,6 +22,7 @@ Time is a fake clock; the worker thread is not started, the tests call
 
 import os
 import random
+import threading
 
 from consumer import cache as cache_mod
 from consumer import exceptions
@@ -167,6 +168,25 @@ class TestOrdering(ReconcilerTestCase):
         self.feed(rec, m1)
         self.assertConverged(rec)
         self.assertIsNone(self.cache.view().get('instances', (1,)))
+
+    def test_early_message_waits_for_its_turn(self):
+        """With wait, a delta ahead of its turn returns once applied."""
+        rec = self.synced()
+        m1 = self.host.write('instances', wire.UPDATE, {'id': 1, 'name': 'a'})
+        m2 = self.host.write('instances', wire.UPDATE, {'id': 2, 'name': 'b'})
+        msg2 = self.verifier.verify(wire.publisher_id(self.STREAM),
+                                    wire.EVENT_DELTA, m2)
+        result = []
+        worker = threading.Thread(
+            target=lambda: result.append(rec.handle(msg2, wait=30)))
+        worker.start()
+        base.wait_for(lambda: rec._advanced._waiters, 10)
+        self.assertEqual([], result)
+        self.feed(rec, m1)
+        worker.join(10)
+        self.assertEqual(['applied'], result)
+        self.assertEqual({}, rec._buffer)
+        self.assertConverged(rec)
 
     def test_partial_overlap_applies_only_new_transactions(self):
         """A batch overlapping the applied position applies the rest."""
