@@ -147,7 +147,7 @@ _ENGINE_DEFAULTS = {opt.dest: opt.default for opt in db_options.database_opts
                     if opt.dest in _ENGINE_OPTIONS}
 
 #: Rows per bulk statement (IN lists and executemany batches).
-_CHUNK = 500
+_CHUNK = 1000
 
 
 class _Context(object):
@@ -183,9 +183,10 @@ def _from_db_time(value):
     return value.replace(tzinfo=datetime.timezone.utc)
 
 
-def _json(value):
-    return json.dumps(value, sort_keys=True, separators=(',', ':'),
-                      ensure_ascii=False, allow_nan=False)
+#: One shared encoder: json.dumps() with options builds a new one per call.
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(',', ':'),
+                            ensure_ascii=False, allow_nan=False)
+_json = _ENCODER.encode
 
 
 def key_text(key):
