@@ -16,6 +16,7 @@
 
 import datetime
 import decimal
+import io
 import json
 import os
 import shutil
@@ -27,6 +28,7 @@ import uuid
 from oslo_db import exception as db_exc
 import sqlalchemy as sa
 
+from consumer.cmd import dump
 from consumer import state
 from oslo_publish import wire
 from tests import base
@@ -402,6 +404,14 @@ class _StateStoreContract(object):
         out = self._run(_script('consumer-dump'), '--config-file', path,
                         '--table', 'instances', '--stream', 'other')
         self.assertEqual('', out)
+        self.store.commit_batch('other', DRIVER, KIND, 1, self.t0,
+                                [ins((5,), id=5)], {'instances': 'v1'})
+        self.assertRaises(ValueError, dump.dump, self.store, 'instances',
+                          out=io.StringIO())
+        buf = io.StringIO()
+        self.assertEqual(1, dump.dump(self.store, 'instances', 'other',
+                                      out=buf))
+        self.assertEqual('{"id": 5}\n', buf.getvalue())
 
 
 class TestStateStoreSQLite(_StateStoreContract, base.BackendTestCase):
