@@ -50,6 +50,7 @@ from oslo_log import log
 
 from oslo_publish import exceptions
 from oslo_publish import metrics as metrics_mod
+from oslo_publish import publisher
 from oslo_publish import relay
 from oslo_publish import wire
 
@@ -64,15 +65,20 @@ class DirectSink(object):
     :param conf: the ConfigOpts (group ``[oslo_publish]``).
     :param engine: Engine of the database holding the streams table.
     :param stream: the stream name.
-    :param publisher: a :class:`~oslo_publish.publisher.Publisher`.
+    :param tables: ``{name: PublishedTable}`` (informational; the
+        deltas carry their table headers).
+    :param transport: an oslo.messaging notification transport.
     :param metrics: a :class:`~oslo_publish.metrics.HostMetrics`.
     """
 
-    def __init__(self, conf, engine, stream, publisher, metrics=None):
+    def __init__(self, conf, engine, stream, tables, transport,
+                 metrics=None):
         self._opts = conf.oslo_publish
         self._stream = stream
-        self._publisher = publisher
+        self.tables = tables
         self._metrics = metrics or metrics_mod.HostMetrics()
+        self._publisher = publisher.Publisher(conf, transport, stream,
+                                              self._metrics)
         self._key = self._opts.signing_key
         self._lock = relay.StreamLock(engine, stream)
         self._queue = queue.Queue(maxsize=self._opts.direct_queue_size)

@@ -38,6 +38,34 @@ def amqp_url(url):
     return url.replace('rabbit://', 'amqp://', 1)
 
 
+def durable_broker(conf):
+    """Durable exchange and queues, quick reconnects.
+
+    The broker is shared and one test stops it for a while: with durable
+    entities the other tests' queues and messages survive that.
+    """
+    from oslo_messaging._drivers import amqp
+    from oslo_messaging._drivers import impl_rabbit
+    group = 'oslo_messaging_rabbit'
+    conf.register_opts(impl_rabbit.rabbit_opts, group=group)
+    conf.register_opts(amqp.amqp_opts, group=group)
+    conf.set_override('amqp_durable_queues', True, group)
+    conf.set_override('rabbit_interval_max', 2, group)
+
+
+def delete_queues(url, names, exchange=None):
+    """Best-effort removal of test queues (and exchange) from the broker."""
+    try:
+        with kombu.Connection(amqp_url(url)) as conn:
+            channel = conn.channel()
+            for name in names:
+                channel.queue_delete(name)
+            if exchange:
+                channel.exchange_delete(exchange)
+    except Exception:  # noqa: broad - best-effort broker cleanup
+        pass
+
+
 class Receiver(fixtures.Fixture):
     """A notification listener with a pool of its own on the test topic.
 
@@ -72,14 +100,8 @@ class Receiver(fixtures.Fixture):
         self.addCleanup(self.listener.stop)
 
     def _delete_queues(self):
-        try:
-            with kombu.Connection(amqp_url(self.tf.url)) as conn:
-                channel = conn.channel()
-                for name in (self.pool, '%s.info' % self.tf.topic):
-                    channel.queue_delete(name)
-                channel.exchange_delete(self.tf.exchange)
-        except Exception:  # noqa: broad - best-effort broker cleanup
-            pass
+        delete_queues(self.tf.url, [self.pool, '%s.info' % self.tf.topic],
+                      self.tf.exchange)
 
     def deltas(self):
         return [p for e, p in list(self.messages) if e == wire.EVENT_DELTA]
@@ -184,6 +206,7 @@ class RelayTestMixin(object):
                             ('retry_max_backoff', 0.3),
                             ('batch_size', 3)):
             self.conf.set_override(name, value, 'oslo_publish')
+        durable_broker(self.conf)
         self.transport = oslo_messaging.get_notification_transport(
             self.conf)
         self.addCleanup(self.transport.cleanup)

@@ -22,7 +22,6 @@ import sqlalchemy as sa
 from sqlalchemy import orm
 
 from oslo_publish import direct
-from oslo_publish import publisher
 from oslo_publish import relay
 from oslo_publish import wire
 from tests import base
@@ -32,10 +31,9 @@ from tests.functional import delivery
 class _DirectTests(delivery.RelayTestMixin):
 
     def make_sink(self, engine=None, transport=None, start=True):
-        pub = publisher.Publisher(self.conf, transport or self.transport,
-                                  self.stream, self.metrics)
         sink = direct.DirectSink(self.conf, engine or self.engine,
-                                 self.stream, pub, self.metrics)
+                                 self.stream, {}, transport or self.transport,
+                                 self.metrics)
         if start:
             sink.start()
             self.addCleanup(sink.stop)

@@ -168,6 +168,9 @@ class SnapshotTestMixin(delivery.RelayTestMixin):
         server = snapshot.SnapshotServer(
             self.conf, self.engine, self.stream, self.published,
             self.relay, self.rpc_transport, self.metrics)
+        self.addCleanup(delivery.delete_queues, self.tf.url, [
+            wire.snapshot_topic(self.stream),
+            '%s.%s' % (wire.snapshot_topic(self.stream), server.name)])
         server.start()
         self.addCleanup(server.stop)
         return server
