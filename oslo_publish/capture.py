@@ -145,6 +145,28 @@ class _Plan(object):
         return tuple(key)
 
 
+class _Row(object):
+    """Net effect of one transaction on one row (consolidation)."""
+
+    __slots__ = ('existed', 'orig', 'exists', 'after', 'changed', 'exact')
+
+    def __init__(self, existed, before):
+        self.existed = existed
+        self.orig = dict(before or {})
+        self.exists = existed
+        self.after = None
+        self.changed = set()
+        self.exact = True
+
+    def merge_before(self, before):
+        """Keep the earliest known original value of every column."""
+        if before and self.existed:
+            orig = self.orig
+            for col, value in before.items():
+                if col not in orig:
+                    orig[col] = value
+
+
 class _Frame(object):
     """Events of one (nested) transaction."""
 
@@ -179,13 +201,16 @@ def _state(session):
     return st
 
 
-def pk_criteria(table, pk, keys):
-    """A WHERE criterion matching exactly the primary keys ``keys``."""
-    if len(pk) == 1:
-        return table.c[pk[0]].in_([k[0] for k in keys])
+def pk_criteria(columns, keys):
+    """A WHERE criterion matching exactly the primary keys ``keys``.
+
+    :param columns: the primary-key column expressions, in key order.
+    """
+    if len(columns) == 1:
+        return columns[0].in_([k[0] for k in keys])
     if not keys:
-        return table.c[pk[0]].in_([])
-    return sa.or_(*[sa.and_(*[table.c[c] == v for c, v in zip(pk, key)])
+        return columns[0].in_([])
+    return sa.or_(*[sa.and_(*[c == v for c, v in zip(columns, key)])
                     for key in keys])
 
 
@@ -196,7 +221,8 @@ def read_rows(conn, table, pt, keys):
     cols = [table.c[c] for c in pt.columns]
     for start in range(0, len(keys), _CHUNK):
         chunk = keys[start:start + _CHUNK]
-        sel = sa.select(*cols).where(pk_criteria(table, pt.pk, chunk))
+        sel = sa.select(*cols).where(
+            pk_criteria([table.c[c] for c in pt.pk], chunk))
         for row in conn.execute(sel).mappings():
             row = dict(row)
             out[tuple(row[c] for c in pt.pk)] = row
@@ -389,26 +415,35 @@ class Capture(object):
             if orig is None:
                 orig = plan.original(state)[0]
             events.append((wire.DELETE, name, plan.key_of(orig, state),
-                           orig, None))
+                           orig, None, None, True))
         elif state.key is None:
             after = plan.current(state, inserted=True)
             events.append((wire.INSERT, name, plan.key_of(after), None,
-                           after))
+                           after, None, True))
         elif not listonly:
             orig = pre.get((state, name))
             if orig is None:
                 orig = plan.original(state)[0]
             after = plan.current(state)
-            if all(_same(orig[c], v) for c, v in after.items()
-                   if c in orig):
+            changed = set(c for c, v in after.items()
+                          if c in orig and not _same(orig[c], v))
+            if not changed:
                 return
+            # Expired by the flush: server-side onupdate values.
+            changed.update(c for c in orig if c not in after)
             old_key = plan.key_of(orig, state)
             new_key = plan.key_of(after, state)
             if old_key != new_key:
-                events.append((wire.DELETE, name, old_key, orig, None))
-                events.append((wire.INSERT, name, new_key, None, after))
+                events.append((wire.DELETE, name, old_key, orig, None, None,
+                               True))
+                events.append((wire.INSERT, name, new_key, None, after,
+                               None, False))
             else:
-                events.append((wire.UPDATE, name, new_key, orig, after))
+                # Not exact: columns this flush did not write may have
+                # been changed by a concurrent transaction since they were
+                # loaded; the after-image is read back under the row lock.
+                events.append((wire.UPDATE, name, new_key, orig, after,
+                               changed, False))
 
     # ------------------------------------------------------- statements
 
@@ -455,6 +490,27 @@ class Capture(object):
                 return None
         return keys
 
+    @staticmethod
+    def _key_columns(orm_state, pt, table):
+        """Primary-key expressions usable in ``orm_state``'s statement.
+
+        ORM statements get the mapped attributes, so that the session's
+        ``synchronize_session='evaluate'`` can evaluate the criteria.
+        """
+        mapper = orm_state.bind_mapper if orm_state.is_orm_statement \
+            else None
+        out = []
+        for col in pt.pk:
+            expr = table.c[col]
+            if mapper is not None:
+                try:
+                    expr = mapper.get_property_by_column(
+                        expr).class_attribute
+                except Exception:  # noqa: unmapped: the plain column
+                    pass
+            out.append(expr)
+        return out
+
     def _execute_insert(self, orm_state, pt, table, conn):
         stmt = orm_state.statement
         if getattr(stmt, 'select', None) is not None or \
@@ -479,7 +535,8 @@ class Capture(object):
         for key in keys:
             row = rows.get(tuple(key))
             if row is not None:
-                events.append((wire.INSERT, pt.name, tuple(key), None, row))
+                events.append((wire.INSERT, pt.name, tuple(key), None, row,
+                               None, True))
         return result
 
     @staticmethod
@@ -520,8 +577,8 @@ class Capture(object):
                     before[tuple(row[c] for c in pt.pk)] = row
             restricted = None
             if not many and conn.dialect.name != 'sqlite':
-                restricted = stmt.where(pk_criteria(table, pt.pk,
-                                                    list(before)))
+                restricted = stmt.where(pk_criteria(
+                    self._key_columns(orm_state, pt, table), list(before)))
         if restricted is not None:
             result = orm_state.invoke_statement(statement=restricted)
         else:
@@ -529,7 +586,8 @@ class Capture(object):
         events = _state(orm_state.session).top
         if orm_state.is_delete:
             for key, row in before.items():
-                events.append((wire.DELETE, pt.name, key, row, None))
+                events.append((wire.DELETE, pt.name, key, row, None, None,
+                               True))
             return result
         after = read_rows(conn, table, pt, before)
         vanished = [k for k in before if k not in after]
@@ -539,7 +597,11 @@ class Capture(object):
                 'published table %s; change primary keys through the ORM '
                 'so the change can be captured' % pt.name)
         for key, row in before.items():
-            events.append((wire.UPDATE, pt.name, key, row, after[key]))
+            new = after[key]
+            changed = set(c for c in pt.columns if not _same(row[c], new[c]))
+            if changed:
+                events.append((wire.UPDATE, pt.name, key, row, new, changed,
+                               True))
         return result
 
     # ------------------------------------------------------- commit
@@ -547,7 +609,7 @@ class Capture(object):
     def _consolidate(self, session, events):
         """Net effect per row -> (wire changes, tables header)."""
         rows = {}
-        for op, name, key, before, after in events:
+        for op, name, key, before, after, changed, exact in events:
             if key is None:
                 raise exceptions.EncodeError(
                     'a %s on published table %s has no primary key value'
@@ -555,54 +617,62 @@ class Capture(object):
             entry = rows.get((name, key))
             if entry is None:
                 existed = op != wire.INSERT
-                entry = rows[(name, key)] = [existed, dict(before or {}),
-                                             existed, None]
-            elif before:
-                orig = entry[1]
-                for col, value in before.items():
-                    if col not in orig:
-                        orig[col] = value
-            entry[2] = op != wire.DELETE
-            entry[3] = after if op != wire.DELETE else None
+                entry = rows[(name, key)] = _Row(existed, before)
+            else:
+                entry.merge_before(before)
+            entry.exists = op != wire.DELETE
+            entry.after = after
+            entry.exact = exact
+            if op == wire.UPDATE:
+                if entry.changed is not None:
+                    entry.changed.update(changed)
+            else:
+                entry.changed = None
         self._read_back(session, rows)
         changes = []
         used = {}
-        for (name, key), (existed, orig, exists, after) in rows.items():
-            pt = self.tables[name]
-            if exists and after is None:
-                continue  # vanished outside the session
-            if not existed and not exists:
-                continue
-            if existed and not exists:
-                change = {'op': wire.DELETE,
-                          'before': self._encode(pt, key, orig)}
-            elif not existed:
-                change = {'op': wire.INSERT,
-                          'after': self._encode(pt, key, after)}
-            else:
-                changed = [c for c in pt.columns
-                           if c in orig and not _same(orig[c], after[c])]
-                if not changed:
-                    continue
-                change = {'op': wire.UPDATE,
-                          'after': self._encode(pt, key, after),
-                          'before': self._encode(
-                              pt, key, {c: orig[c] for c in changed},
-                              full=False),
-                          'changed': changed}
-            change['table'] = name
-            change['key'] = [self._value(pt, key, c, v)
-                             for c, v in zip(pt.pk, key)]
-            changes.append(change)
-            used[name] = pt
+        for (name, key), row in rows.items():
+            change = self._change(self.tables[name], key, row)
+            if change is not None:
+                change['table'] = name
+                changes.append(change)
+                used[name] = self.tables[name]
         return changes, {n: pt.header() for n, pt in used.items()}
+
+    def _change(self, pt, key, row):
+        if row.exists and row.after is None:
+            return None  # vanished outside the session
+        if row.existed and not row.exists:
+            change = {'op': wire.DELETE,
+                      'before': self._encode(pt, key, row.orig)}
+        elif not row.existed:
+            if not row.exists:
+                return None
+            change = {'op': wire.INSERT,
+                      'after': self._encode(pt, key, row.after)}
+        else:
+            orig, after = row.orig, row.after
+            wanted = pt.columns if row.changed is None else row.changed
+            changed = [c for c in pt.columns if c in wanted and c in orig
+                       and not _same(orig[c], after[c])]
+            if not changed:
+                return None
+            change = {'op': wire.UPDATE,
+                      'after': self._encode(pt, key, after),
+                      'before': self._encode(
+                          pt, key, {c: orig[c] for c in changed},
+                          full=False),
+                      'changed': changed}
+        change['key'] = [self._value(pt, key, c, v)
+                         for c, v in zip(pt.pk, key)]
+        return change
 
     def _read_back(self, session, rows):
         wanted = {}
-        for (name, key), entry in rows.items():
-            after = entry[3]
-            if entry[2] and after is not None and \
-                    len(after) < len(self.tables[name].columns):
+        for (name, key), row in rows.items():
+            if row.exists and row.after is not None and (
+                    not row.exact or
+                    len(row.after) < len(self.tables[name].columns)):
                 wanted.setdefault(name, []).append(key)
         if not wanted:
             return
@@ -611,14 +681,11 @@ class Capture(object):
             pt = self.tables[name]
             got = read_rows(conn, pt.table, pt, keys)
             for key in keys:
-                entry = rows[(name, key)]
-                row = got.get(key)
-                if row is None:
+                row = rows[(name, key)]
+                row.after = got.get(key)
+                if row.after is None:
                     LOG.warning('Row %s of table %s vanished before commit',
                                 key, name)
-                    entry[3] = None
-                else:
-                    entry[3] = row
 
     def _value(self, pt, key, column, value):
         try:
