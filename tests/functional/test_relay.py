@@ -14,12 +14,20 @@
 
 """The relay publishes committed outbox entries with gapless seqs."""
 
+import contextlib
+import io
+import os
+import signal
+import subprocess
+import sys
 import threading
 
 import oslo_messaging
 import sqlalchemy as sa
 
+from oslo_publish.cmd import status
 from oslo_publish import exceptions
+from oslo_publish import outbox
 from oslo_publish import wire
 from tests import base
 from tests.functional import delivery
@@ -167,6 +175,80 @@ class _RelayTests(delivery.RelayTestMixin):
         self.assertEqual(sorted(txids), sorted({tx['txid'] for tx in got}))
         base.wait_for(lambda: delivery.pending(self.engine, self.stream)
                       == 0)
+
+
+class _CommandTests(delivery.RelayTestMixin):
+
+    def config_file(self):
+        path = os.path.join(self.tmpdir, 'host.conf')
+        with open(path, 'w') as f:
+            f.write('[DEFAULT]\ntransport_url = %s\ncontrol_exchange = %s\n'
+                    '[database]\nconnection = %s\n'
+                    '[oslo_publish]\nstream = %s\ntopics = %s\n'
+                    'relay_poll_interval = 0.05\nsnapshot_server = false\n'
+                    '[oslo_messaging_rabbit]\namqp_durable_queues = true\n'
+                    % (self.tf.url, self.tf.exchange, self.db.url,
+                       self.stream, self.tf.topic))
+        return path
+
+    def status(self):
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = status.main(['--config-file', self.config_file()])
+        return code, out.getvalue(), err.getvalue()
+
+    def test_status_reports_each_stream(self):
+        """Status shows last seq, backlog, oldest age and retained rows."""
+        self.conf.set_override('outbox_retention', 3600.0, 'oslo_publish')
+        delivery.write_entries(self.engine, self.stream, 2)
+        self.make_relay().run_once()
+        delivery.write_entries(self.engine, self.stream, 3, start=3)
+        code, out, err = self.status()
+        self.assertEqual((0, ''), (code, err))
+        header, line = out.splitlines()
+        self.assertEqual(['STREAM', 'LAST_SEQ', 'BACKLOG',
+                          'OLDEST_PENDING_S', 'DELIVERED_RETAINED'],
+                         header.split())
+        name, last, backlog, age, retained = line.split()
+        self.assertEqual((self.stream, '2', '3', '2'),
+                         (name, last, backlog, retained))
+        self.assertGreaterEqual(float(age), 0.0)
+
+    def test_status_fails_clearly_without_tables(self):
+        """Missing tables give a non-zero exit and a one-line message."""
+        outbox.metadata.drop_all(self.engine)
+        code, out, err = self.status()
+        self.assertEqual(1, code)
+        self.assertEqual('', out)
+        self.assertEqual(1, len(err.splitlines()))
+        self.assertIn('oslo-publish-manage', err)
+
+
+class TestCommandsSQLite(_CommandTests, base.BackendTestCase):
+    BACKEND = 'sqlite'
+
+
+class TestCommandsMySQL(_CommandTests, base.BackendTestCase):
+    BACKEND = 'mysql'
+
+
+class TestCommandsPostgreSQL(_CommandTests, base.BackendTestCase):
+    BACKEND = 'postgresql'
+
+    def test_relay_command_publishes_and_stops_on_sigterm(self):
+        """oslo-publish-relay publishes the outbox and exits 0 on SIGTERM."""
+        delivery.write_entries(self.engine, self.stream, 3)
+        proc = subprocess.Popen(
+            [sys.executable, '-m', 'oslo_publish.cmd.relay',
+             '--config-file', self.config_file()],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.addCleanup(proc.wait)
+        self.addCleanup(proc.kill)
+        self.assertEqual([1, 2, 3], self.receiver.wait_seqs(3))
+        delivery.write_entries(self.engine, self.stream, 1, start=4)
+        self.assertEqual([1, 2, 3, 4], self.receiver.wait_seqs(4))
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(0, proc.wait(timeout=30))
 
 
 class TestRelaySQLite(_RelayTests, base.BackendTestCase):

@@ -1,0 +1,142 @@
+# Copyright 2026 The oslo.publish Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""``oslo-publish-relay``: the relay (and snapshot server) as a service.
+
+::
+
+    oslo-publish-relay --config-file /etc/nova/nova.conf
+
+Reads the host service's configuration: the database from oslo.db's
+``[database] connection``, the bus from ``transport_url`` /
+``[oslo_messaging_notifications]``, everything else from
+``[oslo_publish]``. The stream name is ``[oslo_publish] stream`` or
+``--stream`` (it must match the stream the host processes write; their
+default, the service's project name, is not known here). Run it when the
+host processes set ``relay_in_process = false``; with
+``snapshot_server = true`` it also serves snapshots. Any number of
+relays may run: they serialise on the stream lock. SIGTERM or SIGINT
+stops it cleanly (the current batch is finished or rolled back; nothing
+is lost).
+"""
+
+import signal
+import sys
+import threading
+
+from oslo_config import cfg
+from oslo_db import options as db_options
+from oslo_db.sqlalchemy import engines
+from oslo_log import log
+import oslo_messaging
+import sqlalchemy as sa
+
+from oslo_publish import exceptions
+from oslo_publish import metrics as metrics_mod
+from oslo_publish import options
+from oslo_publish import outbox
+from oslo_publish import publisher as publisher_mod
+from oslo_publish import relay as relay_mod
+from oslo_publish import schema
+from oslo_publish import snapshot
+
+LOG = log.getLogger(__name__)
+
+_cli_opts = [
+    cfg.StrOpt('stream',
+               help='Stream to relay (overrides [oslo_publish] stream).'),
+]
+
+
+def setup_conf(argv, conf=None):
+    """Parse the command line and configuration files."""
+    conf = conf or cfg.ConfigOpts()
+    options.register_opts(conf)
+    conf.register_opts(db_options.database_opts, 'database')
+    conf.register_cli_opts(_cli_opts)
+    log.register_options(conf)
+    conf(argv, project='oslo_publish')
+    log.setup(conf, 'oslo_publish')
+    return conf
+
+
+def _fail(text):
+    print('oslo-publish-relay: %s' % text, file=sys.stderr)
+    return 2
+
+
+def main(argv=None, conf=None):
+    """Entry point; returns the process exit status."""
+    conf = setup_conf(sys.argv[1:] if argv is None else argv, conf)
+    stream = conf.stream or conf.oslo_publish.stream
+    if not stream:
+        return _fail('set [oslo_publish] stream (or --stream) to the host '
+                     'service\'s stream name')
+    if not conf.database.connection:
+        return _fail('[database] connection is not set')
+    engine = engines.create_engine(conf.database.connection)
+    try:
+        if not sa.inspect(engine).has_table(outbox.outbox.name):
+            return _fail('table %s is missing: run oslo-publish-manage '
+                         'upgrade' % outbox.outbox.name)
+        tables = schema.resolve_tables(conf, engine=engine)
+    except exceptions.ConfigError as exc:
+        return _fail(str(exc))
+    except sa.exc.OperationalError as exc:
+        return _fail('cannot reach the database: %s' % exc.orig)
+    stop = threading.Event()
+
+    def _on_signal(signum, frame):
+        LOG.info('Signal %d received, stopping', signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    run(conf, engine, stream, tables, stop)
+    engine.dispose()
+    return 0
+
+
+def run(conf, engine, stream, tables, stop):
+    """Relay (and serve snapshots) until ``stop`` is set."""
+    metrics = metrics_mod.HostMetrics()
+    notifier = oslo_messaging.get_notification_transport(conf)
+    relay = relay_mod.Relay(
+        conf, engine, stream, tables,
+        publisher_mod.Publisher(conf, notifier, stream, metrics), metrics)
+    server = rpc = None
+    if conf.oslo_publish.snapshot_server:
+        rpc = oslo_messaging.get_rpc_transport(conf)
+        server = snapshot.SnapshotServer(conf, engine, stream, tables,
+                                         relay, rpc, metrics)
+        server.start()
+    relay.start()
+    LOG.info('oslo-publish-relay running: stream %(stream)s, tables '
+             '%(tables)s, snapshot server %(snap)s',
+             {'stream': stream, 'tables': ', '.join(sorted(tables)),
+              'snap': 'on' if server else 'off'})
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        relay.stop()
+        if server is not None:
+            server.stop()
+            rpc.cleanup()
+        notifier.cleanup()
+        LOG.info('oslo-publish-relay stopped')
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,116 @@
+# Copyright 2026 The oslo.publish Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""``oslo-publish-status``: where every stream of a database stands.
+
+::
+
+    oslo-publish-status --config-file /etc/nova/nova.conf
+
+For each stream: the last published sequence number, the backlog
+(committed entries not yet published), the age of the oldest of them
+and the number of delivered entries still retained
+(``outbox_retention``). Exit status 0; 1 when the middleware's tables
+are missing or the database cannot be reached (one line on stderr
+says which); 2 for a configuration error.
+"""
+
+import datetime
+import sys
+
+from oslo_config import cfg
+from oslo_db import options as db_options
+import sqlalchemy as sa
+
+from oslo_publish import outbox
+from oslo_publish import relay
+
+_HEADER = ('STREAM', 'LAST_SEQ', 'BACKLOG', 'OLDEST_PENDING_S',
+           'DELIVERED_RETAINED')
+
+
+def collect(engine):
+    """``[(stream, last_seq, backlog, oldest_age_s or None, retained)]``.
+
+    :raises LookupError: when the middleware's tables are missing.
+    """
+    inspector = sa.inspect(engine)
+    missing = [t.name for t in (outbox.outbox, outbox.streams)
+               if not inspector.has_table(t.name)]
+    if missing:
+        raise LookupError(', '.join(missing))
+    o, s = outbox.outbox, outbox.streams
+    now = datetime.datetime.now(datetime.timezone.utc)
+    pending = sa.case((o.c.seq.is_(None), 1), else_=0)
+    delivered = sa.case((o.c.seq.isnot(None), 1), else_=0)
+    oldest = sa.case((o.c.seq.is_(None), o.c.committed_at), else_=None)
+    out = {}
+    with engine.connect() as conn:
+        for name, last_seq in conn.execute(sa.select(s.c.stream,
+                                                     s.c.last_seq)):
+            out[name] = [name, last_seq, 0, None, 0]
+        for name, backlog, first, retained in conn.execute(
+                sa.select(o.c.stream, sa.func.sum(pending),
+                          sa.func.min(oldest), sa.func.sum(delivered))
+                .group_by(o.c.stream)):
+            row = out.setdefault(name, [name, 0, 0, None, 0])
+            row[2] = int(backlog or 0)
+            row[4] = int(retained or 0)
+            if first is not None:
+                row[3] = round((now - relay.as_utc(first))
+                               .total_seconds(), 3)
+    return [tuple(out[name]) for name in sorted(out)]
+
+
+def _render(rows):
+    lines = [_HEADER] + [(r[0], str(r[1]), str(r[2]),
+                          '-' if r[3] is None else '%.3f' % r[3], str(r[4]))
+                         for r in rows]
+    widths = [max(len(line[i]) for line in lines)
+              for i in range(len(_HEADER))]
+    return '\n'.join('  '.join(cell.ljust(w) for cell, w in
+                               zip(line, widths)).rstrip()
+                     for line in lines)
+
+
+def main(argv=None, conf=None):
+    """Entry point; returns the process exit status."""
+    conf = conf or cfg.ConfigOpts()
+    conf.register_opts(db_options.database_opts, 'database')
+    conf(sys.argv[1:] if argv is None else argv, project='oslo_publish')
+    url = conf.database.connection
+    if not url:
+        print('oslo-publish-status: [database] connection is not set',
+              file=sys.stderr)
+        return 2
+    engine = sa.create_engine(url)
+    try:
+        rows = collect(engine)
+    except LookupError as exc:
+        print('oslo-publish-status: the oslo.publish tables are missing '
+              '(%s); run oslo-publish-manage --config-file FILE upgrade'
+              % exc, file=sys.stderr)
+        return 1
+    except sa.exc.OperationalError as exc:
+        print('oslo-publish-status: cannot reach the database: %s'
+              % str(exc.orig).splitlines()[0], file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    print(_render(rows))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
