@@ -733,6 +733,44 @@ class _ConcurrencyTests(_Base):
                                        after['revision']))
 
 
+class _InstallDefaultsTests(_Base):
+    """install() with default delivery: relay and snapshot server run."""
+
+    def test_install_with_defaults_publishes_to_the_bus(self):
+        """A committed change reaches RabbitMQ through the in-process relay."""
+        import oslo_messaging
+
+        from tests.functional import delivery
+        tf = self.useFixture(base.TransportFixture(self.conf))
+        delivery.durable_broker(self.conf)
+        self.override(relay_in_process=True, snapshot_server=True,
+                      topics=[tf.topic], heartbeat_interval=0.2,
+                      relay_poll_interval=0.1)
+        transport = oslo_messaging.get_notification_transport(self.conf)
+        self.addCleanup(transport.cleanup)
+        receiver = self.useFixture(delivery.Receiver(transport, tf))
+        handle = self.install()
+        self.assertIsNotNone(handle.relay)
+        self.assertIsNotNone(handle.snapshot_server)
+        with self.maker() as s:
+            s.add(Item(id=1, name='bus'))
+            s.commit()
+        base.wait_for(receiver.transactions, timeout=30,
+                      message='no delta reached the bus')
+        (tx,) = receiver.transactions()
+        (change,) = tx['changes']
+        self.assertEqual(('items', 'insert', [1]),
+                         (change['table'], change['op'], change['key']))
+        self.assertEqual(1, tx['seq'])
+        handle.stop()
+        with self.maker() as s:
+            s.add(Item(id=2, name='after-stop'))
+            s.commit()
+        # The delivered entry was deleted (outbox_retention = 0); the
+        # change after stop() was not captured.
+        self.assertEqual([], self.entries())
+
+
 class TestCaptureSQLite(_CaptureTests, base.BackendTestCase):
     BACKEND = 'sqlite'
 
@@ -762,4 +800,17 @@ class TestConcurrencyPostgreSQL(_ConcurrencyTests, base.BackendTestCase):
 
 
 class TestConcurrencyMySQL(_ConcurrencyTests, base.BackendTestCase):
+    BACKEND = 'mysql'
+
+
+class TestInstallDefaultsSQLite(_InstallDefaultsTests, base.BackendTestCase):
+    BACKEND = 'sqlite'
+
+
+class TestInstallDefaultsPostgreSQL(_InstallDefaultsTests,
+                                    base.BackendTestCase):
+    BACKEND = 'postgresql'
+
+
+class TestInstallDefaultsMySQL(_InstallDefaultsTests, base.BackendTestCase):
     BACKEND = 'mysql'

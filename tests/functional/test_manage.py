@@ -1,0 +1,137 @@
+# Copyright 2026 The oslo.publish Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+
+"""oslo-publish-manage creates the outbox tables on every database."""
+
+import os
+import subprocess
+import sys
+
+import sqlalchemy as sa
+
+from oslo_publish.cmd import manage
+from oslo_publish import migration
+from oslo_publish import outbox
+from tests import base
+
+
+class _ManageTests(object):
+
+    def setUp(self):
+        super().setUp()
+        self.config_file = os.path.join(self.tmpdir, 'host.conf')
+        with open(self.config_file, 'w') as f:
+            f.write('[database]\nconnection = %s\n' % self.db.url)
+
+    def manage(self, *args):
+        return manage.main(['--config-file', self.config_file] + list(args))
+
+    def tables(self):
+        return set(sa.inspect(self.engine).get_table_names())
+
+    def test_upgrade_creates_the_tables_as_defined(self):
+        """upgrade creates the outbox tables exactly as outbox.py has them."""
+        self.assertEqual(0, self.manage('upgrade'))
+        self.assertEqual({'oslo_publish_outbox', 'oslo_publish_streams',
+                          outbox.VERSION_TABLE}, self.tables())
+        inspector = sa.inspect(self.engine)
+        for table in outbox.metadata.sorted_tables:
+            got = {c['name']: c for c in inspector.get_columns(table.name)}
+            self.assertEqual([c.name for c in table.columns], list(got))
+            for col in table.columns:
+                self.assertEqual(col.nullable, got[col.name]['nullable'],
+                                 '%s.%s' % (table.name, col.name))
+            self.assertEqual(
+                [c.name for c in table.primary_key.columns],
+                inspector.get_pk_constraint(table.name)[
+                    'constrained_columns'])
+        indexes = {i['name']: i['column_names']
+                   for i in inspector.get_indexes('oslo_publish_outbox')}
+        self.assertEqual(['stream', 'seq', 'id'],
+                         indexes['oslo_publish_outbox_pending'])
+        self.assertEqual(migration.head(), migration.current(self.engine))
+
+    def test_upgrade_is_idempotent_and_outbox_usable(self):
+        """A second upgrade changes nothing; the relay's rows fit."""
+        self.assertEqual(0, self.manage('upgrade'))
+        self.assertEqual(0, self.manage('upgrade'))
+        self.assertEqual('0001', migration.current(self.engine))
+        with self.engine.begin() as conn:
+            conn.execute(outbox.outbox.insert().values(
+                stream='s', txid='t', payload='x' * 70000,
+                committed_at=sa.func.now()))
+            conn.execute(outbox.streams.insert().values(stream='s',
+                                                        last_seq=0))
+        with self.engine.connect() as conn:
+            self.assertEqual(70000, len(conn.execute(
+                sa.select(outbox.outbox.c.payload)).scalar()))
+
+    def test_host_alembic_version_is_untouched(self):
+        """A pre-existing host alembic_version table keeps its content."""
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql('CREATE TABLE alembic_version '
+                                 '(version_num VARCHAR(32) NOT NULL)')
+            conn.exec_driver_sql("INSERT INTO alembic_version "
+                                 "VALUES ('host_rev_42')")
+        self.assertEqual(0, self.manage('upgrade'))
+        with self.engine.connect() as conn:
+            self.assertEqual([('host_rev_42',)], conn.exec_driver_sql(
+                'SELECT version_num FROM alembic_version').all())
+        self.assertIn(outbox.VERSION_TABLE, self.tables())
+
+    def test_current_reports_none_then_head(self):
+        """current prints none before upgrade, the revision after."""
+        self.assertIsNone(migration.current(self.engine))
+        self.assertEqual(0, self.manage('current'))
+        self.assertEqual(0, self.manage('upgrade'))
+        self.assertEqual(0, self.manage('current'))
+        self.assertEqual('0001', migration.current(self.engine))
+
+
+class TestManageSQLite(_ManageTests, base.BackendTestCase):
+    BACKEND = 'sqlite'
+
+
+class TestManagePostgreSQL(_ManageTests, base.BackendTestCase):
+    BACKEND = 'postgresql'
+
+
+class TestManageMySQL(_ManageTests, base.BackendTestCase):
+    BACKEND = 'mysql'
+
+
+class TestManageCommand(base.TestCase):
+
+    def test_console_script_upgrades_from_the_package_path(self):
+        """The installed command runs from any directory."""
+        path = os.path.join(self.tmpdir, 'x.sqlite')
+        conf = os.path.join(self.tmpdir, 'x.conf')
+        with open(conf, 'w') as f:
+            f.write('[database]\nconnection = sqlite:///%s\n' % path)
+        out = subprocess.run(
+            [sys.executable, '-m', 'oslo_publish.cmd.manage',
+             '--config-file', conf, 'upgrade'],
+            cwd='/', capture_output=True, text=True, check=True)
+        self.assertIn('revision 0001', out.stdout)
+        self.assertIn('oslo_publish_outbox', sa.inspect(
+            sa.create_engine('sqlite:///%s' % path)).get_table_names())
+
+    def test_missing_connection_fails(self):
+        """Without [database] connection the command exits with 2."""
+        conf = os.path.join(self.tmpdir, 'empty.conf')
+        with open(conf, 'w') as f:
+            f.write('[DEFAULT]\n')
+        self.assertEqual(2, manage.main(['--config-file', conf,
+                                         'upgrade']))
