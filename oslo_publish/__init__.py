@@ -108,12 +108,14 @@ def _resolve_target(target, engine):
         'subclass' % (target,))
 
 
-def _check_outbox(engine):
+def _check_tables(engine, *tables):
     from sqlalchemy import inspect
-    if not inspect(engine).has_table(outbox.outbox.name):
-        raise exceptions.NotInstalled(
-            'table %s is missing: run oslo-publish-manage upgrade'
-            % outbox.outbox.name)
+    inspector = inspect(engine)
+    for table in tables:
+        if not inspector.has_table(table.name):
+            raise exceptions.NotInstalled(
+                'table %s is missing: run oslo-publish-manage upgrade'
+                % table.name)
 
 
 def install(conf, target, metadata=None, transport=None, metrics=None,
@@ -177,7 +179,7 @@ def _start(handle, conf, listen, transport):
     stream, tables, engine = handle.stream, handle.tables, handle.engine
     relay = None
     if opts.delivery == 'outbox':
-        _check_outbox(engine)
+        _check_tables(engine, outbox.outbox, outbox.streams)
         sink = outbox.OutboxSink(stream)
         if opts.relay_in_process or opts.snapshot_server:
             from oslo_publish import publisher as publisher_mod
@@ -195,6 +197,7 @@ def _start(handle, conf, listen, transport):
                 handle.relay = relay
     else:
         from oslo_publish import direct
+        _check_tables(engine, outbox.streams)
         notifier = _notification_transport(handle, conf, transport)
         sink = direct.DirectSink(conf, engine, stream, tables, notifier,
                                  handle.metrics)

@@ -214,16 +214,35 @@ def pk_criteria(columns, keys):
                     for key in keys])
 
 
+_SELECTS = {}
+
+
+def _select_by_key(table, pt):
+    """A cached SELECT of ``pt``'s columns by a list of primary keys."""
+    cache_key = (table, pt.columns, pt.pk)
+    sel = _SELECTS.get(cache_key)
+    if sel is None:
+        sel = sa.select(*[table.c[c] for c in pt.columns])
+        if len(pt.pk) == 1:
+            sel = sel.where(table.c[pt.pk[0]].in_(
+                sa.bindparam('keys', expanding=True)))
+        else:
+            sel = sel.where(sa.tuple_(*[table.c[c] for c in pt.pk]).in_(
+                sa.bindparam('keys', expanding=True)))
+        _SELECTS[cache_key] = sel
+    return sel
+
+
 def read_rows(conn, table, pt, keys):
     """Read the published columns of the rows ``keys`` -> {key: row}."""
     out = {}
     keys = list(keys)
-    cols = [table.c[c] for c in pt.columns]
+    sel = _select_by_key(table, pt)
+    single = len(pt.pk) == 1
     for start in range(0, len(keys), _CHUNK):
         chunk = keys[start:start + _CHUNK]
-        sel = sa.select(*cols).where(
-            pk_criteria([table.c[c] for c in pt.pk], chunk))
-        for row in conn.execute(sel).mappings():
+        params = [k[0] for k in chunk] if single else chunk
+        for row in conn.execute(sel, {'keys': params}).mappings():
             row = dict(row)
             out[tuple(row[c] for c in pt.pk)] = row
     return out
@@ -370,7 +389,8 @@ class Capture(object):
                     to_load.setdefault(plan, []).append((state, orig))
         if to_load:
             self._preload(session, to_load)
-        if pre is not None:
+        st = session.info.get(_KEY)
+        if pre is not None or (st is not None and st.pre is not None):
             _state(session).pre = pre
 
     def _preload(self, session, to_load):

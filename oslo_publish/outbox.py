@@ -74,6 +74,9 @@ streams = sa.Table(
 )
 
 
+_INSERT = outbox.insert()
+
+
 class OutboxSink(object):
     """Writes each captured transaction as ONE outbox row, in the tx.
 
@@ -98,9 +101,9 @@ class OutboxSink(object):
                 datetime.timezone.utc).replace(tzinfo=None)
         payload = json.dumps({'changes': changes, 'tables': tables},
                              separators=(',', ':'), allow_nan=False)
-        session.connection().execute(outbox.insert().values(
-            stream=self.stream, txid=txid, committed_at=committed_at,
-            payload=payload))
+        session.connection().execute(_INSERT, {
+            'stream': self.stream, 'txid': txid,
+            'committed_at': committed_at, 'payload': payload})
 
     def committed(self, session):
         """Wake the relay (no SQL here: the transaction is over)."""

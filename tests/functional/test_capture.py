@@ -605,6 +605,12 @@ class _CaptureTests(_Base):
             s.commit()
         self.assertEqual('r', self.one_tx()[0].after['name'])
 
+    def test_missing_outbox_table_fails_install(self):
+        """Outbox delivery without its tables fails with NotInstalled."""
+        self.handle.stop()
+        outbox.metadata.drop_all(self.engine)
+        self.assertRaises(exceptions.NotInstalled, self.install)
+
     def test_metrics_count_transactions_and_deltas(self):
         """Captured transactions and deltas are counted by stream."""
         self.add_items('a', 'b')
