@@ -21,7 +21,9 @@ import uuid
 
 import oslo_messaging
 import sqlalchemy as sa
+from sqlalchemy import orm
 
+import oslo_publish
 from oslo_publish import exceptions
 from oslo_publish import outbox
 from oslo_publish import relay as relay_mod
@@ -138,6 +140,54 @@ class _Writer(object):
         return op
 
 
+class _SessionWriter(object):
+    """Writes through sessions of a captured sessionmaker (real capture).
+
+    Core statements executed through the session; the capture writes the
+    outbox entry at commit.
+    """
+
+    def __init__(self, maker, published):
+        self.maker = maker
+        self.items = published['items'].table
+        self.pairs = published['pairs'].table
+
+    def transaction(self, ops):
+        for attempt in range(50):
+            try:
+                with self.maker() as session:
+                    for op in ops:
+                        op(session)
+                    session.commit()
+                return
+            except sa.exc.OperationalError:
+                if self.maker.kw['bind'].dialect.name == 'sqlite' \
+                        or attempt < 3:
+                    continue
+                raise
+
+    def insert_item(self, item_id, name):
+        return lambda s: s.execute(self.items.insert().values(
+            id=item_id, name=name, n=0, secret='s'))
+
+    def bump_item(self, item_id):
+        return lambda s: s.execute(
+            self.items.update().where(self.items.c.id == item_id)
+            .values(n=self.items.c.n + 1))
+
+    def delete_item(self, item_id):
+        return lambda s: s.execute(
+            self.items.delete().where(self.items.c.id == item_id))
+
+    def upsert_pair(self, a, b, v, insert):
+        if insert:
+            return lambda s: s.execute(self.pairs.insert().values(
+                a=a, b=b, v=v))
+        return lambda s: s.execute(
+            self.pairs.update().where(self.pairs.c.a == a)
+            .where(self.pairs.c.b == b).values(v=v))
+
+
 class SnapshotTestMixin(delivery.RelayTestMixin):
     """A relay, a started snapshot server and an RPC client."""
 
@@ -157,6 +207,8 @@ class SnapshotTestMixin(delivery.RelayTestMixin):
         self.rpc_transport = oslo_messaging.get_rpc_transport(
             self.conf, allowed_remote_exmods=['oslo_publish.exceptions'])
         self.addCleanup(self.rpc_transport.cleanup)
+        self.addCleanup(delivery.delete_queues, self.tf.url,
+                        [wire.snapshot_topic(self.stream)])
         self.relay = self.make_relay()
         self.client = oslo_messaging.get_rpc_client(
             self.rpc_transport, oslo_messaging.Target(
@@ -169,7 +221,6 @@ class SnapshotTestMixin(delivery.RelayTestMixin):
             self.conf, self.engine, self.stream, self.published,
             self.relay, self.rpc_transport, self.metrics)
         self.addCleanup(delivery.delete_queues, self.tf.url, [
-            wire.snapshot_topic(self.stream),
             '%s.%s' % (wire.snapshot_topic(self.stream), server.name)])
         server.start()
         self.addCleanup(server.stop)
@@ -230,8 +281,24 @@ class _SnapshotTests(SnapshotTestMixin):
         self.relay.start()
         self.addCleanup(self.relay.stop)
         self.start_server()
-        self.writer.transaction([self.writer.insert_item(i, 'shared%d' % i)
-                                 for i in range(1, SHARED + 1)])
+        self._converge(self.writer, self.relay.wake)
+
+    def test_captured_writes_converge(self):
+        """Same through install(): real capture, relay and server."""
+        self.conf.set_override('stream', self.stream, 'oslo_publish')
+        maker = orm.sessionmaker(bind=self.engine)
+        handle = oslo_publish.install(
+            self.conf, maker, transport=self.transport, metrics=self.metrics,
+            metadata=self.published['items'].table.metadata)
+        self.addCleanup(delivery.delete_queues, self.tf.url, [
+            '%s.%s' % (wire.snapshot_topic(self.stream),
+                       handle.snapshot_server.name)])
+        self.addCleanup(handle.stop)
+        self._converge(_SessionWriter(maker, self.published), lambda: None)
+
+    def _converge(self, writer, wake):
+        writer.transaction([writer.insert_item(i, 'shared%d' % i)
+                            for i in range(1, SHARED + 1)])
         stop = threading.Event()
         done = []
 
@@ -241,7 +308,7 @@ class _SnapshotTests(SnapshotTestMixin):
             while not stop.is_set() or count < 8:
                 count += 1
                 choice = rnd.random()
-                w = self.writer
+                w = writer
                 if choice < 0.35:
                     ops = [w.bump_item(rnd.randint(1, SHARED))]
                 elif choice < 0.6 or not own:
@@ -257,7 +324,7 @@ class _SnapshotTests(SnapshotTestMixin):
                            w.upsert_pair(wid, pair, -count, False)]
                 w.transaction(ops)
                 done.append(1)
-                self.relay.wake()
+                wake()
 
         writers = [threading.Thread(target=write, args=(n,))
                    for n in range(1, 5)]
@@ -273,7 +340,7 @@ class _SnapshotTests(SnapshotTestMixin):
             stop.set()
             for t in writers:
                 t.join()
-        self.relay.wake()
+        wake()
         base.wait_for(lambda: delivery.pending(self.engine, self.stream)
                       == 0, 60)
         total = delivery.last_seq(self.engine, self.stream)
