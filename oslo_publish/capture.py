@@ -181,12 +181,13 @@ class _Frame(object):
 class _TxState(object):
     """Capture state of one session's outermost transaction."""
 
-    __slots__ = ('frames', 'pre', 'staged', 'committed')
+    __slots__ = ('frames', 'pre', 'staged', 'sealed', 'committed')
 
     def __init__(self):
         self.frames = [_Frame(None)]
         self.pre = None
         self.staged = False
+        self.sealed = False
         self.committed = False
 
     @property
@@ -353,10 +354,17 @@ class Capture(object):
             return
         session.flush()
         st = session.info.get(_KEY)
-        if st is None or st.staged:
+        if st is None or st.sealed:
             return
+        st.sealed = True
+        self._stage(session, st)
+
+    def _stage(self, session, st):
+        """Hand the pending events of ``session`` to the sink."""
         events = list(itertools.chain.from_iterable(
             f.events for f in st.frames))
+        for frame in st.frames:
+            frame.events = []
         if not events:
             return
         changes, tables = self._consolidate(session, events)
@@ -425,6 +433,10 @@ class Capture(object):
                 events = _state(session).top
             for plan in plans:
                 self._flushed(plan, state, isdelete, listonly, pre, events)
+        if events and st is not None and st.sealed:
+            # A flush after our before_commit (another before_commit
+            # listener changed objects): stage its deltas as well.
+            self._stage(session, st)
 
     def _flushed(self, plan, state, isdelete, listonly, pre, events):
         name = plan.name

@@ -59,6 +59,16 @@ class Item(Base):
     deleted = sa.Column(sa.Integer, default=0)
     deleted_at = sa.Column(sa.DateTime)
     updated_at = sa.Column(sa.DateTime)
+    children = orm.relationship('Child', cascade='all, delete-orphan',
+                                back_populates='item')
+
+
+class Child(Base):
+    __tablename__ = 'children'
+    id = sa.Column(sa.Integer, primary_key=True, autoincrement=False)
+    item_id = sa.Column(sa.Integer, sa.ForeignKey('items.id'))
+    label = sa.Column(sa.String(16))
+    item = orm.relationship(Item, back_populates='children')
 
 
 class Pair(Base):
@@ -101,7 +111,7 @@ class Note(Base):
     text = sa.Column(sa.String(64))
 
 
-PUBLISHED = ['items', 'pairs', 'typed', 'odd']
+PUBLISHED = ['items', 'pairs', 'typed', 'odd', 'children']
 
 
 class _Base(object):
@@ -254,6 +264,62 @@ class _CaptureTests(_Base):
             s.commit()
         (change,) = self.one_tx()
         self.assertEqual(row, change.before)
+
+    def test_cascade_delete_publishes_children_before_images(self):
+        """An ORM cascade deletes children with their full images."""
+        with self.maker() as s:
+            s.add(Item(id=1, name='p', children=[
+                Child(id=1, label='a'), Child(id=2, label='b')]))
+            s.commit()
+        self.clear()
+        with self.maker() as s:
+            s.delete(s.get(Item, 1))
+            s.commit()
+        got = {(c.table, c.op, c.key): c for c in self.one_tx()}
+        self.assertEqual({('items', 'delete', (1,)),
+                          ('children', 'delete', (1,)),
+                          ('children', 'delete', (2,))}, set(got))
+        self.assertEqual({'id': 2, 'item_id': 1, 'label': 'b'},
+                         got[('children', 'delete', (2,))].before)
+
+    def test_orphan_delete_and_foreign_key_sync(self):
+        """Delete-orphan and relationship FK changes are captured."""
+        with self.maker() as s:
+            s.add(Item(id=1, name='p', children=[
+                Child(id=1, label='a'), Child(id=2, label='b')]))
+            s.add(Item(id=2, name='q'))
+            s.commit()
+        self.clear()
+        with self.maker() as s:
+            first, second = s.get(Item, 1), s.get(Item, 2)
+            orphan, moved = sorted(first.children, key=lambda c: c.id)
+            first.children.remove(orphan)
+            moved.item = second
+            s.commit()
+        got = {(c.op, c.key): c for c in self.one_tx()}
+        self.assertEqual({('delete', (1,)), ('update', (2,))}, set(got))
+        self.assertEqual('a', got[('delete', (1,))].before['label'])
+        update = got[('update', (2,))]
+        self.assertEqual((('item_id',), {'item_id': 1}, 2),
+                         (update.changed, update.before,
+                          update.after['item_id']))
+
+    def test_change_made_by_a_later_before_commit_hook_is_captured(self):
+        """A flush after the capture's before_commit still publishes."""
+        def hook(session):
+            if not session.info.get('hooked'):
+                session.info['hooked'] = True
+                session.add(Note(text='audit'))
+                session.add(Pair(region='late', num=1, value='v'))
+        sa.event.listen(self.maker, 'before_commit', hook)
+        self.addCleanup(sa.event.remove, self.maker, 'before_commit', hook)
+        with self.maker() as s:
+            s.add(Item(id=1, name='trigger'))
+            s.add(Pair(region='late', num=2, value='w'))
+            s.commit()
+        keys = {(c.table, c.key) for c in self.changes()}
+        self.assertEqual({('items', (1,)), ('pairs', ('late', 1)),
+                          ('pairs', ('late', 2))}, keys)
 
     def test_excluded_column_never_appears(self):
         """An excluded column is in no after-image nor before-image."""
