@@ -147,6 +147,9 @@ class RPCSnapshotSource(SnapshotSource):
 
     def _rpc_caller(self, conf, transport):
         import oslo_messaging as messaging
+
+        from oslo_publish import snapshot as host_snapshot
+        host_snapshot.ensure_rpc_opts(conf)
         target = messaging.Target(topic=wire.snapshot_topic(self.stream),
                                   namespace=wire.SNAPSHOT_NAMESPACE,
                                   version=wire.SNAPSHOT_API_VERSION)

@@ -1,0 +1,552 @@
+# Copyright 2026 The oslo.publish Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""End to end: a real host in another process, RabbitMQ, a consumer.
+
+The host (:mod:`tests.functional.consumer_host`: oslo_publish.install,
+relay and snapshot server, and a workload this test controls) runs on
+PostgreSQL or MariaDB; the consumer's state store on SQLite, PostgreSQL
+or MariaDB. Convergence means: the consumer's cache and its state store's
+mirrored rows both equal a direct SELECT of the host tables, every row
+and every column.
+"""
+
+import json
+import os
+import queue
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import fixtures
+import kombu
+import oslo_messaging
+import sqlalchemy as sa
+
+from consumer import listener
+from consumer import service
+from consumer import state as state_mod
+from oslo_publish import outbox
+from oslo_publish import wire
+from tests import base
+from tests.functional import consumer_host
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+KEY = 'e2e-signing-key'
+
+
+def _amqp(url):
+    return url.replace('rabbit://', 'amqp://', 1)
+
+
+class HostProcess(fixtures.Fixture):
+    """The host runner in a subprocess, driven by JSON lines."""
+
+    def __init__(self, db_url, transport, stream, topic, signing_key=None):
+        super().__init__()
+        self.args = [sys.executable, '-m', 'tests.functional.consumer_host',
+                     '--db', db_url, '--transport-url', transport.url,
+                     '--exchange', transport.exchange, '--stream', stream,
+                     '--topic', topic]
+        if signing_key:
+            self.args += ['--signing-key', signing_key]
+
+    def _setUp(self):
+        tmp = self.useFixture(fixtures.TempDir()).path
+        self.log_path = os.path.join(tmp, 'host.log')
+        self._log = open(self.log_path, 'w')
+        self.addCleanup(self._log.close)
+        self.proc = subprocess.Popen(
+            self.args, cwd=ROOT, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=self._log, text=True)
+        self.addCleanup(self._stop)
+        self._lines = queue.Queue()
+        reader = threading.Thread(target=self._read, daemon=True)
+        reader.start()
+        self._expect(60)
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self._lines.put(json.loads(line))
+        self._lines.put(None)
+
+    def _expect(self, timeout):
+        try:
+            reply = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            reply = None
+        if reply is None:
+            with open(self.log_path) as log:
+                raise AssertionError('host process failed:\n%s'
+                                     % log.read()[-4000:])
+        return reply
+
+    def command(self, cmd, timeout=120, **kwargs):
+        kwargs['cmd'] = cmd
+        self.proc.stdin.write(json.dumps(kwargs) + '\n')
+        self.proc.stdin.flush()
+        return self._expect(timeout)
+
+    def _stop(self):
+        if self.proc.poll() is None:
+            try:
+                self.command('quit', timeout=30)
+            except (AssertionError, OSError):
+                pass
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class _Base(object):
+
+    HOST_BACKEND = None
+    STATE_BACKEND = None
+    SIGNED = False
+
+    def setUp(self):
+        super().setUp()
+        self.host_db = self.useFixture(base.DatabaseFixture(
+            self.HOST_BACKEND))
+        self.state_db = self.useFixture(base.DatabaseFixture(
+            self.STATE_BACKEND))
+        self.transport = self.useFixture(base.TransportFixture(self.conf))
+        self.stream = base.unique_name('st')
+        self.pool = base.unique_name('pool')
+        self.topic = self.transport.topic
+        self.addCleanup(self._delete_queues)
+        listener.prepare_transport_conf(self.conf)
+        for name, value in (('streams', [self.stream]),
+                            ('topics', [self.topic]),
+                            ('pool', self.pool),
+                            ('gap_timeout', 0.5),
+                            ('inactivity_timeout', 5.0),
+                            ('resync_backoff_min', 0.05),
+                            ('resync_backoff_max', 0.5),
+                            ('resyncs_per_minute', 30),
+                            ('snapshot_timeout', 20.0),
+                            ('max_message_bytes', 262144),
+                            ('signing_key', KEY if self.SIGNED else None)):
+            self.conf.set_override(name, value, 'consumer')
+        self.conf.set_override('connection', self.state_db.url,
+                               'consumer_database')
+        self.conf.set_override('max_retries', 3, 'consumer_database')
+        self.conf.set_override('retry_interval', 1, 'consumer_database')
+        self.conf.set_override('rabbit_interval_max', 2,
+                               'oslo_messaging_rabbit')
+        self.host = self.useFixture(HostProcess(
+            self.host_db.url, self.transport, self.stream, self.topic,
+            KEY if self.SIGNED else None))
+
+    def _delete_queues(self):
+        try:
+            with kombu.Connection(_amqp(self.transport.url)) as conn:
+                channel = conn.channel()
+                for name in (self.pool, self.topic + '.info',
+                             self.topic + '_shuffled.info'):
+                    channel.queue_delete(name)
+                channel.exchange_delete(self.transport.exchange)
+        except Exception:  # noqa: best-effort broker cleanup
+            pass
+
+    # ------------------------------------------------------------ helpers
+
+    def consumer(self):
+        consumer = service.Consumer(self.conf)
+        consumer.start()
+        self.addCleanup(self._stop_consumer, consumer)
+        return consumer
+
+    @staticmethod
+    def _stop_consumer(consumer):
+        if not consumer._stopping.is_set():
+            consumer.stop()
+
+    def host_rows(self):
+        out = {}
+        with self.host_db.engine.connect() as conn:
+            for table in consumer_host.Base.metadata.sorted_tables:
+                pk = [c.name for c in table.primary_key.columns]
+                out[table.name] = {
+                    tuple(r._mapping[c] for c in pk): dict(r._mapping)
+                    for r in conn.execute(sa.select(table))}
+        return out
+
+    def host_last_seq(self):
+        with self.host_db.engine.connect() as conn:
+            return conn.execute(sa.select(outbox.streams.c.last_seq).where(
+                outbox.streams.c.stream == self.stream)).scalar() or 0
+
+    @staticmethod
+    def cache_rows(consumer):
+        view = consumer.view()
+        return {t: {k: dict(r) for k, r in view.rows(t).items()}
+                for t in consumer_host.TABLES}
+
+    def state_rows(self):
+        store = state_mod.StateStore.from_url(self.state_db.url)
+        try:
+            return {t: dict(store.load_rows(self.stream, t))
+                    for t in consumer_host.TABLES}
+        finally:
+            store.close()
+
+    def settle(self):
+        """Wait for the workload and for the relay to publish it all."""
+        self.host.command('wait')
+        self.assertTrue(self.host.command('idle')['idle'])
+
+    def assertConverges(self, consumer=None, timeout=40):
+        expected = self.host_rows()
+        if consumer is not None:
+            base.wait_for(lambda: self.cache_rows(consumer) == expected,
+                          timeout, message='cache did not converge')
+        base.wait_for(lambda: self.state_rows() == expected, timeout,
+                      message='state store did not converge')
+        self.assertGreater(sum(len(rows) for rows in expected.values()), 0)
+
+    def wait_caught_up(self, consumer, timeout=30):
+        base.wait_for(lambda: consumer.status()[0]['applied_seq'] ==
+                      self.host_last_seq(), timeout,
+                      message='consumer did not reach the host position')
+        return consumer.status()[0]['applied_seq']
+
+    def resyncs(self, consumer, cause):
+        return consumer.metrics.value('consumer_resyncs_total',
+                                      stream=self.stream, cause=cause)
+
+
+class _Flows(_Base):
+
+    def test_initial_sync_under_concurrent_writes(self):
+        """A snapshot taken while writers run converges exactly."""
+        self.host.command('preload', rows=300)
+        self.host.command('write', tx=300, writers=4, seed=1)
+        consumer = self.consumer()
+        self.assertTrue(consumer.wait_synced(60))
+        self.settle()
+        self.assertConverges(consumer)
+        self.assertEqual(1, self.resyncs(consumer, 'initial'))
+        self.wait_caught_up(consumer)
+
+    def test_queue_purged_while_down_resyncs(self):
+        """Deltas lost while the consumer was down are resynchronised."""
+        self.host.command('preload', rows=50)
+        first = self.consumer()
+        self.assertTrue(first.wait_synced(60))
+        first.stop()
+        self.host.command('write', tx=60, writers=2, seed=2)
+        self.settle()
+        with kombu.Connection(_amqp(self.transport.url)) as conn:
+            conn.channel().queue_purge(self.pool)
+        second = self.consumer()
+        self.assertConverges(second)
+        self.assertEqual(0, self.resyncs(second, 'initial'))
+        self.assertGreaterEqual(
+            self.resyncs(second, 'heartbeat') + self.resyncs(second, 'gap'),
+            1)
+
+    def test_sigkill_mid_stream_resumes_without_snapshot(self):
+        """consumer-sync killed with SIGKILL resumes from its state store."""
+        config = os.path.join(self.useFixture(fixtures.TempDir()).path,
+                              'consumer.conf')
+        with open(config, 'w') as out:
+            out.write(_config_text(self.conf, self.transport))
+        log = open(config + '.log', 'w')
+        self.addCleanup(log.close)
+
+        def spawn():
+            proc = subprocess.Popen(
+                [sys.executable, '-m', 'consumer.cmd.sync',
+                 '--config-file', config], cwd=ROOT, stdout=log,
+                stderr=subprocess.STDOUT)
+            self.addCleanup(_kill, proc)
+            return proc
+
+        self.host.command('preload', rows=100)
+        store = state_mod.StateStore.from_url(self.state_db.url)
+        self.addCleanup(store.close)
+        store.upgrade()
+        proc = spawn()
+
+        def status():
+            found = store.status().get(self.stream)
+            return found.counters if found else {}
+
+        base.wait_for(lambda: status().get('synced'), 60,
+                      message='consumer-sync never synced')
+        self.host.command('write', tx=400, writers=2, seed=3)
+        start = status().get('applied_seq') or 0
+        base.wait_for(lambda: (status().get('applied_seq') or 0) > start + 20,
+                      60)
+        proc.kill()
+        proc.wait()
+        killed_at = status().get('applied_seq')
+        self.host.command('wait')
+        # And more while it is down: they wait in its durable queue.
+        self.host.command('write', tx=100, writers=2, seed=8)
+        self.settle()
+        self.assertLess(killed_at or 0, self.host_last_seq())
+        restarted = time.time()
+        proc = spawn()
+        base.wait_for(
+            lambda: (store.status()[self.stream].updated_at.timestamp()
+                     > restarted and status().get('applied_seq') ==
+                     self.host_last_seq()), 60,
+            message='restarted consumer did not catch up')
+        self.assertConverges()
+        counters = status()
+        self.assertEqual([], [k for k in counters if k.startswith('resync_')],
+                         counters)
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(0, proc.wait(30))
+
+    def test_duplicated_reordered_dropped_messages_converge(self):
+        """Duplicates, reordering and drops end in the host's rows."""
+        shuffled = self.topic + '_shuffled'
+        self.conf.set_override('topics', [shuffled], 'consumer')
+        shuffler = self.useFixture(Shuffler(self.conf, self.topic, shuffled,
+                                            self.pool))
+        self.host.command('preload', rows=50)
+        consumer = self.consumer()
+        self.assertTrue(consumer.wait_synced(60))
+        shuffler.faults = True
+        self.host.command('write', tx=200, writers=2, seed=4)
+        self.settle()
+        shuffler.faults = False
+        self.host.command('write', tx=5, writers=1, seed=5)
+        self.settle()
+        self.assertConverges(consumer)
+        self.assertGreater(shuffler.counts['duplicated'], 0)
+        self.assertGreater(consumer.metrics.value(
+            'consumer_duplicates_dropped_total', stream=self.stream), 0)
+        if shuffler.counts['dropped']:
+            self.assertGreaterEqual(
+                self.resyncs(consumer, 'gap') +
+                self.resyncs(consumer, 'heartbeat'), 1)
+
+
+class _BadInput(_Base):
+
+    SIGNED = True
+
+    def test_each_bad_input_class_is_rejected_and_counted(self):
+        """Every bad-input class is rejected, counted, and changes nothing."""
+        self.host.command('preload', rows=30)
+        consumer = self.consumer()
+        self.assertTrue(consumer.wait_synced(60))
+        self.host.command('write', tx=20, writers=1, seed=6)
+        self.settle()
+        self.assertConverges(consumer)
+        applied = self.wait_caught_up(consumer)
+        good_pub = wire.publisher_id(self.stream)
+
+        def delta(seq, table='items', key=None, stream=None):
+            tx = {'seq': seq, 'txid': 'x', 'committed_at': None,
+                  'changes': [{'table': table, 'op': 'delete',
+                               'key': [10 ** 6], 'before': {'id': 10 ** 6}}]}
+            header = {table: {'pk': ['id'], 'version': 'v'}}
+            return wire.delta_message(stream or self.stream, [tx], header,
+                                      key=key)
+
+        old = delta(1, key=KEY)
+        old['tables']['items']['version'] = consumer.driver.reconcilers[
+            self.stream]._known['items']['version']
+        wire.sign(old, KEY)
+        huge = delta(applied + 1, key=KEY)
+        huge['transactions'][0]['changes'][0]['before']['pad'] = 'x' * 300000
+        wire.sign(huge, KEY)
+        newer = dict(delta(applied + 1), format='2.0')
+        wire.sign(newer, KEY)
+        cases = [
+            ('oversized', good_pub, wire.EVENT_DELTA, huge),
+            ('malformed', good_pub, wire.EVENT_DELTA, {'format': '1.0'}),
+            ('malformed', good_pub, 'oslo_publish.bogus', old),
+            ('unknown_version', good_pub, wire.EVENT_DELTA, newer),
+            ('unsigned', good_pub, wire.EVENT_DELTA, delta(applied + 1)),
+            ('bad_signature', good_pub, wire.EVENT_DELTA,
+             delta(applied + 1, key='wrong')),
+            ('unknown_publisher', 'oslo_publish.intruder',
+             wire.EVENT_DELTA, delta(applied + 1, key=KEY)),
+            ('unknown_publisher', 'compute.node1',
+             'compute.instance.create.end', {'x': 1}),
+            ('replayed', good_pub, wire.EVENT_DELTA, old),
+        ]
+        transport = oslo_messaging.get_notification_transport(self.conf)
+        self.addCleanup(transport.cleanup)
+        expected = {}
+        for reason, publisher, event_type, payload in cases:
+            notifier = oslo_messaging.Notifier(
+                transport, publisher_id=publisher, driver='messagingv2',
+                topics=[self.topic])
+            notifier.info({}, event_type, payload)
+            expected[reason] = expected.get(reason, 0) + 1
+
+        def counted():
+            got = {}
+            for reason in expected:
+                got[reason] = sum(consumer.metrics.value(
+                    'consumer_rejected_total', stream=s, reason=reason)
+                    for s in (self.stream, '-'))
+            return got == expected
+        base.wait_for(counted, 30, message='rejections not counted')
+        self.assertEqual(0, consumer.metrics.value(
+            'consumer_rejected_total', stream='-', reason='error'))
+        self.assertConverges(consumer)
+        self.assertEqual(applied, consumer.status()[0]['applied_seq'])
+        self.host.command('write', tx=10, writers=1, seed=7)
+        self.settle()
+        self.assertConverges(consumer)
+
+
+def _kill(proc):
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def _config_text(conf, transport):
+    opts = conf.consumer
+    lines = ['[DEFAULT]', 'transport_url = %s' % transport.url,
+             'control_exchange = %s' % transport.exchange,
+             '[oslo_messaging_rabbit]', 'amqp_durable_queues = true',
+             'rabbit_interval_max = 2',
+             '[consumer]', 'streams = %s' % ','.join(opts.streams),
+             'topics = %s' % ','.join(opts.topics), 'pool = %s' % opts.pool,
+             'gap_timeout = %s' % opts.gap_timeout,
+             'inactivity_timeout = %s' % opts.inactivity_timeout,
+             'resync_backoff_min = %s' % opts.resync_backoff_min,
+             'resync_backoff_max = %s' % opts.resync_backoff_max,
+             'snapshot_timeout = %s' % opts.snapshot_timeout,
+             '[consumer_database]',
+             'connection = %s' % conf.consumer_database.connection,
+             'max_retries = 3', 'retry_interval = 1']
+    if opts.signing_key:
+        lines.insert(lines.index('[consumer_database]'),
+                     'signing_key = %s' % opts.signing_key)
+    return '\n'.join(lines) + '\n'
+
+
+class _Endpoint(object):
+
+    def __init__(self, inbox):
+        self.inbox = inbox
+
+    def info(self, ctxt, publisher_id, event_type, payload, metadata):
+        self.inbox.put((publisher_id, event_type, payload))
+        return oslo_messaging.NotificationResult.HANDLED
+
+
+class Shuffler(fixtures.Fixture):
+    """Relays the host's topic to the consumer's, injecting faults.
+
+    While ``faults`` is set, each message may be duplicated (20%), held
+    back and sent after the next one (20%) or dropped (3%).
+    """
+
+    def __init__(self, conf, source_topic, target_topic, pool):
+        super().__init__()
+        self.conf = conf
+        self.source_topic = source_topic
+        self.target_topic = target_topic
+        self.pool = pool + '-shuffler'
+        self.faults = False
+        self.counts = {'duplicated': 0, 'reordered': 0, 'dropped': 0}
+
+    def _setUp(self):
+        self.transport = oslo_messaging.get_notification_transport(self.conf)
+        self.addCleanup(self.transport.cleanup)
+        self.inbox = queue.Queue()
+        self.listener = oslo_messaging.get_notification_listener(
+            self.transport, [oslo_messaging.Target(topic=self.source_topic)],
+            [_Endpoint(self.inbox)], executor='threading', pool=self.pool)
+        self.listener.start()
+        self.addCleanup(self._stop)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _stop(self):
+        self._stopping.set()
+        self.inbox.put(None)
+        self._thread.join(10)
+        self.listener.stop()
+        self.listener.wait()
+        try:
+            with kombu.Connection(_amqp(self.conf.transport_url)) as conn:
+                conn.channel().queue_delete(self.pool)
+        except Exception:  # noqa: best-effort broker cleanup
+            pass
+
+    def _send(self, item):
+        publisher_id, event_type, payload = item
+        notifier = oslo_messaging.Notifier(
+            self.transport, publisher_id=publisher_id, driver='messagingv2',
+            topics=[self.target_topic])
+        notifier.info({}, event_type, payload)
+
+    def _run(self):
+        rng = random.Random(42)
+        held = None
+        while not self._stopping.is_set():
+            try:
+                item = self.inbox.get(timeout=0.1)
+            except queue.Empty:
+                if held is not None:
+                    self._send(held)
+                    held = None
+                continue
+            if item is None:
+                return
+            roll = rng.random() if self.faults else 1.0
+            if roll < 0.03 and item[1] == wire.EVENT_DELTA:
+                self.counts['dropped'] += 1
+                continue
+            if roll < 0.23 and held is None:
+                held = item
+                self.counts['reordered'] += 1
+                continue
+            self._send(item)
+            if roll < 0.43:
+                self._send(item)
+                self.counts['duplicated'] += 1
+            if held is not None:
+                self._send(held)
+                held = None
+
+
+class TestE2EPostgreSQLHostSQLiteState(_Flows, base.TestCase):
+    HOST_BACKEND = 'postgresql'
+    STATE_BACKEND = 'sqlite'
+
+
+class TestE2EMariaDBHostPostgreSQLState(_Flows, base.TestCase):
+    HOST_BACKEND = 'mysql'
+    STATE_BACKEND = 'postgresql'
+
+
+class TestE2EPostgreSQLHostMariaDBState(_Flows, base.TestCase):
+    HOST_BACKEND = 'postgresql'
+    STATE_BACKEND = 'mysql'
+
+
+class TestBadInputPostgreSQL(_BadInput, base.TestCase):
+    HOST_BACKEND = 'postgresql'
+    STATE_BACKEND = 'sqlite'
