@@ -69,7 +69,6 @@ LOG = log.getLogger(__name__)
 
 _KEY = 'oslo_publish.capture'
 _MISSING = object()
-_UNKNOWN = (attributes.NO_VALUE, attributes.NEVER_SET, _MISSING)
 _CHUNK = 500
 
 
@@ -552,11 +551,23 @@ class Capture(object):
                 'published table %s; use the ORM or plain inserts'
                 % pt.name)
         params = orm_state.parameters
-        result = orm_state.invoke_statement()
         keys = None
         if isinstance(params, list) and params:
             keys = self._param_keys(orm_state, pt, params)
-        if keys is None:
+        if keys is not None:
+            result = orm_state.invoke_statement()
+        elif getattr(stmt, '_returning', ()):
+            result, keys = self._returned_keys(
+                orm_state, pt, orm_state.invoke_statement())
+        elif orm_state.is_orm_statement:
+            # The ORM hands no generated keys back: ask for them.
+            result, keys = self._returned_keys(
+                orm_state, pt, orm_state.invoke_statement(
+                    statement=stmt.returning(
+                        *self._key_columns(orm_state, pt, table))))
+        else:
+            result = orm_state.invoke_statement(
+                statement=stmt.return_defaults())
             keys = self._result_keys(result)
         if keys is None:
             raise exceptions.EncodeError(
@@ -570,6 +581,30 @@ class Capture(object):
                 events.append((wire.INSERT, pt.name, tuple(key), None, row,
                                None, True))
         return result
+
+    def _returned_keys(self, orm_state, pt, result):
+        """Primary keys from RETURNING rows; and a fresh result to return.
+
+        The rows are read here, so the caller gets an equivalent result
+        re-served from memory.
+        """
+        names = list(result.keys())
+        wanted = [getattr(c, 'key', None) for c in
+                  self._key_columns(orm_state, pt, pt.table)]
+        positions = []
+        for col, attr in zip(pt.pk, wanted):
+            if attr in names:
+                positions.append(names.index(attr))
+            elif col in names:
+                positions.append(names.index(col))
+            else:
+                raise exceptions.EncodeError(
+                    'an INSERT into published table %s returns rows '
+                    'without its primary key %s; add it to RETURNING'
+                    % (pt.name, col))
+        frozen = result.freeze()
+        keys = [tuple(row[p] for p in positions) for row in frozen.data]
+        return frozen(), keys
 
     @staticmethod
     def _result_keys(result):

@@ -422,6 +422,28 @@ class _CaptureTests(_Base):
         (change,) = self.one_tx()
         self.assertEqual((new_id,), change.key)
 
+    def test_insert_statements_without_keys_publish_generated_keys(self):
+        """Inserts without key values publish every generated key."""
+        table = Item.__table__
+        with self.maker() as s:
+            s.execute(sa.insert(Item).values(name='a'))
+            ids = s.scalars(sa.insert(Item).returning(Item.id),
+                            [{'name': 'b'}, {'name': 'c'}]).all()
+            s.execute(sa.insert(Item), [{'name': 'd'}, {'name': 'e'}])
+            row = s.execute(table.insert().values(name='f')
+                            .returning(table.c.id, table.c.name)).one()
+            s.execute(table.insert(), [{'name': 'g'}, {'name': 'h'}])
+            s.commit()
+        self.assertEqual(2, len(ids))
+        self.assertEqual('f', row.name)
+        changes = self.one_tx()
+        self.assertEqual(8, len({c.key for c in changes}))
+        by_name = {c.after['name']: c.key[0] for c in changes}
+        self.assertEqual(ids, [by_name['b'], by_name['c']])
+        self.assertEqual(row.id, by_name['f'])
+        for change in changes:
+            self.assertEqual(self.db_row(Item, change.key[0]), change.after)
+
     def test_several_flushes_make_one_entry(self):
         """Several flushes in one transaction write one outbox entry."""
         with self.maker() as s:
