@@ -85,6 +85,7 @@ class DirectSink(object):
         self._stopping = threading.Event()
         self._thread = None
         self._deadline = 0.0
+        self._cycle_started = 0.0
         self._last_sent = time.monotonic()
 
     @property
@@ -158,6 +159,11 @@ class DirectSink(object):
             batch = [self._queue.get(timeout=wait)]
         except queue.Empty:
             return []
+        # Commits arriving faster than relay.COALESCE share one batch.
+        linger = self._cycle_started + relay.COALESCE - time.monotonic()
+        if linger > 0 and not self._stopping.is_set():
+            self._stopping.wait(linger)
+        self._cycle_started = time.monotonic()
         while len(batch) < self._opts.batch_size:
             try:
                 batch.append(self._queue.get_nowait())

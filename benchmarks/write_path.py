@@ -1,0 +1,309 @@
+# Copyright 2026 The oslo.publish Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Write-path cost: time per transaction of 5 row changes.
+
+::
+
+    python -m benchmarks.write_path [--backends postgresql,mysql]
+        [--transactions 200] [--repetitions 7]
+
+Modes, each in a worker process of its own (so no mode's event
+listeners touch another's sessions), on a table of its own in one fresh
+database per backend:
+
+``baseline``   plain SQLAlchemy ORM, no middleware
+``outbox``     ``oslo_publish.install()``, delivery ``outbox``, relay in
+               process, publishing to the real RabbitMQ
+``direct``     ``oslo_publish.install()``, delivery ``direct``
+``continuum``  SQLAlchemy-Continuum versioning the same model (a peer
+               that also writes extra rows per transaction)
+
+One transaction = one ORM session: load 3 rows by id, update 2, delete 1,
+insert 2, commit (5 row changes). The parent runs the modes interleaved
+(round-robin, rotating the order every repetition), takes the median
+time per transaction of each mode over the repetitions, prints the
+ratios to the baseline and writes ``benchmarks/results/write_path.json``.
+Service URLs come from the same variables as the tests
+(``OSLO_PUBLISH_TEST_PG_URL``, ``OSLO_PUBLISH_TEST_MYSQL_URL``,
+``OSLO_PUBLISH_TEST_TRANSPORT_URL``).
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+
+MODES = ('baseline', 'outbox', 'direct', 'continuum')
+BACKENDS = ('postgresql', 'mysql')
+PG_URL = os.environ.get(
+    'OSLO_PUBLISH_TEST_PG_URL',
+    'postgresql+psycopg2://postgres@127.0.0.1:5432/test')
+MYSQL_URL = os.environ.get(
+    'OSLO_PUBLISH_TEST_MYSQL_URL', 'mysql+pymysql://root@127.0.0.1:3306/test')
+TRANSPORT_URL = os.environ.get(
+    'OSLO_PUBLISH_TEST_TRANSPORT_URL', 'rabbit://guest:guest@127.0.0.1:5672/')
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                       'results', 'write_path.json')
+SEED_ROWS = 5000
+
+
+# ---------------------------------------------------------------- worker
+
+def _model(mode):
+    import sqlalchemy as sa
+    from sqlalchemy import orm
+
+    if mode == 'continuum':
+        import sqlalchemy_continuum
+        sqlalchemy_continuum.make_versioned(user_cls=None)
+    base = orm.declarative_base()
+
+    class Item(base):
+        __tablename__ = 'bench_%s' % mode
+        if mode == 'continuum':
+            __versioned__ = {}
+        id = sa.Column(sa.Integer, primary_key=True, autoincrement=False)
+        name = sa.Column(sa.String(64), nullable=False)
+        value = sa.Column(sa.Integer, nullable=False)
+        note = sa.Column(sa.String(255))
+
+    orm.configure_mappers()
+    return base, Item
+
+
+def _install(mode, url, engine, maker, metadata, transport_url, exchange):
+    from oslo_config import cfg
+    from oslo_messaging import transport as om_transport
+
+    import oslo_publish
+    from oslo_publish import options
+
+    conf = cfg.ConfigOpts()
+    options.register_opts(conf)
+    conf.register_opts(om_transport._transport_opts)
+    conf([], project='oslo_publish_bench', default_config_files=[])
+    conf.set_override('transport_url', transport_url)
+    conf.set_override('control_exchange', exchange)
+    for name, value in (('tables', ['bench_%s' % mode]),
+                        ('stream', 'bench_%s' % mode),
+                        ('topics', [exchange]),
+                        ('delivery', mode),
+                        ('snapshot_server', False)):
+        conf.set_override(name, value, 'oslo_publish')
+    return oslo_publish.install(conf, maker, metadata=metadata)
+
+
+def worker(mode, url, transport_url, exchange):
+    """Serve ``run N`` requests on stdin; answer seconds on stdout."""
+    import sqlalchemy as sa
+    from sqlalchemy import orm
+
+    base, item = _model(mode)
+    engine = sa.create_engine(url)
+    base.metadata.create_all(engine)
+    maker = orm.sessionmaker(bind=engine)
+    with maker() as session:
+        session.add_all([item(id=n, name='seed', value=0)
+                         for n in range(1, SEED_ROWS + 1)])
+        session.commit()
+    handle = None
+    if mode in ('outbox', 'direct'):
+        handle = _install(mode, url, engine, maker, base.metadata,
+                          transport_url, exchange)
+    next_id = [SEED_ROWS + 1]
+    live = list(range(1, SEED_ROWS + 1))
+
+    def transaction():
+        ids = live[-3:]
+        del live[-1]
+        with maker() as session:
+            rows = session.scalars(sa.select(item).where(
+                item.id.in_(ids)).order_by(item.id)).all()
+            rows[0].value += 1
+            rows[1].name = 'upd%d' % rows[1].value
+            session.delete(rows[2])
+            new = next_id[0]
+            next_id[0] += 2
+            session.add_all([item(id=new, name='new', value=1),
+                             item(id=new + 1, name='new', value=2)])
+            session.commit()
+        live[0:0] = [new, new + 1]
+
+    print('ready', flush=True)
+    for line in sys.stdin:
+        words = line.split()
+        if not words or words[0] == 'quit':
+            break
+        count = int(words[1])
+        began = time.perf_counter()
+        for _ in range(count):
+            transaction()
+        print('%.9f' % (time.perf_counter() - began), flush=True)
+    if handle is not None:
+        handle.stop()
+    engine.dispose()
+
+
+# ---------------------------------------------------------------- parent
+
+class _Worker(object):
+
+    def __init__(self, mode, url, exchange):
+        self.mode = mode
+        self.proc = subprocess.Popen(
+            [sys.executable, '-m', 'benchmarks.write_path', '--worker', mode,
+             '--url', url, '--exchange', exchange],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, text=True,
+            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        line = self.proc.stdout.readline().strip()
+        if line != 'ready':
+            raise RuntimeError('worker %s did not start (%r)' % (mode, line))
+
+    def run(self, count):
+        self.proc.stdin.write('run %d\n' % count)
+        self.proc.stdin.flush()
+        return float(self.proc.stdout.readline())
+
+    def close(self):
+        try:
+            self.proc.stdin.write('quit\n')
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        self.proc.wait(60)
+
+
+def _database(backend):
+    import sqlalchemy as sa
+    from sqlalchemy.engine import url as sa_url
+    admin = sa_url.make_url(PG_URL if backend == 'postgresql'
+                            else MYSQL_URL)
+    name = 'bench_%s' % uuid.uuid4().hex[:10]
+    engine = sa.create_engine(admin, isolation_level='AUTOCOMMIT')
+    with engine.connect() as conn:
+        conn.exec_driver_sql('CREATE DATABASE %s' % name)
+    url = admin.set(database=name).render_as_string(hide_password=False)
+
+    def drop():
+        with engine.connect() as conn:
+            extra = ' WITH (FORCE)' if backend == 'postgresql' else ''
+            conn.exec_driver_sql('DROP DATABASE IF EXISTS %s%s'
+                                 % (name, extra))
+        engine.dispose()
+    return url, drop
+
+
+def _create_outbox(url):
+    import sqlalchemy as sa
+
+    from oslo_publish import outbox
+    engine = sa.create_engine(url)
+    outbox.metadata.create_all(engine)
+    engine.dispose()
+
+
+def _cleanup_broker(exchange):
+    try:
+        import kombu
+        with kombu.Connection(TRANSPORT_URL.replace('rabbit://', 'amqp://',
+                                                    1)) as conn:
+            channel = conn.channel()
+            channel.queue_delete('%s.info' % exchange)
+            channel.exchange_delete(exchange)
+    except Exception as exc:  # noqa: best effort
+        print('broker cleanup failed: %s' % exc, file=sys.stderr)
+
+
+def measure(backend, transactions, repetitions):
+    """Interleaved medians (seconds per transaction) of every mode."""
+    url, drop = _database(backend)
+    exchange = 'bench_%s' % uuid.uuid4().hex[:10]
+    workers = []
+    try:
+        _create_outbox(url)
+        workers = [_Worker(mode, url, exchange) for mode in MODES]
+        for w in workers:
+            w.run(max(20, transactions // 5))
+        samples = {mode: [] for mode in MODES}
+        for rep in range(repetitions):
+            order = workers[rep % len(workers):] + \
+                workers[:rep % len(workers)]
+            for w in order:
+                samples[w.mode].append(w.run(transactions) / transactions)
+    finally:
+        for w in workers:
+            w.close()
+        drop()
+        _cleanup_broker(exchange)
+    medians = {mode: statistics.median(s) for mode, s in samples.items()}
+    return {
+        'median_ms_per_transaction': {
+            m: round(v * 1000.0, 4) for m, v in medians.items()},
+        'ratio_to_baseline': {
+            m: round(v / medians['baseline'], 4) for m, v in medians.items()},
+        'samples_ms': {m: [round(x * 1000.0, 4) for x in s]
+                       for m, s in samples.items()},
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--backends', default=','.join(BACKENDS))
+    parser.add_argument('--transactions', type=int, default=200)
+    parser.add_argument('--repetitions', type=int, default=7)
+    parser.add_argument('--output', default=RESULTS)
+    parser.add_argument('--worker', choices=MODES, help=argparse.SUPPRESS)
+    parser.add_argument('--url', help=argparse.SUPPRESS)
+    parser.add_argument('--exchange', help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(args.worker, args.url, TRANSPORT_URL, args.exchange)
+        return 0
+    began = time.monotonic()
+    results = {
+        'benchmark': 'write_path',
+        'workload': 'ORM session: load 3 rows, update 2, delete 1, '
+                    'insert 2, commit (5 row changes)',
+        'transactions_per_sample': args.transactions,
+        'repetitions': args.repetitions,
+        'python': platform.python_version(),
+        'cpus': os.cpu_count(),
+        'backends': {},
+    }
+    for backend in args.backends.split(','):
+        got = measure(backend, args.transactions, args.repetitions)
+        results['backends'][backend] = got
+        print('%s (median ms/transaction, ratio to baseline):' % backend)
+        for mode in MODES:
+            print('  %-10s %8.3f ms  %.3fx' % (
+                mode, got['median_ms_per_transaction'][mode],
+                got['ratio_to_baseline'][mode]))
+    results['elapsed_s'] = round(time.monotonic() - began, 1)
+    os.makedirs(os.path.dirname(args.output), exist_ok=True)
+    with open(args.output, 'w') as f:
+        json.dump(results, f, indent=2, sort_keys=True)
+        f.write('\n')
+    print('written %s in %.0fs' % (args.output, results['elapsed_s']))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
