@@ -31,6 +31,8 @@ line on stdin, answering one JSON line each on stdout:
     wait for the writers; answers ``{"committed": c, "rolled_back": r}``.
 ``{"cmd": "idle"}``
     answers once the relay has published every committed entry.
+``{"cmd": "raw", "sql": "UPDATE ..."}``
+    run SQL outside the captured sessions (what capture cannot see).
 ``{"cmd": "quit"}``
     stops the middleware and exits.
 
@@ -242,6 +244,10 @@ def main(argv=None):
             workload.wait()
             _say(ok=cmd, committed=workload.committed,
                  rolled_back=workload.rolled_back)
+        elif cmd == 'raw':
+            with engine.begin() as conn:
+                count = conn.exec_driver_sql(command['sql']).rowcount
+            _say(ok=cmd, rowcount=count)
         elif cmd == 'idle':
             _say(ok=cmd, idle=_idle(engine, handle))
         elif cmd == 'quit':

@@ -315,8 +315,18 @@ class _Flows(_Base):
         counters = status()
         self.assertEqual([], [k for k in counters if k.startswith('resync_')],
                          counters)
+        shown = subprocess.run(
+            [sys.executable, '-m', 'consumer.cmd.status', '--config-file',
+             config], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        self.assertEqual(0, shown.returncode, shown.stderr)
+        self.assertIn('stream=%s state=live applied_seq=%d'
+                      % (self.stream, self.host_last_seq()), shown.stdout)
+        self.assertIn('synced=yes', shown.stdout)
         proc.send_signal(signal.SIGTERM)
         self.assertEqual(0, proc.wait(30))
+        final = store.status()[self.stream]
+        self.assertEqual('stopped', final.state)
+        self.assertEqual(self.host_last_seq(), final.counters['applied_seq'])
 
     def test_duplicated_reordered_dropped_messages_converge(self):
         """Duplicates, reordering and drops end in the host's rows."""
@@ -414,6 +424,26 @@ class _BadInput(_Base):
         self.host.command('write', tx=10, writers=1, seed=7)
         self.settle()
         self.assertConverges(consumer)
+
+
+class _Backstop(_Base):
+
+    def test_periodic_resync_repairs_raw_writes(self):
+        """Raw SQL writes capture cannot see are found as drift, fixed."""
+        self.conf.set_override('resync_interval', 1.0, 'consumer')
+        self.host.command('preload', rows=20)
+        consumer = self.consumer()
+        self.assertTrue(consumer.wait_synced(60))
+        self.assertConverges(consumer)
+        reply = self.host.command(
+            'raw', sql="UPDATE items SET name = 'raw' WHERE id IN (3, 4)")
+        self.assertEqual(2, reply['rowcount'])
+        base.wait_for(lambda: consumer.metrics.value(
+            'consumer_drift_rows_total', stream=self.stream,
+            table='items') == 2, 30, message='drift not detected')
+        self.assertConverges(consumer)
+        self.assertEqual('raw', consumer.view().get('items', (3,))['name'])
+        self.assertTrue(consumer.synced)
 
 
 def _kill(proc):
@@ -549,4 +579,9 @@ class TestE2EPostgreSQLHostMariaDBState(_Flows, base.TestCase):
 
 class TestBadInputPostgreSQL(_BadInput, base.TestCase):
     HOST_BACKEND = 'postgresql'
+    STATE_BACKEND = 'sqlite'
+
+
+class TestBackstopMariaDB(_Backstop, base.TestCase):
+    HOST_BACKEND = 'mysql'
     STATE_BACKEND = 'sqlite'
