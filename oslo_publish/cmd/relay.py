@@ -26,7 +26,8 @@ Reads the host service's configuration: the database from oslo.db's
 default, the service's project name, is not known here). Run it when the
 host processes set ``relay_in_process = false``; with
 ``snapshot_server = true`` it also serves snapshots. Any number of
-relays may run: they serialise on the stream lock. SIGTERM or SIGINT
+relays may run: they serialise on the stream lock. ``--metrics-port``
+serves the Prometheus metrics over HTTP. SIGTERM or SIGINT
 stops it cleanly (the current batch is finished or rolled back; nothing
 is lost).
 """
@@ -40,6 +41,7 @@ from oslo_db import options as db_options
 from oslo_db.sqlalchemy import engines
 from oslo_log import log
 import oslo_messaging
+import prometheus_client
 import sqlalchemy as sa
 
 from oslo_publish import exceptions
@@ -56,6 +58,9 @@ LOG = log.getLogger(__name__)
 _cli_opts = [
     cfg.StrOpt('stream',
                help='Stream to relay (overrides [oslo_publish] stream).'),
+    cfg.PortOpt('metrics-port',
+                help='Serve the Prometheus metrics on this port (all '
+                     'addresses) at /metrics.'),
 ]
 
 
@@ -111,6 +116,9 @@ def main(argv=None, conf=None):
 def run(conf, engine, stream, tables, stop):
     """Relay (and serve snapshots) until ``stop`` is set."""
     metrics = metrics_mod.HostMetrics()
+    if conf.metrics_port:
+        prometheus_client.start_http_server(conf.metrics_port,
+                                            registry=metrics.registry)
     notifier = oslo_messaging.get_notification_transport(conf)
     relay = relay_mod.Relay(
         conf, engine, stream, tables,

@@ -18,9 +18,11 @@ import contextlib
 import io
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import urllib.request
 
 import oslo_messaging
 import sqlalchemy as sa
@@ -238,15 +240,23 @@ class TestCommandsPostgreSQL(_CommandTests, base.BackendTestCase):
     def test_relay_command_publishes_and_stops_on_sigterm(self):
         """oslo-publish-relay publishes the outbox and exits 0 on SIGTERM."""
         delivery.write_entries(self.engine, self.stream, 3)
+        with socket.socket() as sock:
+            sock.bind(('127.0.0.1', 0))
+            port = sock.getsockname()[1]
         proc = subprocess.Popen(
             [sys.executable, '-m', 'oslo_publish.cmd.relay',
-             '--config-file', self.config_file()],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+             '--config-file', self.config_file(),
+             '--metrics-port', str(port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.addCleanup(proc.wait)
         self.addCleanup(proc.kill)
         self.assertEqual([1, 2, 3], self.receiver.wait_seqs(3))
         delivery.write_entries(self.engine, self.stream, 1, start=4)
         self.assertEqual([1, 2, 3, 4], self.receiver.wait_seqs(4))
+        url = 'http://127.0.0.1:%d/metrics' % port
+        sample = 'oslo_publish_last_seq{stream="%s"} 4.0' % self.stream
+        base.wait_for(lambda: sample in urllib.request.urlopen(
+            url, timeout=5).read().decode('utf-8'))
         proc.send_signal(signal.SIGTERM)
         self.assertEqual(0, proc.wait(timeout=30))
 
