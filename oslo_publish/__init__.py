@@ -206,7 +206,8 @@ def _start(handle, conf, listen, transport):
     handle.sink = sink
     if opts.snapshot_server:
         _start_snapshot_server(handle, conf, relay, transport)
-    cap = capture_mod.Capture(tables, sink, stream, handle.metrics)
+    cap = capture_mod.Capture(tables, sink, stream, handle.metrics,
+                              reread_updates=opts.reread_updated_rows)
     cap.attach(listen)
     handle.capture = cap
     handle._on_stop(cap.detach)

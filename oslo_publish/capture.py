@@ -269,11 +269,13 @@ class Capture(object):
                'after_transaction_create', 'after_transaction_end',
                'before_commit', 'after_commit')
 
-    def __init__(self, tables, sink, stream=None, metrics=None):
+    def __init__(self, tables, sink, stream=None, metrics=None,
+                 reread_updates=True):
         self.tables = tables
         self.sink = sink
         self.stream = stream or ''
         self.metrics = metrics
+        self.reread_updates = reread_updates
         self._plans_cache = {}
         self._targets = []
 
@@ -474,7 +476,7 @@ class Capture(object):
                 # been changed by a concurrent transaction since they were
                 # loaded; the after-image is read back under the row lock.
                 events.append((wire.UPDATE, name, new_key, orig, after,
-                               changed, False))
+                               changed, not self.reread_updates))
 
     # ------------------------------------------------------- statements
 

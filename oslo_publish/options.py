@@ -99,6 +99,14 @@ _opts = [
                help='Largest encoded message the relay publishes; larger '
                     'batches are split, and a single transaction larger '
                     'than this is published on its own.'),
+    cfg.BoolOpt('reread_updated_rows', default=True,
+                help='Read the after-image of rows updated through the ORM '
+                     'back at commit (one SELECT per table, under the '
+                     'transaction\'s row locks), so a column another '
+                     'transaction changed since the object was loaded is '
+                     'never published stale. Turn off only when rows are '
+                     'never updated concurrently, or only after SELECT ... '
+                     'FOR UPDATE; it saves that query per transaction.'),
 ]
 
 

@@ -321,6 +321,63 @@ class _CaptureTests(_Base):
         self.assertEqual({('items', (1,)), ('pairs', ('late', 1)),
                           ('pairs', ('late', 2))}, keys)
 
+    def _statements_of(self, work):
+        statements = []
+
+        def record(conn, cursor, statement, *args):
+            statements.append(' '.join(statement.split()[:3]).upper())
+        sa.event.listen(self.engine, 'before_cursor_execute', record)
+        try:
+            work()
+        finally:
+            sa.event.remove(self.engine, 'before_cursor_execute', record)
+        return statements
+
+    def test_plain_orm_transaction_adds_one_statement(self):
+        """A plain ORM flush costs only the outbox INSERT, no query."""
+        with self.maker() as s:
+            s.add(Pair(region='r', num=1, value='a'))
+            s.commit()
+        self.clear()
+
+        def work():
+            with self.maker() as s:
+                s.add(Pair(region='r', num=2, value='b'))
+                s.commit()
+        statements = self._statements_of(work)
+        self.assertEqual(1, len([x for x in statements
+                                 if x.startswith('INSERT INTO PAIRS')]))
+        self.assertEqual(['INSERT INTO OSLO_PUBLISH_OUTBOX'],
+                         [x for x in statements if 'OUTBOX' in x])
+        self.assertEqual([], [x for x in statements if 'SELECT' in x])
+
+    def test_update_after_image_is_read_back_unless_turned_off(self):
+        """ORM updates re-read the row once; the option saves that."""
+        with self.maker() as s:
+            s.add(Pair(region='r', num=1, value='a'))
+            s.commit()
+        self.clear()
+
+        def work(value):
+            def run():
+                with self.maker() as s:
+                    s.get(Pair, ('r', 1)).value = value
+                    s.commit()
+            return run
+        on = self._statements_of(work('b'))
+        self.handle.stop()
+        self.override(reread_updated_rows=False)
+        self.handle = self.install()
+        off = self._statements_of(work('c'))
+        self.assertEqual(2, len([x for x in on if x.startswith('SELECT')]))
+        self.assertEqual(1, len([x for x in off if x.startswith('SELECT')]))
+        first, second = self.changes()
+        self.assertEqual((('value',), {'value': 'a'}, 'b'),
+                         (first.changed, first.before, first.after['value']))
+        self.assertEqual((('value',), {'value': 'b'}, 'c'),
+                         (second.changed, second.before,
+                          second.after['value']))
+
     def test_excluded_column_never_appears(self):
         """An excluded column is in no after-image nor before-image."""
         (item_id,) = self.add_items('a')
