@@ -208,6 +208,51 @@ class TestRejectionReasons(VerifyTestCase):
         self.before = self.snapshot_of_consumer()
         self.assertRejected('replayed', payload)
 
+    def test_state_store_outage_requeues(self):
+        """With the state store down the message is requeued, not lost."""
+        payload = self.delta()
+        with self.state.engine.begin() as conn:
+            conn.exec_driver_sql('ALTER TABLE consumer_rows RENAME TO away')
+        self.assertEqual(messaging.NotificationResult.REQUEUE,
+                         self.endpoint.handle(PUBLISHER, wire.EVENT_DELTA,
+                                              payload))
+        self.assertEqual(self.before[0], self.cache.view().generation)
+        with self.state.engine.begin() as conn:
+            conn.exec_driver_sql('ALTER TABLE away RENAME TO consumer_rows')
+        self.assertEqual(HANDLED, self.endpoint.handle(
+            PUBLISHER, wire.EVENT_DELTA, payload))
+        self.assertEqual(self.host.seq, self.rec.applied)
+
+    def test_messages_are_routed_to_their_stream(self):
+        """Each followed stream's messages reach its own reconciler."""
+        other = test_reconciler.fakehost.FakeHost('glance')
+        other.add_table('images')
+        rec = self.make_other(other)
+        endpoint = listener.Endpoint(
+            verify_module().Verifier(self.conf, ['nova', 'glance'],
+                                     self.metrics),
+            {'nova': self.rec, 'glance': rec}, self.metrics)
+        endpoint.handle(wire.publisher_id('glance'), wire.EVENT_DELTA,
+                        other.write('images', wire.INSERT,
+                                    {'id': 1, 'name': 'img'}))
+        endpoint.handle(PUBLISHER, wire.EVENT_DELTA, self.delta())
+        self.assertEqual(1, rec.applied)
+        self.assertEqual(self.host.seq, self.rec.applied)
+
+    def make_other(self, host):
+        from consumer import reconciler
+        from consumer import source as source_mod
+        rec = reconciler.Reconciler(
+            self.conf, host.stream,
+            source_mod.RPCSnapshotSource(self.conf, host.stream,
+                                         caller=host.caller),
+            self.cache, self.state, self.dispatcher, self.metrics,
+            clock=self.clock)
+        rec.start(run_thread=False)
+        self.addCleanup(rec.stop)
+        rec.poll()
+        return rec
+
     def test_tables_filter_strips_other_tables(self):
         """Changes of tables outside [consumer] tables are never applied."""
         self.conf.set_override('tables', ['instances'], 'consumer')

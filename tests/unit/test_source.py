@@ -1,0 +1,82 @@
+# Copyright 2026 The oslo.publish Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Tests of the snapshot RPC client against the wire contract."""
+
+import datetime
+
+from consumer import exceptions
+from consumer import source
+from oslo_publish import wire
+from tests import base
+from tests.unit import fakehost
+
+
+class TestRPCSnapshotSource(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.host = fakehost.FakeHost('nova', key='k1')
+        self.host.add_table('instances', columns=(('id', 'INTEGER'),
+                                                  ('at', 'DATETIME')))
+        for i in range(1, 8):
+            self.host.change('instances', wire.INSERT, {
+                'id': i, 'at': datetime.datetime(2026, 1, i)})
+        self.conf.set_override('signing_key', 'k1', 'consumer')
+
+    def source(self):
+        return source.RPCSnapshotSource(self.conf, 'nova',
+                                        caller=self.host.caller)
+
+    def test_pages_are_read_and_decoded(self):
+        """Every page is read, values decoded, keys built from the pk."""
+        with self.source().open() as snap:
+            self.assertEqual(0, snap.watermark)
+            rows = dict(snap.rows('instances'))
+        self.assertEqual(7, len(rows))
+        self.assertEqual(datetime.datetime(2026, 1, 3), rows[(3,)]['at'])
+        self.assertEqual({}, self.host._open)
+
+    def test_wrong_signature_fails_and_closes(self):
+        """A response signed with another key is refused."""
+        self.conf.set_override('signing_key', 'other', 'consumer')
+        self.assertRaises(exceptions.SnapshotFailed, self.source().open)
+
+    def test_bad_page_fails_and_closes_the_snapshot(self):
+        """A page with an undecodable value fails; the host is released."""
+        original = self.host.snapshot_page
+
+        def page(ctxt, snapshot_id, table, after):
+            result = dict(original(ctxt, snapshot_id, table, after))
+            result['rows'] = [{'id': 1, 'at': {'__t': 'date', 'v': 'x'}}]
+            return wire.sign(result, 'k1')
+
+        self.host.snapshot_page = page
+        snap = self.source().open()
+        with snap:
+            self.assertRaises(exceptions.SnapshotFailed, list,
+                              snap.rows('instances'))
+        self.assertEqual({}, self.host._open)
+
+    def test_rpc_errors_become_snapshot_failed(self):
+        """Any error of the transport is a retryable SnapshotFailed."""
+        self.host.fail_snapshots = 1
+        error = self.assertRaises(exceptions.SnapshotFailed,
+                                  self.source().open)
+        self.assertIn('snapshot refused', str(error))
+
+    def test_other_stream_is_refused(self):
+        """A response about another stream is refused."""
+        self.host.stream = 'glance'
+        self.assertRaises(exceptions.SnapshotFailed, self.source().open)
