@@ -21,6 +21,7 @@ import oslo_messaging
 import sqlalchemy as sa
 from sqlalchemy import orm
 
+import oslo_publish
 from oslo_publish import direct
 from oslo_publish import relay
 from oslo_publish import wire
@@ -123,6 +124,39 @@ class _DirectTests(delivery.RelayTestMixin):
         got = self.receiver.transactions()
         delivery.assert_gapless(self, got, 20)
         self.assertEqual(sorted(txids), sorted(tx['txid'] for tx in got))
+
+    def test_install_direct_mode_publishes_captured_rows(self):
+        """install(delivery=direct) publishes committed rows, not rollbacks."""
+        items = sa.Table('items', sa.MetaData(),
+                         sa.Column('id', sa.Integer, primary_key=True,
+                                   autoincrement=False),
+                         sa.Column('name', sa.String(32)))
+        items.metadata.create_all(self.engine)
+        for name, value in (('tables', ['items']), ('stream', self.stream),
+                            ('delivery', 'direct'),
+                            ('snapshot_server', False)):
+            self.conf.set_override(name, value, 'oslo_publish')
+        maker = orm.sessionmaker(bind=self.engine)
+        handle = oslo_publish.install(self.conf, maker,
+                                      metadata=items.metadata,
+                                      transport=self.transport,
+                                      metrics=self.metrics)
+        self.addCleanup(handle.stop)
+        with maker() as session:
+            session.execute(items.insert().values(id=1, name='kept'))
+            session.commit()
+            session.execute(items.insert().values(id=2, name='gone'))
+            session.rollback()
+            session.execute(items.update().where(items.c.id == 1)
+                            .values(name='renamed'))
+            session.commit()
+        self.assertEqual([1, 2], self.receiver.wait_seqs(2))
+        changes = [c for tx in sorted(self.receiver.transactions(),
+                                      key=lambda t: t['seq'])
+                   for c in tx['changes']]
+        self.assertEqual([('insert', [1]), ('update', [1])],
+                         [(c['op'], c['key']) for c in changes])
+        self.assertEqual('renamed', changes[1]['after']['name'])
 
 
 class TestDirectSQLite(_DirectTests, base.BackendTestCase):
