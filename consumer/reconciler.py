@@ -304,7 +304,8 @@ class Reconciler(object):
                 return 'buffered'
             self._buffer_message(message)
             self._drain(now)
-            return 'applied'
+            return 'applied' if self._applied >= message.last_seq \
+                else 'buffered'
 
     def poll(self):
         """Run due timers and a due resync once; return seconds to wait."""
