@@ -55,7 +55,9 @@ helpers; the consumer's periodic resync repairs such changes.
 
 import datetime
 import itertools
+import threading
 import uuid
+import weakref
 
 from oslo_log import log
 import sqlalchemy as sa
@@ -70,6 +72,9 @@ LOG = log.getLogger(__name__)
 _KEY = 'oslo_publish.capture'
 _MISSING = object()
 _CHUNK = 500
+#: target -> the Capture listening to it (one per target).
+_ATTACHED = weakref.WeakKeyDictionary()
+_ATTACHED_LOCK = threading.Lock()
 
 
 class _Plan(object):
@@ -282,7 +287,17 @@ class Capture(object):
     # ------------------------------------------------------- attach
 
     def attach(self, target):
-        """Listen to ``target`` (a sessionmaker or Session subclass)."""
+        """Listen to ``target`` (a sessionmaker or Session subclass).
+
+        :raises UnsupportedTarget: another capture listens to it already
+            (each transaction would be published twice).
+        """
+        with _ATTACHED_LOCK:
+            if _ATTACHED.get(target) is not None:
+                raise exceptions.UnsupportedTarget(
+                    'oslo.publish is already installed on %r; stop that '
+                    'handle first' % (target,))
+            _ATTACHED[target] = self
         for name in self._EVENTS:
             event.listen(target, name, getattr(self, '_on_' + name))
         self._targets.append(target)
@@ -295,6 +310,9 @@ class Capture(object):
                 fn = getattr(self, '_on_' + name)
                 if event.contains(target, name, fn):
                     event.remove(target, name, fn)
+            with _ATTACHED_LOCK:
+                if _ATTACHED.get(target) is self:
+                    del _ATTACHED[target]
 
     # ------------------------------------------------------- mapping
 

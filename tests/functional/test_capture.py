@@ -660,6 +660,16 @@ class _CaptureTests(_Base):
             s.commit()
         self.assertEqual([], self.entries())
 
+    def test_second_install_on_one_target_is_refused(self):
+        """Installing twice on one target fails; after stop() it works."""
+        self.assertRaises(exceptions.UnsupportedTarget, self.install)
+        self.handle.stop()
+        self.install()
+        with self.maker() as s:
+            s.add(Item(name='once'))
+            s.commit()
+        self.assertEqual(1, len(self.entries()))
+
     def test_stop_removes_the_listeners(self):
         """After Handle.stop() nothing is captured any more."""
         self.handle.stop()
