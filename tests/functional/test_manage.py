@@ -63,6 +63,18 @@ class _ManageTests(object):
                          indexes['oslo_publish_outbox_pending'])
         self.assertEqual(migration.head(), migration.current(self.engine))
 
+    def test_migrated_schema_matches_the_table_definitions(self):
+        """alembic finds no difference between the DB and outbox.py."""
+        from alembic import autogenerate
+        from alembic import migration as alembic_migration
+        self.assertEqual(0, self.manage('upgrade'))
+        with self.engine.connect() as conn:
+            ctx = alembic_migration.MigrationContext.configure(
+                conn, opts={'compare_type': True,
+                            'version_table': outbox.VERSION_TABLE})
+            diff = autogenerate.compare_metadata(ctx, outbox.metadata)
+        self.assertEqual([], diff)
+
     def test_upgrade_is_idempotent_and_outbox_usable(self):
         """A second upgrade changes nothing; the relay's rows fit."""
         self.assertEqual(0, self.manage('upgrade'))
