@@ -64,6 +64,9 @@ LOG = log.getLogger(__name__)
 
 _ID_SEP = '@'
 
+#: Seconds a forwarded page request waits for the owning process.
+FORWARD_TIMEOUT = 30
+
 
 def server_name():
     """A name unique to this process: ``<host>.<pid>.<random>``."""
@@ -380,8 +383,9 @@ class SnapshotServer(object):
             self._refuse('unknown_snapshot', 'snapshot %r of stream %s is '
                          'unknown or expired' % (snapshot_id, self._stream))
         try:
-            return self._client.prepare(server=owner).call(
-                ctxt or {}, method, snapshot_id=snapshot_id, **kwargs)
+            return self._client.prepare(
+                server=owner, timeout=FORWARD_TIMEOUT).call(
+                    ctxt or {}, method, snapshot_id=snapshot_id, **kwargs)
         except oslo_messaging.MessagingTimeout:
             self._refuse('unknown_snapshot', 'the owner of snapshot %r of '
                          'stream %s does not answer' % (snapshot_id,

@@ -16,6 +16,7 @@
 
 import datetime
 import json
+import socket
 import threading
 import uuid
 
@@ -36,6 +37,24 @@ DEAD_BROKER = 'rabbit://guest:guest@127.0.0.1:1/'
 
 def amqp_url(url):
     return url.replace('rabbit://', 'amqp://', 1)
+
+
+def wait_for_broker(timeout=60.0):
+    """Wait while RabbitMQ is briefly down (test_faults stops it ~10 s)."""
+    from sqlalchemy.engine import url as sa_url
+    parsed = sa_url.make_url(base.TRANSPORT_URL.replace('rabbit://', 'x://'))
+
+    def reachable():
+        try:
+            socket.create_connection((parsed.host or '127.0.0.1',
+                                      parsed.port or 5672), 1.0).close()
+        except OSError:
+            return False
+        return True
+    try:
+        base.wait_for(reachable, timeout, interval=0.25)
+    except AssertionError:
+        pass  # TransportFixture then fails the test, naming the service
 
 
 def durable_broker(conf):
@@ -199,6 +218,7 @@ class RelayTestMixin(object):
 
     def setUp(self):
         super().setUp()
+        wait_for_broker()
         self.tf = self.useFixture(base.TransportFixture(self.conf))
         for name, value in (('topics', [self.tf.topic]),
                             ('heartbeat_interval', 60.0),
