@@ -581,6 +581,37 @@ class _CaptureTests(_Base):
         self.assertEqual({(100,), (102,)}, {c.key for c in self.one_tx()})
         self.assertEqual('a', self.db_row(Item, item_id)['name'])
 
+    def test_rolled_back_savepoint_drops_its_statement_deltas(self):
+        """Bulk and Core statements in a rolled-back savepoint vanish."""
+        ids = self.add_items('a', 'b')
+        with self.maker() as s:
+            s.execute(sa.update(Item).where(Item.id == ids[0])
+                      .values(name='kept'))
+            sp = s.begin_nested()
+            s.execute(sa.update(Item).values(name='lost'))
+            s.execute(Item.__table__.delete().where(Item.id == ids[1]))
+            s.execute(Item.__table__.insert().values(id=99, name='lost'))
+            sp.rollback()
+            s.commit()
+        (change,) = self.one_tx()
+        self.assertEqual(((ids[0],), 'kept', {'name': 'a', 'revision': 1}),
+                         (change.key, change.after['name'], change.before))
+
+    def test_core_executemany_update_with_bound_keys(self):
+        """A Core executemany UPDATE publishes each parameter set's row."""
+        ids = self.add_items('a', 'b', 'c')
+        table = Item.__table__
+        stmt = table.update().where(table.c.id == sa.bindparam('b_id')) \
+            .values(name=sa.bindparam('b_name'))
+        with self.maker() as s:
+            s.execute(stmt, [{'b_id': ids[0], 'b_name': 'x'},
+                             {'b_id': ids[2], 'b_name': 'z'}])
+            s.commit()
+        got = sorted((c.key[0], c.op, c.after['name'])
+                     for c in self.one_tx())
+        self.assertEqual([(ids[0], 'update', 'x'), (ids[2], 'update', 'z')],
+                         got)
+
     def test_released_savepoint_keeps_its_deltas(self):
         """A released savepoint's deltas are published with the tx."""
         with self.maker() as s:
