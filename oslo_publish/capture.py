@@ -519,7 +519,7 @@ class Capture(object):
             return self._execute_insert(orm_state, pt, table, conn)
         return self._execute_update_delete(orm_state, pt, table, conn)
 
-    def _param_keys(self, orm_state, pt, params):
+    def _param_keys(self, orm_state, pt, table, params):
         """Primary keys named by executemany parameter sets, or None."""
         mapper = orm_state.bind_mapper if orm_state.is_orm_statement \
             else None
@@ -528,7 +528,7 @@ class Capture(object):
             if mapper is not None:
                 try:
                     names.append(mapper.get_property_by_column(
-                        pt.table.c[col] if col in pt.table.c else col).key)
+                        table.c[col]).key)
                     continue
                 except Exception:  # noqa: fall back to the column name
                     pass
@@ -573,16 +573,16 @@ class Capture(object):
         params = orm_state.parameters
         keys = None
         if isinstance(params, list) and params:
-            keys = self._param_keys(orm_state, pt, params)
+            keys = self._param_keys(orm_state, pt, table, params)
         if keys is not None:
             result = orm_state.invoke_statement()
         elif getattr(stmt, '_returning', ()):
             result, keys = self._returned_keys(
-                orm_state, pt, orm_state.invoke_statement())
+                orm_state, pt, table, orm_state.invoke_statement())
         elif orm_state.is_orm_statement:
             # The ORM hands no generated keys back: ask for them.
             result, keys = self._returned_keys(
-                orm_state, pt, orm_state.invoke_statement(
+                orm_state, pt, table, orm_state.invoke_statement(
                     statement=stmt.returning(
                         *self._key_columns(orm_state, pt, table))))
         else:
@@ -602,7 +602,7 @@ class Capture(object):
                                None, True))
         return result
 
-    def _returned_keys(self, orm_state, pt, result):
+    def _returned_keys(self, orm_state, pt, table, result):
         """Primary keys from RETURNING rows; and a fresh result to return.
 
         The rows are read here, so the caller gets an equivalent result
@@ -610,7 +610,7 @@ class Capture(object):
         """
         names = list(result.keys())
         wanted = [getattr(c, 'key', None) for c in
-                  self._key_columns(orm_state, pt, pt.table)]
+                  self._key_columns(orm_state, pt, table)]
         positions = []
         for col, attr in zip(pt.pk, wanted):
             if attr in names:
@@ -642,7 +642,7 @@ class Capture(object):
         cols = [table.c[c] for c in pt.columns]
         many = isinstance(params, list)
         if stmt.whereclause is None and many and orm_state.is_orm_statement:
-            keys = self._param_keys(orm_state, pt, params)
+            keys = self._param_keys(orm_state, pt, table, params)
             if keys is None:
                 raise exceptions.EncodeError(
                     'cannot capture bulk UPDATE by primary key on %s: '

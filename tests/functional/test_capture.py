@@ -105,13 +105,20 @@ class Odd(Base):
     obj = sa.Column(sa.PickleType)
 
 
+class Renamed(Base):
+    __tablename__ = 'renamed'
+    ident = sa.Column('rid', sa.Integer, primary_key=True,
+                      autoincrement=False)
+    label = sa.Column('lbl', sa.String(16))
+
+
 class Note(Base):
     __tablename__ = 'notes'
     id = sa.Column(sa.Integer, primary_key=True)
     text = sa.Column(sa.String(64))
 
 
-PUBLISHED = ['items', 'pairs', 'typed', 'odd', 'children']
+PUBLISHED = ['items', 'pairs', 'typed', 'odd', 'children', 'renamed']
 
 
 class _Base(object):
@@ -796,6 +803,29 @@ class _CaptureTests(_Base):
         self.handle.stop()
         outbox.metadata.drop_all(self.engine)
         self.assertRaises(exceptions.NotInstalled, self.install)
+
+    def test_attributes_named_unlike_their_columns(self):
+        """Deltas use column names even where attributes differ."""
+        for metadata in (Base.metadata, None):
+            self.handle.stop()
+            self.handle = oslo_publish.install(self.conf, self.maker,
+                                               metadata)
+            with self.engine.begin() as conn:
+                conn.execute(Renamed.__table__.delete())
+            self.clear()
+            with self.maker() as s:
+                s.add(Renamed(ident=1, label='a'))
+                s.flush()
+                s.get(Renamed, 1).label = 'b'
+                s.flush()
+                s.execute(sa.update(Renamed), [{'ident': 1, 'label': 'c'}])
+                s.execute(sa.insert(Renamed), [{'ident': 2, 'label': 'd'}])
+                s.commit()
+            got = sorted((c.op, c.key, c.after) for c in self.one_tx())
+            self.assertEqual([('insert', (1,), {'rid': 1, 'lbl': 'c'}),
+                              ('insert', (2,), {'rid': 2, 'lbl': 'd'})],
+                             got)
+        self.handle.stop()
 
     def test_metrics_count_transactions_and_deltas(self):
         """Captured transactions and deltas are counted by stream."""
