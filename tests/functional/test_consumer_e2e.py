@@ -315,6 +315,17 @@ class _Flows(_Base):
         counters = status()
         self.assertEqual([], [k for k in counters if k.startswith('resync_')],
                          counters)
+        for table in consumer_host.TABLES:
+            dumped = subprocess.run(
+                [sys.executable, '-m', 'consumer.cmd.dump', '--config-file',
+                 config, '--table', table], cwd=ROOT, capture_output=True,
+                text=True, timeout=60)
+            self.assertEqual(0, dumped.returncode, dumped.stderr)
+            rows = [json.loads(line) for line in dumped.stdout.splitlines()]
+            expected = self.host_rows()[table]
+            self.assertEqual(
+                [wire.encode_row(expected[k]) for k in sorted(expected)],
+                rows)
         shown = subprocess.run(
             [sys.executable, '-m', 'consumer.cmd.status', '--config-file',
              config], cwd=ROOT, capture_output=True, text=True, timeout=60)
