@@ -375,28 +375,31 @@ class Capture(object):
         st = session.info.get(_KEY)
         if st is None or st.sealed:
             return
-        st.sealed = True
         self._stage(session, st)
+        st.sealed = True
 
     def _stage(self, session, st):
-        """Hand the pending events of ``session`` to the sink."""
+        """Hand the pending events of ``session`` to the sink.
+
+        The events are kept until the sink took them, so a commit that
+        failed here (e.g. EncodeError) can be fixed and retried.
+        """
         events = list(itertools.chain.from_iterable(
             f.events for f in st.frames))
-        for frame in st.frames:
-            frame.events = []
         if not events:
             return
         changes, tables = self._consolidate(session, events)
-        if not changes:
-            return
-        committed_at = datetime.datetime.now(datetime.timezone.utc)
-        self.sink.stage(session, uuid.uuid4().hex, committed_at, changes,
-                        tables)
-        st.staged = True
-        if self.metrics is not None:
-            self.metrics.transactions_captured.labels(self.stream).inc()
-            self.metrics.deltas_captured.labels(self.stream).inc(
-                len(changes))
+        if changes:
+            committed_at = datetime.datetime.now(datetime.timezone.utc)
+            self.sink.stage(session, uuid.uuid4().hex, committed_at,
+                            changes, tables)
+            st.staged = True
+            if self.metrics is not None:
+                self.metrics.transactions_captured.labels(self.stream).inc()
+                self.metrics.deltas_captured.labels(self.stream).inc(
+                    len(changes))
+        for frame in st.frames:
+            frame.events = []
 
     # ------------------------------------------------------- ORM flush
 

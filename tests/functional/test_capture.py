@@ -725,6 +725,17 @@ class _CaptureTests(_Base):
         self.assertEqual([], self.entries())
         self.assertIsNone(self.db_row(Odd, 1))
 
+    def test_commit_fixed_after_encode_error_publishes_the_fix(self):
+        """After an EncodeError, fixing the value and committing works."""
+        with self.maker() as s:
+            obj = Odd(id=1, obj={1, 2})
+            s.add(obj)
+            self.assertRaises(exceptions.EncodeError, s.commit)
+            obj.obj = [1, 2]
+            s.commit()
+        (change,) = self.one_tx()
+        self.assertEqual(('insert', [1, 2]), (change.op, change.after['obj']))
+
     def test_every_value_type_round_trips(self):
         """Every wire value type survives column -> outbox -> decode."""
         aware = self.BACKEND == 'postgresql'
