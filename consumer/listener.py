@@ -16,11 +16,12 @@
 
 One oslo.messaging notification listener per consumer service, with the
 ``threading`` executor, listening on ``Target(topic=t)`` for each of
-``[consumer] topics`` in a pool of its own (``[consumer] pool``, default
-``consumer-<hostname>``): every pool gets every delta. The pool's queue is
-durable (:func:`prepare_transport_conf` sets ``[oslo_messaging_rabbit]
-amqp_durable_queues`` to true by default), so deltas wait in RabbitMQ
-while the consumer is down.
+``[consumer] topics`` (on the exchange of each stream, ``[consumer]
+exchanges``, by default ``control_exchange``) in a pool of its own
+(``[consumer] pool``, default ``consumer-<hostname>``): every pool gets
+every delta. The pool's queue is durable (:func:`prepare_transport_conf`
+sets ``[oslo_messaging_rabbit] amqp_durable_queues`` to true by default),
+so deltas wait in RabbitMQ while the consumer is down.
 
 Delivery policy of :class:`Endpoint` (it never raises):
 
@@ -68,6 +69,21 @@ def prepare_transport_conf(conf):
 def pool_name(conf):
     """The listener pool (queue) of this consumer service."""
     return conf.consumer.pool or 'consumer-%s' % socket.gethostname()
+
+
+def exchanges(conf):
+    """Exchanges to listen on: those of ``[consumer] exchanges``.
+
+    None stands for this service's ``control_exchange`` and is included
+    when a followed stream is not listed.
+    """
+    mapping = conf.consumer.exchanges
+    found = []
+    for stream in conf.consumer.streams or [None]:
+        exchange = mapping.get(stream) if stream else None
+        if exchange not in found:
+            found.append(exchange)
+    return found
 
 
 def _ours(publisher_id, event_type):
@@ -173,7 +189,8 @@ class Listener(object):
 
     def __init__(self, conf, transport, endpoint):
         self.pool = pool_name(conf)
-        targets = [messaging.Target(topic=topic)
+        targets = [messaging.Target(exchange=exchange, topic=topic)
+                   for exchange in exchanges(conf)
                    for topic in conf.consumer.topics]
         self._listener = messaging.get_notification_listener(
             transport, targets, [endpoint], executor='threading',

@@ -95,6 +95,11 @@ _opts = [
                      'consumer.handlers namespace.'),
     cfg.StrOpt('state_path', default='$pybasedir',
                help='Directory of the default SQLite state store.'),
+    cfg.DictOpt('exchanges', default={},
+                help='Exchange of each followed stream, as stream:exchange '
+                     '(the control_exchange of the publishing service, '
+                     'e.g. nova:nova,neutron:neutron). Streams not listed '
+                     'use this service\'s control_exchange.'),
 ]
 
 _poll_opts = [

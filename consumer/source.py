@@ -150,7 +150,9 @@ class RPCSnapshotSource(SnapshotSource):
 
         from oslo_publish import snapshot as host_snapshot
         host_snapshot.ensure_rpc_opts(conf)
-        target = messaging.Target(topic=wire.snapshot_topic(self.stream),
+        exchange = conf.consumer.exchanges.get(self.stream)
+        target = messaging.Target(exchange=exchange,
+                                  topic=wire.snapshot_topic(self.stream),
                                   namespace=wire.SNAPSHOT_NAMESPACE,
                                   version=wire.SNAPSHOT_API_VERSION)
         client = messaging.get_rpc_client(

@@ -442,6 +442,11 @@ class _Backstop(_Base):
     def test_periodic_resync_repairs_raw_writes(self):
         """Raw SQL writes capture cannot see are found as drift, fixed."""
         self.conf.set_override('resync_interval', 1.0, 'consumer')
+        # The stream's exchange named explicitly, not this control_exchange.
+        self.conf.set_override('exchanges',
+                               {self.stream: self.transport.exchange},
+                               'consumer')
+        self.conf.set_override('control_exchange', base.unique_name('ox'))
         self.host.command('preload', rows=20)
         consumer = self.consumer()
         self.assertTrue(consumer.wait_synced(60))

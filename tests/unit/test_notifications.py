@@ -145,3 +145,22 @@ class TestNotificationRouter(base.TestCase):
             'consumer_handler_dropped_total', handler='slow'), 3)
         gate.release.set()
         self.assertTrue(router.wait_idle(10))
+
+
+class TestListenerTargets(base.TestCase):
+
+    def test_exchanges_per_stream(self):
+        """Listed streams use their exchange, the others control_exchange."""
+        self.conf.set_override('streams', ['nova', 'neutron', 'cinder'],
+                               'consumer')
+        self.conf.set_override('exchanges', {'nova': 'nova',
+                                             'cinder': 'nova'}, 'consumer')
+        self.assertEqual(['nova', None], listener.exchanges(self.conf))
+
+    def test_pool_defaults_to_host_name(self):
+        """Without [consumer] pool the queue is consumer-<hostname>."""
+        import socket
+        self.assertEqual('consumer-%s' % socket.gethostname(),
+                         listener.pool_name(self.conf))
+        self.conf.set_override('pool', 'mine', 'consumer')
+        self.assertEqual('mine', listener.pool_name(self.conf))
