@@ -17,7 +17,7 @@
 ::
 
     python -m benchmarks.write_path [--backends postgresql,mysql]
-        [--transactions 200] [--repetitions 7]
+        [--transactions 60] [--repetitions 25]
 
 Modes, each in a worker process of its own (so no mode's event
 listeners touch another's sessions), on a table of its own in one fresh
@@ -32,9 +32,11 @@ database per backend:
 
 One transaction = one ORM session: load 3 rows by id, update 2, delete 1,
 insert 2, commit (5 row changes). The parent runs the modes interleaved
-(round-robin, rotating the order every repetition), takes the median
-time per transaction of each mode over the repetitions, prints the
-ratios to the baseline and writes ``benchmarks/results/write_path.json``.
+in short blocks (round-robin, rotating the order every repetition). The
+ratio of a mode is the median over the repetitions of its time per
+transaction divided by the baseline's in the same round (paired, so that
+load drifting during the run cancels out); the medians of the times are
+reported too. Results go to ``benchmarks/results/write_path.json``.
 Service URLs come from the same variables as the tests
 (``OSLO_PUBLISH_TEST_PG_URL``, ``OSLO_PUBLISH_TEST_MYSQL_URL``,
 ``OSLO_PUBLISH_TEST_TRANSPORT_URL``).
@@ -254,10 +256,16 @@ def measure(backend, transactions, repetitions):
         drop()
         _cleanup_broker(exchange)
     medians = {mode: statistics.median(s) for mode, s in samples.items()}
+    # Paired ratios: each repetition's mode against the baseline of the
+    # same round, so that load drifting during the run cancels out.
+    paired = {mode: statistics.median(
+        [x / b for x, b in zip(s, samples['baseline'])])
+        for mode, s in samples.items()}
     return {
         'median_ms_per_transaction': {
             m: round(v * 1000.0, 4) for m, v in medians.items()},
-        'ratio_to_baseline': {
+        'ratio_to_baseline': {m: round(v, 4) for m, v in paired.items()},
+        'ratio_of_medians': {
             m: round(v / medians['baseline'], 4) for m, v in medians.items()},
         'samples_ms': {m: [round(x * 1000.0, 4) for x in s]
                        for m, s in samples.items()},
@@ -267,8 +275,8 @@ def measure(backend, transactions, repetitions):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--backends', default=','.join(BACKENDS))
-    parser.add_argument('--transactions', type=int, default=200)
-    parser.add_argument('--repetitions', type=int, default=7)
+    parser.add_argument('--transactions', type=int, default=60)
+    parser.add_argument('--repetitions', type=int, default=25)
     parser.add_argument('--output', default=RESULTS)
     parser.add_argument('--worker', choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument('--url', help=argparse.SUPPRESS)
