@@ -85,7 +85,13 @@ _process_locks_guard = threading.Lock()
 
 
 def _process_lock(engine):
-    """One lock per database in this process (shared by all engines)."""
+    """SQLite: one lock per database file in this process.
+
+    Other databases need none (the row lock serialises threads and
+    processes alike): a no-op context manager is returned.
+    """
+    if engine.dialect.name != 'sqlite':
+        return contextlib.nullcontext()
     key = engine.url.render_as_string(hide_password=True)
     with _process_locks_guard:
         return _process_locks.setdefault(key, threading.Lock())

@@ -225,6 +225,55 @@ class _CommandTests(delivery.RelayTestMixin):
         self.assertEqual(1, len(err.splitlines()))
         self.assertIn('oslo-publish-manage', err)
 
+    def start_relay_process(self):
+        """Run oslo-publish-relay; return (process, its metrics URL)."""
+        with socket.socket() as sock:
+            sock.bind(('127.0.0.1', 0))
+            port = sock.getsockname()[1]
+        proc = subprocess.Popen(
+            [sys.executable, '-m', 'oslo_publish.cmd.relay',
+             '--config-file', self.config_file(),
+             '--metrics-port', str(port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(proc.wait)
+        self.addCleanup(proc.kill)
+        url = 'http://127.0.0.1:%d/metrics' % port
+        base.wait_for(lambda: self.scrape(url) is not None, 60)
+        return proc, url
+
+    @staticmethod
+    def scrape(url):
+        try:
+            return urllib.request.urlopen(url, timeout=5).read().decode(
+                'utf-8')
+        except OSError:
+            return None
+
+    def test_relay_process_and_thread_share_one_sequence(self):
+        """A relay process and a relay thread make one sequence."""
+        self.conf.set_override('batch_size', 2, 'oslo_publish')
+        proc, url = self.start_relay_process()
+        self.make_relay(start=True)
+        txids = []
+        for start in range(1, 41, 4):
+            txids.extend(delivery.write_entries(self.engine, self.stream, 4,
+                                                start=start))
+            base.wait_for(lambda: delivery.pending(self.engine,
+                                                   self.stream) == 0)
+        self.receiver.wait_seqs(40, 60)
+        got = self.receiver.transactions()
+        delivery.assert_gapless(self, got, 40)
+        self.assertEqual(sorted(txids), sorted({tx['txid'] for tx in got}))
+        sample = 'oslo_publish_deltas_published_total{stream="%s"} ' \
+            % self.stream
+        remote = [float(line.split()[-1])
+                  for line in self.scrape(url).splitlines()
+                  if line.startswith(sample)]
+        local = self.metric('oslo_publish_deltas_published_total')
+        self.assertEqual(40, sum(remote) + local)
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(0, proc.wait(timeout=30))
+
 
 class TestCommandsSQLite(_CommandTests, base.BackendTestCase):
     BACKEND = 'sqlite'
@@ -240,23 +289,12 @@ class TestCommandsPostgreSQL(_CommandTests, base.BackendTestCase):
     def test_relay_command_publishes_and_stops_on_sigterm(self):
         """oslo-publish-relay publishes the outbox and exits 0 on SIGTERM."""
         delivery.write_entries(self.engine, self.stream, 3)
-        with socket.socket() as sock:
-            sock.bind(('127.0.0.1', 0))
-            port = sock.getsockname()[1]
-        proc = subprocess.Popen(
-            [sys.executable, '-m', 'oslo_publish.cmd.relay',
-             '--config-file', self.config_file(),
-             '--metrics-port', str(port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.addCleanup(proc.wait)
-        self.addCleanup(proc.kill)
+        proc, url = self.start_relay_process()
         self.assertEqual([1, 2, 3], self.receiver.wait_seqs(3))
         delivery.write_entries(self.engine, self.stream, 1, start=4)
         self.assertEqual([1, 2, 3, 4], self.receiver.wait_seqs(4))
-        url = 'http://127.0.0.1:%d/metrics' % port
         sample = 'oslo_publish_last_seq{stream="%s"} 4.0' % self.stream
-        base.wait_for(lambda: sample in urllib.request.urlopen(
-            url, timeout=5).read().decode('utf-8'))
+        base.wait_for(lambda: sample in self.scrape(url))
         proc.send_signal(signal.SIGTERM)
         self.assertEqual(0, proc.wait(timeout=30))
 
