@@ -15,8 +15,9 @@
 """A real host for the consumer's end-to-end tests, in its own process.
 
 ``python -m tests.functional.consumer_host --db URL --transport-url URL
---exchange X --stream S --topic T [--signing-key K]`` creates the tables
-``items`` and ``pairs`` (composite key) and the outbox, calls
+--exchange X --stream S --topic T [--signing-key K] [--page-size N]``
+creates the tables ``items`` and ``pairs`` (composite key) and the
+outbox, calls
 :func:`oslo_publish.install` on a sessionmaker (relay and snapshot server
 in process, heartbeat every 0.2 s) and then obeys JSON commands, one per
 line on stdin, answering one JSON line each on stdout:
@@ -193,7 +194,7 @@ def _conf(args):
                         ('topics', [args.topic]),
                         ('heartbeat_interval', 0.2),
                         ('relay_poll_interval', 0.05),
-                        ('snapshot_page_size', 50),
+                        ('snapshot_page_size', args.page_size),
                         ('signing_key', args.signing_key)):
         conf.set_override(name, value, 'oslo_publish')
     return conf
@@ -221,6 +222,7 @@ def main(argv=None):
     parser.add_argument('--stream', required=True)
     parser.add_argument('--topic', required=True)
     parser.add_argument('--signing-key')
+    parser.add_argument('--page-size', type=int, default=50)
     args = parser.parse_args(argv)
     engine = sa.create_engine(args.db)
     Base.metadata.create_all(engine)
