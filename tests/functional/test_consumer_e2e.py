@@ -370,6 +370,9 @@ class _BadInput(_Base):
 
     def test_each_bad_input_class_is_rejected_and_counted(self):
         """Every bad-input class is rejected, counted, and changes nothing."""
+        ghost_pub = wire.publisher_id('ghost')
+        self.conf.set_override('allowed_publishers', [
+            wire.publisher_id(self.stream), ghost_pub], 'consumer')
         self.host.command('preload', rows=30)
         consumer = self.consumer()
         self.assertTrue(consumer.wait_synced(60))
@@ -409,6 +412,10 @@ class _BadInput(_Base):
             ('unknown_publisher', 'compute.node1',
              'compute.instance.create.end', {'x': 1}),
             ('replayed', good_pub, wire.EVENT_DELTA, old),
+            ('unknown_stream', ghost_pub, wire.EVENT_DELTA,
+             delta(1, key=KEY, stream='ghost')),
+            ('unknown_table', good_pub, wire.EVENT_DELTA,
+             delta(applied + 1, table='ghost', key=KEY)),
         ]
         transport = oslo_messaging.get_notification_transport(self.conf)
         self.addCleanup(transport.cleanup)
@@ -428,6 +435,9 @@ class _BadInput(_Base):
                     for s in (self.stream, '-'))
             return got == expected
         base.wait_for(counted, 30, message='rejections not counted')
+        # The unknown table made the stream check its tables again.
+        base.wait_for(lambda: self.resyncs(consumer, 'schema') == 1, 30)
+        self.assertTrue(consumer.wait_synced(30))
         self.assertEqual(0, consumer.metrics.value(
             'consumer_rejected_total', stream='-', reason='error'))
         self.assertConverges(consumer)
