@@ -151,6 +151,97 @@ class TransportFixture(fixtures.Fixture):
         self.conf.set_override('control_exchange', self.exchange)
 
 
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+class RabbitNodeFixture(fixtures.Fixture):
+    """A private RabbitMQ node, for tests that stop and start the broker.
+
+    The shared broker on 5672 serves every other test running in
+    parallel; stopping it would fail them. This fixture boots a node of
+    its own (about 3 s) from the machine's RabbitMQ installation, on a
+    free port, with its own data directory, and removes it afterwards.
+    ``stop_app()`` / ``start_app()`` run ``rabbitmqctl stop_app`` /
+    ``start_app`` on it. Needs root (the node runs as user rabbitmq).
+    """
+
+    def _setUp(self):
+        import shutil
+        import subprocess
+        for tool in ('rabbitmqctl', 'runuser'):
+            if shutil.which(tool) is None:
+                raise ServiceUnavailable('%s not found: a private RabbitMQ '
+                                         'node needs the RabbitMQ server '
+                                         'installed' % tool)
+        self._subprocess = subprocess
+        self.port = _free_port()
+        dist_port = _free_port()
+        self.node = '%s@localhost' % unique_name('optest')
+        self.base = tempfile.mkdtemp(prefix='oslo-publish-rmq-')
+        self.addCleanup(_rmtree, self.base)
+        with open(os.path.join(self.base, 'rabbitmq.conf'), 'w') as f:
+            f.write('listeners.tcp.local = 127.0.0.1:%d\n'
+                    'loopback_users = none\n' % self.port)
+        with open(os.path.join(self.base, 'env.conf'), 'w') as f:
+            f.write('ERL_EPMD_ADDRESS=127.0.0.1\n')
+        subprocess.run(['chown', '-R', 'rabbitmq', self.base], check=True)
+        env = {
+            'HOME': '/var/lib/rabbitmq',
+            'PATH': os.environ.get('PATH', '/usr/sbin:/usr/bin:/bin'),
+            'RABBITMQ_CONF_ENV_FILE': os.path.join(self.base, 'env.conf'),
+            'RABBITMQ_CONFIG_FILE': os.path.join(self.base, 'rabbitmq.conf'),
+            'RABBITMQ_NODENAME': self.node,
+            'RABBITMQ_DIST_PORT': str(dist_port),
+            'RABBITMQ_MNESIA_BASE': os.path.join(self.base, 'mnesia'),
+            'RABBITMQ_LOG_BASE': os.path.join(self.base, 'log'),
+            'RABBITMQ_PID_FILE': os.path.join(self.base, 'pid'),
+            'RABBITMQ_ENABLED_PLUGINS_FILE': os.path.join(self.base,
+                                                          'plugins'),
+        }
+        cmd = ['runuser', '-u', 'rabbitmq', '--', 'env']
+        cmd += ['%s=%s' % kv for kv in sorted(env.items())]
+        cmd += ['/usr/lib/rabbitmq/bin/rabbitmq-server', '-detached']
+        subprocess.run(cmd, check=True, capture_output=True)
+        self.addCleanup(self._ctl, 'stop')
+        self.wait_up(60)
+        self.url = 'rabbit://guest:guest@127.0.0.1:%d/' % self.port
+
+    def _ctl(self, *args):
+        return self._subprocess.run(
+            ['rabbitmqctl', '-q', '-n', self.node] + list(args),
+            capture_output=True, timeout=120, check=False)
+
+    def _port_open(self):
+        try:
+            socket.create_connection(('127.0.0.1', self.port), 0.5).close()
+            return True
+        except OSError:
+            return False
+
+    def wait_up(self, timeout=60):
+        wait_for(self._port_open, timeout=timeout, interval=0.1,
+                 message='private RabbitMQ node %s did not listen on %d'
+                 % (self.node, self.port))
+
+    def stop_app(self):
+        """``rabbitmqctl stop_app``: the broker refuses connections."""
+        proc = self._ctl('stop_app')
+        if proc.returncode:
+            raise AssertionError('stop_app failed: %s' % proc.stderr)
+        wait_for(lambda: not self._port_open(), timeout=30,
+                 message='node %s still listening' % self.node)
+
+    def start_app(self):
+        """``rabbitmqctl start_app`` and wait until it listens again."""
+        proc = self._ctl('start_app')
+        if proc.returncode:
+            raise AssertionError('start_app failed: %s' % proc.stderr)
+        self.wait_up(60)
+
+
 class ConfFixture(config_fixture.Config):
     """A private ConfigOpts with every oslo.publish option registered."""
 
