@@ -605,8 +605,13 @@ class Reconciler(object):
                 watermark = snap.watermark
                 tables = dict(snap.tables)
                 contents = {name: dict(snap.rows(name)) for name in tables}
+            drift = None
+            if cause == 'periodic' and self._applied is not None:
+                with self._lock:
+                    view, in_flight = self._drift_inputs(watermark)
+                drift = self._count_drift(view, in_flight, tables, contents)
             with self._lock:
-                self._install(watermark, tables, contents, cause)
+                self._install(watermark, tables, contents, cause, drift)
         except Exception as exc:  # noqa: every failure is retried
             self._resync_failed(cause, exc)
             return
@@ -639,41 +644,55 @@ class Reconciler(object):
                 return
             self._request(cause, now)
 
-    def _expected_rows(self, table, watermark):
-        """Cache rows of ``table`` plus buffered changes up to watermark."""
-        rows = dict(self._cache.view().rows(table))
+    def _drift_inputs(self, watermark):
+        """The cache view and the in-flight transactions; under _lock.
+
+        In-flight: buffered transactions the snapshot already contains
+        (applied < seq <= watermark), in order. While a resync runs
+        nothing is applied, so both stay valid after the lock is released.
+        """
         floor = self._applied if self._applied is not None else -1
-        for seq in sorted(self._buffer):
-            if seq <= floor or seq > watermark:
-                continue
-            for change in self._buffer[seq].changes:
-                if change.table != table:
-                    continue
-                if change.op == wire.DELETE:
-                    rows.pop(change.key, None)
-                else:
-                    rows[change.key] = change.after
-        return rows
+        return self._cache.view(), [
+            self._buffer[seq] for seq in sorted(self._buffer)
+            if floor < seq <= watermark]
 
-    def _count_drift(self, watermark, tables, contents):
+    def _count_drift(self, view, in_flight, tables, contents):
+        """Rows where the snapshot differs from cache + in-flight deltas.
+
+        Runs without the lock. Rows are compared by value first and, when
+        they differ, by row hash (so that e.g. NaN equals NaN).
+        """
+        drift = {}
         for table in tables:
-            expected = self._expected_rows(table, watermark)
+            expected = dict(view.rows(table))
+            for item in in_flight:
+                for change in item.changes:
+                    if change.table != table:
+                        continue
+                    if change.op == wire.DELETE:
+                        expected.pop(change.key, None)
+                    else:
+                        expected[change.key] = change.after
             fresh = contents[table]
-            drift = 0
+            count = 0
             for key in set(expected) | set(fresh):
-                if row_hash(expected.get(key)) != row_hash(fresh.get(key)):
-                    drift += 1
-            if drift:
-                LOG.warning('Stream %s: periodic resync found %d rows of %s '
-                            'drifted', self.stream, drift, table)
-                self._metrics.drift.labels(stream=self.stream,
-                                           table=table).inc(drift)
-                self.counters['drift'] += drift
+                old, new = expected.get(key), fresh.get(key)
+                if old != new and row_hash(old) != row_hash(new):
+                    count += 1
+            if count:
+                drift[table] = count
+        return drift
 
-    def _install(self, watermark, tables, contents, cause):
+    def _record_drift(self, drift):
+        for table, count in drift.items():
+            LOG.warning('Stream %s: periodic resync found %d rows of %s '
+                        'drifted', self.stream, count, table)
+            self._metrics.drift.labels(stream=self.stream,
+                                       table=table).inc(count)
+            self.counters['drift'] += count
+
+    def _install(self, watermark, tables, contents, cause, drift=None):
         """Swap the snapshot in; caller holds _lock."""
-        if cause == 'periodic' and self._applied is not None:
-            self._count_drift(watermark, tables, contents)
         gone = [t for t in self._known if t not in tables]
         try:
             for table, info in tables.items():
@@ -701,6 +720,7 @@ class Reconciler(object):
         self.last_error = None
         self._schedule_periodic(self._clock())
         self._metrics.applied_seq.labels(stream=self.stream).set(watermark)
+        self._record_drift(drift or {})
         self._dispatch(events)
         self._set_live()
         try:
