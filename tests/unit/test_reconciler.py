@@ -378,6 +378,21 @@ class TestResyncPolicy(ReconcilerTestCase):
         self.assertConverged(rec)
         self.assertTrue(rec.synced)
 
+    def test_identical_rows_are_no_drift(self):
+        """Equal rows are no drift, also when they hold NaN."""
+        self.conf.set_override('resync_interval', 100.0, 'consumer')
+        self.conf.set_override('inactivity_timeout', 1000.0, 'consumer')
+        self.host.add_table('gauges', columns=(('id', 'INTEGER'),
+                                               ('v', 'FLOAT')))
+        self.host.change('gauges', wire.INSERT, {'id': 1, 'v': float('nan')})
+        rec = self.synced()
+        self.clock.advance(111)
+        rec.poll()
+        self.assertEqual(1, self.resyncs('periodic'))
+        self.assertEqual(0, self.metrics.value(
+            'consumer_drift_rows_total', stream=self.STREAM,
+            table='gauges'))
+
     def test_wait_synced_reports_readiness(self):
         """wait_synced is False before the snapshot and after a gap."""
         rec = self.make()
