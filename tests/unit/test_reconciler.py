@@ -52,6 +52,8 @@ class Clock(object):
 class ReconcilerTestCase(base.TestCase):
 
     STREAM = 'nova'
+    #: Backend of the state store (tests/functional runs the others).
+    STATE_BACKEND = 'sqlite'
 
     def setUp(self):
         super().setUp()
@@ -69,8 +71,12 @@ class ReconcilerTestCase(base.TestCase):
         for i in range(1, 6):
             self.host.change('instances', wire.INSERT,
                              {'id': i, 'name': 'vm%d' % i})
-        self.state_url = 'sqlite:///%s' % os.path.join(self.tmpdir,
-                                                       'state.sqlite')
+        if self.STATE_BACKEND == 'sqlite':
+            self.state_url = 'sqlite:///%s' % os.path.join(self.tmpdir,
+                                                           'state.sqlite')
+        else:
+            self.state_url = self.useFixture(base.DatabaseFixture(
+                self.STATE_BACKEND)).url
         self.state = state_mod.StateStore.from_url(self.state_url)
         self.state.upgrade()
         self.addCleanup(self.state.close)
