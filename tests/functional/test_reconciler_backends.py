@@ -12,12 +12,13 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""The reconciler's state-store dependent tests on PostgreSQL and MariaDB.
+"""Reconciler and bad-input tests with the state store on PostgreSQL, MariaDB.
 
-tests/unit/test_reconciler.py runs them with the state store on SQLite.
+tests/unit runs them with the state store on SQLite.
 """
 
 from tests.unit import test_reconciler
+from tests.unit import test_verify
 
 
 class TestOrderingPostgreSQL(test_reconciler.TestOrdering):
@@ -41,4 +42,12 @@ class TestResyncPolicyPostgreSQL(test_reconciler.TestResyncPolicy):
 
 
 class TestResyncPolicyMySQL(test_reconciler.TestResyncPolicy):
+    STATE_BACKEND = 'mysql'
+
+
+class TestRejectionReasonsPostgreSQL(test_verify.TestRejectionReasons):
+    STATE_BACKEND = 'postgresql'
+
+
+class TestRejectionReasonsMySQL(test_verify.TestRejectionReasons):
     STATE_BACKEND = 'mysql'
