@@ -25,6 +25,7 @@ import textwrap
 import threading
 import time
 
+import oslo_messaging
 import sqlalchemy as sa
 from sqlalchemy import orm
 
@@ -108,20 +109,25 @@ class TestFaultsMySQL(_FaultTests, base.BackendTestCase):
     BACKEND = 'mysql'
 
 
-def _rabbitmqctl(*args):
-    subprocess.run(['rabbitmqctl', '-q'] + list(args), check=True,
-                   stdout=subprocess.DEVNULL, timeout=120)
-
-
 class TestFaultsPostgreSQL(_FaultTests, base.BackendTestCase):
     BACKEND = 'postgresql'
 
     def test_broker_outage_loses_and_duplicates_nothing(self):
         """RabbitMQ stopped ~10s during writes: seqs stay exact.
 
-        This test stops the shared RabbitMQ (``rabbitmqctl stop_app``) for
-        about ten seconds and always restarts it in a cleanup.
+        The broker is a private RabbitMQ node (base.RabbitNodeFixture), not
+        the shared one: ``rabbitmqctl stop_app`` on it for about ten
+        seconds, ``start_app`` always run again in a cleanup.
         """
+        node = self.useFixture(base.RabbitNodeFixture())
+        self.tf = self.useFixture(base.TransportFixture(self.conf,
+                                                        url=node.url))
+        self.conf.set_override('topics', [self.tf.topic], 'oslo_publish')
+        self.transport = oslo_messaging.get_notification_transport(
+            self.conf)
+        self.addCleanup(self.transport.cleanup)
+        self.receiver = self.useFixture(
+            delivery.Receiver(self.transport, self.tf))
         for name, value in (('tables', ['items']),
                             ('stream', self.stream),
                             ('relay_poll_interval', 0.1),
@@ -161,15 +167,13 @@ class TestFaultsPostgreSQL(_FaultTests, base.BackendTestCase):
         self.addCleanup(writer.join)
         self.addCleanup(stop.set)
         base.wait_for(lambda: len(set(self.receiver.seqs())) >= 5, 30)
-        self.addCleanup(_rabbitmqctl, 'await_startup')
-        self.addCleanup(_rabbitmqctl, 'start_app')
-        _rabbitmqctl('stop_app')
+        self.addCleanup(node.start_app)
+        node.stop_app()
         outage.set()
         began = time.monotonic()
         base.wait_for(lambda: time.monotonic() - began >= 10.0
                       and len(during) >= 10, 30)
-        _rabbitmqctl('start_app')
-        _rabbitmqctl('await_startup')
+        node.start_app()
         outage.clear()
         count = len(written)
         base.wait_for(lambda: len(written) >= count + 5, 30)
