@@ -24,6 +24,10 @@ import os
 import random
 import threading
 
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
+
 from consumer import cache as cache_mod
 from consumer import exceptions
 from consumer import handlers
@@ -228,6 +232,57 @@ class TestOrdering(ReconcilerTestCase):
         self.assertConverged(rec)
         self.assertEqual('late', self.cache.view().get(
             'instances', (20,))['name'])
+
+
+def _beyond_window(order, window):
+    """True if some message arrives more than ``window`` ahead."""
+    applied, seen = 0, set()
+    for message in order:
+        if message['first_seq'] - applied > window:
+            return True
+        seen.add(message['first_seq'])
+        while applied + 1 in seen:
+            applied += 1
+    return False
+
+
+class TestArrivalOrderProperty(ReconcilerTestCase):
+
+    @settings(max_examples=int(os.environ.get('CONSUMER_FUZZ_EXAMPLES', 40)),
+              deadline=None)
+    @given(st.data())
+    def test_any_arrival_order_converges_exactly(self, data):
+        """Shuffled, duplicated delivery converges, in-window ones alone."""
+        stream = 's%d' % self.getUniqueInteger()
+        host = fakehost.FakeHost(stream)
+        host.add_table('instances')
+        self.host = host
+        self.STREAM = stream
+        self.conf.set_override('streams', [stream], 'consumer')
+        rec = self.synced()
+        messages = []
+        for _ in range(data.draw(st.integers(1, 14), label='count')):
+            key = data.draw(st.integers(1, 4), label='key')
+            rows = host.tables['instances']['rows']
+            if (key,) not in rows:
+                op = wire.INSERT
+            else:
+                op = data.draw(st.sampled_from([wire.UPDATE, wire.DELETE]))
+            messages.append(host.write('instances', op, {
+                'id': key, 'name': 'v%d' % host.seq}))
+        order = data.draw(st.permutations(messages), label='order')
+        extra = data.draw(st.lists(st.sampled_from(messages), max_size=5),
+                          label='duplicates')
+        for payload in list(order) + extra:
+            try:
+                self.feed(rec, payload)
+            except exceptions.Rejected:
+                pass
+        self.clock.advance(1.0)
+        rec.poll()
+        self.assertConverged(rec)
+        if not _beyond_window(order, 10):
+            self.assertEqual(0, self.resyncs('gap'))
 
 
 class TestGaps(ReconcilerTestCase):
