@@ -12,10 +12,10 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""``python -m benchmarks``: run every benchmark (the write path)."""
+"""``python -m benchmarks``: run every benchmark (see benchmarks.suite)."""
 
 import sys
 
-from benchmarks import write_path
+from benchmarks import suite
 
-sys.exit(write_path.main())
+sys.exit(suite.main())

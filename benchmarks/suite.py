@@ -1,0 +1,172 @@
+# Copyright 2026 The oslo.publish Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""``python -m benchmarks``: every benchmark, results file, table, plots.
+
+::
+
+    python -m benchmarks [--quick] [--only NAME[,NAME...]]
+        [--duration SECONDS] [--sync-rows N]
+
+Runs the benchmarks in order (figures 1-7 of doc/source/benchmarks.rst)
+on the real services of the machine and writes
+``benchmarks/results/results.json``, ``benchmarks/results/results.md``
+and the PNG plots in ``doc/source/_static/bench/``. With ``--only`` the
+other benchmarks' earlier results are kept. A benchmark that fails is
+reported as such; the others still run.
+"""
+
+import argparse
+import datetime
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+
+from benchmarks import common
+
+BENCHMARKS = ('write_path', 'keeping_up', 'latency', 'initial_sync',
+              'polling', 'readers', 'restart')
+MODULES = {'write_path': 'benchmarks.write_overhead'}
+RESULTS_DIR = os.path.join(common.ROOT, 'benchmarks', 'results')
+PLOTS_DIR = os.path.join(common.ROOT, 'doc', 'source', '_static', 'bench')
+
+
+def _module(name):
+    return importlib.import_module(MODULES.get(name, 'benchmarks.' + name))
+
+
+def _fmt(value, digits=3):
+    if value is None:
+        return '-'
+    if isinstance(value, bool):
+        return 'yes' if value else 'no'
+    if isinstance(value, (int, float)):
+        if abs(value) >= 1000:
+            return '{:,.0f}'.format(value)
+        return ('%%.%dg' % digits) % value
+    return str(value)
+
+
+def markdown(results):
+    """The Markdown table of every headline figure."""
+    lines = ['| figure | this library | baseline | ratio | target | met |',
+             '|---|---|---|---|---|---|']
+    for name in BENCHMARKS:
+        got = results['benchmarks'].get(name)
+        if got is None:
+            continue
+        if got.get('error'):
+            lines.append('| %s | failed: %s | | | | |'
+                         % (name, got['error'].splitlines()[-1][:80]))
+            continue
+        for fig in got['figures']:
+            unit = fig.get('unit') or ''
+            lines.append('| %s | %s %s | %s %s (%s) | %s %s | %s | %s |' % (
+                fig['figure'], _fmt(fig['value']), unit,
+                _fmt(fig.get('baseline')), unit,
+                fig.get('baseline_label') or '-',
+                _fmt(fig.get('ratio')), fig.get('ratio_label') or 'x',
+                fig.get('target') or '-',
+                '-' if fig.get('met') is None else _fmt(fig['met'])))
+    header = ['# oslo.publish benchmark results', '',
+              'Produced by `%s` on %s (%s CPUs, Python %s), %s.'
+              % (results['command'], results['host'], results['cpus'],
+                 results['python'], results['finished']), '']
+    return '\n'.join(header + lines) + '\n'
+
+
+def _plots(name, got):
+    import matplotlib
+    matplotlib.use('Agg')
+    from matplotlib import pyplot as plt
+    os.makedirs(PLOTS_DIR, exist_ok=True)
+    written = []
+    for filename, fig in _module(name).plot(got, plt).items():
+        fig.savefig(os.path.join(PLOTS_DIR, filename), dpi=90)
+        plt.close(fig)
+        written.append(filename)
+    return written
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--quick', action='store_true',
+                        help='short runs, small tables (a smoke test)')
+    parser.add_argument('--only', help='comma-separated benchmark names: '
+                        + ', '.join(BENCHMARKS))
+    parser.add_argument('--duration', type=float,
+                        help='seconds per keeping-up run (default 20, '
+                        'quick 4)')
+    parser.add_argument('--sync-rows', type=int,
+                        help='rows of the initial-sync table (default '
+                        '1000000, quick 100000)')
+    parser.add_argument('--results-dir', default=RESULTS_DIR)
+    parser.add_argument('--no-plots', action='store_true')
+    opts = parser.parse_args(argv)
+    if opts.duration is None:
+        opts.duration = 4.0 if opts.quick else 20.0
+    if opts.sync_rows is None:
+        opts.sync_rows = 100000 if opts.quick else 1000000
+    names = opts.only.split(',') if opts.only else list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        parser.error('unknown benchmark(s): %s' % ', '.join(unknown))
+    path = os.path.join(opts.results_dir, 'results.json')
+    results = {'benchmarks': {}}
+    if opts.only and os.path.exists(path):
+        with open(path) as f:
+            results = json.load(f)
+    began = time.monotonic()
+    for name in names:
+        print('== %s' % name, flush=True)
+        started = time.monotonic()
+        try:
+            got = _module(name).run(opts)
+        except Exception:  # noqa: report the failure, run the others
+            traceback.print_exc()
+            got = {'name': name, 'error': traceback.format_exc(),
+                   'figures': []}
+        got['elapsed_s'] = round(time.monotonic() - started, 1)
+        got['quick'] = opts.quick
+        if not got.get('error') and not opts.no_plots:
+            got['plots'] = _plots(name, got)
+        results['benchmarks'][name] = got
+        for fig in got['figures']:
+            print('  %-45s %10s %-9s vs %10s  ratio %s' % (
+                fig['figure'], _fmt(fig['value']), fig.get('unit') or '',
+                _fmt(fig.get('baseline')), _fmt(fig.get('ratio'))),
+                flush=True)
+        print('  (%.0f s)' % got['elapsed_s'], flush=True)
+    results.update({
+        'command': 'python -m benchmarks ' + ' '.join(argv if argv is not
+                                                      None else
+                                                      sys.argv[1:]),
+        'host': platform.node(), 'cpus': os.cpu_count(),
+        'python': platform.python_version(),
+        'finished': datetime.datetime.now(datetime.timezone.utc).strftime(
+            '%Y-%m-%d %H:%M UTC'),
+        'elapsed_s': round(time.monotonic() - began, 1)})
+    os.makedirs(opts.results_dir, exist_ok=True)
+    with open(path, 'w') as f:
+        json.dump(results, f, indent=1, sort_keys=True, default=str)
+        f.write('\n')
+    with open(os.path.join(opts.results_dir, 'results.md'), 'w') as f:
+        f.write(markdown(results))
+    print('written %s (%.0f s)' % (path, results['elapsed_s']))
+    failed = [n for n in names if results['benchmarks'][n].get('error')]
+    return 1 if failed else 0
