@@ -600,11 +600,13 @@ class Reconciler(object):
         self._metrics.resyncs.labels(stream=self.stream, cause=cause).inc()
         self.counters['resync_' + cause] += 1
         LOG.info('Stream %s: resync started (%s)', self.stream, cause)
+        started = time.monotonic()
         try:
             with self._source.open(self._tables_filter) as snap:
                 watermark = snap.watermark
                 tables = dict(snap.tables)
                 contents = {name: dict(snap.rows(name)) for name in tables}
+            read = time.monotonic()
             drift = None
             if cause == 'periodic' and self._applied is not None:
                 with self._lock:
@@ -615,8 +617,11 @@ class Reconciler(object):
         except Exception as exc:  # noqa: every failure is retried
             self._resync_failed(cause, exc)
             return
-        LOG.info('Stream %s: resync (%s) done at watermark %d',
-                 self.stream, cause, watermark)
+        done = time.monotonic()
+        LOG.info('Stream %s: resync (%s) done at watermark %d: %d rows, '
+                 'read in %.2fs, installed in %.2fs', self.stream, cause,
+                 watermark, sum(len(rows) for rows in contents.values()),
+                 read - started, done - read)
 
     def _resync_failed(self, cause, exc):
         with self._lock:
