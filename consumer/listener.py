@@ -153,18 +153,17 @@ class Endpoint(object):
             else None
         label = self._verifier.stream_label(stream)
         self._metrics.messages_received.labels(stream=label).inc()
-        if not _ours(publisher_id, event_type) and \
-                publisher_id not in self._allowed:
+        allowed = isinstance(publisher_id, str) and \
+            publisher_id in self._allowed
+        if not allowed and not _ours(publisher_id, event_type):
             if self._notifications is not None and \
                     self._notifications.offer(publisher_id, event_type,
                                               payload, priority):
                 return messaging.NotificationResult.HANDLED
-            try:
-                raise self._verifier.reject(
-                    None, 'unknown_publisher',
-                    'no handler for %s' % self._safe(publisher_id))
-            except exceptions.Rejected:
-                return messaging.NotificationResult.HANDLED
+            # Counted and logged; nothing to redeliver.
+            self._verifier.reject(None, 'unknown_publisher', 'no handler '
+                                  'for %s' % self._safe(publisher_id))
+            return messaging.NotificationResult.HANDLED
         try:
             message = self._verifier.verify(publisher_id, event_type,
                                             payload)

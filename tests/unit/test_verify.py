@@ -328,10 +328,10 @@ class TestFuzz(VerifyTestCase):
 
     @settings(max_examples=EXAMPLES, deadline=None)
     @given(publisher=st.one_of(st.just(PUBLISHER), st.text(max_size=20),
-                               st.none(), st.integers()),
+                               _wrong),
            event_type=st.one_of(st.sampled_from([wire.EVENT_DELTA,
                                                  wire.EVENT_HEARTBEAT]),
-                                st.text(max_size=20), st.none()),
+                                st.text(max_size=20), _wrong),
            payload=_json)
     def test_random_envelopes_are_contained(self, publisher, event_type,
                                             payload):
