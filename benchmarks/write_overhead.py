@@ -1,0 +1,138 @@
+# Copyright 2026 The oslo.publish Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Figure 1, write-path overhead, plus the log-based floor.
+
+The modes ``baseline``, ``outbox``, ``direct`` and ``continuum`` are
+measured by :func:`benchmarks.write_path.measure` (interleaved blocks,
+paired ratios) on PostgreSQL and MariaDB. PostgreSQL logical decoding
+(:mod:`benchmarks.logical`: the baseline workload on a database with a
+``test_decoding`` slot streamed by a reader process) is measured the
+same way against a baseline worker of its own, when the server runs with
+``wal_level = logical``.
+"""
+
+import statistics
+import subprocess
+import sys
+
+from benchmarks import common
+from benchmarks import logical
+from benchmarks import write_path
+
+TARGETS = {'outbox': 1.15, 'direct': 1.05}
+LABELS = {'postgresql': 'PostgreSQL', 'mysql': 'MariaDB'}
+
+
+class _LogicalWorker(write_path._Worker):
+
+    def __init__(self, url):
+        self.mode = 'logical'
+        self.proc = subprocess.Popen(
+            [sys.executable, '-m', 'benchmarks.logical', '--worker', '--url',
+             url], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, text=True, cwd=common.ROOT)
+        line = self.proc.stdout.readline().strip()
+        if line != 'ready':
+            raise RuntimeError('logical worker did not start (%r)' % line)
+
+
+def _logical(transactions, repetitions):
+    """Paired ratio of the logical-decoding worker to a baseline worker."""
+    with common.database() as base_url, common.database() as slot_url:
+        workers = []
+        try:
+            workers = [write_path._Worker('baseline', base_url, 'unused'),
+                       _LogicalWorker(slot_url)]
+            for w in workers:
+                w.run(max(20, transactions // 5))
+            samples = {'baseline': [], 'logical': []}
+            for rep in range(repetitions):
+                for w in (workers if rep % 2 else workers[::-1]):
+                    samples[w.mode].append(w.run(transactions) / transactions)
+        finally:
+            for w in workers:
+                w.close()
+    paired = statistics.median(
+        [x / b for x, b in zip(samples['logical'], samples['baseline'])])
+    return {'ratio_to_baseline': paired,
+            'median_ms_per_transaction': {
+                m: statistics.median(s) * 1000.0 for m, s in samples.items()},
+            'samples_ms': {m: [x * 1000.0 for x in s]
+                           for m, s in samples.items()}}
+
+
+def run(opts):
+    transactions, repetitions = (20, 6) if opts.quick else (60, 25)
+    data = {'transactions_per_sample': transactions,
+            'repetitions': repetitions, 'backends': {}}
+    figures = []
+    for backend in write_path.BACKENDS:
+        got = write_path.measure(backend, transactions, repetitions)
+        data['backends'][backend] = got
+        base_ms = got['median_ms_per_transaction']['baseline']
+        for mode in ('outbox', 'direct', 'continuum'):
+            r = got['ratio_to_baseline'][mode]
+            figures.append({
+                'figure': '1 write path %s, %s' % (
+                    mode if mode != 'continuum' else
+                    'sqlalchemy-continuum (peer)', LABELS[backend]),
+                'value': got['median_ms_per_transaction'][mode],
+                'unit': 'ms/tx', 'baseline': base_ms,
+                'baseline_label': 'no middleware', 'ratio': r,
+                'target': ('<= %.2fx' % TARGETS[mode]) if mode in TARGETS
+                else None,
+                'met': (r <= TARGETS[mode]) if mode in TARGETS else None})
+    if logical.available(common.test_base.PG_URL):
+        got = _logical(transactions, max(repetitions // 2, 4))
+        data['logical'] = got
+        figures.append({
+            'figure': '1 write path, PostgreSQL logical decoding (floor)',
+            'value': got['median_ms_per_transaction']['logical'],
+            'unit': 'ms/tx',
+            'baseline': got['median_ms_per_transaction']['baseline'],
+            'baseline_label': 'no slot', 'ratio': got['ratio_to_baseline'],
+            'target': None, 'met': None})
+    else:
+        data['logical'] = 'unavailable: wal_level is not logical'
+    return {'name': 'write_path', 'title': 'Write-path overhead',
+            'figures': figures, 'data': data}
+
+
+def plot(result, plt):
+    data = result['data']
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    modes = ('outbox', 'direct', 'continuum')
+    width = 0.2
+    for i, backend in enumerate(write_path.BACKENDS):
+        got = data['backends'][backend]
+        for j, mode in enumerate(modes):
+            ax.bar(i + (j - 1) * width, got['ratio_to_baseline'][mode],
+                   width, color=('tab:blue', 'tab:green', 'tab:gray')[j],
+                   label=mode if i == 0 else None)
+    if isinstance(data.get('logical'), dict):
+        ax.bar(0 + 2 * width, data['logical']['ratio_to_baseline'], width,
+               color='tab:purple', label='logical decoding')
+    ax.axhline(1.0, color='black', linewidth=0.8)
+    ax.axhline(TARGETS['outbox'], color='tab:blue', linestyle='--',
+               linewidth=0.8)
+    ax.axhline(TARGETS['direct'], color='tab:green', linestyle='--',
+               linewidth=0.8)
+    ax.set_xticks(range(len(write_path.BACKENDS)))
+    ax.set_xticklabels([LABELS[b] for b in write_path.BACKENDS])
+    ax.set_ylabel('time per transaction / baseline')
+    ax.set_title('Write-path overhead (5 row changes per transaction)')
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return {'write_path.png': fig}
