@@ -52,7 +52,7 @@ class PublishedTable(object):
         published columns and their types.
     """
 
-    def __init__(self, name, table, excluded=()):
+    def __init__(self, name, table, excluded=(), stored=None):
         self.name = name
         self.table = table
         self.pk = tuple(c.name for c in table.primary_key.columns)
@@ -60,9 +60,16 @@ class PublishedTable(object):
         self.excluded = excluded
         self.columns = tuple(c.name for c in table.columns
                              if c.name not in excluded)
+        # The version fingerprints the types the database reports
+        # (``stored``, the reflected table) when known, so that a process
+        # with declared models and one reflecting (oslo-publish-relay)
+        # agree: a declared DateTime reflects as TIMESTAMP on PostgreSQL,
+        # a Numeric as DECIMAL on MySQL.
+        types = stored if stored is not None else table
         self.version = wire.schema_version(
-            [(c.name, wire.type_text(c.type)) for c in table.columns
-             if c.name not in excluded])
+            [(c, wire.type_text(
+                (types.c[c] if c in types.c else table.c[c]).type))
+             for c in self.columns])
 
     def header(self):
         """The wire header of this table: ``{"pk": [...], "version"}``."""
@@ -101,6 +108,24 @@ def _find_table(name, metadata, engine, reflected):
         return None
     return sa.Table(bare, reflected, schema=schema or None,
                     autoload_with=engine)
+
+
+def _stored(table, engine, reflected):
+    """``table`` as the database describes it, or None when unknown."""
+    if engine is None:
+        return None
+    if table.metadata is reflected:
+        return table
+    try:
+        if not sa.inspect(engine).has_table(table.name,
+                                            schema=table.schema):
+            return None
+        return sa.Table(table.name, sa.MetaData(), schema=table.schema,
+                        autoload_with=engine)
+    except sa.exc.SQLAlchemyError as exc:
+        LOG.debug('Cannot reflect %s for its schema version: %s',
+                  table.name, exc)
+        return None
 
 
 def _parse_excludes(entries, tables):
@@ -157,5 +182,6 @@ def resolve_tables(conf, metadata=None, engine=None):
         [e.strip() for e in opts.exclude_columns if e.strip()], tables)
     if not tables:
         LOG.warning('[oslo_publish] tables is empty: nothing is published')
-    return {name: PublishedTable(name, table, excludes.get(name, ()))
+    return {name: PublishedTable(name, table, excludes.get(name, ()),
+                                 _stored(table, engine, reflected))
             for name, table in tables.items()}
