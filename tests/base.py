@@ -241,6 +241,18 @@ class RabbitNodeFixture(fixtures.Fixture):
             raise AssertionError('start_app failed: %s' % proc.stderr)
         self.wait_up(60)
 
+    def purge_queue(self, name):
+        """``rabbitmqctl purge_queue``: drop the messages of ``name``."""
+        proc = self._ctl('purge_queue', name)
+        if proc.returncode:
+            raise AssertionError('purge_queue %s failed: %s'
+                                 % (name, proc.stderr))
+
+    def delete_queues(self, names):
+        """Delete queues of the node (best effort, missing ones too)."""
+        for name in names:
+            self._ctl('delete_queue', name)
+
 
 class ConfFixture(config_fixture.Config):
     """A private ConfigOpts with every oslo.publish option registered."""
