@@ -26,6 +26,8 @@ database per backend:
 ``baseline``   plain SQLAlchemy ORM, no middleware
 ``outbox``     ``oslo_publish.install()``, delivery ``outbox``, relay in
                process, publishing to the real RabbitMQ
+``outbox_standalone``  the same with ``relay_in_process = false``; the
+               relay runs in the parent process (a standalone relay)
 ``direct``     ``oslo_publish.install()``, delivery ``direct``
 ``continuum``  SQLAlchemy-Continuum versioning the same model (a peer
                that also writes extra rows per transaction)
@@ -52,7 +54,7 @@ import sys
 import time
 import uuid
 
-MODES = ('baseline', 'outbox', 'direct', 'continuum')
+MODES = ('baseline', 'outbox', 'outbox_standalone', 'direct', 'continuum')
 BACKENDS = ('postgresql', 'mysql')
 PG_URL = os.environ.get(
     'OSLO_PUBLISH_TEST_PG_URL',
@@ -90,11 +92,10 @@ def _model(mode):
     return base, Item
 
 
-def _install(mode, url, engine, maker, metadata, transport_url, exchange):
+def _conf(mode, transport_url, exchange):
     from oslo_config import cfg
     from oslo_messaging import transport as om_transport
 
-    import oslo_publish
     from oslo_publish import options
 
     conf = cfg.ConfigOpts()
@@ -106,10 +107,42 @@ def _install(mode, url, engine, maker, metadata, transport_url, exchange):
     for name, value in (('tables', ['bench_%s' % mode]),
                         ('stream', 'bench_%s' % mode),
                         ('topics', [exchange]),
-                        ('delivery', mode),
+                        ('delivery', 'direct' if mode == 'direct'
+                         else 'outbox'),
+                        ('relay_in_process', mode != 'outbox_standalone'),
                         ('snapshot_server', False)):
         conf.set_override(name, value, 'oslo_publish')
-    return oslo_publish.install(conf, maker, metadata=metadata)
+    return conf
+
+
+def _install(mode, maker, metadata, transport_url, exchange):
+    import oslo_publish
+    return oslo_publish.install(_conf(mode, transport_url, exchange), maker,
+                                metadata=metadata)
+
+
+def _standalone_relay(url, exchange):
+    """The relay of ``outbox_standalone``, run by the parent process."""
+    import oslo_messaging
+    import sqlalchemy as sa
+
+    from oslo_publish import publisher
+    from oslo_publish import relay
+
+    mode = 'outbox_standalone'
+    conf = _conf(mode, TRANSPORT_URL, exchange)
+    engine = sa.create_engine(url)
+    transport = oslo_messaging.get_notification_transport(conf)
+    r = relay.Relay(conf, engine, 'bench_%s' % mode, {},
+                    publisher.Publisher(conf, transport, 'bench_%s' % mode),
+                    None)
+    r.start()
+
+    def stop():
+        r.stop()
+        transport.cleanup()
+        engine.dispose()
+    return stop
 
 
 def worker(mode, url, transport_url, exchange):
@@ -126,9 +159,9 @@ def worker(mode, url, transport_url, exchange):
                          for n in range(1, SEED_ROWS + 1)])
         session.commit()
     handle = None
-    if mode in ('outbox', 'direct'):
-        handle = _install(mode, url, engine, maker, base.metadata,
-                          transport_url, exchange)
+    if mode in ('outbox', 'outbox_standalone', 'direct'):
+        handle = _install(mode, maker, base.metadata, transport_url,
+                          exchange)
     next_id = [SEED_ROWS + 1]
     live = list(range(1, SEED_ROWS + 1))
 
@@ -239,9 +272,11 @@ def measure(backend, transactions, repetitions):
     url, drop = _database(backend)
     exchange = 'bench_%s' % uuid.uuid4().hex[:10]
     workers = []
+    stop_relay = None
     try:
         _create_outbox(url)
         workers = [_Worker(mode, url, exchange) for mode in MODES]
+        stop_relay = _standalone_relay(url, exchange)
         for w in workers:
             w.run(max(20, transactions // 5))
         samples = {mode: [] for mode in MODES}
@@ -251,6 +286,8 @@ def measure(backend, transactions, repetitions):
             for w in order:
                 samples[w.mode].append(w.run(transactions) / transactions)
     finally:
+        if stop_relay is not None:
+            stop_relay()
         for w in workers:
             w.close()
         drop()
@@ -301,7 +338,7 @@ def main(argv=None):
         results['backends'][backend] = got
         print('%s (median ms/transaction, ratio to baseline):' % backend)
         for mode in MODES:
-            print('  %-10s %8.3f ms  %.3fx' % (
+            print('  %-18s %8.3f ms  %.3fx' % (
                 mode, got['median_ms_per_transaction'][mode],
                 got['ratio_to_baseline'][mode]))
     results['elapsed_s'] = round(time.monotonic() - began, 1)

@@ -78,7 +78,7 @@ BACKOFF_START = 0.1
 #: Shortest time between two relay cycles started by wake-ups: commits
 #: arriving faster are published together (bounds the relay's cost per
 #: transaction on a busy host; adds at most this much latency).
-COALESCE = 0.02
+COALESCE = 0.05
 
 _process_locks = {}
 _process_locks_guard = threading.Lock()
@@ -313,6 +313,20 @@ class Relay(object):
         self._stopping = threading.Event()
         self._thread = None
         self._last_sent = time.monotonic()
+        self._batch_size = self._opts.batch_size
+        # Statements built once (SQLAlchemy caches their compilation).
+        self._pending_query = (
+            sa.select(_OUTBOX.c.id, _OUTBOX.c.txid, _OUTBOX.c.committed_at,
+                      _OUTBOX.c.payload)
+            .where(_OUTBOX.c.stream == stream)
+            .where(_OUTBOX.c.seq.is_(None))
+            .order_by(_OUTBOX.c.id))
+        self._pending_batch = self._pending_query.limit(self.batch_size)
+        self._any_pending = (
+            sa.select(_OUTBOX.c.id).where(_OUTBOX.c.stream == stream)
+            .where(_OUTBOX.c.seq.is_(None)).limit(1))
+        self._delete_ids = _OUTBOX.delete().where(
+            _OUTBOX.c.id.in_(sa.bindparam('ids', expanding=True)))
 
     @property
     def stream(self):
@@ -324,7 +338,7 @@ class Relay(object):
 
     @property
     def batch_size(self):
-        return self._opts.batch_size
+        return self._batch_size
 
     @property
     def stream_lock(self):
@@ -363,11 +377,12 @@ class Relay(object):
 
     def _run(self):
         failures = 0
+        woken = False
         while not self._stopping.is_set():
             started = time.monotonic()
             self._wake.clear()
             try:
-                count = self.run_once()
+                count = self.run_once(check=not woken)
                 self._maybe_heartbeat()
             except exceptions.DeliveryError:
                 failures += 1
@@ -378,9 +393,10 @@ class Relay(object):
                             '%(exc)s', {'stream': self._stream, 'exc': exc})
             else:
                 failures = 0
+                woken = True
                 if count >= self.batch_size:
                     continue
-                self._wake.wait(self._idle_delay())
+                woken = self._wake.wait(self._idle_delay())
                 # Commits arriving faster than COALESCE share one cycle.
                 linger = started + COALESCE - time.monotonic()
                 if linger > 0:
@@ -415,25 +431,22 @@ class Relay(object):
     # ------------------------------------------------------------- cycle
 
     def pending_query(self):
-        return (sa.select(_OUTBOX.c.id, _OUTBOX.c.txid,
-                          _OUTBOX.c.committed_at, _OUTBOX.c.payload)
-                .where(_OUTBOX.c.stream == self._stream)
-                .where(_OUTBOX.c.seq.is_(None))
-                .order_by(_OUTBOX.c.id))
+        return self._pending_query
 
-    def run_once(self):
+    def run_once(self, check=True):
         """Publish at most ``batch_size`` pending entries.
 
+        :param check: first look, without the lock, whether anything is
+            pending (False when a commit just said so).
         :returns: the number of entries published (and confirmed).
         :raises DeliveryError: when the broker did not confirm (what was
             confirmed before is committed).
         """
-        if not self._anything_pending():
+        if check and not self._anything_pending():
             self._set_gauges(0, 0.0, self._metrics_last_seq())
             return 0
         with self._lock.hold() as held:
-            rows = held.conn.execute(
-                self.pending_query().limit(self.batch_size)).all()
+            rows = held.conn.execute(self._pending_batch).all()
             done, failure = self.publish_rows(held, rows)
         if failure is None and len(rows) < self.batch_size:
             # The outbox was drained: no need to count it.
@@ -447,10 +460,7 @@ class Relay(object):
     def _anything_pending(self):
         """Cheap unlocked check, so idle polls never take the lock."""
         with self._engine.connect() as conn:
-            return conn.execute(
-                sa.select(_OUTBOX.c.id)
-                .where(_OUTBOX.c.stream == self._stream)
-                .where(_OUTBOX.c.seq.is_(None)).limit(1)).first() is not None
+            return conn.execute(self._any_pending).first() is not None
 
     def _metrics_last_seq(self):
         return self._metrics.value('oslo_publish_last_seq',
@@ -500,8 +510,8 @@ class Relay(object):
         retention = self._opts.outbox_retention
         if retention <= 0:
             for start in range(0, len(ids), 500):
-                conn.execute(_OUTBOX.delete().where(
-                    _OUTBOX.c.id.in_(ids[start:start + 500])))
+                conn.execute(self._delete_ids,
+                             {'ids': ids[start:start + 500]})
         else:
             conn.execute(
                 _OUTBOX.update().where(_OUTBOX.c.id == sa.bindparam('eid'))
