@@ -52,6 +52,10 @@ LOG = log.getLogger(__name__)
 RABBIT_GROUP = 'oslo_messaging_rabbit'
 #: Pause before requeueing while the state store is unavailable.
 REQUEUE_PAUSE = 0.5
+#: Executor threads of the listener. A stream is applied under one lock,
+#: so more threads add no throughput per stream, only reordering (which
+#: the reconciler absorbs); a few threads keep streams independent.
+LISTENER_THREADS = 8
 
 
 def prepare_transport_conf(conf):
@@ -197,7 +201,7 @@ class Listener(object):
 
     def start(self):
         LOG.info('Listening on pool %s', self.pool)
-        self._listener.start()
+        self._listener.start(override_pool_size=LISTENER_THREADS)
 
     def stop(self):
         self._listener.stop()

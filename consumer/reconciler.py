@@ -283,8 +283,7 @@ class Reconciler(object):
                     self._request('schema', now)
                     self._buffer_message(message)
                     return 'buffered'
-            if wait and message.first_seq > self._applied + 1 and \
-                    message.first_seq - self._applied <= self._window:
+            if wait and message.first_seq > self._applied + 1:
                 self._advanced.wait_for(
                     lambda: self._buffering or self._stopping.is_set() or
                     message.first_seq <= self._applied + 1, wait)

@@ -66,7 +66,7 @@ class PushDriver(base.Driver):
             self.verifier, self.reconcilers, metrics,
             notifications=notifications,
             allowed_publishers=conf.consumer.allowed_publishers,
-            order_wait=min(conf.consumer.gap_timeout / 2.0, 1.0))
+            order_wait=conf.consumer.gap_timeout)
         self.listener = listener_mod.Listener(conf, transport, self.endpoint)
 
     def start(self):

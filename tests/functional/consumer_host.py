@@ -28,6 +28,10 @@ line on stdin, answering one JSON line each on stdout:
     start W threads running N random transactions in all (inserts,
     updates, deletes, composite-key rows, ~10% rolled back); answers at
     once.
+``{"cmd": "paced", "tps": R, "seconds": S}``
+    one thread commits R transactions a second for S seconds, each
+    setting ``pings.ts`` to the wall time (latency benchmark); answers at
+    once.
 ``{"cmd": "wait"}``
     wait for the writers; answers ``{"committed": c, "rolled_back": r}``.
 ``{"cmd": "idle"}``
@@ -77,7 +81,16 @@ class Pair(Base):
     v = sa.Column(sa.Integer)
 
 
-TABLES = ('items', 'pairs')
+class Ping(Base):
+    """Written by the paced workload: ``ts`` is the wall time of the write."""
+
+    __tablename__ = 'pings'
+    __table_args__ = {'mysql_engine': 'InnoDB'}
+    id = sa.Column(sa.Integer, primary_key=True, autoincrement=False)
+    ts = sa.Column(sa.Float(53), nullable=False)
+
+
+TABLES = ('items', 'pairs', 'pings')
 
 
 def _say(**data):
@@ -161,6 +174,28 @@ class Workload(object):
                 finally:
                     session.close()
 
+    def _paced(self, tps, seconds):
+        import time
+        start = time.monotonic()
+        for i in range(int(tps * seconds)):
+            delay = start + i / float(tps) - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            with self.maker.begin() as session:
+                ping = session.get(Ping, i % 100)
+                if ping is None:
+                    session.add(Ping(id=i % 100, ts=time.time()))
+                else:
+                    ping.ts = time.time()
+            with self._lock:
+                self.committed += 1
+
+    def paced(self, tps, seconds):
+        thread = threading.Thread(target=self._paced, args=(tps, seconds),
+                                  daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
     def start(self, count, writers, seed):
         per = max(count // writers, 1)
         for i in range(writers):
@@ -241,6 +276,9 @@ def main(argv=None):
         elif cmd == 'write':
             workload.start(command['tx'], command.get('writers', 1),
                            command.get('seed', 0))
+            _say(ok=cmd)
+        elif cmd == 'paced':
+            workload.paced(command['tps'], command['seconds'])
             _say(ok=cmd)
         elif cmd == 'wait':
             workload.wait()
