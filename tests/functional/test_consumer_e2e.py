@@ -447,7 +447,7 @@ class _BadInput(_Base):
         self.assertConverges(consumer)
 
 
-class _Backstop(_Base):
+class _Recovery(_Base):
 
     def test_periodic_resync_repairs_raw_writes(self):
         """Raw SQL writes capture cannot see are found as drift, fixed."""
@@ -470,6 +470,21 @@ class _Backstop(_Base):
         self.assertConverges(consumer)
         self.assertEqual('raw', consumer.view().get('items', (3,))['name'])
         self.assertTrue(consumer.synced)
+
+    def test_backlog_after_downtime_drains_without_resync(self):
+        """A large queued backlog is applied in order, with no resync."""
+        self.conf.set_override('reorder_window', 100, 'consumer')
+        self.host.command('preload', rows=20)
+        first = self.consumer()
+        self.assertTrue(first.wait_synced(60))
+        first.stop()
+        self.host.command('write', tx=1500, writers=4, seed=12)
+        self.settle()
+        second = self.consumer()
+        self.assertConverges(second)
+        self.wait_caught_up(second)
+        self.assertEqual([], [k for k in second.status()[0]
+                              if k.startswith('resync_')])
 
 
 def _kill(proc):
@@ -608,6 +623,6 @@ class TestBadInputPostgreSQL(_BadInput, base.TestCase):
     STATE_BACKEND = 'sqlite'
 
 
-class TestBackstopMariaDB(_Backstop, base.TestCase):
+class TestRecoveryMariaDB(_Recovery, base.TestCase):
     HOST_BACKEND = 'mysql'
     STATE_BACKEND = 'sqlite'
