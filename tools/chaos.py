@@ -364,14 +364,20 @@ class RunResult(object):
                                           self.workdir)))
 
 
-def _fault_plan(rng, duration):
-    count = max(3, int(duration / 4))
-    kinds = []
-    while len(kinds) < count:
-        batch = list(FAULTS)
-        rng.shuffle(batch)
-        kinds.extend(batch)
-    kinds = kinds[:count]
+def _fault_plan(rng, duration, kinds=None):
+    """``[(seconds after the start, kind)]``: seeded kinds and moments.
+
+    Without ``kinds``, about one fault per 4 seconds, every kind before
+    any repeats.
+    """
+    if kinds is None:
+        count = max(3, int(duration / 4))
+        kinds = []
+        while len(kinds) < count:
+            batch = list(FAULTS)
+            rng.shuffle(batch)
+            kinds.extend(batch)
+        kinds = kinds[:count]
     span = max(duration - 2.5, 1.0)
     times = sorted(1.5 + rng.random() * span for _ in kinds)
     return list(zip(times, kinds))
@@ -382,8 +388,9 @@ class Run(object):
 
     def __init__(self, node, backend, seed, duration=20.0, writers=2,
                  threads=2, rate=12.0, converge_timeout=120.0,
-                 workdir=None):
+                 workdir=None, kinds=None):
         self.node = node
+        self.kinds = kinds
         self.backend = backend
         self.seed = seed
         self.duration = duration
@@ -680,7 +687,7 @@ class Run(object):
             writers.append(proc)
             self._procs.append(proc)
         started = time.monotonic()
-        plan = _fault_plan(self.rng, self.duration)
+        plan = _fault_plan(self.rng, self.duration, self.kinds)
         done = {'last': started}
         self.tap.faults = True
         injector = threading.Thread(target=self._inject,
