@@ -302,6 +302,9 @@ class SnapshotServer(object):
         finally:
             with self._guard:
                 self._opening -= 1
+        if not names:
+            with session.lock:
+                self._forget(session)  # nothing to read: no pages follow
         self._metrics.snapshots_served.labels(self._stream).inc()
         LOG.info('Snapshot %(id)s of stream %(stream)s opened at '
                  'watermark %(n)d for %(tables)s',
