@@ -119,7 +119,7 @@ def _check_tables(engine, *tables):
 
 
 def install(conf, target, metadata=None, transport=None, metrics=None,
-            engine=None):
+            engine=None, rpc_transport=None):
     """Capture and publish the allow-listed tables written via ``target``.
 
     :param conf: the service's ConfigOpts (``[oslo_publish]`` options are
@@ -135,6 +135,9 @@ def install(conf, target, metadata=None, transport=None, metrics=None,
     :param metrics: a :class:`~oslo_publish.metrics.HostMetrics`.
     :param engine: the host database's Engine; needed only for a
         ``Session`` subclass target (the others know their engine).
+    :param rpc_transport: an oslo.messaging RPC transport for the snapshot
+        server (made from ``conf`` when None; one given is not cleaned up
+        by :meth:`Handle.stop`).
     :returns: a :class:`Handle`.
     :raises ConfigError: a bad ``[oslo_publish]`` value (named).
     :raises UnsupportedTarget: ``target`` is none of the above.
@@ -155,7 +158,7 @@ def install(conf, target, metadata=None, transport=None, metrics=None,
     handle = Handle(enabled=True, stream=stream, tables=tables,
                     metrics=metrics, engine=engine)
     try:
-        _start(handle, conf, listen, transport)
+        _start(handle, conf, listen, transport, rpc_transport)
     except Exception:
         handle.stop()
         raise
@@ -174,7 +177,7 @@ def _notification_transport(handle, conf, transport):
     return transport
 
 
-def _start(handle, conf, listen, transport):
+def _start(handle, conf, listen, transport, rpc_transport=None):
     opts = conf.oslo_publish
     stream, tables, engine = handle.stream, handle.tables, handle.engine
     relay = None
@@ -205,7 +208,8 @@ def _start(handle, conf, listen, transport):
         handle._on_stop(sink.stop)
     handle.sink = sink
     if opts.snapshot_server:
-        _start_snapshot_server(handle, conf, relay, transport)
+        _start_snapshot_server(handle, conf, relay, transport,
+                               rpc_transport)
     cap = capture_mod.Capture(tables, sink, stream, handle.metrics,
                               reread_updates=opts.reread_updated_rows)
     cap.attach(listen)
@@ -213,7 +217,7 @@ def _start(handle, conf, listen, transport):
     handle._on_stop(cap.detach)
 
 
-def _start_snapshot_server(handle, conf, relay, transport):
+def _start_snapshot_server(handle, conf, relay, transport, rpc=None):
     import oslo_messaging
     from oslo_publish import snapshot
     if relay is None:
@@ -224,8 +228,9 @@ def _start_snapshot_server(handle, conf, relay, transport):
             conf, handle.engine, handle.stream, handle.tables,
             publisher_mod.Publisher(conf, notifier, handle.stream,
                                     handle.metrics), handle.metrics)
-    rpc = oslo_messaging.get_rpc_transport(conf)
-    handle._on_stop(rpc.cleanup)
+    if rpc is None:
+        rpc = oslo_messaging.get_rpc_transport(conf)
+        handle._on_stop(rpc.cleanup)
     server = snapshot.SnapshotServer(conf, handle.engine, handle.stream,
                                      handle.tables, relay, rpc,
                                      handle.metrics)

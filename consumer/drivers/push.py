@@ -41,7 +41,7 @@ class PushDriver(base.Driver):
     fetcher = 'snapshot'
 
     def __init__(self, conf, cache, state, dispatcher, metrics,
-                 notifications=None, transport=None):
+                 notifications=None, transport=None, rpc_transport=None):
         super().__init__(conf, cache, state, dispatcher, metrics,
                          notifications, transport)
         streams = list(conf.consumer.streams)
@@ -53,7 +53,11 @@ class PushDriver(base.Driver):
         if transport is None:
             transport = messaging.get_notification_transport(conf)
             self.transport = transport
-        self._rpc_transport = messaging.get_rpc_transport(conf)
+        # An RPC transport given by the caller is the caller's to clean up
+        # (the demo shares one in-process fake:// driver with the host).
+        self._own_rpc_transport = rpc_transport is None
+        self._rpc_transport = (rpc_transport or
+                               messaging.get_rpc_transport(conf))
         tables = list(conf.consumer.tables) or None
         for stream in streams:
             source = source_mod.RPCSnapshotSource(
@@ -78,6 +82,7 @@ class PushDriver(base.Driver):
         self.listener.stop()
         for reconciler in self.reconcilers.values():
             reconciler.stop()
-        self._rpc_transport.cleanup()
+        if self._own_rpc_transport:
+            self._rpc_transport.cleanup()
         if self._own_transport:
             self.transport.cleanup()

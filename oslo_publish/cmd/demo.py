@@ -1,0 +1,43 @@
+# Copyright 2026 The oslo.publish Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""``oslo-publish-demo``: the library working in one command."""
+
+import logging
+import sys
+import warnings
+
+# A dependency of oslo.messaging warns at import time that eventlet is
+# deprecated; the demo uses threads only, so the warning is noise here.
+warnings.filterwarnings('ignore', message=r'\s*Eventlet is deprecated')
+
+from oslo_publish.demo import run as demo_run  # noqa: E402
+
+
+def main(argv=None):
+    args = demo_run.parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose
+                        else logging.WARNING,
+                        format='%(levelname)s %(name)s: %(message)s')
+    try:
+        return demo_run.run(args)
+    except demo_run.DemoError as exc:
+        sys.stderr.write('oslo-publish-demo: error: %s\n' % exc)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,399 @@
+# Copyright 2026 The oslo.publish Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Run the demo: a host service under load and a consumer mirroring it.
+
+Embedded defaults need no services: SQLite files under ``--data-dir`` and
+the in-process ``fake://`` bus. ``--connection`` and ``--transport-url``
+run the same demo on PostgreSQL/MariaDB and RabbitMQ; ``--role host`` and
+``--role consumer`` run the two halves as separate processes.
+"""
+
+import argparse
+import datetime
+import os
+import socket
+import statistics
+import sys
+import threading
+import time
+
+from oslo_config import cfg
+from oslo_log import log
+import oslo_messaging
+from oslo_messaging import transport as msg_transport
+import sqlalchemy as sa
+from sqlalchemy.engine import url as sa_url
+from sqlalchemy import orm
+
+from oslo_publish.demo import models
+from oslo_publish.demo import workload as demo_workload
+from oslo_publish import wire
+
+LOG = log.getLogger(__name__)
+
+STREAM = 'demo'
+
+
+class DemoError(Exception):
+    """A failure the user can fix; printed as one line, no traceback."""
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        prog='oslo-publish-demo',
+        description='A host service under a steady random workload and a '
+                    'consumer mirroring it; ends with a verification '
+                    'table.')
+    p.add_argument('--duration', type=float, default=15.0,
+                   help='seconds of workload (default 15)')
+    p.add_argument('--rate', type=float, default=40.0,
+                   help='target transactions per second (default 40)')
+    p.add_argument('--seed', type=int, default=1,
+                   help='random seed of the workload (default 1)')
+    p.add_argument('--writers', type=int, default=2,
+                   help='concurrent writer threads (default 2)')
+    p.add_argument('--role', choices=('both', 'host', 'consumer'),
+                   default='both',
+                   help='run both halves here, or one of them')
+    p.add_argument('--connection',
+                   help='host database URL (default: SQLite file in '
+                        '--data-dir), e.g. postgresql://u@h/db or '
+                        'mysql+pymysql://root@127.0.0.1/demo')
+    p.add_argument('--state-connection',
+                   help='consumer state store URL (default: SQLite file '
+                        'in --data-dir)')
+    p.add_argument('--transport-url', default='fake://',
+                   help='oslo.messaging URL (default fake://, in-process)')
+    p.add_argument('--data-dir', default='demo-data',
+                   help='directory of the default SQLite files')
+    p.add_argument('--linger', type=float, default=60.0,
+                   help='--role host: seconds to keep relaying and '
+                        'serving snapshots after the workload')
+    p.add_argument('--converge-timeout', type=float, default=60.0,
+                   help='seconds to wait for the mirror to converge')
+    p.add_argument('--verbose', action='store_true')
+    args = p.parse_args(argv)
+    if args.transport_url.startswith('fake') and args.role != 'both':
+        p.error('--role host/consumer need a real bus: --transport-url '
+                'rabbit://...')
+    return args
+
+
+# ---------------------------------------------------------------- set-up
+
+def _safe_url(url):
+    try:
+        return sa_url.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: broad - only used for messages
+        return '<url>'
+
+
+def _check_broker(url):
+    if not url.startswith(('rabbit://', 'kombu://', 'amqp://')):
+        return
+    parsed = sa_url.make_url('x://' + url.split('://', 1)[1].split(',')[0])
+    host, port = parsed.host or '127.0.0.1', parsed.port or 5672
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+    except OSError as exc:
+        raise DemoError(
+            'cannot reach the message broker at %s:%s (%s): check that '
+            'RabbitMQ is running and --transport-url is right'
+            % (host, port, exc.strerror or exc)) from None
+
+
+def _engine(url, label):
+    engine = sa.create_engine(url)
+    if engine.dialect.name == 'sqlite':
+        @sa.event.listens_for(engine, 'connect')
+        def _wal(dbapi_conn, record):
+            cur = dbapi_conn.cursor()
+            cur.execute('PRAGMA journal_mode=WAL')
+            cur.execute('PRAGMA busy_timeout=30000')
+            cur.close()
+    try:
+        with engine.connect():
+            pass
+    except sa.exc.DBAPIError as exc:
+        raise DemoError('cannot connect to the %s database at %s (%s): '
+                        'check that it runs and the URL is right'
+                        % (label, _safe_url(url),
+                           str(exc.orig).strip().splitlines()[0])) \
+            from None
+    return engine
+
+
+def build_conf(args, data_dir):
+    from consumer import options as consumer_options
+    from oslo_publish import options as host_options
+    conf = cfg.ConfigOpts()
+    log.register_options(conf)
+    host_options.register_opts(conf)
+    consumer_options.register_opts(conf)
+    conf([], project='oslo_publish_demo', default_config_files=[])
+    conf.set_override('tables', list(models.TABLES), 'oslo_publish')
+    conf.set_override('stream', STREAM, 'oslo_publish')
+    conf.set_override('heartbeat_interval', 1.0, 'oslo_publish')
+    conf.set_override('relay_poll_interval', 0.2, 'oslo_publish')
+    conf.set_override('streams', [STREAM], 'consumer')
+    conf.set_override('indexes', ['instances.host'], 'consumer')
+    conf.set_override('inactivity_timeout', 10.0, 'consumer')
+    conf.set_override('pool', 'oslo-publish-demo', 'consumer')
+    conf.set_override('state_path', data_dir, 'consumer')
+    conf.set_override('connection', args.state_connection or
+                      'sqlite:///%s' % os.path.join(
+                          data_dir, 'consumer-state.sqlite'),
+                      'consumer_database')
+    return conf
+
+
+def transports(conf, args):
+    """Notification and RPC transports sharing one driver.
+
+    With ``fake://`` the bus lives inside the driver object, so host and
+    consumer must share it; with RabbitMQ sharing is merely cheaper.
+    """
+    rpc = oslo_messaging.get_rpc_transport(conf, url=args.transport_url)
+    notify = msg_transport.NotificationTransport(rpc._driver)
+    return notify, rpc
+
+
+# ------------------------------------------------------------- the halves
+
+class Host(object):
+    """The demo host service: its tables, the middleware, the workload."""
+
+    def __init__(self, conf, args, url, notify, rpc):
+        import oslo_publish
+        from oslo_publish import migration
+        self.engine = _engine(url, 'host')
+        models.Base.metadata.create_all(self.engine)
+        migration.upgrade(self.engine)
+        self.sessionmaker = orm.sessionmaker(bind=self.engine)
+        self.handle = oslo_publish.install(
+            conf, self.sessionmaker, metadata=models.Base.metadata,
+            transport=notify, rpc_transport=rpc)
+        self.workload = demo_workload.Workload(
+            self.sessionmaker, args.rate, args.seed, args.writers)
+
+    def published(self):
+        return self.handle.metrics.value(
+            'oslo_publish_deltas_published_total', stream=STREAM)
+
+    def backlog(self):
+        return self.handle.metrics.value('oslo_publish_relay_backlog',
+                                         stream=STREAM)
+
+    def stop(self):
+        self.workload.stop()
+        self.handle.stop()
+        self.engine.dispose()
+
+
+class LatencyProbe(object):
+    """Change handler measuring write-to-visible latency of instances."""
+
+    tables = ('instances',)
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.samples = []
+
+    def _sample(self, row):
+        stamp = row.get('updated_at') if row else None
+        if isinstance(stamp, datetime.datetime):
+            delay = (demo_workload.utcnow() - stamp).total_seconds()
+            with self.lock:
+                self.samples.append(delay)
+
+    def on_add(self, table, key, row):
+        self._sample(row)
+
+    def on_update(self, table, key, before, after):
+        self._sample(after)
+
+    def on_delete(self, table, key, row):
+        pass
+
+
+class Consumer(object):
+    """The demo consumer service: the driver mirroring the stream."""
+
+    def __init__(self, conf, notify, rpc):
+        from consumer import service
+        self.probe = LatencyProbe()
+        self.service = service.Consumer(
+            conf, transport=notify, driver_kwargs={'rpc_transport': rpc})
+        self.service.add_handler('latency', self.probe)
+        self.service.start()
+
+    def applied(self):
+        return self.service.metrics.value('consumer_deltas_applied_total',
+                                          stream=STREAM)
+
+    def stop(self):
+        self.service.stop()
+
+
+# ------------------------------------------------------------ verification
+
+def host_rows(engine, table_names, published):
+    """Host tables as {table: {key: encoded row}} (published columns)."""
+    out = {}
+    with engine.connect() as conn:
+        for name in table_names:
+            info = published[name]
+            table = info.table
+            cols = [table.c[c] for c in info.columns]
+            rows = {}
+            for row in conn.execute(sa.select(*cols)):
+                data = dict(row._mapping)
+                key = tuple(data[c] for c in info.pk)
+                rows[key] = wire.encode_row(data)
+            out[name] = rows
+    return out
+
+
+def mirror_rows(view, table_names):
+    out = {}
+    for name in table_names:
+        out[name] = {key: wire.encode_row(dict(row))
+                     for key, row in view.rows(name).items()}
+    return out
+
+
+def differences(host, mirror):
+    diff = {}
+    for name, rows in host.items():
+        other = mirror.get(name, {})
+        keys = set(rows) | set(other)
+        diff[name] = sum(1 for k in keys if rows.get(k) != other.get(k))
+    return diff
+
+
+def _percentile(samples, pct):
+    if not samples:
+        return float('nan')
+    ordered = sorted(samples)
+    index = int(round(pct / 100.0 * (len(ordered) - 1)))
+    return ordered[index]
+
+
+def print_table(out, host, mirror, diff, counters, deltas, latencies):
+    out.write('\nVerification\n')
+    out.write('%-10s %10s %10s %12s\n' % ('table', 'host rows',
+                                          'mirror rows', 'differences'))
+    for name in sorted(host):
+        out.write('%-10s %10d %10d %12d\n' % (
+            name, len(host[name]), len(mirror.get(name, {})), diff[name]))
+    out.write('\ntransactions committed  %d (rolled back %d, retried %d)\n'
+              % (counters.committed, counters.rolled_back, counters.errors))
+    out.write('deltas published        %d\n' % deltas[0])
+    out.write('deltas applied          %d (the rest came in the initial '
+              'snapshot)\n' % deltas[1])
+    if latencies:
+        out.write('write -> visible        p50 %.1f ms   p99 %.1f ms   '
+                  '(%d samples)\n' % (
+                      1000 * statistics.median(latencies),
+                      1000 * _percentile(latencies, 99), len(latencies)))
+    total = sum(diff.values())
+    out.write('\nresult: %s\n' % ('CONVERGED (0 differences)' if total == 0
+                                  else 'DIVERGED (%d differences)' % total))
+
+
+# ------------------------------------------------------------------- main
+
+def _progress(out, start, host, consumer):
+    parts = ['%5.1fs' % (time.monotonic() - start)]
+    if host is not None:
+        c = host.workload.counters
+        parts.append('tx %d' % c.committed)
+        parts.append('published %d' % host.published())
+        parts.append('backlog %d' % host.backlog())
+    if consumer is not None:
+        parts.append('applied %d' % consumer.applied())
+        lag = consumer.service.metrics.value('consumer_lag_seconds',
+                                             stream=STREAM)
+        parts.append('lag %.0f ms' % (lag * 1000))
+    out.write('  '.join(parts) + '\n')
+    out.flush()
+
+
+def run(args, out=sys.stdout):
+    data_dir = os.path.abspath(args.data_dir)
+    os.makedirs(data_dir, exist_ok=True)
+    url = args.connection or 'sqlite:///%s' % os.path.join(
+        data_dir, 'host.sqlite')
+    if not args.connection:
+        for suffix in ('', '-wal', '-shm'):
+            for name in ('host.sqlite', 'consumer-state.sqlite'):
+                path = os.path.join(data_dir, name + suffix)
+                if os.path.exists(path):
+                    os.unlink(path)
+    _check_broker(args.transport_url)
+    conf = build_conf(args, data_dir)
+    notify, rpc = transports(conf, args)
+    host = consumer = None
+    try:
+        out.write('oslo.publish demo: stream %r, %s, bus %s\n' % (
+            STREAM, _safe_url(url), args.transport_url.split('@')[-1]))
+        if args.role in ('both', 'host'):
+            host = Host(conf, args, url, notify, rpc)
+            host.workload.seed_data()
+        if args.role in ('both', 'consumer'):
+            consumer = Consumer(conf, notify, rpc)
+            if not consumer.service.wait_synced(args.converge_timeout):
+                raise DemoError('the consumer did not sync within %ss: '
+                                'check that the host is running'
+                                % args.converge_timeout)
+        if host is not None:
+            host.workload.start()
+        start = time.monotonic()
+        end = start + args.duration
+        while time.monotonic() < end:
+            time.sleep(min(1.0, max(0.0, end - time.monotonic())))
+            _progress(out, start, host, consumer)
+        if host is not None:
+            host.workload.stop()
+        if args.role == 'host':
+            out.write('workload done; relaying for %ss more\n' % args.linger)
+            time.sleep(args.linger)
+            return 0
+        verify_engine = host.engine if host else _engine(url, 'host')
+        from oslo_publish import schema
+        published = schema.resolve_tables(conf, models.Base.metadata,
+                                          verify_engine)
+        deadline = time.monotonic() + args.converge_timeout
+        while True:
+            h = host_rows(verify_engine, models.TABLES, published)
+            m = mirror_rows(consumer.service.view(), models.TABLES)
+            diff = differences(h, m)
+            if not sum(diff.values()) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        counters = (host.workload.counters if host else
+                    demo_workload.Counters())
+        deltas = (host.published() if host else 0, consumer.applied())
+        print_table(out, h, m, diff, counters, deltas,
+                    list(consumer.probe.samples))
+        return 0 if not sum(diff.values()) else 1
+    finally:
+        for part in (consumer, host):
+            if part is not None:
+                try:
+                    part.stop()
+                except Exception:  # noqa: broad - best effort at exit
+                    LOG.debug('stop failed', exc_info=True)
+        notify.cleanup()
