@@ -210,8 +210,13 @@ class LatencyProbe(object):
     def __init__(self):
         self.lock = threading.Lock()
         self.samples = []
+        # Rows of the initial snapshot are not writes seen live: sampling
+        # starts once the consumer is synced.
+        self.active = threading.Event()
 
     def _sample(self, row):
+        if not self.active.is_set():
+            return
         stamp = row.get('updated_at') if row else None
         if isinstance(stamp, datetime.datetime):
             delay = (demo_workload.utcnow() - stamp).total_seconds()
@@ -358,6 +363,7 @@ def run(args, out=sys.stdout):
                 raise DemoError('the consumer did not sync within %ss: '
                                 'check that the host is running'
                                 % args.converge_timeout)
+            consumer.probe.active.set()
         if host is not None:
             host.workload.start()
         start = time.monotonic()
