@@ -72,7 +72,8 @@ Snapshot RPC (target topic :func:`snapshot_topic`, namespace
     "next": key-or-null, "signature"}``. ``after`` is the encoded primary
     key of the last row of the previous page (None for the first page);
     rows come in primary-key order; ``next`` is None on the last page.
-``snapshot_close(snapshot_id)`` -> ``{"closed": true}``.
+``snapshot_close(snapshot_id)``
+    -> ``{"closed": true}``.
 """
 
 import base64
