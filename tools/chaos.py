@@ -763,8 +763,9 @@ def summary(results):
             len(results) - len(failed), len(failed)),
         '  faults injected: %s' % ', '.join(
             '%s=%d' % (k, faults[k]) for k in FAULTS + SHUFFLES),
-        '  transactions: %d committed (%d rolled back, %d with a '
-        'rolled-back savepoint; %d retried on deadlock), deltas: %d' % (
+        '  transactions: %d committed and published (plus %d rolled '
+        'back, %d with a rolled-back savepoint, %d failed on a deadlock), '
+        'deltas: %d' % (
             sum(r.transactions for r in results),
             sum(r.rolled_back for r in results),
             sum(r.savepoints for r in results),
