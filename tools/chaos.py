@@ -763,12 +763,12 @@ def summary(results):
             len(results) - len(failed), len(failed)),
         '  faults injected: %s' % ', '.join(
             '%s=%d' % (k, faults[k]) for k in FAULTS + SHUFFLES),
-        '  transactions: %d committed and published (plus %d rolled '
-        'back, %d with a rolled-back savepoint, %d failed on a deadlock), '
+        '  transactions: %d committed and published (%d of them with a '
+        'rolled-back savepoint), %d rolled back, %d failed on a deadlock; '
         'deltas: %d' % (
             sum(r.transactions for r in results),
-            sum(r.rolled_back for r in results),
             sum(r.savepoints for r in results),
+            sum(r.rolled_back for r in results),
             sum(r.write_errors for r in results),
             sum(r.deltas for r in results)),
         '  lost = %d, phantoms = %d, duplicates applied = %d, sequence '
