@@ -30,6 +30,8 @@ the host, also when reading fails. Any failure is raised as
 backoff.
 """
 
+from concurrent import futures
+
 from oslo_log import log
 
 from consumer import exceptions
@@ -93,29 +95,37 @@ class _RPCSnapshot(Snapshot):
                        for name, info in response['tables'].items()}
         self._closed = False
 
+    def _page(self, table, after):
+        page = self._source._call('snapshot_page', snapshot_id=self._id,
+                                  table=table, after=after)
+        if page.get('snapshot_id') != self._id or page.get('table') != table:
+            raise exceptions.SnapshotFailed('page of another snapshot')
+        if not isinstance(page.get('rows'), list):
+            raise exceptions.SnapshotFailed('page without rows')
+        return page
+
     def rows(self, table):
+        # The next page is requested while this one is decoded (the host
+        # reads and encodes it meanwhile); one request is in flight at a
+        # time, so the host's limits still hold.
         pk = self.tables[table]['pk']
-        after = None
-        while True:
-            page = self._source._call('snapshot_page', snapshot_id=self._id,
-                                      table=table, after=after)
-            if page.get('snapshot_id') != self._id or \
-                    page.get('table') != table:
-                raise exceptions.SnapshotFailed('page of another snapshot')
-            rows = page.get('rows')
-            if not isinstance(rows, list):
-                raise exceptions.SnapshotFailed('page without rows')
-            for encoded in rows:
-                try:
-                    row = wire.decode_row(encoded)
-                except wire.WireError as exc:
-                    raise exceptions.SnapshotFailed(
-                        'bad row in snapshot of %s: %s'
-                        % (table, exc.reason)) from None
-                yield _key_of(row, pk), row
-            after = page.get('next')
-            if after is None:
-                return
+        with futures.ThreadPoolExecutor(1) as prefetch:
+            pending = prefetch.submit(self._page, table, None)
+            while True:
+                page = pending.result()
+                after = page.get('next')
+                if after is not None:
+                    pending = prefetch.submit(self._page, table, after)
+                for encoded in page['rows']:
+                    try:
+                        row = wire.decode_row(encoded)
+                    except wire.WireError as exc:
+                        raise exceptions.SnapshotFailed(
+                            'bad row in snapshot of %s: %s'
+                            % (table, exc.reason)) from None
+                    yield _key_of(row, pk), row
+                if after is None:
+                    return
 
     def close(self):
         if self._closed:
