@@ -434,6 +434,7 @@ class Reconciler(object):
 
     def _drain(self, now):
         """Apply the contiguous run after _applied; caller holds _lock."""
+        progressed = False
         while True:
             for seq in [s for s in self._buffer if s <= self._applied]:
                 del self._buffer[seq]
@@ -450,8 +451,10 @@ class Reconciler(object):
                     self._buffer[item.seq] = item
                 break
             self._apply(run)
+            progressed = True
         if self._buffer:
-            if self._gap_since is None:
+            # A gap's clock starts when its first missing seq is awaited.
+            if self._gap_since is None or progressed:
                 self._gap_since = now
         else:
             self._gap_since = None

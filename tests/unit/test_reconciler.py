@@ -301,6 +301,25 @@ class TestGaps(ReconcilerTestCase):
         self.assertConverged(rec)
         self.assertTrue(rec.synced)
 
+    def test_gap_clock_restarts_after_progress(self):
+        """Each new gap gets its own gap_timeout."""
+        rec = self.synced()
+        m1 = self.host.write('instances', wire.UPDATE, {'id': 1, 'name': 'a'})
+        m2 = self.host.write('instances', wire.UPDATE, {'id': 2, 'name': 'b'})
+        self.host.write('instances', wire.UPDATE, {'id': 3, 'name': 'lost'})
+        m4 = self.host.write('instances', wire.UPDATE, {'id': 4, 'name': 'd'})
+        self.feed(rec, m2)
+        self.feed(rec, m4)
+        self.clock.advance(0.4)
+        self.feed(rec, m1)
+        self.clock.advance(0.4)
+        rec.poll()
+        self.assertEqual(0, self.resyncs('gap'))
+        self.clock.advance(0.2)
+        rec.poll()
+        self.assertEqual(1, self.resyncs('gap'))
+        self.assertConverged(rec)
+
     def test_message_beyond_window_resyncs_at_once(self):
         """A message beyond the reorder window is a gap without waiting."""
         rec = self.synced()
