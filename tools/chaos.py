@@ -86,8 +86,26 @@ KEY = 'chaos-signing-key-9f3c'
 FAULTS = ('rabbit_restart', 'relay_kill', 'consumer_kill', 'queue_purge',
           'relay_db_kill', 'consumer_db_kill')
 SHUFFLES = ('duplicate', 'reorder', 'replay')
-MARKERS = (chaos_writer.MARKER, str(chaos_writer.MARKER_INT))
 DB_PORTS = {'postgresql': 5432, 'mysql': 3306}
+
+
+def marked(value):
+    """True when a (wire-encoded) value holds a rolled-back marker.
+
+    Structured, not a text search: a committed ``upd-424242`` is no
+    marker, an integer column equal to MARKER_INT is.
+    """
+    if isinstance(value, str):
+        return chaos_writer.MARKER in value
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return value == chaos_writer.MARKER_INT
+    if isinstance(value, dict):
+        return any(marked(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(marked(v) for v in value)
+    return False
 
 
 def _say(text, *args):
@@ -244,12 +262,11 @@ class Tap(object):
 
     def _record(self, event_type, payload):
         self.messages += 1
-        text = json.dumps(payload, ensure_ascii=False)
-        for marker in MARKERS:
-            if marker in text:
-                self.counts['phantom_on_bus'] += 1
-                if len(self.phantom_samples) < 3:
-                    self.phantom_samples.append(text[:500])
+        if marked(payload):
+            self.counts['phantom_on_bus'] += 1
+            if len(self.phantom_samples) < 5:
+                self.phantom_samples.append(
+                    json.dumps(payload, ensure_ascii=False)[:4000])
         if event_type != wire.EVENT_DELTA or not isinstance(payload, dict):
             return
         for tx in payload.get('transactions') or []:
@@ -562,6 +579,11 @@ class Run(object):
 
     # ----------------------------------------------------------- checks
 
+    def _note(self, text):
+        """Keep a finding in the run's runner.log."""
+        with open(os.path.join(self.workdir, 'runner.log'), 'a') as out:
+            out.write(text + '\n')
+
     def _check_dump(self, host):
         for table in chaos_writer.TABLES:
             dumped = subprocess.run(
@@ -572,11 +594,13 @@ class Run(object):
                 self.result.failures.append('consumer-dump failed: %s'
                                             % dumped.stderr[-300:])
                 continue
-            for marker in MARKERS:
-                if marker in dumped.stdout:
+            rows = [json.loads(line) for line in dumped.stdout.splitlines()]
+            for row in rows:
+                if marked(row):
                     self.result.phantoms += 1
-            got = sorted(json.dumps(json.loads(line), sort_keys=True)
-                         for line in dumped.stdout.splitlines())
+                    self._note('marked row in consumer-dump of %s: %s'
+                               % (table, row))
+            got = sorted(json.dumps(row, sort_keys=True) for row in rows)
             want = sorted(json.dumps(wire.encode_row(row), sort_keys=True)
                           for row in host[table].values())
             if got != want:
@@ -591,9 +615,14 @@ class Run(object):
             for key in set(want) | set(got):
                 if key not in got:
                     self.result.lost += 1
+                    self._note('lost: %s %r' % (table, key))
                 elif key not in want:
                     self.result.phantoms += 1
+                    self._note('phantom row: %s %r' % (table, key))
                 elif wire.encode_row(got[key]) != wire.encode_row(want[key]):
+                    self._note('differs: %s %r host %s mirror %s' % (
+                        table, key, wire.encode_row(want[key]),
+                        wire.encode_row(got[key])))
                     older = self.tap.images.get(
                         (table, json.dumps([wire.encode_value(v)
                                             for v in key])), [])
@@ -633,10 +662,11 @@ class Run(object):
         self._check_dump(host)
         last = self._check_sequence()
         result.phantoms += self.tap.counts['phantom_on_bus']
+        for sample in self.tap.phantom_samples:
+            self._note('marked message on the bus: %s' % sample)
         for table, rows in host.items():
             for row in rows.values():
-                if any(m in json.dumps(wire.encode_row(row))
-                       for m in MARKERS):
+                if marked(wire.encode_row(row)):
                     result.failures.append('marker in host table %s'
                                            % table)
         self._wait(lambda: self._status().get('applied_seq') == last, 30,
