@@ -879,9 +879,19 @@ def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     backends = ('postgresql', 'mysql') if args.db == 'both' else (args.db,)
     results = []
+    stop = threading.Event()
+
+    def _stop(signum, frame):
+        _say('signal %d: stopping after the current run', signum)
+        stop.set()
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
     with Node() as node:
         for seed in range(args.seed, args.seed + args.runs):
             for backend in backends:
+                if stop.is_set():
+                    break
                 result = Run(node, backend, seed, duration=args.duration,
                              converge_timeout=args.converge_timeout
                              ).execute()
