@@ -252,7 +252,7 @@ class TestArrivalOrderProperty(ReconcilerTestCase):
               deadline=None)
     @given(st.data())
     def test_any_arrival_order_converges_exactly(self, data):
-        """Shuffled, duplicated delivery converges, in-window ones alone."""
+        """Any shuffled, duplicated delivery converges to the host exactly."""
         stream = 's%d' % self.getUniqueInteger()
         host = fakehost.FakeHost(stream)
         host.add_table('instances')
