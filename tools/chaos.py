@@ -676,6 +676,10 @@ class Run(object):
             count = getattr(result, name)
             if count:
                 result.failures.append('%s=%d' % (name, count))
+        for name in ('relay.log', 'consumer.log'):
+            with open(os.path.join(self.workdir, name)) as log:
+                if KEY in log.read():
+                    result.failures.append('signing key in %s' % name)
         if self.tap.seq_conflicts:
             result.failures.append('seq reused for another transaction: %s'
                                    % (self.tap.seq_conflicts[:3],))

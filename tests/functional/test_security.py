@@ -33,6 +33,7 @@ client. What must hold:
 """
 
 import json
+import logging
 import uuid
 
 import fixtures
@@ -269,6 +270,10 @@ class _SecurityTests(object):
         self.assertNotIn(self.marker, json.dumps(stored))
         for row in self.cache_rows(consumer).values():
             self.assertNotIn('password', row)
+        # What a service logs at start-up: its options, secrets masked.
+        self.conf.log_opt_values(logging.getLogger('options'),
+                                 logging.DEBUG)
+        self.assertIn('signing_key', self.logs.output)
         self.assertNotIn(self.marker, self.logs.output)
         self.assertNotIn(KEY, self.logs.output)
 
