@@ -23,10 +23,12 @@ upgrade`` with their own alembic version table
     One row per committed transaction that changed allow-listed tables,
     written in the same transaction as the data. ``payload`` holds the
     JSON of ``{"changes": [...], "tables": {...}}`` in the wire encoding.
-    ``seq`` and ``published_at`` stay NULL until the relay published the
-    entry and the broker confirmed it.
+    ``seq`` stays NULL until the relay numbers the entry (committed
+    before it publishes it; a number, once given, never changes);
+    ``published_at`` stays NULL until the broker confirmed it.
 ``oslo_publish_streams``
-    One row per stream: the last sequence number published. Relays lock
+    One row per stream: the last sequence number published (numbered
+    but unconfirmed entries are ``last_seq + 1`` onwards). Relays lock
     this row (``SELECT ... FOR UPDATE``) to serialise every process that
     publishes the same stream from the same database.
 """

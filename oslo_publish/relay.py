@@ -14,30 +14,46 @@
 
 """The relay: committed outbox entries -> gapless sequence -> the bus.
 
-One relay cycle (:meth:`Relay.run_once`) runs in ONE database transaction
-that holds the stream lock (:class:`StreamLock`):
+One relay cycle (:meth:`Relay.run_once`) holds the stream lock
+(:class:`StreamLock`) from its first read to its last write:
 
-1. lock the stream's ``oslo_publish_streams`` row (``SELECT ... FOR
-   UPDATE`` at READ COMMITTED; on SQLite ``BEGIN IMMEDIATE`` plus a process
-   lock), which serialises every relay of the stream in every process
-   using the same database;
-2. read at most ``batch_size`` pending entries (``seq IS NULL``) in id
-   order and give them ``last_seq + 1 ...``;
-3. publish them as delta messages (split at ``max_message_bytes``);
-4. only for what the broker confirmed: delete the entries (or stamp
-   ``seq``/``published_at`` when ``outbox_retention`` keeps them), move
-   ``last_seq``, commit.
+1. lock the stream (PostgreSQL, MariaDB/MySQL: ``SELECT ... FOR UPDATE``
+   of its ``oslo_publish_streams`` row in a READ COMMITTED transaction L;
+   SQLite: a process lock plus an ``flock`` on a lock file beside the
+   database file), which serialises every relay of the stream in every
+   process using the same database;
+2. recovery: read the entries that have a ``seq`` but were never marked
+   published (``seq IS NOT NULL AND published_at IS NULL``, left by a
+   relay that died or whose publish failed), in seq order;
+3. if the batch (``batch_size``) has room: give the next pending entries
+   (``seq IS NULL``, in id order) the numbers after the highest one
+   assigned so far and COMMIT that assignment in a short transaction of
+   its own, before anything is published;
+4. publish the batch in seq order as delta messages (split at
+   ``max_message_bytes``), republished entries with their recorded
+   numbers and identical content;
+5. only for what the broker confirmed: delete the entries (or stamp
+   ``published_at`` when ``outbox_retention`` keeps them) and move
+   ``last_seq`` (in L, committed when the lock is released; on SQLite in
+   a short ``BEGIN IMMEDIATE`` transaction).
+
+A number, once given to an entry, is durable and is never given to
+another entry, so a consumer that applied a message never drops a
+different transaction as a duplicate of it. The entries that have a
+number but are not marked published are always ``last_seq + 1`` up to
+the highest number assigned; ``last_seq`` may therefore lag the highest
+assigned number, and the next number to assign is ``max(last_seq,
+highest assigned) + 1``. "Pending" (the backlog gauges,
+``oslo-publish-status``) means ``published_at IS NULL``: numbered but
+unconfirmed entries count as backlog.
 
 Failure policy: a publish that is not confirmed leaves its entries
-pending and consumes no sequence number (messages of the same batch that
-were confirmed before it are committed); the relay backs off (capped,
-jittered, exponential) and tries again, forever. Nothing is lost; a
-message may be published twice with the same sequence numbers, which
-consumers ignore. Known window: if the relay dies after the broker
-confirmed and before its commit, the entries are published again; their
-sequence numbers are the same unless an entry with a smaller id (a
-transaction that inserted its entry earlier but committed later) became
-visible in between.
+numbered and unmarked (messages of the same batch confirmed before it are
+marked); the relay backs off (capped, jittered, exponential) and tries
+again, forever, republishing them first. A relay that dies after the
+broker confirmed and before it marked leaves the same state. Nothing is
+lost and no number changes meaning: a message may be published twice
+with the same numbers and the same content, which consumers ignore.
 
 The relay thread is woken by :meth:`Relay.wake` right after a host
 commit and polls every ``relay_poll_interval`` as a backstop. When
@@ -47,15 +63,20 @@ heartbeat carrying the stream's ``last_seq``.
 :meth:`Relay.lock_for_snapshot` implements the watermark protocol of the
 snapshot server (DESIGN.md): with the stream lock held, the caller opens
 its snapshot transaction S; :meth:`Watermark.publish_visible` then
-publishes exactly the pending entries visible to S and returns the
-watermark N. Everything S sees has ``seq <= N``; everything else is
+republishes the numbered but unmarked entries, publishes exactly the
+pending entries visible to S and returns the watermark N, the last
+number published. Everything S sees has ``seq <= N``; everything else is
 published later with ``seq > N``.
 """
 
+import collections
 import contextlib
 import datetime
+import fcntl
 import json
+import os
 import random
+import re
 import threading
 import time
 
@@ -97,6 +118,40 @@ def _process_lock(engine):
         return _process_locks.setdefault(key, threading.Lock())
 
 
+def lock_file_path(engine, stream):
+    """SQLite: the file whose ``flock`` serialises the stream's relays.
+
+    ``<database file>.oslo-publish-<stream>.lock`` beside the database
+    file; None for an in-memory database (one process only: the process
+    lock is enough) and for other databases.
+    """
+    if engine.dialect.name != 'sqlite':
+        return None
+    database = engine.url.database or ''
+    if database.startswith('file:'):
+        if 'mode=memory' in database:
+            return None
+        database = database[len('file:'):].split('?', 1)[0]
+    if database in ('', ':memory:'):
+        return None
+    safe = re.sub(r'[^A-Za-z0-9_.-]', '_', stream)
+    return '%s.oslo-publish-%s.lock' % (os.path.abspath(database), safe)
+
+
+@contextlib.contextmanager
+def _file_lock(path):
+    """Hold an exclusive ``flock`` on ``path`` (created when missing)."""
+    if path is None:
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def utcnow():
     """Naive UTC now, the way the outbox stores timestamps."""
     return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
@@ -113,6 +168,16 @@ def backoff(failures, cap):
     """Capped, jittered exponential delay after ``failures`` failures."""
     ceiling = min(cap, BACKOFF_START * (2 ** min(failures - 1, 30)))
     return random.uniform(ceiling / 2.0, ceiling)  # nosec - not crypto
+
+
+def next_seq(last_seq, assigned):
+    """The first number to assign after ``last_seq``.
+
+    :param assigned: the numbers given to entries not yet marked
+        published (in any order; may be empty).
+    """
+    return max([last_seq or 0] + [seq for seq in assigned
+                                  if seq is not None]) + 1
 
 
 def _header_size(headers, names=None):
@@ -153,12 +218,32 @@ def split_messages(entries, stream, key, limit):
     return groups
 
 
-class Held(object):
-    """The open lock transaction: ``conn`` and the stream's ``last_seq``."""
+class Entry(collections.namedtuple(
+        'Entry', 'id seq txid committed_at payload')):
+    """An outbox entry as the relay reads it (``seq`` may be None)."""
 
-    def __init__(self, conn, last_seq):
+
+class Held(object):
+    """The held stream lock: ``conn`` to read on and the ``last_seq``.
+
+    From :meth:`StreamLock.hold` (direct delivery) ``conn`` is the lock
+    transaction itself and every write goes on it. From
+    :meth:`StreamLock.hold_relay`, writes go through :meth:`assigning`
+    (committed at once) and :meth:`marking`.
+    """
+
+    def __init__(self, conn, last_seq, lock=None):
         self.conn = conn
         self.last_seq = last_seq
+        self._lock = lock
+
+    def assigning(self):
+        """Context: a connection whose writes are committed on exit."""
+        return self._lock.assigning(self.conn)
+
+    def marking(self):
+        """Context: the connection to mark published entries on."""
+        return self._lock.marking(self.conn)
 
 
 class StreamLock(object):
@@ -166,9 +251,11 @@ class StreamLock(object):
 
     PostgreSQL and MariaDB/MySQL: ``SELECT ... FOR UPDATE`` of the
     stream's row in a READ COMMITTED transaction (set on this connection
-    only; MariaDB's default REPEATABLE READ is not used). SQLite: the
-    database write lock of ``BEGIN IMMEDIATE`` plus a process lock. The
-    row is inserted when missing (a concurrent insert is tolerated).
+    only; MariaDB's default REPEATABLE READ is not used). SQLite: a
+    process lock plus an ``flock`` on :func:`lock_file_path` (several
+    processes on one database file), and for :meth:`hold` the database
+    write lock of ``BEGIN IMMEDIATE``. The row is inserted when missing
+    (a concurrent insert is tolerated).
     """
 
     def __init__(self, engine, stream):
@@ -176,6 +263,7 @@ class StreamLock(object):
         self._stream = stream
         self._sqlite = engine.dialect.name == 'sqlite'
         self._plock = _process_lock(engine)
+        self._lock_path = lock_file_path(engine, stream)
         self._row_ready = False
 
     @property
@@ -207,35 +295,74 @@ class StreamLock(object):
         return conn.execute(query).scalar_one()
 
     @contextlib.contextmanager
-    def hold(self):
-        """Yield a :class:`Held` inside the lock transaction.
-
-        The transaction commits when the block ends normally and rolls
-        back when it raises.
-        """
-        with self._plock:
+    def _serialised(self):
+        with self._plock, _file_lock(self._lock_path):
             if not self._row_ready:
                 self._ensure_row()
-            with self._engine.connect() as conn:
-                if self._sqlite:
-                    yield from self._hold_sqlite(conn)
-                else:
-                    conn.execution_options(isolation_level='READ COMMITTED')
-                    with conn.begin():
-                        yield Held(conn, self._last_seq(conn, True))
+            yield
 
-    def _hold_sqlite(self, conn):
-        # Driver-level autocommit so that our explicit BEGIN IMMEDIATE is
-        # the only transaction control pysqlite sees.
-        conn.execution_options(isolation_level='AUTOCOMMIT')
-        conn.exec_driver_sql('BEGIN IMMEDIATE')
-        try:
-            held = Held(conn, self._last_seq(conn, False))
-            yield held
-        except BaseException:
-            conn.exec_driver_sql('ROLLBACK')
-            raise
-        conn.exec_driver_sql('COMMIT')
+    @contextlib.contextmanager
+    def hold(self):
+        """Yield a :class:`Held` inside ONE lock transaction.
+
+        The transaction commits when the block ends normally and rolls
+        back when it raises (direct delivery: numbers are given and
+        ``last_seq`` moved in the same transaction).
+        """
+        with self._serialised(), self._engine.connect() as conn:
+            if self._sqlite:
+                conn.execution_options(isolation_level='AUTOCOMMIT')
+                with _immediate(conn):
+                    yield Held(conn, self._last_seq(conn, False))
+            else:
+                conn.execution_options(isolation_level='READ COMMITTED')
+                with conn.begin():
+                    yield Held(conn, self._last_seq(conn, True))
+
+    @contextlib.contextmanager
+    def hold_relay(self):
+        """Yield a :class:`Held` for a relay cycle (the lock held).
+
+        PostgreSQL, MariaDB/MySQL: ``conn`` is the lock transaction L
+        (READ COMMITTED: every read sees what was committed before it);
+        :meth:`Held.marking` writes in L, committed on exit (rolled back
+        when the block raises). SQLite: ``conn`` reads in autocommit and
+        every write is a short ``BEGIN IMMEDIATE`` transaction (holding
+        the database write lock for the whole cycle would block them).
+        """
+        with self._serialised(), self._engine.connect() as conn:
+            if self._sqlite:
+                conn.execution_options(isolation_level='AUTOCOMMIT')
+                yield Held(conn, self._last_seq(conn, False), self)
+            else:
+                conn.execution_options(isolation_level='READ COMMITTED')
+                with conn.begin():
+                    yield Held(conn, self._last_seq(conn, True), self)
+
+    @contextlib.contextmanager
+    def assigning(self, conn):
+        """A write committed on exit: SQLite on ``conn``, else on W.
+
+        W is a connection of its own, so the numbers are durable before
+        anything is published while L keeps the lock.
+        """
+        if self._sqlite:
+            with _immediate(conn):
+                yield conn
+            return
+        with self._engine.connect() as other:
+            other.execution_options(isolation_level='READ COMMITTED')
+            with other.begin():
+                yield other
+
+    @contextlib.contextmanager
+    def marking(self, conn):
+        """SQLite: a short transaction on ``conn``; else L (``conn``)."""
+        if self._sqlite:
+            with _immediate(conn):
+                yield conn
+        else:
+            yield conn
 
     def set_last_seq(self, conn, seq):
         conn.execute(_STREAMS.update()
@@ -248,6 +375,20 @@ class StreamLock(object):
             got = conn.execute(sa.select(_STREAMS.c.last_seq).where(
                 _STREAMS.c.stream == self._stream)).scalar()
         return got or 0
+
+
+@contextlib.contextmanager
+def _immediate(conn):
+    """SQLite: ``BEGIN IMMEDIATE`` ... ``COMMIT`` on an autocommit conn."""
+    # Driver-level autocommit, so that these statements are the only
+    # transaction control pysqlite sees.
+    conn.exec_driver_sql('BEGIN IMMEDIATE')
+    try:
+        yield
+        conn.exec_driver_sql('COMMIT')
+    except BaseException:
+        conn.exec_driver_sql('ROLLBACK')
+        raise
 
 
 class Watermark(object):
@@ -263,27 +404,30 @@ class Watermark(object):
         return self._held.last_seq
 
     def publish_visible(self, snapshot_conn):
-        """Publish the pending entries visible to ``snapshot_conn``'s S.
+        """Publish what must precede ``snapshot_conn``'s S in the stream.
 
-        :returns: the watermark N (the last seq given out).
-        :raises DeliveryError: when the broker did not confirm; the lock
-            transaction is then rolled back.
+        First the entries numbered but not marked published (with their
+        numbers), then the pending entries visible to S, numbered now.
+
+        :returns: the watermark N (the last seq published).
+        :raises DeliveryError: when the broker did not confirm; what was
+            numbered stays numbered, for the next relay cycle.
         """
         relay = self._relay
-        ids = [row[0] for row in snapshot_conn.execute(
-            sa.select(_OUTBOX.c.id)
-            .where(_OUTBOX.c.stream == relay.stream)
-            .where(_OUTBOX.c.seq.is_(None))
-            .order_by(_OUTBOX.c.id))]
+        held = self._held
+        ids = [row[0] for row in snapshot_conn.execute(relay.visible_ids)]
+        while True:
+            rows = relay.assigned_rows(held)
+            if not rows:
+                break
+            relay.publish_all(held, rows)
         size = relay.batch_size
         for start in range(0, len(ids), size):
             chunk = ids[start:start + size]
-            rows = self._held.conn.execute(
+            rows = held.conn.execute(
                 relay.pending_query().where(_OUTBOX.c.id.in_(chunk))).all()
-            done, failure = relay.publish_rows(self._held, rows)
-            if failure is not None:
-                raise failure
-        self.value = self._held.last_seq
+            relay.publish_all(held, relay.assign(held, rows))
+        self.value = held.last_seq
         return self.value
 
 
@@ -315,18 +459,43 @@ class Relay(object):
         self._last_sent = time.monotonic()
         self._batch_size = self._opts.batch_size
         # Statements built once (SQLAlchemy caches their compilation).
+        columns = (_OUTBOX.c.id, _OUTBOX.c.seq, _OUTBOX.c.txid,
+                   _OUTBOX.c.committed_at, _OUTBOX.c.payload)
+        mine = _OUTBOX.c.stream == stream
         self._pending_query = (
-            sa.select(_OUTBOX.c.id, _OUTBOX.c.txid, _OUTBOX.c.committed_at,
-                      _OUTBOX.c.payload)
-            .where(_OUTBOX.c.stream == stream)
+            sa.select(*columns).where(mine)
             .where(_OUTBOX.c.seq.is_(None))
             .order_by(_OUTBOX.c.id))
         self._pending_batch = self._pending_query.limit(self.batch_size)
+        # Numbered, not marked: always last_seq + 1 ... (see the module
+        # docstring); the bound keeps retained entries out of the scan.
+        self._assigned_batch = (
+            sa.select(*columns).where(mine)
+            .where(_OUTBOX.c.seq > sa.bindparam('last_seq'))
+            .where(_OUTBOX.c.published_at.is_(None))
+            .order_by(_OUTBOX.c.seq).limit(self.batch_size))
+        self._max_seq = sa.select(sa.func.max(_OUTBOX.c.seq)).where(mine)
         self._any_pending = (
-            sa.select(_OUTBOX.c.id).where(_OUTBOX.c.stream == stream)
-            .where(_OUTBOX.c.seq.is_(None)).limit(1))
-        self._delete_ids = _OUTBOX.delete().where(
-            _OUTBOX.c.id.in_(sa.bindparam('ids', expanding=True)))
+            sa.select(_OUTBOX.c.id).where(mine)
+            .where(_OUTBOX.c.published_at.is_(None)).limit(1))
+        self.visible_ids = (
+            sa.select(_OUTBOX.c.id).where(mine)
+            .where(_OUTBOX.c.seq.is_(None)).order_by(_OUTBOX.c.id))
+        self._assign_seq = (
+            _OUTBOX.update().where(_OUTBOX.c.id == sa.bindparam('eid'))
+            .where(_OUTBOX.c.seq.is_(None))
+            .values(seq=sa.bindparam('eseq')))
+        ids = sa.bindparam('ids', expanding=True)
+        self._delete_ids = _OUTBOX.delete().where(_OUTBOX.c.id.in_(ids))
+        self._stamp_ids = (_OUTBOX.update().where(_OUTBOX.c.id.in_(ids))
+                           .values(published_at=sa.bindparam('now')))
+        self._expire = (_OUTBOX.delete().where(mine)
+                        .where(_OUTBOX.c.seq.isnot(None))
+                        .where(_OUTBOX.c.published_at
+                               < sa.bindparam('before')))
+        self._count_pending = (
+            sa.select(sa.func.count(), sa.func.min(_OUTBOX.c.committed_at))
+            .where(mine).where(_OUTBOX.c.published_at.is_(None)))
 
     @property
     def stream(self):
@@ -431,22 +600,30 @@ class Relay(object):
     # ------------------------------------------------------------- cycle
 
     def pending_query(self):
+        """Entries without a number, in id order (the lock not needed)."""
         return self._pending_query
 
     def run_once(self, check=True):
-        """Publish at most ``batch_size`` pending entries.
+        """Publish at most ``batch_size`` entries not yet published.
+
+        Numbered but unmarked entries first (with their numbers), then
+        pending ones, numbered (and committed) before they are published.
 
         :param check: first look, without the lock, whether anything is
             pending (False when a commit just said so).
         :returns: the number of entries published (and confirmed).
         :raises DeliveryError: when the broker did not confirm (what was
-            confirmed before is committed).
+            confirmed before is marked; the rest keeps its numbers).
         """
         if check and not self._anything_pending():
             self._set_gauges(0, 0.0, self._metrics_last_seq())
             return 0
-        with self._lock.hold() as held:
-            rows = held.conn.execute(self._pending_batch).all()
+        with self._lock.hold_relay() as held:
+            rows = self.assigned_rows(held)
+            if len(rows) < self.batch_size:
+                pending = held.conn.execute(self._pending_batch).all()
+                rows += self.assign(
+                    held, pending[:self.batch_size - len(rows)])
             done, failure = self.publish_rows(held, rows)
         if failure is None and len(rows) < self.batch_size:
             # The outbox was drained: no need to count it.
@@ -466,19 +643,47 @@ class Relay(object):
         return self._metrics.value('oslo_publish_last_seq',
                                    stream=self._stream)
 
+    def assigned_rows(self, held):
+        """Up to ``batch_size`` numbered, unmarked entries in seq order."""
+        return [Entry(*row) for row in held.conn.execute(
+            self._assigned_batch, {'last_seq': held.last_seq})]
+
+    def assign(self, held, rows):
+        """Number pending ``rows`` (id order) and commit that at once.
+
+        The first number is ``max(last_seq, highest assigned) + 1``.
+
+        :returns: the :class:`Entry` list with the numbers given.
+        """
+        if not rows:
+            return []
+        highest = held.conn.execute(self._max_seq).scalar()
+        first = next_seq(held.last_seq, [highest])
+        entries = [Entry(row.id, first + n, row.txid, row.committed_at,
+                         row.payload) for n, row in enumerate(rows)]
+        with held.assigning() as conn:
+            conn.execute(self._assign_seq, [{'eid': e.id, 'eseq': e.seq}
+                                            for e in entries])
+        return entries
+
+    def publish_all(self, held, entries):
+        """:meth:`publish_rows`; raise its DeliveryError, if any."""
+        done, failure = self.publish_rows(held, entries)
+        if failure is not None:
+            raise failure
+        return done
+
     def publish_rows(self, held, rows):
-        """Publish ``rows`` (outbox entries) under ``held``; mark them.
+        """Publish numbered entries (seq order) under ``held``; mark them.
 
         :returns: ``(entries confirmed, DeliveryError or None)``.
         """
         if not rows:
             return 0, None
         entries = []
-        seq = held.last_seq
         for row in rows:
-            seq += 1
             data = json.loads(row.payload)
-            tx = {'seq': seq, 'txid': row.txid,
+            tx = {'seq': row.seq, 'txid': row.txid,
                   'committed_at': as_utc(row.committed_at).isoformat(),
                   'changes': data.get('changes', [])}
             entries.append((row.id, tx, data.get('tables') or {}))
@@ -499,40 +704,33 @@ class Relay(object):
             self._metrics.deltas_published.labels(self._stream).inc(
                 sum(len(tx['changes']) for _, tx in group))
         if confirmed:
-            self._mark(held, confirmed)
             self._last_sent = time.monotonic()
+            self._mark(held, confirmed)
         return len(confirmed), failure
 
     def _mark(self, held, confirmed):
-        conn = held.conn
+        """Delete (or stamp) confirmed entries and move ``last_seq``."""
         ids = [entry_id for entry_id, _ in confirmed]
+        seq = max(held.last_seq, confirmed[-1][1]['seq'])
         now = utcnow()
         retention = self._opts.outbox_retention
-        if retention <= 0:
+        with held.marking() as conn:
             for start in range(0, len(ids), 500):
-                conn.execute(self._delete_ids,
-                             {'ids': ids[start:start + 500]})
-        else:
-            conn.execute(
-                _OUTBOX.update().where(_OUTBOX.c.id == sa.bindparam('eid'))
-                .values(seq=sa.bindparam('eseq'), published_at=now),
-                [{'eid': entry_id, 'eseq': tx['seq']}
-                 for entry_id, tx in confirmed])
-            conn.execute(_OUTBOX.delete()
-                         .where(_OUTBOX.c.stream == self._stream)
-                         .where(_OUTBOX.c.seq.isnot(None))
-                         .where(_OUTBOX.c.published_at
-                                < now - datetime.timedelta(
-                                    seconds=retention)))
-        held.last_seq = confirmed[-1][1]['seq']
-        self._lock.set_last_seq(conn, held.last_seq)
+                chunk = ids[start:start + 500]
+                if retention <= 0:
+                    conn.execute(self._delete_ids, {'ids': chunk})
+                else:
+                    conn.execute(self._stamp_ids, {'ids': chunk,
+                                                   'now': now})
+            if retention > 0:
+                conn.execute(self._expire, {
+                    'before': now - datetime.timedelta(seconds=retention)})
+            self._lock.set_last_seq(conn, seq)
+        held.last_seq = seq
 
     def _refresh_gauges(self, last_seq):
         with self._engine.connect() as conn:
-            count, oldest = conn.execute(
-                sa.select(sa.func.count(), sa.func.min(_OUTBOX.c.committed_at))
-                .where(_OUTBOX.c.stream == self._stream)
-                .where(_OUTBOX.c.seq.is_(None))).one()
+            count, oldest = conn.execute(self._count_pending).one()
         lag = 0.0
         if oldest is not None:
             lag = max(0.0, (datetime.datetime.now(datetime.timezone.utc)
@@ -559,6 +757,6 @@ class Relay(object):
 
         Relays of this stream in every process wait while it is held.
         """
-        with self._lock.hold() as held:
+        with self._lock.hold_relay() as held:
             yield Watermark(self, held)
         self._refresh_gauges(held.last_seq)

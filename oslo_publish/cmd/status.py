@@ -19,9 +19,9 @@
     oslo-publish-status --config-file /etc/nova/nova.conf
 
 For each stream: the last published sequence number, the backlog
-(committed entries not yet published), the age of the oldest of them
-and the number of delivered entries still retained
-(``outbox_retention``). Exit status 0; 1 when the middleware's tables
+(committed entries the broker has not confirmed yet, numbered or not),
+the age of the oldest of them and the number of delivered entries still
+retained (``outbox_retention``). Exit status 0; 1 when the middleware's tables
 are missing or the database cannot be reached (one line on stderr
 says which); 2 for a configuration error.
 """
@@ -52,9 +52,11 @@ def collect(engine):
         raise LookupError(', '.join(missing))
     o, s = outbox.outbox, outbox.streams
     now = datetime.datetime.now(datetime.timezone.utc)
-    pending = sa.case((o.c.seq.is_(None), 1), else_=0)
-    delivered = sa.case((o.c.seq.isnot(None), 1), else_=0)
-    oldest = sa.case((o.c.seq.is_(None), o.c.committed_at), else_=None)
+    # Numbered but not confirmed by the broker is still backlog.
+    pending = sa.case((o.c.published_at.is_(None), 1), else_=0)
+    delivered = sa.case((o.c.published_at.isnot(None), 1), else_=0)
+    oldest = sa.case((o.c.published_at.is_(None), o.c.committed_at),
+                     else_=None)
     out = {}
     with engine.connect() as conn:
         for name, last_seq in conn.execute(sa.select(s.c.stream,

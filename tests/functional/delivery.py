@@ -180,11 +180,12 @@ def write_entries(engine, stream, count, start=1, size=0):
 
 
 def pending(engine, stream):
+    """Entries the broker has not confirmed yet (numbered or not)."""
     with engine.connect() as conn:
         return conn.execute(
             sa.select(sa.func.count()).select_from(outbox.outbox)
             .where(outbox.outbox.c.stream == stream)
-            .where(outbox.outbox.c.seq.is_(None))).scalar()
+            .where(outbox.outbox.c.published_at.is_(None))).scalar()
 
 
 def outbox_rows(engine, stream):
@@ -211,6 +212,54 @@ def assert_gapless(test, transactions, count):
     test.assertEqual([], [s for s, t in by_seq.items() if len(t) != 1])
     txids = [t.pop() for t in by_seq.values()]
     test.assertEqual(len(txids), len(set(txids)))
+
+
+class RelayDied(Exception):
+    """The injected death of a relay."""
+
+
+class DieBeforeMark(fixtures.Fixture):
+    """The next ``Relay._mark`` raises: the broker confirmed, then death.
+
+    Later calls mark as usual (a relay started afterwards is healthy).
+    """
+
+    def _setUp(self):
+        self.deaths = 0
+        real = relay.Relay._mark
+        fixture = self
+
+        def mark(self, held, confirmed):
+            if fixture.deaths == 0:
+                fixture.deaths += 1
+                raise RelayDied('relay died after the broker confirmed')
+            return real(self, held, confirmed)
+        self.useFixture(fixtures.MonkeyPatch(
+            'oslo_publish.relay.Relay._mark', mark))
+
+
+def insert_entry(engine, stream, entry_id, name):
+    """Commit one outbox entry with an explicit id; return its txid."""
+    row = outbox_row(stream, [item_change(entry_id, name)])
+    with engine.begin() as conn:
+        conn.execute(outbox.outbox.insert().values(id=entry_id, **row))
+    return row['txid']
+
+
+def consume(transactions):
+    """What a consumer applies: in seq order, seq <= applied dropped.
+
+    :returns: the txids applied, in order.
+    """
+    applied, waiting, out = 0, {}, []
+    for tx in transactions:
+        if tx['seq'] <= applied:
+            continue
+        waiting.setdefault(tx['seq'], tx)
+        while applied + 1 in waiting:
+            applied += 1
+            out.append(waiting.pop(applied)['txid'])
+    return out
 
 
 class RelayTestMixin(object):

@@ -24,15 +24,42 @@ import sys
 import threading
 import urllib.request
 
+import fixtures
 import oslo_messaging
 import sqlalchemy as sa
 
 from oslo_publish.cmd import status
 from oslo_publish import exceptions
 from oslo_publish import outbox
+from oslo_publish import publisher
 from oslo_publish import wire
 from tests import base
 from tests.functional import delivery
+
+
+class LoseConfirmation(fixtures.Fixture):
+    """Publish call number ``nth`` reaches the broker, then fails.
+
+    As when the confirmation is lost: the message is on the bus but the
+    relay gets a DeliveryError.
+    """
+
+    def __init__(self, nth):
+        super().__init__()
+        self.nth = nth
+        self.calls = 0
+
+    def _setUp(self):
+        real = publisher.Publisher.publish
+        fixture = self
+
+        def publish(self, event_type, payload):
+            fixture.calls += 1
+            real(self, event_type, payload)
+            if fixture.calls == fixture.nth:
+                raise exceptions.DeliveryError('confirmation lost')
+        self.useFixture(fixtures.MonkeyPatch(
+            'oslo_publish.publisher.Publisher.publish', publish))
 
 
 class _RelayTests(delivery.RelayTestMixin):
@@ -85,6 +112,71 @@ class _RelayTests(delivery.RelayTestMixin):
         self.receiver.wait_seqs(2)
         self.assertEqual(txids, [tx['txid']
                                  for tx in self.receiver.transactions()])
+
+    def test_relay_death_after_confirm_keeps_numbers(self):
+        """A relay dying before it marks never lets a number change owner.
+
+        Entry A (id 10) is published as seq 1, then the relay dies before
+        marking it; entry C with the smaller id 9 commits afterwards. The
+        next relay republishes A as seq 1 and gives C seq 2, so a
+        consumer that applied A at 1 still applies C.
+        """
+        died = self.useFixture(delivery.DieBeforeMark())
+        a = delivery.insert_entry(self.engine, self.stream, 10, 'a')
+        self.assertRaises(delivery.RelayDied, self.make_relay().run_once)
+        self.assertEqual(1, died.deaths)
+        self.assertEqual([1], self.receiver.wait_seqs(1))
+        first = self.receiver.transactions()
+        self.assertEqual([a], [tx['txid'] for tx in first])
+        self.assertEqual([(a, 1, None)],
+                         delivery.outbox_rows(self.engine, self.stream))
+        self.assertEqual(0, delivery.last_seq(self.engine, self.stream))
+        self.assertEqual(1, delivery.pending(self.engine, self.stream))
+        c = delivery.insert_entry(self.engine, self.stream, 9, 'c')
+        self.assertEqual(2, self.make_relay().run_once())
+        self.assertEqual([1, 2], self.receiver.wait_seqs(2))
+        base.wait_for(lambda: len(self.receiver.transactions()) >= 3)
+        got = self.receiver.transactions()
+        delivery.assert_gapless(self, got, 2)
+        self.assertEqual({1: a, 2: c}, {tx['seq']: tx['txid'] for tx in got})
+        self.assertEqual(2, len([tx for tx in got if tx['seq'] == 1]))
+        self.assertTrue(all(tx == first[0] for tx in got if tx['seq'] == 1))
+        self.assertEqual([a, c], delivery.consume(got))
+        self.assertEqual([], delivery.outbox_rows(self.engine, self.stream))
+        self.assertEqual(2, delivery.last_seq(self.engine, self.stream))
+        self.assertEqual(0, delivery.pending(self.engine, self.stream))
+
+    def test_unconfirmed_publish_is_republished_identically(self):
+        """Numbered entries whose publish failed go again, unchanged."""
+        self.conf.set_override('outbox_retention', 3600.0, 'oslo_publish')
+        self.conf.set_override('max_message_bytes', 1024, 'oslo_publish')
+        txids = delivery.write_entries(self.engine, self.stream, 3,
+                                       size=600)
+        self.useFixture(LoseConfirmation(2))
+        r = self.make_relay()
+        self.assertRaises(exceptions.DeliveryError, r.run_once)
+        rows = delivery.outbox_rows(self.engine, self.stream)
+        self.assertEqual([(txids[0], 1, True), (txids[1], 2, False),
+                          (txids[2], 3, False)],
+                         [(t, s, p is not None) for t, s, p in rows])
+        self.assertEqual(1, delivery.last_seq(self.engine, self.stream))
+        self.assertEqual(2, delivery.pending(self.engine, self.stream))
+        self.assertEqual(2, self.metric('oslo_publish_relay_backlog'))
+        self.assertEqual([1, 2], self.receiver.wait_seqs(2))
+        lost = [tx for tx in self.receiver.transactions() if tx['seq'] == 2]
+        txids += delivery.write_entries(self.engine, self.stream, 1,
+                                        start=4)
+        self.assertEqual(3, r.run_once())
+        self.assertEqual([1, 2, 3, 4], self.receiver.wait_seqs(4))
+        got = self.receiver.transactions()
+        delivery.assert_gapless(self, got, 4)
+        self.assertEqual(lost * 2, [tx for tx in got if tx['seq'] == 2])
+        self.assertEqual(txids, delivery.consume(got))
+        rows = delivery.outbox_rows(self.engine, self.stream)
+        self.assertEqual([1, 2, 3, 4], [row.seq for row in rows])
+        self.assertTrue(all(row.published_at is not None for row in rows))
+        self.assertEqual(4, delivery.last_seq(self.engine, self.stream))
+        self.assertEqual(0, self.metric('oslo_publish_relay_backlog'))
 
     def test_thread_is_woken_after_commit(self):
         """A started relay publishes entries after wake()."""

@@ -353,6 +353,29 @@ class _SnapshotTests(SnapshotTestMixin):
         upto = [tx for seq, tx in txs.items() if seq <= watermark]
         self.assertEqual(snap_copy, _apply({'items': {}, 'pairs': {}}, upto))
 
+    def test_watermark_covers_what_a_dead_relay_numbered(self):
+        """Entries a dead relay numbered are republished before N.
+
+        A relay dies after the broker confirmed item 1's entry and before
+        marking it; item 2 commits; the snapshot's watermark covers both
+        and the bus holds each number once, each for one transaction.
+        """
+        self.useFixture(delivery.DieBeforeMark())
+        self.writer.transaction([self.writer.insert_item(1, 'a')])
+        self.assertRaises(delivery.RelayDied, self.relay.run_once)
+        self.writer.transaction([self.writer.insert_item(2, 'b')])
+        self.start_server()
+        watermark, snap, _pages = self.read_snapshot()
+        self.assertEqual(2, watermark)
+        self.assertEqual(2, delivery.last_seq(self.engine, self.stream))
+        self.assertEqual(0, delivery.pending(self.engine, self.stream))
+        self.assertEqual([1, 2], self.receiver.wait_seqs(2))
+        base.wait_for(lambda: len(self.receiver.transactions()) >= 3)
+        got = self.receiver.transactions()
+        delivery.assert_gapless(self, got, 2)
+        self.assertEqual(snap, _apply({'items': {}, 'pairs': {}}, got))
+        self.assertEqual([(1,), (2,)], sorted(snap['items']))
+
     def test_pages_are_capped_ordered_and_filtered(self):
         """Pages hold at most page_size rows, in key order, no excluded."""
         self.start_server()

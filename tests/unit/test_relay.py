@@ -15,7 +15,10 @@
 """Pure logic of the relay and the snapshot server."""
 
 import datetime
+import fcntl
+import os
 
+import fixtures
 import sqlalchemy as sa
 import testtools
 
@@ -76,6 +79,51 @@ class TestSplitMessages(testtools.TestCase):
         self.assertEqual([[1], [2, 3]],
                          [[i for i, _ in g] for g, _ in groups])
         self.assertEqual('v2', groups[1][1]['items']['version'])
+
+
+class TestNumbering(testtools.TestCase):
+
+    def test_next_seq_follows_the_highest_number_given(self):
+        """The next number is max(last_seq, highest assigned) + 1."""
+        self.assertEqual(1, relay.next_seq(0, []))
+        self.assertEqual(1, relay.next_seq(None, [None]))
+        self.assertEqual(8, relay.next_seq(7, [None]))
+        self.assertEqual(10, relay.next_seq(7, [9, 8]))
+        self.assertEqual(8, relay.next_seq(7, [5]))
+
+
+class TestSQLiteLockFile(testtools.TestCase):
+
+    def test_lock_file_beside_the_database_file(self):
+        """A file database gets a per-stream lock file beside it."""
+        engine = sa.create_engine('sqlite:////srv/db/host.sqlite')
+        self.assertEqual('/srv/db/host.sqlite.oslo-publish-nova_a.lock',
+                         relay.lock_file_path(engine, 'nova/a'))
+        self.assertIsNone(relay.lock_file_path(
+            sa.create_engine('sqlite://'), 's'))
+        self.assertIsNone(relay.lock_file_path(
+            sa.create_engine('sqlite:///:memory:'), 's'))
+        self.assertIsNone(relay.lock_file_path(
+            sa.create_engine('postgresql+psycopg2://u@h/d'), 's'))
+
+    def test_file_lock_excludes_a_second_holder(self):
+        """While the flock is held, another open file cannot take it."""
+        path = os.path.join(self.useFixture(fixtures.TempDir()).path,
+                            'db.oslo-publish-s.lock')
+
+        def try_lock():
+            fd = os.open(path, os.O_RDWR)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            finally:
+                os.close(fd)
+            return True
+
+        with relay._file_lock(path):
+            self.assertFalse(try_lock())
+        self.assertTrue(try_lock())
 
 
 class TestBackoff(testtools.TestCase):
