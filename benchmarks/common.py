@@ -26,6 +26,7 @@ import queue
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import uuid
 
@@ -142,7 +143,7 @@ def consumer_conf(state_url, nm, persist_rows=True, driver='oslo_publish',
                         ('gap_timeout', 2.0),
                         ('inactivity_timeout', max(35.0,
                                                    poll_interval * 3)),
-                        ('snapshot_timeout', 300.0),
+                        ('snapshot_timeout', 60.0),
                         ('resync_backoff_min', 0.05),
                         ('resync_backoff_max', 1.0)):
         conf.set_override(name, value, 'consumer')
@@ -155,12 +156,19 @@ def consumer_conf(state_url, nm, persist_rows=True, driver='oslo_publish',
     return conf
 
 
-def cleanup_broker(nm):
-    """Delete the benchmark's queues and exchange (best effort)."""
+def cleanup_broker(nm, exchange=True):
+    """Delete the benchmark's queues and exchange (best effort).
+
+    ``exchange=False`` deletes only the consumer's pool queue (the host
+    still uses the exchange).
+    """
     import kombu
     try:
         with kombu.Connection(amqp_url()) as conn:
             channel = conn.channel()
+            if not exchange:
+                channel.queue_delete(nm['pool'])
+                return
             for queue_name in (nm['pool'], nm['topic'] + '.info'):
                 channel.queue_delete(queue_name)
             channel.exchange_delete(nm['exchange'])
@@ -229,7 +237,9 @@ class HostProcess(object):
         args = [sys.executable, '-m', 'benchmarks.host', '--db', url,
                 '--exchange', nm['exchange'], '--stream', nm['stream'],
                 '--topic', nm['topic']] + list(extra)
-        self._err = open(os.devnull, 'w')
+        self.log_path = os.path.join(
+            tempfile.gettempdir(), 'bench_host_%s.log' % uuid.uuid4().hex[:8])
+        self._err = open(self.log_path, 'w')
         self.proc = subprocess.Popen(args, cwd=ROOT, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self._err,
                                      text=True)
@@ -248,8 +258,8 @@ class HostProcess(object):
         except queue.Empty:
             reply = None
         if reply is None:
-            raise RuntimeError('benchmark host process failed (%s)'
-                               % ' '.join(self.proc.args[3:]))
+            raise RuntimeError('benchmark host process failed, see %s'
+                               % self.log_path)
         return reply
 
     def send(self, cmd, **kwargs):
@@ -273,6 +283,8 @@ class HostProcess(object):
             self.proc.kill()
             self.proc.wait()
         self._err.close()
+        if self.proc.returncode == 0:
+            os.unlink(self.log_path)
 
 
 @contextlib.contextmanager

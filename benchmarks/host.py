@@ -73,6 +73,7 @@ class Writers(object):
     def reset(self):
         with self._lock:
             self.committed = 0
+            self.errors = 0
             self.writer_reads = 0
             self.commits = []
 
@@ -126,6 +127,9 @@ class Writers(object):
                     break
                 except sa.exc.OperationalError:
                     continue  # deadlock: retry
+                except Exception:  # noqa: counted, the writer goes on
+                    with self._lock:
+                        self.errors += 1
             else:
                 continue
             now = time.time()
@@ -158,7 +162,7 @@ class Writers(object):
         for thread in self._threads:
             thread.join()
         self._threads = []
-        answer = {'committed': self.committed,
+        answer = {'committed': self.committed, 'errors': self.errors,
                   'elapsed': time.monotonic() - self._began}
         if record:
             answer['commits'] = self.commits
