@@ -21,6 +21,7 @@ run the same demo on PostgreSQL/MariaDB and RabbitMQ; ``--role host`` and
 """
 
 import argparse
+import hashlib
 import datetime
 import os
 import socket
@@ -43,7 +44,19 @@ from oslo_publish import wire
 
 LOG = log.getLogger(__name__)
 
-STREAM = 'demo'
+
+def stream_for(url):
+    """The demo's stream name: one per host database.
+
+    Two databases publishing one stream name would mix their sequence
+    numbers in a consumer's queue; with a name per database, a consumer
+    rejects the other database's messages as an unknown stream.
+    """
+    digest = hashlib.sha1(url.encode('utf-8')).hexdigest()[:8]
+    return 'demo-%s' % digest
+
+
+TOPIC = 'oslo_publish_demo'
 
 
 class DemoError(Exception):
@@ -135,7 +148,7 @@ def _engine(url, label):
     return engine
 
 
-def build_conf(args, data_dir):
+def build_conf(args, data_dir, stream):
     from consumer import options as consumer_options
     from oslo_publish import options as host_options
     conf = cfg.ConfigOpts()
@@ -143,11 +156,19 @@ def build_conf(args, data_dir):
     host_options.register_opts(conf)
     consumer_options.register_opts(conf)
     conf([], project='oslo_publish_demo', default_config_files=[])
+    # Host and consumer declare the same exchange: their durability
+    # settings must agree, so both read them from this one conf.
+    from consumer import listener
+    listener.prepare_transport_conf(conf)
     conf.set_override('tables', list(models.TABLES), 'oslo_publish')
-    conf.set_override('stream', STREAM, 'oslo_publish')
+    conf.set_override('stream', stream, 'oslo_publish')
+    # Topic and exchange of the demo's own: queue names are shared by the
+    # whole broker, and their durability is fixed by their first user.
+    conf.set_override('topics', [TOPIC], 'oslo_publish')
+    conf.set_override('topics', [TOPIC], 'consumer')
     conf.set_override('heartbeat_interval', 1.0, 'oslo_publish')
     conf.set_override('relay_poll_interval', 0.2, 'oslo_publish')
-    conf.set_override('streams', [STREAM], 'consumer')
+    conf.set_override('streams', [stream], 'consumer')
     conf.set_override('indexes', ['instances.host'], 'consumer')
     conf.set_override('inactivity_timeout', 10.0, 'consumer')
     conf.set_override('pool', 'oslo-publish-demo', 'consumer')
@@ -165,6 +186,10 @@ def transports(conf, args):
     With ``fake://`` the bus lives inside the driver object, so host and
     consumer must share it; with RabbitMQ sharing is merely cheaper.
     """
+    # An exchange of the demo's own: durability settings of an exchange
+    # are fixed by whoever declared it first, and other programs on a
+    # shared broker may have declared the default one differently.
+    oslo_messaging.set_transport_defaults('oslo_publish_demo')
     rpc = oslo_messaging.get_rpc_transport(conf, url=args.transport_url)
     notify = msg_transport.NotificationTransport(rpc._driver)
     return notify, rpc
@@ -175,12 +200,22 @@ def transports(conf, args):
 class Host(object):
     """The demo host service: its tables, the middleware, the workload."""
 
-    def __init__(self, conf, args, url, notify, rpc):
+    def __init__(self, conf, args, url, notify, rpc, stream):
         import oslo_publish
         from oslo_publish import migration
+        from oslo_publish import outbox
+        self.stream = stream
         self.engine = _engine(url, 'host')
+        # The demo owns its database: every run starts from empty tables.
+        models.Base.metadata.drop_all(self.engine)
         models.Base.metadata.create_all(self.engine)
         migration.upgrade(self.engine)
+        # The stream's sequence carries on from earlier runs (a stream
+        # never restarts at 1: messages of an earlier run may still wait
+        # in the consumer's queue, and must stay older than the snapshot).
+        with self.engine.begin() as conn:
+            conn.execute(outbox.outbox.delete().where(
+                outbox.outbox.c.stream == self.stream))
         self.sessionmaker = orm.sessionmaker(bind=self.engine)
         self.handle = oslo_publish.install(
             conf, self.sessionmaker, metadata=models.Base.metadata,
@@ -190,11 +225,11 @@ class Host(object):
 
     def published(self):
         return self.handle.metrics.value(
-            'oslo_publish_deltas_published_total', stream=STREAM)
+            'oslo_publish_deltas_published_total', stream=self.stream)
 
     def backlog(self):
         return self.handle.metrics.value('oslo_publish_relay_backlog',
-                                         stream=STREAM)
+                                         stream=self.stream)
 
     def stop(self):
         self.workload.stop()
@@ -236,8 +271,19 @@ class LatencyProbe(object):
 class Consumer(object):
     """The demo consumer service: the driver mirroring the stream."""
 
-    def __init__(self, conf, notify, rpc):
+    def __init__(self, conf, notify, rpc, stream):
         from consumer import service
+        from consumer import state as state_mod
+        self.stream = stream
+        # The host's tables were recreated: a position kept from an earlier
+        # run would describe rows that no longer exist.
+        store = state_mod.StateStore(conf)
+        try:
+            store.upgrade()
+            for table in models.TABLES:
+                store.drop_table(stream, 'oslo_publish', 'snapshot', table)
+        finally:
+            store.close()
         self.probe = LatencyProbe()
         self.service = service.Consumer(
             conf, transport=notify, driver_kwargs={'rpc_transport': rpc})
@@ -246,7 +292,7 @@ class Consumer(object):
 
     def applied(self):
         return self.service.metrics.value('consumer_deltas_applied_total',
-                                          stream=STREAM)
+                                          stream=self.stream)
 
     def stop(self):
         self.service.stop()
@@ -330,7 +376,7 @@ def _progress(out, start, host, consumer):
     if consumer is not None:
         parts.append('applied %d' % consumer.applied())
         lag = consumer.service.metrics.value('consumer_lag_seconds',
-                                             stream=STREAM)
+                                             stream=consumer.stream)
         parts.append('lag %.0f ms' % (lag * 1000))
     out.write('  '.join(parts) + '\n')
     out.flush()
@@ -341,24 +387,19 @@ def run(args, out=sys.stdout):
     os.makedirs(data_dir, exist_ok=True)
     url = args.connection or 'sqlite:///%s' % os.path.join(
         data_dir, 'host.sqlite')
-    if not args.connection:
-        for suffix in ('', '-wal', '-shm'):
-            for name in ('host.sqlite', 'consumer-state.sqlite'):
-                path = os.path.join(data_dir, name + suffix)
-                if os.path.exists(path):
-                    os.unlink(path)
+    stream = stream_for(url)
     _check_broker(args.transport_url)
-    conf = build_conf(args, data_dir)
+    conf = build_conf(args, data_dir, stream)
     notify, rpc = transports(conf, args)
     host = consumer = None
     try:
         out.write('oslo.publish demo: stream %r, %s, bus %s\n' % (
-            STREAM, _safe_url(url), args.transport_url.split('@')[-1]))
+            stream, _safe_url(url), args.transport_url.split('@')[-1]))
         if args.role in ('both', 'host'):
-            host = Host(conf, args, url, notify, rpc)
+            host = Host(conf, args, url, notify, rpc, stream)
             host.workload.seed_data()
         if args.role in ('both', 'consumer'):
-            consumer = Consumer(conf, notify, rpc)
+            consumer = Consumer(conf, notify, rpc, stream)
             if not consumer.service.wait_synced(args.converge_timeout):
                 raise DemoError('the consumer did not sync within %ss: '
                                 'check that the host is running'
