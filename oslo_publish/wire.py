@@ -332,7 +332,10 @@ def check_signature(message, key):
     except (TypeError, ValueError) as exc:
         raise WireError('malformed', 'cannot encode message: %s' % exc) \
             from exc
-    if not hmac.compare_digest(given, expected):
+    # Compared as bytes: compare_digest refuses non-ASCII text, and a
+    # forged signature may be any text.
+    if not hmac.compare_digest(given.encode('utf-8', 'surrogatepass'),
+                               expected.encode('ascii')):
         raise WireError('bad_signature', 'signature does not match')
 
 

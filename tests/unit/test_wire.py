@@ -196,6 +196,15 @@ class TestSignatures(testtools.TestCase):
                                 _delta(), 'two')
         self.assertEqual('unsigned', err.reason)
 
+    def test_non_ascii_signature_is_a_bad_signature(self):
+        """Any forged text, ASCII or not, is reported as bad_signature."""
+        for forged in ('\x80', '\u00e9' * 64, '\ud800'):
+            msg = _delta()
+            msg['signature'] = forged
+            err = self.assertRaises(wire.WireError, wire.check_signature,
+                                    msg, 'key')
+            self.assertEqual('bad_signature', err.reason)
+
     def test_canonical_ignores_key_order(self):
         """The canonical encoding does not depend on member order."""
         self.assertEqual(wire.canonical({'a': 1, 'b': [2]}),
