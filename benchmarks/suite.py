@@ -115,6 +115,8 @@ def main(argv=None):
     parser.add_argument('--sync-rows', type=int,
                         help='rows of the initial-sync table (default '
                         '1000000, quick 100000)')
+    parser.add_argument('--readers-rows', type=int, default=100000,
+                        help='rows of the readers benchmark cache')
     parser.add_argument('--results-dir', default=RESULTS_DIR)
     parser.add_argument('--no-plots', action='store_true')
     opts = parser.parse_args(argv)
