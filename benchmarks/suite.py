@@ -21,8 +21,9 @@
 
 Runs the benchmarks in order (figures 1-7 of doc/source/benchmarks.rst)
 on the real services of the machine and writes
-``benchmarks/results/results.json``, ``benchmarks/results/results.md``
-and the PNG plots in ``doc/source/_static/bench/``. With ``--only`` the
+``benchmarks/results/results.json``, ``benchmarks/results/results.md``,
+the PNG plots and the same table for the docs (``results.rst.inc``) in
+``doc/source/_static/bench/``. With ``--only`` the
 other benchmarks' earlier results are kept. A benchmark that fails is
 reported as such; the others still run.
 """
@@ -62,6 +63,19 @@ def _fmt(value, digits=3):
     return str(value)
 
 
+def _baseline(fig):
+    if fig.get('baseline') is None:
+        return '-'
+    return '%s %s (%s)' % (_fmt(fig['baseline']), fig.get('unit') or '',
+                           fig.get('baseline_label') or '-')
+
+
+def _ratio(fig):
+    if fig.get('ratio') is None:
+        return '-'
+    return '%s %s' % (_fmt(fig['ratio']), fig.get('ratio_label') or 'x')
+
+
 def markdown(results):
     """The Markdown table of every headline figure."""
     lines = ['| figure | this library | baseline | ratio | target | met |',
@@ -76,18 +90,45 @@ def markdown(results):
             continue
         for fig in got['figures']:
             unit = fig.get('unit') or ''
-            lines.append('| %s | %s %s | %s %s (%s) | %s %s | %s | %s |' % (
-                fig['figure'], _fmt(fig['value']), unit,
-                _fmt(fig.get('baseline')), unit,
-                fig.get('baseline_label') or '-',
-                _fmt(fig.get('ratio')), fig.get('ratio_label') or 'x',
-                fig.get('target') or '-',
+            lines.append('| %s | %s %s | %s | %s | %s | %s |' % (
+                fig['figure'], _fmt(fig['value']), unit, _baseline(fig),
+                _ratio(fig), fig.get('target') or '-',
                 '-' if fig.get('met') is None else _fmt(fig['met'])))
     header = ['# oslo.publish benchmark results', '',
               'Produced by `%s` on %s (%s CPUs, Python %s), %s.'
               % (results['command'], results['host'], results['cpus'],
                  results['python'], results['finished']), '']
     return '\n'.join(header + lines) + '\n'
+
+
+def rst_table(results):
+    """The same table as :func:`markdown`, as an RST list-table."""
+    lines = ['.. list-table::', '   :header-rows: 1', '',
+             '   * - figure', '     - this library', '     - baseline',
+             '     - ratio', '     - target', '     - met']
+    for name in BENCHMARKS:
+        got = results['benchmarks'].get(name)
+        if got is None:
+            continue
+        if got.get('error'):
+            cells = [name, 'failed', '', '', '', '']
+            lines.append('   * - ' + cells[0])
+            lines.extend('     - ' + c for c in cells[1:])
+            continue
+        for fig in got['figures']:
+            unit = fig.get('unit') or ''
+            cells = [fig['figure'],
+                     '%s %s' % (_fmt(fig['value']), unit),
+                     _baseline(fig), _ratio(fig),
+                     fig.get('target') or '-',
+                     '-' if fig.get('met') is None else _fmt(fig['met'])]
+            lines.append('   * - ' + cells[0].replace('*', '\\*'))
+            lines.extend('     - ' + c.replace('*', '\\*')
+                         for c in cells[1:])
+    lines += ['', 'Produced by ``%s`` (%s CPUs, Python %s), %s.'
+              % (results['command'].strip(), results['cpus'],
+                 results['python'], results['finished'])]
+    return '\n'.join(lines) + '\n'
 
 
 def _plots(name, got):
@@ -169,6 +210,10 @@ def main(argv=None):
         f.write('\n')
     with open(os.path.join(opts.results_dir, 'results.md'), 'w') as f:
         f.write(markdown(results))
+    if not opts.no_plots:
+        os.makedirs(PLOTS_DIR, exist_ok=True)
+        with open(os.path.join(PLOTS_DIR, 'results.rst.inc'), 'w') as f:
+            f.write(rst_table(results))
     print('written %s (%.0f s)' % (path, results['elapsed_s']))
     failed = [n for n in names if results['benchmarks'][n].get('error')]
     return 1 if failed else 0
