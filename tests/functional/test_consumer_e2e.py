@@ -136,8 +136,13 @@ class _Base(object):
         for name, value in (('streams', [self.stream]),
                             ('topics', [self.topic]),
                             ('pool', self.pool),
-                            ('gap_timeout', 0.5),
-                            ('inactivity_timeout', 5.0),
+                            # Long enough that a loaded 2-core machine does
+                            # not count scheduling delays as gaps: a delta
+                            # that waits longer for its predecessor is
+                            # acknowledged before it is applied, and the
+                            # SIGKILL test would then resync.
+                            ('gap_timeout', 3.0),
+                            ('inactivity_timeout', 8.0),
                             ('resync_backoff_min', 0.05),
                             ('resync_backoff_max', 0.5),
                             ('resyncs_per_minute', 30),
