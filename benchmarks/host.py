@@ -32,7 +32,8 @@ commands, one per line, answering one JSON line each:
     writers to R transactions per second in all.
 ``{"cmd": "wait"}``
     waits for the writers: ``{"committed": n, "elapsed": s}`` plus, with
-    ``record``, ``"commits": [[id, value, unix_time], ...]``.
+    ``record``, ``"commits": [[id, value, unix_time], ...]`` where the time
+    is when the transaction's ``commit()`` was called.
 ``{"cmd": "idle"}``
     answers once the relay has published every committed entry.
 ``{"cmd": "counters"}`` / ``{"cmd": "reset"}``
@@ -101,8 +102,9 @@ class Writers(object):
                     touched.append((item.id, item.value))
                 with self._lock:
                     self.writer_reads += len(items)
+            began = time.time()
             session.commit()
-        return touched
+        return touched, began
 
     def _run(self, spec, index, deadline, quota, next_id):
         rng = random.Random(index * 7919 + int(time.time()))
@@ -123,7 +125,7 @@ class Writers(object):
                     time.sleep(pause)
             for _attempt in range(10):
                 try:
-                    touched = self._transaction(spec, rng, next_id)
+                    touched, began = self._transaction(spec, rng, next_id)
                     break
                 except sa.exc.OperationalError:
                     continue  # deadlock: retry
@@ -132,11 +134,10 @@ class Writers(object):
                         self.errors += 1
             else:
                 continue
-            now = time.time()
             with self._lock:
                 self.committed += 1
                 if spec.get('record'):
-                    self.commits.extend([k, v, now] for k, v in touched)
+                    self.commits.extend([k, v, began] for k, v in touched)
 
     def start(self, spec):
         self.reset()

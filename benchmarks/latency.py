@@ -19,7 +19,9 @@ relay in process, PostgreSQL), two writer threads paced to 200
 single-row UPDATE transactions per second in all, and a push consumer
 (RabbitMQ, state store on PostgreSQL) with a change handler. Each
 update writes a unique ``value``; the writer notes the wall-clock time
-when ``commit()`` returned, the handler when the row reached it (the
+when it called ``commit()`` (logical decoding often delivers a change
+before ``commit()`` has returned to Python, so the call is the common
+starting point), the handler when the row reached it (the
 reconciler calls handlers after the state store and the cache took the
 batch, so this slightly overstates the time to the cache). The
 reference is PostgreSQL logical decoding: the same writers on a

@@ -31,7 +31,10 @@ from benchmarks import common
 from benchmarks import logical
 from benchmarks import write_path
 
-TARGETS = {'outbox': 1.15, 'direct': 1.05}
+TARGETS = {'outbox': 1.15, 'outbox_standalone': 1.15, 'direct': 1.05}
+NAMES = {'continuum': 'sqlalchemy-continuum (peer)',
+         'outbox_standalone': 'outbox, standalone relay'}
+COLORS = ('tab:blue', 'tab:cyan', 'tab:green', 'tab:gray', 'tab:olive')
 LABELS = {'postgresql': 'PostgreSQL', 'mysql': 'MariaDB'}
 
 
@@ -73,6 +76,10 @@ def _logical(transactions, repetitions):
                            for m, s in samples.items()}}
 
 
+def _modes():
+    return [m for m in write_path.MODES if m != 'baseline']
+
+
 def run(opts):
     transactions, repetitions = (20, 6) if opts.quick else (60, 25)
     data = {'transactions_per_sample': transactions,
@@ -82,12 +89,11 @@ def run(opts):
         got = write_path.measure(backend, transactions, repetitions)
         data['backends'][backend] = got
         base_ms = got['median_ms_per_transaction']['baseline']
-        for mode in ('outbox', 'direct', 'continuum'):
+        for mode in _modes():
             r = got['ratio_to_baseline'][mode]
             figures.append({
                 'figure': '1 write path %s, %s' % (
-                    mode if mode != 'continuum' else
-                    'sqlalchemy-continuum (peer)', LABELS[backend]),
+                    NAMES.get(mode, mode), LABELS[backend]),
                 'value': got['median_ms_per_transaction'][mode],
                 'unit': 'ms/tx', 'baseline': base_ms,
                 'baseline_label': 'no middleware', 'ratio': r,
@@ -113,17 +119,19 @@ def run(opts):
 def plot(result, plt):
     data = result['data']
     fig, ax = plt.subplots(figsize=(8, 3.8))
-    modes = ('outbox', 'direct', 'continuum')
-    width = 0.2
+    modes = _modes()
+    width = 0.8 / (len(modes) + 1)
     for i, backend in enumerate(write_path.BACKENDS):
         got = data['backends'][backend]
         for j, mode in enumerate(modes):
-            ax.bar(i + (j - 1) * width, got['ratio_to_baseline'][mode],
-                   width, color=('tab:blue', 'tab:green', 'tab:gray')[j],
-                   label=mode if i == 0 else None)
+            ax.bar(i + (j - len(modes) / 2.0) * width,
+                   got['ratio_to_baseline'][mode], width,
+                   color=COLORS[j % len(COLORS)],
+                   label=NAMES.get(mode, mode) if i == 0 else None)
     if isinstance(data.get('logical'), dict):
-        ax.bar(0 + 2 * width, data['logical']['ratio_to_baseline'], width,
-               color='tab:purple', label='logical decoding')
+        ax.bar(0 + (len(modes) / 2.0) * width,
+               data['logical']['ratio_to_baseline'], width,
+               color='tab:purple', label='PG logical decoding')
     ax.axhline(1.0, color='black', linewidth=0.8)
     ax.axhline(TARGETS['outbox'], color='tab:blue', linestyle='--',
                linewidth=0.8)
