@@ -144,7 +144,10 @@ def _file_lock(path):
     if path is None:
         yield
         return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except PermissionError:
+        fd = os.open(path, os.O_RDONLY)  # made by another user: enough
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
