@@ -81,7 +81,7 @@ def _modes():
 
 
 def run(opts):
-    transactions, repetitions = (20, 6) if opts.quick else (60, 25)
+    transactions, repetitions = (20, 6) if opts.quick else (40, 15)
     data = {'transactions_per_sample': transactions,
             'repetitions': repetitions, 'backends': {}}
     figures = []
