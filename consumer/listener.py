@@ -19,9 +19,15 @@ One oslo.messaging notification listener per consumer service, with the
 ``[consumer] topics`` (on the exchange of each stream, ``[consumer]
 exchanges``, by default ``control_exchange``) in a pool of its own
 (``[consumer] pool``, default ``consumer-<hostname>``): every pool gets
-every delta. The pool's queue is durable (:func:`prepare_transport_conf`
-sets ``[oslo_messaging_rabbit] amqp_durable_queues`` to true by default),
-so deltas wait in RabbitMQ while the consumer is down.
+every delta. The pool's queue is not auto-deleted, so deltas wait in
+RabbitMQ while the consumer is down. It survives a broker restart too when
+``[oslo_messaging_rabbit] amqp_durable_queues = true``; that option also
+sets the durability of the exchange, which the consumer shares with the
+host service, so it must have the same value on both sides (oslo.messaging's
+default, false, unless the deployment turns it on everywhere). A consumer
+never changes it on its own: declaring the host's control exchange durable
+first would break the host's publishers and RPC servers. When the broker
+loses a non-durable queue, the consumer sees the gap and resynchronises.
 
 Delivery policy of :class:`Endpoint` (it never raises):
 
@@ -59,15 +65,16 @@ LISTENER_THREADS = 8
 
 
 def prepare_transport_conf(conf):
-    """Register oslo.messaging's rabbit options; default to durable queues.
+    """Register oslo.messaging's rabbit options (defaults unchanged).
 
-    A deployment can still turn durability off in its configuration file.
+    ``amqp_durable_queues`` keeps oslo.messaging's default: it also decides
+    the durability of the exchange shared with the host service, so only
+    the deployment may set it, on both sides alike.
     """
     from oslo_messaging import opts as messaging_opts
     for group, opts in messaging_opts.list_opts():
         if group == RABBIT_GROUP:
             conf.register_opts(opts, group=RABBIT_GROUP)
-    conf.set_default('amqp_durable_queues', True, group=RABBIT_GROUP)
 
 
 def pool_name(conf):

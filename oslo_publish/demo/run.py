@@ -157,9 +157,12 @@ def build_conf(args, data_dir, stream):
     consumer_options.register_opts(conf)
     conf([], project='oslo_publish_demo', default_config_files=[])
     # Host and consumer declare the same exchange: their durability
-    # settings must agree, so both read them from this one conf.
+    # settings must agree, so both read them from this one conf. The
+    # demo's exchange is its own, so it takes the recommended setting:
+    # durable queues, which survive a broker restart.
     from consumer import listener
     listener.prepare_transport_conf(conf)
+    conf.set_override('amqp_durable_queues', True, 'oslo_messaging_rabbit')
     conf.set_override('tables', list(models.TABLES), 'oslo_publish')
     conf.set_override('stream', stream, 'oslo_publish')
     # Topic and exchange of the demo's own: queue names are shared by the

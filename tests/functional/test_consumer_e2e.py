@@ -133,6 +133,9 @@ class _Base(object):
         self.topic = self.transport.topic
         self.addCleanup(self._delete_queues)
         listener.prepare_transport_conf(self.conf)
+        # Durable like the host runner's exchange (consumer_host.py).
+        self.conf.set_override('amqp_durable_queues', True,
+                               'oslo_messaging_rabbit')
         for name, value in (('streams', [self.stream]),
                             ('topics', [self.topic]),
                             ('pool', self.pool),
