@@ -79,6 +79,20 @@ streams = sa.Table(
 _INSERT = outbox.insert()
 
 
+def count_unpublished(stream=None):
+    """A SELECT of the number of entries the broker has not confirmed.
+
+    This is the relay's backlog: an entry counts until the relay stamped
+    ``published_at`` or deleted it, including entries already numbered
+    (``seq`` set) but not confirmed. ``stream`` None counts every stream.
+    """
+    query = (sa.select(sa.func.count()).select_from(outbox)
+             .where(outbox.c.published_at.is_(None)))
+    if stream is not None:
+        query = query.where(outbox.c.stream == stream)
+    return query
+
+
 class OutboxSink(object):
     """Writes each captured transaction as ONE outbox row, in the tx.
 
