@@ -56,6 +56,7 @@ import time
 from oslo_log import log
 
 from consumer import exceptions
+from consumer import migrations
 from oslo_publish import wire
 
 LOG = log.getLogger(__name__)
@@ -118,11 +119,14 @@ class Reconciler(object):
     :param tables: tables to mirror (None: all the source publishes).
     :param clock: monotonic clock, for tests.
     :param rng: ``random.Random`` for jitter, for tests.
+    :param migration_steps: :class:`consumer.migrations.MigrationStep`
+        list (None: :func:`consumer.migrations.steps`).
     """
 
     def __init__(self, conf, stream, source, cache, state, dispatcher,
                  metrics, collector='oslo_publish', fetcher='snapshot',
-                 tables=None, clock=time.monotonic, rng=None):
+                 tables=None, clock=time.monotonic, rng=None,
+                 migration_steps=None):
         opts = conf.consumer
         self.stream = stream
         self.collector = collector
@@ -135,6 +139,9 @@ class Reconciler(object):
         self._tables_filter = list(tables) if tables else None
         self._clock = clock
         self._rng = rng or random.Random()
+        self._steps = None if migration_steps is None else \
+            list(migration_steps)
+        self._extra_steps = []
         self._persist_rows = opts.persist_rows
         self._window = opts.reorder_window
         self._gap_timeout = opts.gap_timeout
@@ -160,6 +167,9 @@ class Reconciler(object):
         self._table_seq = {}
         #: table -> {"pk", "version"} of the mirrored tables.
         self._known = {}
+        #: table -> (old version, watermark) of the last migration: deltas
+        #: up to the watermark may still carry the old version.
+        self._retired = {}
         #: seq -> _Pending: reorder buffer and snapshot buffer.
         self._buffer = {}
         #: True while deltas must be buffered, not applied (a resync is
@@ -239,6 +249,10 @@ class Reconciler(object):
             self._status = STOPPED
             self._synced.clear()
 
+    def add_migration_step(self, step):
+        """Run ``step`` (a MigrationStep) after the registered ones."""
+        self._extra_steps.append(step)
+
     def resync(self, cause='manual'):
         """Request a resync of the stream's tables."""
         with self._lock:
@@ -277,7 +291,8 @@ class Reconciler(object):
                     self._request('schema', now)
                     raise self._reject('unknown_table',
                                        'table not in the snapshot')
-                if info['version'] != known['version']:
+                if not self._version_ok(table, info['version'],
+                                        message.last_seq):
                     LOG.info('Schema of %s.%s changed; resynchronising',
                              self.stream, table)
                     self._request('schema', now)
@@ -465,11 +480,21 @@ class Reconciler(object):
     def _schema_matches(self, run, now):
         for item in run:
             for table, info in item.tables.items():
-                known = self._known.get(table)
-                if known is None or known['version'] != info['version']:
+                if not self._version_ok(table, info['version'], item.seq):
                     self._request('schema', now)
                     return False
         return True
+
+    def _version_ok(self, table, version, seq):
+        """True when a delta of ``table`` at ``seq`` needs no migration."""
+        known = self._known.get(table)
+        if known is not None and known['version'] == version:
+            return True
+        if self._table_seq.get(table, -1) >= seq:
+            return True  # its changes are in the table's snapshot
+        retired = self._retired.get(table)
+        return known is not None and retired is not None and \
+            retired[0] == version and seq <= retired[1]
 
     def _apply(self, run):
         changes = []
@@ -603,6 +628,13 @@ class Reconciler(object):
         self.counters['resync_' + cause] += 1
         LOG.info('Stream %s: resync started (%s)', self.stream, cause)
         started = time.monotonic()
+        if cause == 'schema' and self._applied is not None:
+            try:
+                if self._migrate():
+                    return
+            except Exception as exc:  # noqa: every failure is retried
+                self._resync_failed(cause, exc)
+                return
         try:
             with self._source.open(self._tables_filter) as snap:
                 watermark = snap.watermark
@@ -624,6 +656,77 @@ class Reconciler(object):
                  'read in %.2fs, installed in %.2fs', self.stream, cause,
                  watermark, sum(len(rows) for rows in contents.values()),
                  read - started, done - read)
+
+    def _migrate(self):
+        """Run the migration steps against a snapshot's tables.
+
+        Returns False (nothing done) when a sequence number up to the
+        snapshot's watermark is not buffered: then only a full resync
+        is consistent.
+        """
+        with self._source.open(self._tables_filter) as snap:
+            with self._lock:
+                floor = self._applied
+                if any(seq not in self._buffer
+                       for seq in range(floor + 1, snap.watermark + 1)):
+                    return False
+                stored = {t: info['version']
+                          for t, info in self._known.items()}
+                view = self._cache.view()
+            ctx = migrations.Context(self.stream, stored, dict(snap.tables),
+                                     view, lambda t: dict(snap.rows(t)))
+            steps = migrations.steps() if self._steps is None else \
+                self._steps
+            plan = migrations.migrate(ctx, steps + self._extra_steps)
+            watermark = snap.watermark
+        with self._lock:
+            self._install_plan(watermark, ctx, stored, plan)
+        LOG.info('Stream %s: migration done at watermark %d: %s',
+                 self.stream, watermark, ', '.join(
+                     '%s %s' % (t, a[0] if a else 'dropped')
+                     for t, a in sorted(plan.items())) or 'nothing to do')
+        return True
+
+    def _install_plan(self, watermark, ctx, stored, plan):
+        """Apply a migration plan; caller holds _lock."""
+        versions = ctx.versions
+        try:
+            for table, action in sorted(plan.items()):
+                if action is None:
+                    self._state.drop_table(self.stream, self.collector,
+                                           self.fetcher, table)
+                    continue
+                seq = watermark if action[0] == 'snapshot' else \
+                    self._applied
+                self._state.replace_table(
+                    self.stream, self.collector, self.fetcher, table,
+                    action[1], seq, versions[table])
+        except Exception as exc:
+            raise StateUnavailable(str(exc)[:200]) from exc
+        events = []
+        for table, action in sorted(plan.items()):
+            if action is None:
+                events.extend(self._cache.drop_table(table))
+                self._known.pop(table, None)
+                self._retired.pop(table, None)
+                continue
+            events.extend(self._cache.replace_table(table, action[1]))
+            self._known[table] = {'pk': ctx.published[table].get('pk'),
+                                  'version': versions[table]}
+            if stored.get(table) is not None:
+                self._retired[table] = (stored[table], watermark)
+            if action[0] == 'snapshot' and watermark > self._applied:
+                self._table_seq[table] = watermark
+        self._failures = 0
+        self._last_seen = self._clock()
+        self.last_error = None
+        self.counters['migrations'] += 1
+        self._dispatch(events)
+        self._set_live()
+        try:
+            self._drain(self._clock())
+        except StateUnavailable:
+            pass  # stays buffered; poll() retries
 
     def _resync_failed(self, cause, exc):
         with self._lock:
@@ -720,6 +823,7 @@ class Reconciler(object):
             'version')} for t, info in tables.items()}
         self._applied = watermark
         self._table_seq = {}
+        self._retired = {}
         self._failures = 0
         self._gap_since = None
         self._hb_ahead = None

@@ -142,6 +142,15 @@ class Consumer(object):
         """Register a change handler."""
         self.dispatcher.add(name, handler)
 
+    def register_migration(self, step):
+        """Add a :class:`consumer.migrations.MigrationStep` (all streams).
+
+        Runs after the steps of the ``consumer.migrations`` entry points
+        and before the default step; call it before :meth:`start`.
+        """
+        for reconciler in self.driver.reconcilers.values():
+            reconciler.add_migration_step(step)
+
     def resync(self, stream=None):
         """Request a manual resync of one stream (or all)."""
         self.driver.resync(stream, 'manual')

@@ -25,7 +25,10 @@ payload)`` into a fully decoded :class:`Message` or raises
     not the wire format: wrong structure or types, too deeply nested, an
     unknown event type, a value that does not decode.
 ``unknown_version``
-    a newer major format (a newer minor of format 1 is accepted).
+    a newer major format (a newer minor of format 1 is accepted), or an
+    older one that no step of :mod:`consumer.upgrades` upgrades. An
+    older message is signature-checked as received, then upgraded, then
+    validated as the current format.
 ``unsigned`` / ``bad_signature``
     ``[consumer] signing_key`` is set and the signature is absent or wrong.
 ``unknown_publisher``
@@ -45,6 +48,7 @@ import datetime
 from oslo_log import log
 
 from consumer import exceptions
+from consumer import upgrades
 from oslo_publish import wire
 
 LOG = log.getLogger(__name__)
@@ -172,9 +176,17 @@ class Verifier(object):
             raise exceptions.Rejected(
                 'oversized', '%d bytes > %d' % (size, self._max_bytes))
         major, _minor = wire.parse_format(payload)
-        if major != wire.FORMAT_MAJOR:
+        if major > wire.FORMAT_MAJOR:
             raise exceptions.Rejected('unknown_version',
                                       'format %s' % payload['format'])
+        signed = major < wire.FORMAT_MAJOR
+        if signed:
+            # The signature covers the message as it was sent.
+            wire.check_signature(payload, self._key)
+            payload = upgrades.upgrade(payload)
+            if wire.parse_format(payload)[0] != wire.FORMAT_MAJOR:
+                raise exceptions.Rejected('unknown_version',
+                                          'format %s' % payload['format'])
         expected_kind = {wire.EVENT_DELTA: wire.KIND_DELTA,
                          wire.EVENT_HEARTBEAT: wire.KIND_HEARTBEAT}.get(
                              event_type) if isinstance(event_type, str) \
@@ -185,7 +197,8 @@ class Verifier(object):
         if payload['kind'] != expected_kind:
             raise wire.WireError('malformed', 'kind does not match the '
                                  'event type')
-        wire.check_signature(payload, self._key)
+        if not signed:
+            wire.check_signature(payload, self._key)
         self._check_origin(publisher_id, stream)
         if expected_kind == wire.KIND_HEARTBEAT:
             seq = payload['seq']

@@ -42,12 +42,18 @@ line on stdin, answering one JSON line each on stdout:
     stops the middleware and exits.
 
 The first line it prints is ``{"ready": true}``.
+
+``CONSUMER_HOST_SCHEMA`` selects the code's model of ``items``: ``1``
+(default), ``2`` (adds ``zone``, server default ``'nova'``) or ``3``
+(``zone`` and no ``seen``), for the schema change tests; the database
+itself is migrated by the test (:mod:`tests.functional.test_schema_change`).
 """
 
 import argparse
 import datetime
 import decimal
 import json
+import os
 import random
 import sys
 import threading
@@ -61,6 +67,7 @@ from oslo_publish import migration
 from oslo_publish import outbox
 
 Base = orm.declarative_base()
+SCHEMA = int(os.environ.get('CONSUMER_HOST_SCHEMA', '1'))
 
 
 class Item(Base):
@@ -70,7 +77,16 @@ class Item(Base):
     name = sa.Column(sa.String(64), nullable=False)
     n = sa.Column(sa.Integer, nullable=False, default=0)
     price = sa.Column(sa.Numeric(10, 2))
-    seen = sa.Column(sa.DateTime)
+    if SCHEMA < 3:
+        seen = sa.Column(sa.DateTime)
+    if SCHEMA >= 2:
+        zone = sa.Column(sa.String(16), nullable=False,
+                         server_default='nova')
+
+
+def _item(**values):
+    """An Item of this process's model (columns it lacks are left out)."""
+    return Item(**{k: v for k, v in values.items() if hasattr(Item, k)})
 
 
 class Pair(Base):
@@ -108,6 +124,12 @@ class Workload(object):
         self.rolled_back = 0
         self._threads = []
 
+    def continue_ids(self):
+        """Continue after the largest id (a restarted host process)."""
+        with self.maker() as session:
+            top = session.query(sa.func.max(Item.id)).scalar() or 0
+        self._next_id = max(self._next_id, top + 1)
+
     def _new_id(self):
         with self._lock:
             ident = self._next_id
@@ -120,9 +142,10 @@ class Workload(object):
             with self.maker.begin() as session:
                 for _ in range(min(100, count - done)):
                     ident = self._new_id()
-                    session.add(Item(id=ident, name='item-%d' % ident, n=0,
-                                     price=decimal.Decimal('%d.25' % ident),
-                                     seen=datetime.datetime(2026, 1, 1)))
+                    session.add(_item(
+                        id=ident, name='item-%d' % ident, n=0,
+                        price=decimal.Decimal('%d.25' % ident),
+                        seen=datetime.datetime(2026, 1, 1)))
                     done += 1
 
     def _one(self, session, rng):
@@ -130,9 +153,10 @@ class Workload(object):
         top = max(self._next_id - 1, 1)
         if roll < 0.3:
             ident = self._new_id()
-            session.add(Item(id=ident, name='w-%d' % ident, n=0,
-                             price=decimal.Decimal('1.50'),
-                             seen=datetime.datetime(2026, 2, 1, 1, 2, 3)))
+            session.add(_item(id=ident, name='w-%d' % ident, n=0,
+                              price=decimal.Decimal('1.50'),
+                              seen=datetime.datetime(2026, 2, 1, 1, 2, 3),
+                              zone='z%d' % (ident % 3)))
         elif roll < 0.65:
             item = session.get(Item, rng.randint(1, top))
             if item is not None:
@@ -265,6 +289,7 @@ def main(argv=None):
     maker = orm.sessionmaker(bind=engine)
     handle = oslo_publish.install(conf, maker, metadata=Base.metadata)
     workload = Workload(maker)
+    workload.continue_ids()
     _say(ready=True)
     for line in sys.stdin:
         command = json.loads(line)

@@ -90,6 +90,31 @@ class _ManageTests(object):
             self.assertEqual(70000, len(conn.execute(
                 sa.select(outbox.outbox.c.payload)).scalar()))
 
+    def test_upgrade_from_first_revision_keeps_rows(self):
+        """Tables made by revision 0001, with rows, upgrade to head intact."""
+        self.assertEqual(0, self.manage('upgrade', '0001'))
+        self.assertEqual('0001', migration.current(self.engine))
+        with self.engine.begin() as conn:
+            conn.execute(outbox.outbox.insert().values(
+                stream='s', txid='t1', payload='{"changes": []}', seq=4,
+                committed_at=sa.func.now()))
+            conn.execute(outbox.outbox.insert().values(
+                stream='s', txid='t2', payload='{"changes": [1]}',
+                committed_at=sa.func.now()))
+            conn.execute(outbox.streams.insert().values(stream='s',
+                                                        last_seq=4))
+        self.assertEqual(0, self.manage('upgrade'))
+        self.assertEqual(migration.head(), migration.current(self.engine))
+        with self.engine.connect() as conn:
+            self.assertEqual(
+                [('t1', 4, '{"changes": []}'), ('t2', None,
+                                                '{"changes": [1]}')],
+                [tuple(r) for r in conn.execute(sa.select(
+                    outbox.outbox.c.txid, outbox.outbox.c.seq,
+                    outbox.outbox.c.payload).order_by(outbox.outbox.c.id))])
+            self.assertEqual(4, conn.execute(sa.select(
+                outbox.streams.c.last_seq)).scalar())
+
     def test_host_alembic_version_is_untouched(self):
         """A pre-existing host alembic_version table keeps its content."""
         with self.engine.begin() as conn:

@@ -1,0 +1,313 @@
+# Copyright 2026 The oslo.publish Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Tests of resumption migrations: inconsistencies, steps, the reconciler.
+
+The reconciler tests use :class:`tests.unit.fakehost.FakeHost`; a schema
+change is a new column list of a host table (a new schema version).
+"""
+
+import random
+
+from consumer import cache as cache_mod
+from consumer import exceptions
+from consumer import handlers
+from consumer import migrations
+from consumer import reconciler
+from consumer import source as source_mod
+from oslo_publish import wire
+from tests import base
+from tests.unit import test_reconciler
+
+NEW_COLUMNS = (('id', 'INTEGER'), ('name', 'VARCHAR'), ('zone', 'VARCHAR'))
+
+
+class Recorder(migrations.MigrationStep):
+    """Records the hooks called; resolves nothing."""
+
+    def __init__(self):
+        self.calls = []
+
+    def removed(self, ctx, table, old):
+        self.calls.append(('removed', table))
+
+    def added(self, ctx, table, new):
+        self.calls.append(('added', table))
+
+    def changed(self, ctx, table, old, new):
+        self.calls.append(('changed', table))
+
+
+class FillZone(migrations.MigrationStep):
+    """Fills the new ``zone`` column in place; no resync."""
+
+    def changed(self, ctx, table, old, new):
+        columns = [c[0] for c in ctx.published[table]['columns']]
+        if table == 'instances' and 'zone' in columns:
+            rows = ctx.rows(table)
+            for row in rows.values():
+                row.setdefault('zone', 'nova')
+            ctx.replace(table, rows)
+
+
+class PingPong(migrations.MigrationStep):
+    """Adding one table drops the other: never consistent."""
+
+    def added(self, ctx, table, new):
+        ctx.snapshot(table)
+        ctx.drop('b' if table == 'a' else 'a')
+
+
+class _Deletes(handlers.ChangeHandler):
+
+    def __init__(self):
+        self.deleted = []
+
+    def on_delete(self, table, key, row):
+        self.deleted.append((table, key))
+
+
+class _View(object):
+
+    def has_table(self, table):
+        return False
+
+
+class TestInconsistencies(base.TestCase):
+
+    def test_order_is_removed_then_added_then_changed(self):
+        """Inconsistencies come removed first, then added, then changed."""
+        found = migrations.inconsistencies(
+            {'a': '1', 'b': '1', 'c': '1'}, {'b': '2', 'c': '1', 'd': '1'})
+        self.assertEqual([('removed', 'a', '1', None),
+                          ('added', 'd', None, '1'),
+                          ('changed', 'b', '1', '2')], found)
+
+    def test_not_converging_raises_migration_error(self):
+        """Steps that keep undoing each other stop after MAX_ROUNDS."""
+        published = {'a': {'pk': ['id'], 'version': '1'},
+                     'b': {'pk': ['id'], 'version': '1'}}
+        ctx = migrations.Context('nova', {}, published, _View(),
+                                 lambda table: {})
+        error = self.assertRaises(exceptions.MigrationError,
+                                  migrations.migrate, ctx, [PingPong()])
+        self.assertIn('10 rounds', str(error))
+
+    def test_failing_step_raises_migration_error(self):
+        """A step's exception becomes a MigrationError naming the step."""
+
+        class Broken(migrations.MigrationStep):
+            def removed(self, ctx, table, old):
+                raise KeyError(table)
+
+        ctx = migrations.Context('nova', {'a': '1'}, {}, _View(),
+                                 lambda table: {})
+        error = self.assertRaises(exceptions.MigrationError,
+                                  migrations.migrate, ctx, [Broken()])
+        self.assertIn('Broken', str(error))
+
+    def test_registered_steps_follow_the_entry_points(self):
+        """Entry-point steps (stevedore) come first, then register()ed."""
+        step = Recorder()
+        migrations.register(step)
+        self.addCleanup(migrations.unregister, step)
+        found = migrations.steps()
+        self.assertIs(step, found[-1])
+        self.assertIsInstance(found[0], migrations.LogStep)
+
+
+class MigrationTestCase(test_reconciler.ReconcilerTestCase):
+
+    def make(self, cache=None, state=None, steps=()):
+        self.cache = cache or cache_mod.Cache()
+        self.dispatcher = handlers.Dispatcher(self.metrics, 100)
+        self.addCleanup(self.dispatcher.stop)
+        self.deletes = _Deletes()
+        self.dispatcher.add('deletes', self.deletes)
+        self.verifier = test_reconciler.verify.Verifier(
+            self.conf, [self.STREAM], self.metrics)
+        source = source_mod.RPCSnapshotSource(self.conf, self.STREAM,
+                                              caller=self.host.caller)
+        rec = reconciler.Reconciler(
+            self.conf, self.STREAM, source, self.cache, state or self.state,
+            self.dispatcher, self.metrics, clock=self.clock,
+            rng=random.Random(1), migration_steps=list(steps))
+        rec.start(run_thread=False)
+        self.addCleanup(rec.stop)
+        return rec
+
+    def synced(self, steps=()):
+        rec = self.make(steps=steps)
+        rec.poll()
+        self.assertTrue(rec.synced)
+        return rec
+
+    def alter(self, table, columns, fill=None):
+        """Change a host table's columns (rows get ``fill``)."""
+        info = self.host.tables[table]
+        info['columns'] = [list(c) for c in columns]
+        info['version'] = wire.schema_version(columns)
+        for row in info['rows'].values():
+            for name, value in (fill or {}).items():
+                row[name] = value
+
+    def stored_versions(self):
+        return self.state.schema_versions(self.STREAM, 'oslo_publish',
+                                          'snapshot')
+
+
+class TestReconcilerMigrations(MigrationTestCase):
+
+    def test_changed_table_is_resynced_alone(self):
+        """A new version resyncs that table; other tables keep deltas."""
+        self.host.add_table('hosts')
+        self.host.change('hosts', wire.INSERT, {'id': 1, 'name': 'h1'})
+        rec = self.synced()
+        self.alter('instances', NEW_COLUMNS, {'zone': 'z0'})
+        self.feed(rec, self.host.write('hosts', wire.INSERT,
+                                       {'id': 2, 'name': 'h2'}))
+        self.feed(rec, self.host.write(
+            'instances', wire.INSERT, {'id': 40, 'name': 'v', 'zone': 'z'}))
+        self.assertFalse(rec.synced)
+        rec.poll()
+        self.assertEqual(1, self.resyncs('schema'))
+        self.assertEqual(1, rec.counters['migrations'])
+        self.assertConverged(rec)
+        self.assertEqual({(1,), (2,)}, set(self.cache.view().rows('hosts')))
+        self.assertEqual(self.host.tables['instances']['version'],
+                         self.stored_versions()['instances'])
+        self.assertEqual('z0', self.cache.view().get('instances',
+                                                     (1,))['zone'])
+
+    def test_user_step_fills_default_without_resync(self):
+        """A step may fill a new column in place and accept the version."""
+        rec = self.synced(steps=[FillZone()])
+        self.alter('instances', NEW_COLUMNS, {'zone': 'nova'})
+        self.feed(rec, self.host.write(
+            'instances', wire.INSERT, {'id': 41, 'name': 'v', 'zone': 'b'}))
+        rec.poll()
+        self.assertConverged(rec)
+        self.assertEqual('nova', self.cache.view().get('instances',
+                                                       (1,))['zone'])
+        self.assertEqual(self.host.tables['instances']['version'],
+                         self.stored_versions()['instances'])
+
+    def test_added_table_is_snapshotted_and_deltas_kept(self):
+        """A new table is read from the snapshot; no delta is lost."""
+        self.host.add_table('flavors')
+        rec = self.synced()
+        self.host.add_table('hosts', columns=NEW_COLUMNS)
+        self.host.change('hosts', wire.INSERT,
+                         {'id': 1, 'name': 'h', 'zone': 'z'})
+        self.alter('instances', NEW_COLUMNS, {'zone': 'z'})
+        self.assertEqual('applied', self.feed(rec, self.host.write(
+            'flavors', wire.INSERT, {'id': 1, 'name': 'f1'})))
+        self.assertEqual('buffered', self.feed(rec, self.host.write(
+            'instances', wire.INSERT, {'id': 48, 'name': 'v', 'zone': 'z'})))
+        self.assertEqual('buffered', self.feed(rec, self.host.write(
+            'hosts', wire.INSERT, {'id': 2, 'name': 'h', 'zone': 'z'})))
+        self.assertEqual('buffered', self.feed(rec, self.host.write(
+            'flavors', wire.INSERT, {'id': 2, 'name': 'f2'})))
+        rec.poll()
+        self.assertTrue(rec.synced)
+        self.assertConverged(rec)
+        view = self.cache.view()
+        for table in ('hosts', 'flavors'):
+            self.assertEqual(self.host.tables[table]['rows'],
+                             {k: dict(r) for k, r in
+                              view.rows(table).items()})
+        self.assertEqual(1, self.resyncs('schema'))
+
+    def test_steps_run_in_order_removed_added_changed(self):
+        """Hooks are called removed, then added, then changed."""
+        self.host.add_table('gone')
+        recorder = Recorder()
+        rec = self.synced(steps=[recorder])
+        self.host.change('gone', wire.INSERT, {'id': 1, 'name': 'x'})
+        del self.host.tables['gone']
+        self.host.add_table('hosts')
+        self.alter('instances', NEW_COLUMNS, {'zone': 'z'})
+        self.feed(rec, self.host.write(
+            'instances', wire.INSERT, {'id': 42, 'name': 'v', 'zone': 'z'}))
+        rec.poll()
+        self.assertEqual([('removed', 'gone'), ('added', 'hosts'),
+                          ('changed', 'instances')], recorder.calls)
+        self.assertConverged(rec)
+        view = self.cache.view()
+        self.assertFalse(view.has_table('gone'))
+        self.assertTrue(view.has_table('hosts'))
+        self.assertNotIn('gone', self.stored_versions())
+
+    def test_removed_table_sends_deletes(self):
+        """Dropping a removed table tells handlers about every row."""
+        self.host.add_table('gone')
+        self.host.change('gone', wire.INSERT, {'id': 1, 'name': 'x'})
+        rec = self.synced()
+        del self.host.tables['gone']
+        self.alter('instances', NEW_COLUMNS, {'zone': 'z'})
+        self.feed(rec, self.host.write(
+            'instances', wire.INSERT, {'id': 43, 'name': 'v', 'zone': 'z'}))
+        rec.poll()
+        self.dispatcher.stop()
+        self.assertIn(('gone', (1,)), self.deletes.deleted)
+
+    def test_deltas_during_migration_are_buffered(self):
+        """Deltas arriving while the steps run are applied after them."""
+        test = self
+
+        class Feeds(migrations.MigrationStep):
+            def changed(self, ctx, table, old, new):
+                test.assertEqual('buffered', test.feed(rec, test.host.write(
+                    'instances', wire.INSERT,
+                    {'id': 44, 'name': 'during', 'zone': 'z'})))
+
+        rec = self.synced(steps=[Feeds()])
+        self.alter('instances', NEW_COLUMNS, {'zone': 'z'})
+        self.feed(rec, self.host.write(
+            'instances', wire.INSERT, {'id': 45, 'name': 'v', 'zone': 'z'}))
+        rec.poll()
+        self.assertEqual(
+            'during', self.cache.view().get('instances', (44,))['name'])
+        self.assertConverged(rec)
+
+    def test_not_converging_is_retried_and_reported(self):
+        """A MigrationError fails the resync; the stream is not synced."""
+
+        class Flip(migrations.MigrationStep):
+            def changed(self, ctx, table, old, new):
+                raise exceptions.MigrationError('no way')
+
+        rec = self.synced(steps=[Flip()])
+        self.alter('instances', NEW_COLUMNS, {'zone': 'z'})
+        self.feed(rec, self.host.write(
+            'instances', wire.INSERT, {'id': 46, 'name': 'v', 'zone': 'z'}))
+        rec.poll()
+        self.assertFalse(rec.synced)
+        self.assertIn('no way', rec.last_error)
+        self.assertEqual(1, rec.counters['resync_failures'])
+
+    def test_resume_checks_first_delta_against_stored_versions(self):
+        """After a restart, a delta of a new version runs the migration."""
+        rec = self.synced()
+        rec.stop()
+        self.alter('instances', NEW_COLUMNS, {'zone': 'z'})
+        again = self.make()
+        self.assertTrue(again.synced)
+        self.feed(again, self.host.write(
+            'instances', wire.INSERT, {'id': 47, 'name': 'v', 'zone': 'z'}))
+        again.poll()
+        self.assertEqual(1, self.resyncs('schema'))
+        self.assertConverged(again)
+        self.assertEqual(self.host.tables['instances']['version'],
+                         self.stored_versions()['instances'])
