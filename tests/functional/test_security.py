@@ -95,6 +95,9 @@ class _SecurityTests(object):
         self.stream = base.unique_name('sec')
         self.pool = base.unique_name('secpool')
         listener.prepare_transport_conf(self.conf)
+        # Durable on every side, as the raw spy queue's exchange below.
+        self.conf.set_override('amqp_durable_queues', True,
+                               'oslo_messaging_rabbit')
         snapshot.ensure_rpc_opts(self.conf)
         for name, value in (('tables', ['accounts']), ('stream', self.stream),
                             ('exclude_columns', ['accounts.password']),
