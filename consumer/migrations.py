@@ -86,6 +86,36 @@ class LogStep(MigrationStep):
                  ctx.stream, table, old, new)
 
 
+class ColumnDefaults(MigrationStep):
+    """Reshape held rows to the new columns instead of a resync.
+
+    ``defaults``: ``{table: {column: value}}``. When a table's version
+    changed because columns were added or dropped, and every column a
+    held row lacks has a default here, the rows lose the columns no
+    longer published and get the defaults of the new ones. Anything else
+    (a retyped column, no default, an empty table) is left to the next
+    step. A column added together with a retyped one is not detected:
+    use it only for tables whose migrations do not retype.
+    """
+
+    def __init__(self, defaults):
+        self.defaults = defaults
+
+    def changed(self, ctx, table, old, new):
+        columns = [c[0] for c in ctx.published[table].get('columns') or ()]
+        rows = ctx.rows(table)
+        names = set(columns)
+        defaults = self.defaults.get(table, {})
+        if not rows or all(set(r) == names for r in rows.values()) or any(
+                c not in row and c not in defaults
+                for row in rows.values() for c in columns):
+            return
+        for key, row in rows.items():
+            rows[key] = {c: row[c] if c in row else defaults[c]
+                         for c in columns}
+        ctx.replace(table, rows)
+
+
 class DefaultStep(MigrationStep):
     """Removed: drop. Added: snapshot. Changed: resynchronise."""
 
@@ -151,14 +181,19 @@ class Context(object):
         publisher sends now (from the snapshot the migration opened).
     :param view: the cache view (rows as applied so far).
     :param read: ``read(table) -> {key: row}`` from that snapshot.
+    :param in_flight: the changes after the view up to the snapshot's
+        watermark, in order (:class:`oslo_publish.wire.Change`): rows are
+        shown as of the watermark, like the snapshot's.
     """
 
-    def __init__(self, stream, versions, published, view, read):
+    def __init__(self, stream, versions, published, view, read,
+                 in_flight=()):
         self.stream = stream
         self.published = published
         self._versions = dict(versions)
         self._view = view
         self._read = read
+        self._in_flight = tuple(in_flight)
         #: table -> None (drop), ('snapshot', rows), ('replace', rows).
         self.plan = {}
 
@@ -168,13 +203,25 @@ class Context(object):
         return dict(self._versions)
 
     def rows(self, table):
-        """Current rows of ``table`` ({key: row}), plan included."""
+        """Rows of ``table`` at the watermark ({key: row}), plan included.
+
+        Copies: the caller may change them and pass them to
+        :meth:`replace`.
+        """
         action = self.plan.get(table)
         if action is not None:
             return {k: dict(r) for k, r in action[1].items()}
-        if table in self._versions and self._view.has_table(table):
-            return {k: dict(r) for k, r in self._view.rows(table).items()}
-        return {}
+        if table not in self._versions or not self._view.has_table(table):
+            return {}
+        rows = {k: dict(r) for k, r in self._view.rows(table).items()}
+        for change in self._in_flight:
+            if change.table != table:
+                continue
+            if change.after is None:
+                rows.pop(change.key, None)
+            else:
+                rows[change.key] = dict(change.after)
+        return rows
 
     def drop(self, table):
         """Drop ``table`` from cache and state store (delete events)."""
@@ -187,7 +234,10 @@ class Context(object):
         self._versions[table] = self.published[table]['version']
 
     def replace(self, table, rows):
-        """Store ``rows`` ({key: row}) as ``table`` at the new version."""
+        """Store ``rows`` ({key: row}) as ``table`` at the new version.
+
+        They stand for the table at the watermark, as a snapshot would.
+        """
         self.plan[table] = ('replace', dict(rows))
         self._versions[table] = self.published[table]['version']
 

@@ -673,8 +673,12 @@ class Reconciler(object):
                 stored = {t: info['version']
                           for t, info in self._known.items()}
                 view = self._cache.view()
+                in_flight = [change for seq in range(floor + 1,
+                                                     snap.watermark + 1)
+                             for change in self._buffer[seq].changes]
             ctx = migrations.Context(self.stream, stored, dict(snap.tables),
-                                     view, lambda t: dict(snap.rows(t)))
+                                     view, lambda t: dict(snap.rows(t)),
+                                     in_flight)
             steps = migrations.steps() if self._steps is None else \
                 self._steps
             plan = migrations.migrate(ctx, steps + self._extra_steps)
@@ -696,11 +700,9 @@ class Reconciler(object):
                     self._state.drop_table(self.stream, self.collector,
                                            self.fetcher, table)
                     continue
-                seq = watermark if action[0] == 'snapshot' else \
-                    self._applied
                 self._state.replace_table(
                     self.stream, self.collector, self.fetcher, table,
-                    action[1], seq, versions[table])
+                    action[1], watermark, versions[table])
         except Exception as exc:
             raise StateUnavailable(str(exc)[:200]) from exc
         events = []
@@ -709,13 +711,14 @@ class Reconciler(object):
                 events.extend(self._cache.drop_table(table))
                 self._known.pop(table, None)
                 self._retired.pop(table, None)
+                self._table_seq.pop(table, None)
                 continue
             events.extend(self._cache.replace_table(table, action[1]))
             self._known[table] = {'pk': ctx.published[table].get('pk'),
                                   'version': versions[table]}
             if stored.get(table) is not None:
                 self._retired[table] = (stored[table], watermark)
-            if action[0] == 'snapshot' and watermark > self._applied:
+            if watermark > self._applied:
                 self._table_seq[table] = watermark
         self._failures = 0
         self._last_seen = self._clock()
@@ -736,7 +739,10 @@ class Reconciler(object):
             self.counters['resync_failures'] += 1
             LOG.warning('Stream %s: resync (%s) failed (%s); retrying',
                         self.stream, cause, self.last_error)
-            if isinstance(exc, Exception) and not isinstance(
+            if isinstance(exc, exceptions.MigrationError):
+                LOG.error('Stream %s: migration failed: %s', self.stream,
+                          exc)
+            elif isinstance(exc, Exception) and not isinstance(
                     exc, (exceptions.SnapshotFailed,
                           StateUnavailable)) and not _is_db_error(exc):
                 LOG.exception('Stream %s: unexpected resync failure',

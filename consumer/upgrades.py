@@ -43,6 +43,11 @@ def unregister(from_format):
     _STEPS.pop(from_format, None)
 
 
+def registered(from_format):
+    """True when a step reads format ``from_format`` (``'1.0'``)."""
+    return from_format in _STEPS
+
+
 def upgrade(message):
     """Return ``message`` upgraded to the current major format.
 

@@ -180,6 +180,9 @@ class Verifier(object):
             raise exceptions.Rejected('unknown_version',
                                       'format %s' % payload['format'])
         signed = major < wire.FORMAT_MAJOR
+        if signed and not upgrades.registered('%d.%d' % (major, _minor)):
+            raise exceptions.Rejected('unknown_version',
+                                      'format %s' % payload['format'])
         if signed:
             # The signature covers the message as it was sent.
             wire.check_signature(payload, self._key)

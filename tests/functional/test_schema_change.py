@@ -29,7 +29,10 @@ the host database while its writers commit:
 
 The consumer must end with exactly the host tables (every row and column,
 cache and state store), the new schema versions, and the host's last
-sequence number applied: no delta lost, no gap resync.
+sequence number applied: no delta lost, no gap resync. The default steps
+read ``items`` again at each change; the ``IN_PLACE`` variant registers
+:class:`consumer.migrations.ColumnDefaults`, which reshapes the held rows
+instead.
 """
 
 from alembic import migration as alembic_migration
@@ -37,6 +40,8 @@ from alembic import operations
 import fixtures
 import sqlalchemy as sa
 
+from consumer import migrations
+from consumer import service
 from consumer import state as state_mod
 from oslo_publish import schema
 from tests import base
@@ -44,7 +49,19 @@ from tests.functional import consumer_host
 from tests.functional import test_consumer_e2e
 
 
+class _Watch(migrations.MigrationStep):
+    """Records the inconsistencies it is shown; resolves none."""
+
+    def __init__(self):
+        self.seen = []
+
+    def changed(self, ctx, table, old, new):
+        self.seen.append((table, old, new))
+
+
 class _SchemaChange(test_consumer_e2e._Base):
+
+    IN_PLACE = False
 
     def restart_host(self, model):
         """Stop the host process; start it again with ``model`` code."""
@@ -97,7 +114,17 @@ class _SchemaChange(test_consumer_e2e._Base):
     def test_column_added_then_dropped_while_writing(self):
         """Added and dropped columns reach the consumer; no delta is lost."""
         self.host.command('preload', rows=100)
-        consumer = self.consumer()
+        consumer = service.Consumer(self.conf)
+        watch = _Watch()
+        consumer.register_migration(watch)
+        if self.IN_PLACE:
+            consumer.register_migration(migrations.ColumnDefaults(
+                {'items': {'zone': 'nova'}}))
+        # Sees what the steps before it left unresolved.
+        unresolved = _Watch()
+        consumer.register_migration(unresolved)
+        consumer.start()
+        self.addCleanup(self._stop_consumer, consumer)
         self.assertTrue(consumer.wait_synced(60))
         before = self.assertInStep(consumer)
 
@@ -124,6 +151,11 @@ class _SchemaChange(test_consumer_e2e._Base):
         self.assertEqual(2, self.resyncs(consumer, 'schema'))
         # Both by the migration steps, not by a full resync.
         self.assertEqual(2, consumer.status()[0]['migrations'])
+        self.assertEqual(
+            [('items', before['items'], expanded['items']),
+             ('items', expanded['items'], contracted['items'])], watch.seen)
+        self.assertEqual([] if self.IN_PLACE else watch.seen,
+                         unresolved.seen)
         for cause in ('gap', 'heartbeat', 'inactivity'):
             self.assertEqual(0, self.resyncs(consumer, cause), cause)
 
@@ -136,3 +168,9 @@ class TestSchemaChangePostgreSQL(_SchemaChange, base.TestCase):
 class TestSchemaChangeMariaDB(_SchemaChange, base.TestCase):
     HOST_BACKEND = 'mysql'
     STATE_BACKEND = 'postgresql'
+
+
+class TestSchemaChangeInPlaceMariaDB(_SchemaChange, base.TestCase):
+    HOST_BACKEND = 'mysql'
+    STATE_BACKEND = 'sqlite'
+    IN_PLACE = True

@@ -18,7 +18,12 @@ The reconciler tests use :class:`tests.unit.fakehost.FakeHost`; a schema
 change is a new column list of a host table (a new schema version).
 """
 
+import os
 import random
+
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
 
 from consumer import cache as cache_mod
 from consumer import exceptions
@@ -28,6 +33,7 @@ from consumer import reconciler
 from consumer import source as source_mod
 from oslo_publish import wire
 from tests import base
+from tests.unit import fakehost
 from tests.unit import test_reconciler
 
 NEW_COLUMNS = (('id', 'INTEGER'), ('name', 'VARCHAR'), ('zone', 'VARCHAR'))
@@ -203,6 +209,42 @@ class TestReconcilerMigrations(MigrationTestCase):
         self.assertEqual(self.host.tables['instances']['version'],
                          self.stored_versions()['instances'])
 
+    def test_column_defaults_reshape_rows_without_snapshot(self):
+        """ColumnDefaults adds and drops columns in place, exactly."""
+        step = migrations.ColumnDefaults({'instances': {'zone': 'nova'}})
+        rec = self.synced(steps=[step])
+        self.alter('instances', NEW_COLUMNS, {'zone': 'nova'})
+        self.feed(rec, self.host.write(
+            'instances', wire.INSERT, {'id': 60, 'name': 'v', 'zone': 'b'}))
+        rec.poll()
+        self.assertConverged(rec)
+        self.assertEqual('b', self.cache.view().get('instances',
+                                                    (60,))['zone'])
+        dropped = (('id', 'INTEGER'), ('zone', 'VARCHAR'))
+        self.alter('instances', dropped)
+        for row in self.host.tables['instances']['rows'].values():
+            row.pop('name')
+        self.feed(rec, self.host.write(
+            'instances', wire.INSERT, {'id': 61, 'zone': 'c'}))
+        rec.poll()
+        self.assertConverged(rec)
+        self.assertEqual(2, rec.counters['migrations'])
+        self.assertEqual(self.host.tables['instances']['version'],
+                         self.stored_versions()['instances'])
+
+    def test_column_defaults_leave_retyped_tables_to_a_resync(self):
+        """Same column names with new types: the default step reads."""
+        step = migrations.ColumnDefaults({'instances': {'name': 'x'}})
+        rec = self.synced(steps=[step])
+        self.alter('instances', (('id', 'BIGINT'), ('name', 'VARCHAR')))
+        self.host.tables['instances']['rows'][(1,)]['name'] = 'fresh'
+        self.feed(rec, self.host.write(
+            'instances', wire.INSERT, {'id': 62, 'name': 'v'}))
+        rec.poll()
+        self.assertConverged(rec)
+        self.assertEqual('fresh', self.cache.view().get('instances',
+                                                        (1,))['name'])
+
     def test_added_table_is_snapshotted_and_deltas_kept(self):
         """A new table is read from the snapshot; no delta is lost."""
         self.host.add_table('flavors')
@@ -310,4 +352,61 @@ class TestReconcilerMigrations(MigrationTestCase):
         self.assertEqual(1, self.resyncs('schema'))
         self.assertConverged(again)
         self.assertEqual(self.host.tables['instances']['version'],
+                         self.stored_versions()['instances'])
+
+
+class TestMigrationArrivalOrder(MigrationTestCase):
+
+    @settings(max_examples=int(os.environ.get('CONSUMER_FUZZ_EXAMPLES', 30)),
+              deadline=None)
+    @given(st.data())
+    def test_schema_change_in_any_arrival_order_converges(self, data):
+        """Old and new version deltas in any order converge exactly."""
+        stream = 's%d' % self.getUniqueInteger()
+        host = fakehost.FakeHost(stream)
+        host.add_table('instances')
+        host.add_table('hosts')
+        self.host, self.STREAM = host, stream
+        self.conf.set_override('streams', [stream], 'consumer')
+        fill = data.draw(st.booleans(), label='fill step')
+        rec = self.synced(steps=[FillZone()] if fill else [])
+        messages = []
+
+        def write(extra, table=None):
+            table = table or data.draw(st.sampled_from(['instances',
+                                                        'hosts']))
+            key = data.draw(st.integers(1, 4), label='key')
+            rows = host.tables[table]['rows']
+            op = wire.INSERT if (key,) not in rows else data.draw(
+                st.sampled_from([wire.UPDATE, wire.DELETE]))
+            row = {'id': key, 'name': 'v%d' % host.seq}
+            if table == 'instances':
+                row.update(extra)
+            messages.append(host.write(table, op, row))
+
+        for _ in range(data.draw(st.integers(0, 6), label='before')):
+            write({})
+        self.alter('instances', NEW_COLUMNS, {'zone': 'nova'})
+        # The consumer learns the new version from a delta of the table.
+        write({'zone': 'c'}, 'instances')
+        for _ in range(data.draw(st.integers(0, 5), label='after')):
+            write({'zone': data.draw(st.sampled_from(['a', 'b']))})
+        order = data.draw(st.permutations(messages), label='order')
+        extra = data.draw(st.lists(st.sampled_from(messages), max_size=3),
+                          label='duplicates')
+        for payload in list(order) + extra:
+            try:
+                self.feed(rec, payload)
+            except exceptions.Rejected:
+                pass
+            rec.poll()
+        for _ in range(3):
+            self.clock.advance(1.0)
+            rec.poll()
+        self.assertTrue(rec.synced)
+        self.assertConverged(rec)
+        view = self.cache.view()
+        self.assertEqual(host.tables['hosts']['rows'],
+                         {k: dict(r) for k, r in view.rows('hosts').items()})
+        self.assertEqual(host.tables['instances']['version'],
                          self.stored_versions()['instances'])

@@ -106,6 +106,12 @@ class TestSignedUpgrades(UpgradeTestCase):
 
     SIGNED = True
 
+    def test_old_format_without_path_is_unknown_not_unsigned(self):
+        """Without an upgrade path the reason is the version, signed or not."""
+        payload = dict(self.delta(), format='0.5')
+        payload.pop(wire.SIGNATURE)
+        self.assertRejected('unknown_version', payload)
+
     def test_signature_is_checked_on_the_message_as_sent(self):
         """A signed 0.8 message is accepted; a forged one is not."""
         self.assertEqual(HANDLED, self.handle(self.old_delta()))
