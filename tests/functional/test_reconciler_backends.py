@@ -17,6 +17,7 @@
 tests/unit runs them with the state store on SQLite.
 """
 
+from tests.unit import test_migrations
 from tests.unit import test_reconciler
 from tests.unit import test_verify
 
@@ -50,4 +51,12 @@ class TestRejectionReasonsPostgreSQL(test_verify.TestRejectionReasons):
 
 
 class TestRejectionReasonsMySQL(test_verify.TestRejectionReasons):
+    STATE_BACKEND = 'mysql'
+
+
+class TestMigrationsPostgreSQL(test_migrations.TestReconcilerMigrations):
+    STATE_BACKEND = 'postgresql'
+
+
+class TestMigrationsMySQL(test_migrations.TestReconcilerMigrations):
     STATE_BACKEND = 'mysql'

@@ -339,6 +339,29 @@ class TestReconcilerMigrations(MigrationTestCase):
         self.assertIn('no way', rec.last_error)
         self.assertEqual(1, rec.counters['resync_failures'])
 
+    def test_state_failure_during_migration_is_retried(self):
+        """A migration the state store refuses is retried; nothing is lost."""
+        rec = self.synced()
+        self.alter('instances', NEW_COLUMNS, {'zone': 'z'})
+        self.feed(rec, self.host.write(
+            'instances', wire.INSERT, {'id': 49, 'name': 'v', 'zone': 'z'}))
+        engine = self.state.engine
+        with engine.begin() as conn:
+            conn.exec_driver_sql('ALTER TABLE consumer_positions RENAME TO '
+                                 'moved_away')
+        rec.poll()
+        self.assertFalse(rec.synced)
+        self.assertEqual(1, rec.counters['resync_failures'])
+        with engine.begin() as conn:
+            conn.exec_driver_sql('ALTER TABLE moved_away RENAME TO '
+                                 'consumer_positions')
+        self.clock.advance(1.0)
+        rec.poll()
+        self.assertTrue(rec.synced)
+        self.assertConverged(rec)
+        self.assertEqual(self.host.tables['instances']['version'],
+                         self.stored_versions()['instances'])
+
     def test_resume_checks_first_delta_against_stored_versions(self):
         """After a restart, a delta of a new version runs the migration."""
         rec = self.synced()
