@@ -488,6 +488,21 @@ class StateStore(object):
                     seq=seq, schema_version=schema_version,
                     committed_at=_to_db_time(committed_at),
                     last_error=None, updated_at=now))
+        if self.persist_rows and rows_by_key:
+            self._analyze_rows()
+
+    def _analyze_rows(self):
+        # PostgreSQL: without statistics after a bulk load the planner
+        # answers commit_batch's "key_hash IN (...)" by scanning every
+        # mirrored row of the table (until autovacuum analyzes it).
+        if self.engine.dialect.name != 'postgresql':
+            return
+        try:
+            with self._write() as conn:
+                conn.exec_driver_sql('ANALYZE %s' % rows.name)
+        except db_exc.DBError as exc:
+            LOG.warning('Could not analyze %s: %s', rows.name,
+                        type(exc).__name__)
 
     def drop_table(self, stream, collector, fetcher, table):
         """Forget a table: its position and its mirrored rows."""
