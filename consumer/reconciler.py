@@ -92,8 +92,13 @@ def row_hash(row):
 
 
 class _Pending(collections.namedtuple(
-        'Pending', 'seq committed_at changes tables')):
-    """A buffered transaction with the table header of its message."""
+        'Pending', 'seq committed_at changes tables arrival')):
+    """A buffered transaction with the table header of its message.
+
+    ``arrival`` numbers buffered messages in the order they came (see
+    ``Reconciler._install``: what arrived before a snapshot was requested
+    cannot be numbered beyond the snapshot's watermark).
+    """
 
     __slots__ = ()
 
@@ -172,6 +177,8 @@ class Reconciler(object):
         self._retired = {}
         #: seq -> _Pending: reorder buffer and snapshot buffer.
         self._buffer = {}
+        #: Counter of buffered messages, stamped on each _Pending.
+        self._arrivals = 0
         #: True while deltas must be buffered, not applied (a resync is
         #: pending or a snapshot is being read).
         self._buffering = True
@@ -423,6 +430,7 @@ class Reconciler(object):
     def _buffer_message(self, message):
         limit = SNAPSHOT_BUFFER if self._buffering else self._window
         floor = self._applied if self._applied is not None else -1
+        self._arrivals += 1
         for tx in message.transactions:
             if tx.seq <= floor:
                 self._count_duplicates(1)
@@ -435,7 +443,8 @@ class Reconciler(object):
                 self.counters['buffer_overflow'] += 1
                 continue
             self._buffer[tx.seq] = _Pending(tx.seq, tx.committed_at,
-                                            tx.changes, message.tables)
+                                            tx.changes, message.tables,
+                                            self._arrivals)
 
     def _on_heartbeat(self, seq, now):
         if self._buffering or self._applied is None:
@@ -635,6 +644,8 @@ class Reconciler(object):
             except Exception as exc:  # noqa: every failure is retried
                 self._resync_failed(cause, exc)
                 return
+        with self._lock:
+            requested = self._arrivals
         try:
             with self._source.open(self._tables_filter) as snap:
                 watermark = snap.watermark
@@ -647,6 +658,7 @@ class Reconciler(object):
                     view, in_flight = self._drift_inputs(watermark)
                 drift = self._count_drift(view, in_flight, tables, contents)
             with self._lock:
+                self._drop_impossible(watermark, requested)
                 self._install(watermark, tables, contents, cause, drift)
         except Exception as exc:  # noqa: every failure is retried
             self._resync_failed(cause, exc)
@@ -806,6 +818,25 @@ class Reconciler(object):
             self._metrics.drift.labels(stream=self.stream,
                                        table=table).inc(count)
             self.counters['drift'] += count
+
+    def _drop_impossible(self, watermark, requested):
+        """Forget buffered deltas no host can have sent (caller: _lock).
+
+        When the snapshot was requested, the host had numbered nothing
+        beyond the watermark it returned (numbers are given out under the
+        lock the snapshot takes). A delta that arrived before the request
+        yet carries a higher number is forged or from another incarnation
+        of the stream: kept, it would wait for predecessors that never come
+        and make the stream resync again and again.
+        """
+        bogus = [seq for seq, item in self._buffer.items()
+                 if seq > watermark and item.arrival <= requested]
+        for seq in bogus:
+            del self._buffer[seq]
+        if bogus:
+            self._reject('out_of_window', 'seq %d..%d arrived before a '
+                         'snapshot at watermark %d: dropped'
+                         % (min(bogus), max(bogus), watermark))
 
     def _install(self, watermark, tables, contents, cause, drift=None):
         """Swap the snapshot in; caller holds _lock."""

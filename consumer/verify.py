@@ -37,7 +37,9 @@ payload)`` into a fully decoded :class:`Message` or raises
 ``unknown_stream``
     a stream this consumer does not follow.
 
-The reconciler adds ``unknown_table`` and ``replayed``. Every value is
+The reconciler adds ``unknown_table``, ``replayed`` and ``out_of_window``
+(deltas numbered beyond what the host had given out when they arrived,
+found at the next snapshot). Every value is
 decoded here, so a bad value can never half-apply a batch later.
 Rejections are logged with the reason and never with a secret.
 """

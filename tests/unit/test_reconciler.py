@@ -333,6 +333,38 @@ class TestGaps(ReconcilerTestCase):
         self.assertEqual(1, self.resyncs('gap'))
         self.assertConverged(rec)
 
+    def test_delta_beyond_what_the_host_numbered_is_dropped(self):
+        """A delta numbered past the host's watermark stops looping resyncs.
+
+        It arrived before the snapshot was requested, so no host had given
+        out its number: after the resync it is dropped (out_of_window)
+        instead of making the stream resync again every gap_timeout.
+        """
+        rec = self.synced()
+        forged = wire.delta_message(
+            self.STREAM,
+            [{'seq': self.host.seq + 5, 'txid': 'forged',
+              'committed_at': wire.utcnow_text(),
+              'changes': [{'table': 'instances', 'op': wire.UPDATE,
+                           'key': [1], 'after': {'id': 1, 'name': 'evil'},
+                           'before': {'name': 'vm1'}, 'changed': ['name']}]}],
+            self.host.header('instances'))
+        self.feed(rec, forged)
+        self.clock.advance(0.6)
+        rec.poll()
+        self.assertEqual(1, self.resyncs('gap'))
+        self.assertEqual(1, self.metrics.value(
+            'consumer_rejected_total', stream=self.STREAM,
+            reason='out_of_window'))
+        self.clock.advance(5.0)
+        rec.poll()
+        self.assertEqual(1, self.resyncs('gap'))
+        self.assertTrue(rec.synced)
+        self.assertConverged(rec)
+        self.feed(rec, self.host.write('instances', wire.UPDATE,
+                                       {'id': 1, 'name': 'real'}))
+        self.assertConverged(rec)
+
     def test_heartbeat_ahead_resyncs(self):
         """A heartbeat ahead of the applied position resyncs (tail gap)."""
         rec = self.synced()
