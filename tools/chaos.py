@@ -567,8 +567,7 @@ class Run(object):
 
     def _pending(self):
         with self.host_db.engine.connect() as conn:
-            return conn.execute(sa.select(sa.func.count()).select_from(
-                outbox.outbox).where(outbox.outbox.c.seq.is_(None))).scalar()
+            return conn.execute(outbox.count_unpublished()).scalar()
 
     def _converged(self):
         try:
