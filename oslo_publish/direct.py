@@ -244,21 +244,10 @@ class DirectSink(object):
                     'seq': seq, 'txid': txid,
                     'committed_at': relay.as_utc(committed_at).isoformat(),
                     'changes': changes}, tables))
-            done = 0
-            for group, tables in relay.split_messages(
-                    entries, self._stream, self._key,
-                    self._opts.max_message_bytes):
-                message = wire.delta_message(
-                    self._stream, [tx for _, tx in group], tables, self._key)
-                try:
-                    self._publisher.publish(wire.EVENT_DELTA, message)
-                except exceptions.DeliveryError as exc:
-                    failure = exc
-                    break
-                done += len(group)
-                self._metrics.messages_published.labels(self._stream).inc()
-                self._metrics.deltas_published.labels(self._stream).inc(
-                    sum(len(tx['changes']) for _, tx in group))
+            confirmed, failure = relay.publish_entries(
+                self._publisher, self._metrics, self._stream, self._key,
+                self._opts.max_message_bytes, entries)
+            done = len(confirmed)
             if done:
                 held.last_seq += done
                 self._lock.set_last_seq(held.conn, held.last_seq)

@@ -221,6 +221,32 @@ def split_messages(entries, stream, key, limit):
     return groups
 
 
+def publish_entries(publisher, metrics, stream, key, limit, entries):
+    """Publish numbered transactions as delta messages, in order.
+
+    The one publishing loop of the relay and of direct delivery: split at
+    ``limit`` bytes (:func:`split_messages`), sign with ``key``, publish,
+    count. It stops at the first message the broker did not confirm.
+
+    :param entries: ``[(ident, transaction, table headers)]`` in seq order.
+    :returns: ``(confirmed [(ident, transaction), ...], DeliveryError or
+        None)``.
+    """
+    confirmed = []
+    for group, tables in split_messages(entries, stream, key, limit):
+        message = wire.delta_message(stream, [tx for _, tx in group],
+                                     tables, key)
+        try:
+            publisher.publish(wire.EVENT_DELTA, message)
+        except exceptions.DeliveryError as exc:
+            return confirmed, exc
+        confirmed.extend(group)
+        metrics.messages_published.labels(stream).inc()
+        metrics.deltas_published.labels(stream).inc(
+            sum(len(tx['changes']) for _, tx in group))
+    return confirmed, None
+
+
 class Entry(collections.namedtuple(
         'Entry', 'id seq txid committed_at payload')):
     """An outbox entry as the relay reads it (``seq`` may be None)."""
@@ -690,22 +716,9 @@ class Relay(object):
                   'committed_at': as_utc(row.committed_at).isoformat(),
                   'changes': data.get('changes', [])}
             entries.append((row.id, tx, data.get('tables') or {}))
-        confirmed = []
-        failure = None
-        for group, tables in split_messages(
-                entries, self._stream, self._key,
-                self._opts.max_message_bytes):
-            message = wire.delta_message(
-                self._stream, [tx for _, tx in group], tables, self._key)
-            try:
-                self._publisher.publish(wire.EVENT_DELTA, message)
-            except exceptions.DeliveryError as exc:
-                failure = exc
-                break
-            confirmed.extend(group)
-            self._metrics.messages_published.labels(self._stream).inc()
-            self._metrics.deltas_published.labels(self._stream).inc(
-                sum(len(tx['changes']) for _, tx in group))
+        confirmed, failure = publish_entries(
+            self._publisher, self._metrics, self._stream, self._key,
+            self._opts.max_message_bytes, entries)
         if confirmed:
             self._last_sent = time.monotonic()
             self._mark(held, confirmed)
