@@ -312,6 +312,21 @@ class BackendTestCase(TestCase):
         self.engine = self.db.engine
 
 
+def table_rows(engine, tables):
+    """Every row of ``tables``: ``{name: {primary-key tuple: row dict}}``.
+
+    The host side of a convergence check: what a direct query sees.
+    """
+    out = {}
+    with engine.connect() as conn:
+        for table in tables:
+            pk = [c.name for c in table.primary_key.columns]
+            out[table.name] = {
+                tuple(r._mapping[c] for c in pk): dict(r._mapping)
+                for r in conn.execute(sa.select(table))}
+    return out
+
+
 def wait_for(predicate, timeout=30.0, interval=0.02, message=None):
     """Poll ``predicate`` until it returns a true value or time runs out.
 

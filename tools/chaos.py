@@ -552,14 +552,8 @@ class Run(object):
     # ----------------------------------------------------------- reads
 
     def host_rows(self):
-        out = {}
-        with self.host_db.engine.connect() as conn:
-            for table in chaos_writer.Base.metadata.sorted_tables:
-                pk = [c.name for c in table.primary_key.columns]
-                out[table.name] = {
-                    tuple(r._mapping[c] for c in pk): dict(r._mapping)
-                    for r in conn.execute(sa.select(table))}
-        return out
+        return base.table_rows(self.host_db.engine,
+                               chaos_writer.Base.metadata.sorted_tables)
 
     def mirror_rows(self):
         return {t: dict(self.store.load_rows(self.stream, t))

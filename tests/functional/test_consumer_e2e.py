@@ -188,14 +188,8 @@ class _Base(object):
             consumer.stop()
 
     def host_rows(self):
-        out = {}
-        with self.host_db.engine.connect() as conn:
-            for table in consumer_host.Base.metadata.sorted_tables:
-                pk = [c.name for c in table.primary_key.columns]
-                out[table.name] = {
-                    tuple(r._mapping[c] for c in pk): dict(r._mapping)
-                    for r in conn.execute(sa.select(table))}
-        return out
+        return base.table_rows(self.host_db.engine,
+                               consumer_host.Base.metadata.sorted_tables)
 
     def host_last_seq(self):
         with self.host_db.engine.connect() as conn:
