@@ -79,11 +79,12 @@ def _run_library(hosts, consumer, engine, stream, rows, duration,
     committed, elapsed = _wait(hosts)
     ended = time.monotonic()
     target = _committed(engine, stream)
-    while time.monotonic() - ended < 120:
+    while time.monotonic() - ended < MAX_DRAIN * 6:
         if (consumer.status()[0]['applied_seq'] or 0) >= target:
             break
         time.sleep(0.05)
     drain = time.monotonic() - ended
+    status = consumer.status()[0]
     # The first second is the writers' ramp-up.
     steady = [s for s in samples if s[0] >= 1.0] or samples
     return {'tx_per_s': committed / elapsed,
@@ -92,7 +93,8 @@ def _run_library(hosts, consumer, engine, stream, rows, duration,
             'lag_s_slope': common.slope([(t, s) for t, _, s in steady]),
             'lag_tx_max': max([n for _, n, _ in samples] or [0]),
             'lag_s_max': max([s for _, _, s in samples] or [0]),
-            'drain_s': drain, 'samples': samples}
+            'drain_s': drain, 'samples': samples,
+            'consumer_status': status}
 
 
 def run(opts):

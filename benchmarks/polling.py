@@ -166,6 +166,7 @@ def run(opts):
                 window['library'] = time.time() - began
                 counters = host.command('counters')
                 messages, bus_bytes = tap.drain()
+                push_status = pusher.status()
                 horizon = {'library': time.time()}
             # Phase 2: polling (the poll driver alone), same workload.
             poll_conf = common.consumer_conf(
@@ -248,6 +249,7 @@ def run(opts):
                      'polling_rows_read': poll_rows,
                      'bus_messages': messages, 'bus_bytes': bus_bytes,
                      'polling_bytes': poll_bytes,
+                     'push_consumer_status': push_status,
                      'staleness': stale}}
 
 
