@@ -191,8 +191,7 @@ def _idle(engine, handle, timeout=300):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with engine.connect() as conn:
-            left = conn.execute(sa.select(sa.func.count()).select_from(
-                outbox.outbox).where(outbox.outbox.c.seq.is_(None))).scalar()
+            left = conn.execute(outbox.count_unpublished()).scalar()
         if not left:
             return True
         handle.relay.wake()

@@ -46,8 +46,9 @@ def _committed(engine, stream):
     with engine.connect() as conn:
         last = conn.execute(sa.select(outbox.streams.c.last_seq).where(
             outbox.streams.c.stream == stream)).scalar() or 0
-        pending = conn.execute(sa.select(sa.func.count()).select_from(
-            outbox.outbox).where(outbox.outbox.c.seq.is_(None))).scalar()
+        # Committed = published (last_seq) + everything not confirmed yet,
+        # numbered or not (numbered ones lie above last_seq).
+        pending = conn.execute(outbox.count_unpublished(stream)).scalar()
     return last + pending
 
 
