@@ -187,16 +187,7 @@ class SelectCounter(object):
 
 
 def _idle(engine, handle, timeout=300):
-    from oslo_publish import outbox
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with engine.connect() as conn:
-            left = conn.execute(outbox.count_unpublished()).scalar()
-        if not left:
-            return True
-        handle.relay.wake()
-        time.sleep(0.05)
-    return False
+    return handle.relay.wait_drained(timeout)
 
 
 def main(argv=None):

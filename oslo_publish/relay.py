@@ -559,6 +559,26 @@ class Relay(object):
         """Ask the thread to look at the outbox now (after a commit)."""
         self._wake.set()
 
+    def wait_drained(self, timeout, interval=0.05):
+        """Wait until the broker confirmed every committed entry.
+
+        Wakes the relay and polls :func:`outbox.count_unpublished` of this
+        stream (a graceful shutdown, a test or a tool wanting everything
+        committed so far on the bus).
+
+        :returns: True when drained within ``timeout`` seconds.
+        """
+        query = outbox.count_unpublished(self._stream)
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._engine.connect() as conn:
+                if not conn.execute(query).scalar():
+                    return True
+            if time.monotonic() >= deadline:
+                return False
+            self.wake()
+            time.sleep(interval)
+
     def stop(self, timeout=30.0):
         """Stop the thread; pending entries stay for the next relay."""
         thread, self._thread = self._thread, None

@@ -64,7 +64,6 @@ from sqlalchemy import orm
 
 import oslo_publish
 from oslo_publish import migration
-from oslo_publish import outbox
 
 Base = orm.declarative_base()
 SCHEMA = int(os.environ.get('CONSUMER_HOST_SCHEMA', '1'))
@@ -260,16 +259,7 @@ def _conf(args):
 
 
 def _idle(engine, handle):
-    import time
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with engine.connect() as conn:
-            left = conn.execute(outbox.count_unpublished()).scalar()
-        if not left:
-            return True
-        handle.relay.wake()
-        time.sleep(0.05)
-    return False
+    return handle.relay.wait_drained(60)
 
 
 def main(argv=None):
