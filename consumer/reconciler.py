@@ -288,10 +288,7 @@ class Reconciler(object):
             if self._buffering:
                 self._buffer_message(message)
                 return 'buffered'
-            if message.last_seq <= self._applied:
-                self._count_duplicates(len(message.transactions))
-                raise self._reject('replayed', 'seq %d <= applied %d'
-                                   % (message.last_seq, self._applied))
+            self._check_not_replayed(message)
             for table, info in message.tables.items():
                 known = self._known.get(table)
                 if known is None:
@@ -312,10 +309,7 @@ class Reconciler(object):
                 if self._buffering:
                     self._buffer_message(message)
                     return 'buffered'
-                if message.last_seq <= self._applied:
-                    self._count_duplicates(len(message.transactions))
-                    raise self._reject('replayed', 'seq %d <= applied %d'
-                                       % (message.last_seq, self._applied))
+                self._check_not_replayed(message)
             if message.first_seq - self._applied > self._window:
                 LOG.warning('Stream %s: seq %d is beyond the reorder window '
                             '(applied %d)', self.stream, message.first_seq,
@@ -420,6 +414,13 @@ class Reconciler(object):
         log_fn('Rejected message of stream %s: %s (%s)', self.stream,
                reason, detail)
         return exceptions.Rejected(reason, detail)
+
+    def _check_not_replayed(self, message):
+        """Reject a message wholly at or below the applied position."""
+        if message.last_seq <= self._applied:
+            self._count_duplicates(len(message.transactions))
+            raise self._reject('replayed', 'seq %d <= applied %d'
+                               % (message.last_seq, self._applied))
 
     def _count_duplicates(self, count):
         if count:
