@@ -99,20 +99,26 @@ def create_host_tables(url, rows=0, chunk=10000):
         engine.dispose()
 
 
-def host_conf(url, nm, page_size=1000, delivery='outbox',
-              heartbeat=1.0, snapshot_server=True):
-    """A ConfigOpts for ``oslo_publish.install`` in a benchmark host."""
+def _bus_conf(options, nm):
+    """A ConfigOpts with ``options`` registered, on the run's exchange."""
     from oslo_messaging import transport
 
-    from oslo_publish import options
+    from consumer import listener
     conf = cfg.ConfigOpts()
     options.register_opts(conf)
     conf.register_opts(transport._transport_opts)
-    from consumer import listener
     listener.prepare_transport_conf(conf)
     conf([], project='oslo_publish_bench', default_config_files=[])
     conf.set_override('transport_url', TRANSPORT_URL)
     conf.set_override('control_exchange', nm['exchange'])
+    return conf
+
+
+def host_conf(url, nm, page_size=1000, delivery='outbox',
+              heartbeat=1.0, snapshot_server=True):
+    """A ConfigOpts for ``oslo_publish.install`` in a benchmark host."""
+    from oslo_publish import options
+    conf = _bus_conf(options, nm)
     for name, value in (('tables', [TABLE]), ('stream', nm['stream']),
                         ('topics', [nm['topic']]), ('delivery', delivery),
                         ('heartbeat_interval', heartbeat),
@@ -126,17 +132,8 @@ def host_conf(url, nm, page_size=1000, delivery='outbox',
 def consumer_conf(state_url, nm, persist_rows=True, driver='oslo_publish',
                   poll_url=None, poll_interval=60.0):
     """A ConfigOpts for :class:`consumer.service.Consumer`."""
-    from oslo_messaging import transport
-
-    from consumer import listener
     from consumer import options
-    conf = cfg.ConfigOpts()
-    options.register_opts(conf)
-    conf.register_opts(transport._transport_opts)
-    listener.prepare_transport_conf(conf)
-    conf([], project='oslo_publish_bench', default_config_files=[])
-    conf.set_override('transport_url', TRANSPORT_URL)
-    conf.set_override('control_exchange', nm['exchange'])
+    conf = _bus_conf(options, nm)
     for name, value in (('driver', driver), ('streams', [nm['stream']]),
                         ('topics', [nm['topic']]), ('pool', nm['pool']),
                         ('persist_rows', persist_rows),
