@@ -14,7 +14,8 @@
 
 """The wire between the two halves: one vocabulary, imported by both.
 
-Format version 1 (``"format": "1.0"``). Every message is a JSON object
+Format version 1.1 (``"format": "1.1"``; 1.0 is still read, see
+below). Every message is a JSON object
 sent as the payload of an oslo.messaging notification whose
 ``publisher_id`` is ``oslo_publish.<stream>``. Two kinds exist:
 
@@ -42,6 +43,27 @@ Transactions carry consecutive sequence numbers ``first_seq`` ..
 primary-key column names (the order of ``key``) and its schema version: a
 stable fingerprint of the published columns and their types, see
 :func:`schema_version`.
+
+A change may also be a *table invalidation*, published where capture
+could not see the exact rows a statement touched (``INSERT ... SELECT``
+without ``RETURNING``, an upsert, DML in ``text()``, ...)::
+
+            {"table": "instances", "op": "invalidate",
+             "cause": "insert_from_select"}
+
+It has no ``key`` and no images; ``cause`` is a short word. A consumer
+applying it re-reads that one table from a snapshot whose watermark is
+at or after the invalidation's seq (a targeted resync, counted per table
+and cause); the table's other changes in the same transaction are
+applied as usual.
+
+Every message of format 1.1 carries the stream's ``"epoch"``: an opaque
+text (32 hex digits) created with the stream on the host database. A
+restored or rebuilt host database is a new epoch; a consumer that sees
+an epoch other than the one its positions belong to resyncs (cause
+``epoch``) instead of treating the new sequence numbers as duplicates.
+A 1.0 message has no epoch and is read as if it had the consumer's
+current one. Snapshot ``snapshot_open`` answers carry the epoch too.
 
 Heartbeat (event type :data:`EVENT_HEARTBEAT`)::
 
@@ -87,7 +109,7 @@ import math
 import uuid
 
 FORMAT_MAJOR = 1
-FORMAT_MINOR = 0
+FORMAT_MINOR = 1
 FORMAT = '%d.%d' % (FORMAT_MAJOR, FORMAT_MINOR)
 
 EVENT_DELTA = 'oslo_publish.delta'
@@ -101,6 +123,9 @@ INSERT = 'insert'
 UPDATE = 'update'
 DELETE = 'delete'
 OPERATIONS = frozenset((INSERT, UPDATE, DELETE))
+#: A table invalidation: not a row operation, see the module docstring.
+INVALIDATE = 'invalidate'
+EPOCH = 'epoch'
 
 SNAPSHOT_NAMESPACE = 'oslo_publish.snapshot'
 SNAPSHOT_API_VERSION = '1.0'
@@ -373,7 +398,7 @@ def utcnow_text():
     return datetime.datetime.now(datetime.timezone.utc).isoformat()
 
 
-def delta_message(stream, transactions, tables, key=None):
+def delta_message(stream, transactions, tables, key=None, epoch=None):
     """Build (and sign) a delta message.
 
     :param transactions: list of ``{"seq", "txid", "committed_at",
@@ -389,14 +414,28 @@ def delta_message(stream, transactions, tables, key=None):
         'tables': tables,
         'transactions': transactions,
     }
+    if epoch is not None:
+        message[EPOCH] = epoch
     return sign(message, key)
 
 
-def heartbeat_message(stream, seq, key=None):
+def heartbeat_message(stream, seq, key=None, epoch=None):
     """Build (and sign) a heartbeat carrying the stream's last seq."""
     message = {'format': FORMAT, 'kind': KIND_HEARTBEAT, 'stream': stream,
                'seq': seq, 'sent_at': utcnow_text()}
+    if epoch is not None:
+        message[EPOCH] = epoch
     return sign(message, key)
+
+
+def new_epoch():
+    """A new stream epoch: 32 random hex digits."""
+    return uuid.uuid4().hex
+
+
+def message_epoch(message):
+    """The epoch a (validated) message carries, or None (format 1.0)."""
+    return message.get(EPOCH)
 
 
 def parse_format(message):
@@ -429,6 +468,11 @@ def _validate_change(change, tables):
     _require(isinstance(table, str) and table in tables,
              'change names a table missing from the header')
     op = change.get('op')
+    if op == INVALIDATE:
+        cause = change.get('cause')
+        _require(isinstance(cause, str) and 0 < len(cause) <= 64,
+                 'invalidation without cause')
+        return
     _require(op in OPERATIONS, 'unknown operation %r' % (op,))
     key = change.get('key')
     _require(isinstance(key, list)
@@ -459,6 +503,10 @@ def validate(message):
     _require(isinstance(message, dict), 'message is not an object')
     stream = message.get('stream')
     _require(isinstance(stream, str) and stream, 'no stream name')
+    if EPOCH in message:
+        epoch = message[EPOCH]
+        _require(isinstance(epoch, str) and 0 < len(epoch) <= 64,
+                 'bad epoch')
     kind = message.get('kind')
     if kind == KIND_HEARTBEAT:
         _require(_is_seq(message.get('seq')), 'heartbeat without seq')
@@ -491,13 +539,15 @@ def validate(message):
 # ------------------------------------------------------ decoded changes
 
 class Change(collections.namedtuple(
-        'Change', 'table op key after before changed')):
+        'Change', 'table op key after before changed cause',
+        defaults=(None,))):
     """One decoded row change, as the consumer applies it.
 
     ``key`` is a tuple of decoded primary-key values (in the table's
     primary-key column order); ``after`` and ``before`` are dicts of
     decoded values or None; ``changed`` is a tuple of column names
-    (updates only, else empty).
+    (updates only, else empty). A table invalidation has ``op``
+    :data:`INVALIDATE`, ``key`` None and its ``cause``.
     """
 
     __slots__ = ()
@@ -505,6 +555,8 @@ class Change(collections.namedtuple(
 
 def decode_change(change):
     """Decode one validated change object into a :class:`Change`."""
+    if change['op'] == INVALIDATE:
+        return invalidation(change['table'], change['cause'])
     after = change.get('after')
     before = change.get('before')
     return Change(
@@ -517,6 +569,9 @@ def decode_change(change):
 
 def encode_change(change):
     """Encode a :class:`Change` back into its wire object."""
+    if change.op == INVALIDATE:
+        return {'table': change.table, 'op': INVALIDATE,
+                'cause': change.cause}
     out = {'table': change.table, 'op': change.op,
            'key': [encode_value(v) for v in change.key]}
     if change.after is not None:
@@ -526,3 +581,9 @@ def encode_change(change):
     if change.op == UPDATE:
         out['changed'] = list(change.changed)
     return out
+
+
+def invalidation(table, cause):
+    """A table invalidation :class:`Change` (see the module docstring)."""
+    return Change(table=table, op=INVALIDATE, key=None, after=None,
+                  before=None, changed=(), cause=cause)

@@ -163,9 +163,44 @@ class TestMessages(testtools.TestCase):
             err = self.assertRaises(wire.WireError, wire.validate, msg)
             self.assertEqual('malformed', err.reason)
 
+    def test_invalidation_round_trips(self):
+        """A table invalidation validates, decodes and encodes back."""
+        msg = _delta()
+        inv = {'table': 't', 'op': 'invalidate', 'cause': 'upsert'}
+        msg['transactions'][0]['changes'].append(inv)
+        wire.validate(msg)
+        change = wire.decode_change(inv)
+        self.assertEqual(wire.INVALIDATE, change.op)
+        self.assertIsNone(change.key)
+        self.assertEqual('upsert', change.cause)
+        self.assertEqual(inv, wire.encode_change(change))
+        self.assertEqual(change, wire.invalidation('t', 'upsert'))
+
+    def test_invalidation_needs_cause_and_known_table(self):
+        """An invalidation lacking a cause or a listed table is malformed."""
+        for inv in ({'table': 't', 'op': 'invalidate'},
+                    {'table': 't', 'op': 'invalidate', 'cause': ''},
+                    {'table': 'x', 'op': 'invalidate', 'cause': 'upsert'}):
+            msg = _delta()
+            msg['transactions'][0]['changes'].append(inv)
+            err = self.assertRaises(wire.WireError, wire.validate, msg)
+            self.assertEqual('malformed', err.reason)
+
+    def test_epoch_is_carried_and_checked(self):
+        """Messages carry their epoch; a bad one is malformed."""
+        epoch = wire.new_epoch()
+        self.assertEqual(32, len(epoch))
+        hb = wire.heartbeat_message('nova', 3, epoch=epoch)
+        wire.validate(hb)
+        self.assertEqual(epoch, wire.message_epoch(hb))
+        self.assertIsNone(wire.message_epoch(_delta()))
+        err = self.assertRaises(wire.WireError, wire.validate,
+                                _delta(epoch=7))
+        self.assertEqual('malformed', err.reason)
+
     def test_format_version_parsing(self):
         """Format versions parse as (major, minor); junk is malformed."""
-        self.assertEqual((1, 0), wire.parse_format(_delta()))
+        self.assertEqual((1, 1), wire.parse_format(_delta()))
         self.assertEqual((2, 3), wire.parse_format({'format': '2.3'}))
         for bad in ({}, {'format': 1}, {'format': '1'}, {'format': 'a.b'}):
             self.assertRaises(wire.WireError, wire.parse_format, bad)
