@@ -779,8 +779,8 @@ class Capture(object):
 
     def _value(self, pt, key, column, value):
         try:
-            return wire.encode_value(value)
-        except wire.WireError as exc:
+            return pt.encode_value(column, value)
+        except (wire.WireError, ValueError, TypeError) as exc:
             raise exceptions.EncodeError(
                 'cannot encode column %s of table %s, key %r: %s'
                 % (column, pt.name, key, exc)) from exc

@@ -107,6 +107,16 @@ _opts = [
                      'never published stale. Turn off only when rows are '
                      'never updated concurrently, or only after SELECT ... '
                      'FOR UPDATE; it saves that query per transaction.'),
+    cfg.StrOpt('metadata',
+               help='Import path "package.module:attribute" of the host '
+                    'service\'s SQLAlchemy MetaData (or declarative base), '
+                    'for oslo-publish-relay. With it the standalone relay '
+                    'serves snapshots through the declared column types, '
+                    'so every value is encoded as the host\'s own deltas '
+                    'encode it. Without it the tables are reflected, '
+                    'which loses what the database does not record '
+                    '(an Interval or Uuid stored as DATETIME or CHAR '
+                    'on MariaDB and SQLite).'),
 ]
 
 

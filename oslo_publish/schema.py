@@ -23,6 +23,7 @@ database otherwise. Every bad value fails here, at install time, with a
 value.
 """
 
+import importlib
 import os
 import re
 import sys
@@ -30,6 +31,7 @@ import sys
 from oslo_log import log
 import sqlalchemy as sa
 
+from oslo_publish import codec
 from oslo_publish import exceptions
 from oslo_publish import wire
 
@@ -50,9 +52,13 @@ class PublishedTable(object):
         excluded columns removed.
     :ivar version: :func:`oslo_publish.wire.schema_version` of the
         published columns and their types.
+    :ivar codecs: ``{column: ColumnCodec}``: every path (capture, the
+        snapshot server, in-process or standalone) encodes a value with
+        its column's codec, see :mod:`oslo_publish.codec`.
     """
 
-    def __init__(self, name, table, excluded=(), stored=None):
+    def __init__(self, name, table, excluded=(), stored=None,
+                 dialect=None, json_columns=()):
         self.name = name
         self.table = table
         self.pk = tuple(c.name for c in table.primary_key.columns)
@@ -70,6 +76,21 @@ class PublishedTable(object):
             [(c, wire.type_text(
                 (types.c[c] if c in types.c else table.c[c]).type))
              for c in self.columns])
+        self.codecs = codec.codecs_for(table, self.columns, dialect,
+                                       json_columns)
+
+    def encode_value(self, column, value):
+        """The wire encoding of ``value`` of ``column``."""
+        return self.codecs[column].encode(value)
+
+    def encode_row(self, row):
+        """Encode a mapping of (published) column name to value."""
+        codecs = self.codecs
+        return {c: codecs[c].encode(v) for c, v in row.items()}
+
+    def encode_key(self, values):
+        """The wire key (a list) of primary-key ``values``."""
+        return [self.codecs[c].encode(v) for c, v in zip(self.pk, values)]
 
     def header(self):
         """The wire header of this table: ``{"pk": [...], "version"}``."""
@@ -128,6 +149,22 @@ def _stored(table, engine, reflected):
         return None
 
 
+def _import_metadata(path):
+    """The MetaData named by ``[oslo_publish] metadata``."""
+    module, _, attr = path.partition(':')
+    try:
+        obj = importlib.import_module(module.strip())
+        for part in attr.strip().split('.') if attr.strip() else ():
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise exceptions.ConfigError('metadata', path, str(exc)) from exc
+    obj = getattr(obj, 'metadata', obj)
+    if not isinstance(obj, sa.MetaData):
+        raise exceptions.ConfigError('metadata', path,
+                                     'not a MetaData or declarative base')
+    return obj
+
+
 def _parse_excludes(entries, tables):
     excludes = {}
     for entry in entries:
@@ -163,6 +200,8 @@ def resolve_tables(conf, metadata=None, engine=None):
         entry.
     """
     opts = conf.oslo_publish
+    if metadata is None and getattr(opts, 'metadata', None):
+        metadata = _import_metadata(opts.metadata)
     reflected = sa.MetaData()
     tables = {}
     for name in opts.tables:
@@ -182,6 +221,10 @@ def resolve_tables(conf, metadata=None, engine=None):
         [e.strip() for e in opts.exclude_columns if e.strip()], tables)
     if not tables:
         LOG.warning('[oslo_publish] tables is empty: nothing is published')
-    return {name: PublishedTable(name, table, excludes.get(name, ()),
-                                 _stored(table, engine, reflected))
-            for name, table in tables.items()}
+    dialect = engine.dialect.name if engine is not None else None
+    return {name: PublishedTable(
+        name, table, excludes.get(name, ()),
+        _stored(table, engine, reflected), dialect,
+        codec.json_checked_columns(engine, table)
+        if table.metadata is reflected else ())
+        for name, table in tables.items()}

@@ -453,9 +453,9 @@ class SnapshotServer(object):
         following = None
         if len(rows) > size:
             rows = rows[:size]
-            following = [wire.encode_value(rows[-1][c])
-                         for c in published.pk]
-        return [wire.encode_row(r) for r in rows], following
+            following = published.encode_key(
+                [rows[-1][c] for c in published.pk])
+        return [published.encode_row(r) for r in rows], following
 
     def close(self, ctxt, snapshot_id):
         """Close a snapshot (idempotent)."""
