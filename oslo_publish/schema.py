@@ -118,6 +118,23 @@ def stream_name(conf):
     return _STREAM_CHARS.sub('_', name) or 'oslo_publish'
 
 
+def full_unicode_url(url):
+    """``url`` with ``charset=utf8mb4`` added for MySQL/MariaDB.
+
+    oslo.db connects to MySQL with ``charset=utf8`` (utf8mb3) unless the
+    URL names one, and MariaDB then answers every character outside the
+    Basic Multilingual Plane as ``?``: a standalone relay would serve
+    other text than the host's own deltas carry. Other URLs, and URLs
+    that name a charset, are returned unchanged.
+    """
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() not in ('mysql', 'mariadb') or \
+            'charset' in parsed.query:
+        return url
+    return parsed.update_query_dict({'charset': 'utf8mb4'}) \
+        .render_as_string(hide_password=False)
+
+
 def _find_table(name, metadata, engine, reflected):
     if metadata is not None and name in metadata.tables:
         return metadata.tables[name]

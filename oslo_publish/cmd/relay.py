@@ -90,7 +90,8 @@ def main(argv=None, conf=None):
                      'service\'s stream name')
     if not conf.database.connection:
         return _fail('[database] connection is not set')
-    engine = engines.create_engine(conf.database.connection)
+    engine = engines.create_engine(
+        schema.full_unicode_url(conf.database.connection))
     try:
         if not sa.inspect(engine).has_table(outbox.outbox.name):
             return _fail('table %s is missing: run oslo-publish-manage '
