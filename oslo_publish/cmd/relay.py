@@ -90,8 +90,11 @@ def main(argv=None, conf=None):
                      'service\'s stream name')
     if not conf.database.connection:
         return _fail('[database] connection is not set')
-    engine = engines.create_engine(
-        schema.full_unicode_url(conf.database.connection))
+    url = schema.full_unicode_url(conf.database.connection)
+    # oslo.db emits its own BEGIN on SQLite at every autobegin, even in
+    # AUTOCOMMIT, which breaks the relay's BEGIN IMMEDIATE.
+    engine = (sa.create_engine(url) if url.startswith('sqlite')
+              else engines.create_engine(url))
     try:
         if not sa.inspect(engine).has_table(outbox.outbox.name):
             return _fail('table %s is missing: run oslo-publish-manage '

@@ -151,6 +151,8 @@ def _same(a, b):
 
 class _ContractTests(object):
 
+    RESYNC_INTERVAL = 2.0
+
     def setUp(self):
         super().setUp()
         delivery.wait_for_broker()
@@ -259,11 +261,11 @@ class _ContractTests(object):
         log = open(log_path, 'w')
         self.addCleanup(log.close)
         self.addOnException(lambda exc_info: self.addDetail(
-            'relay-log', content.text_content(open(log_path).read()[-8000:])))
+            'relay-log', content.text_content(open(log_path).read()[-20000:])))
         proc = subprocess.Popen(
             [sys.executable, '-m', 'oslo_publish.cmd.relay',
              '--config-file', path], cwd=ROOT,
-            stdout=subprocess.DEVNULL, stderr=log)
+            stdout=log, stderr=log)
         self.addCleanup(proc.wait)
         self.addCleanup(proc.terminate)
         return proc
@@ -275,7 +277,7 @@ class _ContractTests(object):
                             ('pool', self.pool),
                             ('gap_timeout', 3.0),
                             ('inactivity_timeout', 30.0),
-                            ('resync_interval', 2.0),
+                            ('resync_interval', self.RESYNC_INTERVAL),
                             ('resync_backoff_min', 0.05),
                             ('resync_backoff_max', 0.5),
                             ('snapshot_timeout', 60.0),
