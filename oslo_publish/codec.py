@@ -176,7 +176,7 @@ class ColumnCodec(object):
                                     else str(value))
         if self.scale is not None and value.is_finite():
             value = value.quantize(decimal.Decimal(1).scaleb(-self.scale),
-                                   rounding=decimal.ROUND_HALF_EVEN)
+                                   rounding=decimal.ROUND_HALF_UP)
         return value
 
     def _float(self, value):
