@@ -151,7 +151,7 @@ def _same(a, b):
 
 class _ContractTests(object):
 
-    RESYNC_INTERVAL = 2.0
+    RESYNC_INTERVAL = 4.0
 
     def setUp(self):
         super().setUp()
@@ -288,8 +288,13 @@ class _ContractTests(object):
                                'consumer_database')
         consumer = service.Consumer(self.conf)
         consumer.start()
-        self.addCleanup(consumer.stop)
+        self.addCleanup(self.stop_consumer, consumer)
         return consumer
+
+    @staticmethod
+    def stop_consumer(consumer):
+        if not consumer._stopping.is_set():
+            consumer.stop()
 
     def resyncs(self, consumer, cause):
         return consumer.metrics.value('consumer_resyncs_total',
@@ -345,12 +350,15 @@ class _ContractTests(object):
         base.wait_for(lambda: consumer.status()[0]['applied_seq']
                       >= applied, 60, message='consumer did not apply')
         before = self.resyncs(consumer, 'periodic')
+        # Counted when they start, one at a time: the first of these two
+        # started after all was applied, and ended before the second.
         base.wait_for(lambda: self.resyncs(consumer, 'periodic')
                       >= before + 2, 60, message='no periodic resync')
         self.assertEqual(0, consumer.metrics.value(
             'consumer_drift_rows_total', stream=self.stream, table=TABLE))
         mirror = dict(consumer.view().rows(TABLE))
         self.assertEqual(set(host), {k[0] for k in mirror})
+        self.stop_consumer(consumer)
 
     def _try_snapshot(self):
         try:
