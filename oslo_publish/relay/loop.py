@@ -81,6 +81,8 @@ class Relay(object):
         # Held by the thread while it works: a fork waits for the end of
         # the cycle, so a child never inherits a lock held mid-cycle.
         self.fork_guard = threading.Lock()
+        #: Set while the thread waits for work (tests, tools).
+        self.idle = threading.Event()
         # Statements built once (SQLAlchemy caches their compilation).
         columns = (_OUTBOX.c.id, _OUTBOX.c.seq, _OUTBOX.c.txid,
                    _OUTBOX.c.committed_at, _OUTBOX.c.payload)
@@ -249,8 +251,10 @@ class Relay(object):
                     if listener is not None:
                         fd = listener.fileno()
                         others = () if fd is None else (fd,)
+                    self.idle.set()
                     ready = self._waker.wait(self._idle_delay(count, others),
                                              others)
+                    self.idle.clear()
                     woken = bool(ready)
                     continue
                 delay = numbering.backoff(failures,
