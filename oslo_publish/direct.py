@@ -52,6 +52,7 @@ from oslo_publish import exceptions
 from oslo_publish import metrics as metrics_mod
 from oslo_publish import publisher
 from oslo_publish import relay
+from oslo_publish.relay import pacing
 from oslo_publish import wire
 
 LOG = log.getLogger(__name__)
@@ -86,6 +87,7 @@ class DirectSink(object):
         self._thread = None
         self._deadline = 0.0
         self._last_sent = time.monotonic()
+        self._pacer = pacing.Pacer(self._opts.relay_cpu_share)
 
     @property
     def stream(self):
@@ -186,8 +188,12 @@ class DirectSink(object):
             batch = [self._queue.get(timeout=wait)]
         except queue.Empty:
             return []
-        # No fixed window: what queued while the previous batch was
-        # published goes together (batching only while busy).
+        # No fixed window: an idle thread publishes at once; a busy one
+        # spaces its cycles by their cost (relay_cpu_share) and takes
+        # what queued meanwhile.
+        pause = self._pacer.delay()
+        if pause and not self._stopping.is_set():
+            self._stopping.wait(pause)
         while len(batch) < self._opts.batch_size:
             try:
                 batch.append(self._queue.get_nowait())
@@ -209,7 +215,10 @@ class DirectSink(object):
                     self._safe_heartbeat()
                     continue
             try:
+                self._pacer.begin()
+                size = len(batch)
                 batch = self._publish(batch)
+                self._pacer.end(size > 0)
                 failures = 0
             except exceptions.DeliveryError:
                 failures += 1

@@ -30,6 +30,7 @@ from oslo_publish import metrics as metrics_mod
 from oslo_publish import outbox
 from oslo_publish.relay import lock as lock_mod
 from oslo_publish.relay import numbering
+from oslo_publish.relay import pacing
 from oslo_publish.relay import publishing
 from oslo_publish.relay import wake as wake_mod
 from oslo_publish.relay import watermark as watermark_mod
@@ -223,14 +224,22 @@ class Relay(object):
         woken = True
         listener = (wake_mod.Listener(self._engine, self._stream)
                     if self._listen else None)
+        pacer = pacing.Pacer(self._opts.relay_cpu_share)
         try:
             while not self._stopping.is_set():
+                # Busy: space cycles by their cost; what commits in the
+                # pause is published by the next cycle.
+                pause = pacer.delay() if woken else 0.0
+                if pause and self._stopping.wait(pause):
+                    break
                 if self._waker.drain():
                     woken = self._woken_ever = True
                 if listener is not None:
                     listener.drain()
                 try:
                     with self.fork_guard:
+                        pacer.begin()
+                        count = 0
                         count = self.run_once(check=not woken)
                         self._maybe_heartbeat()
                 except exceptions.DeliveryError:
@@ -244,6 +253,9 @@ class Relay(object):
                 else:
                     failures = 0
                     woken = False
+                finally:
+                    pacer.end(count > 0)
+                if failures == 0:
                     if count >= self.batch_size:
                         woken = True  # busy: go on at once
                         continue

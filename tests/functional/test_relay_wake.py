@@ -15,8 +15,10 @@
 
 """The relay is woken by commits, works in few statements, keeps epochs."""
 
+import logging
 import time
 
+import fixtures
 import sqlalchemy as sa
 
 from oslo_publish import outbox
@@ -28,6 +30,10 @@ from tests.functional import delivery
 
 
 class _WakeTests(delivery.RelayTestMixin):
+
+    def setUp(self):
+        super().setUp()
+        self.useFixture(fixtures.FakeLogger(level=logging.INFO))
 
     def relay(self, **kw):
         r = self.make_relay(**kw)
