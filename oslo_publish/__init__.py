@@ -22,6 +22,8 @@ Turn it on with :func:`install`; see ``doc/source/host.rst``::
     handle.stop()
 """
 
+import os
+
 from oslo_log import log
 from sqlalchemy import orm
 
@@ -67,18 +69,56 @@ class Handle(object):
         self.relay = None
         self.snapshot_server = None
         self._cleanups = []
+        self._pid = os.getpid()
+        self._conf = None
 
     def _on_stop(self, fn, *args):
         self._cleanups.append((fn, args))
 
     def stop(self):
-        """Remove the listeners, stop the threads (idempotent)."""
+        """Remove the listeners, stop the threads (idempotent).
+
+        In a process forked after :func:`install`, what belongs to the
+        parent (its threads, broker and database connections) is left
+        alone: only this process's own parts are stopped.
+        """
+        from oslo_publish import prefork
+        prefork.unregister(self)
         while self._cleanups:
             fn, args = self._cleanups.pop()
+            if self._pid != os.getpid() and fn not in self._child_safe():
+                continue
             try:
                 fn(*args)
             except Exception:  # noqa: stop everything else regardless
                 LOG.exception('Stopping oslo.publish: %s failed', fn)
+
+    def _child_safe(self):
+        safe = []
+        if self.capture is not None:
+            safe.append(self.capture.detach)
+        return safe
+
+    def after_fork_in_child(self):
+        """Called in a forked child (see :mod:`oslo_publish.prefork`)."""
+        if self.engine is not None:
+            self.engine.dispose(close=False)
+        if self.relay is not None:
+            self.relay.after_fork_in_child()
+        if self.snapshot_server is not None:
+            LOG.debug('Snapshots of stream %s are served by process %d',
+                      self.stream, self._pid)
+        restart = getattr(self.sink, 'after_fork_in_child', None)
+        if restart is not None:
+            stop = restart(self._conf)
+            self._pid = os.getpid()
+            self._cleanups = [(fn, args) for fn, args in self._cleanups
+                              if fn in self._child_safe()]
+            self._on_stop(stop)
+        else:
+            self._cleanups = [(fn, args) for fn, args in self._cleanups
+                              if fn in self._child_safe()]
+            self._pid = os.getpid()
 
 
 def _is_enginefacade(target):
@@ -157,11 +197,14 @@ def install(conf, target, metadata=None, transport=None, metrics=None,
     metrics = metrics or metrics_mod.HostMetrics()
     handle = Handle(enabled=True, stream=stream, tables=tables,
                     metrics=metrics, engine=engine)
+    handle._conf = conf
     try:
         _start(handle, conf, listen, transport, rpc_transport)
     except Exception:
         handle.stop()
         raise
+    from oslo_publish import prefork
+    prefork.register(handle)
     LOG.info('oslo.publish installed: stream %(stream)s, tables %(tables)s,'
              ' delivery %(delivery)s',
              {'stream': stream, 'tables': ', '.join(sorted(tables)),
@@ -183,7 +226,7 @@ def _start(handle, conf, listen, transport, rpc_transport=None):
     relay = None
     if opts.delivery == 'outbox':
         _check_tables(engine, outbox.outbox, outbox.streams)
-        sink = outbox.OutboxSink(stream)
+        sink = outbox.OutboxSink(stream, notify=not opts.relay_in_process)
         if opts.relay_in_process or opts.snapshot_server:
             from oslo_publish import publisher as publisher_mod
             from oslo_publish import relay as relay_mod

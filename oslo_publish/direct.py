@@ -52,6 +52,7 @@ from oslo_publish import exceptions
 from oslo_publish import metrics as metrics_mod
 from oslo_publish import publisher
 from oslo_publish import relay
+from oslo_publish.relay import pacing
 from oslo_publish import wire
 
 LOG = log.getLogger(__name__)
@@ -85,8 +86,8 @@ class DirectSink(object):
         self._stopping = threading.Event()
         self._thread = None
         self._deadline = 0.0
-        self._cycle_started = 0.0
         self._last_sent = time.monotonic()
+        self._pacer = pacing.Pacer(self._opts.relay_cpu_share)
 
     @property
     def stream(self):
@@ -137,10 +138,12 @@ class DirectSink(object):
         """
         thread, self._thread = self._thread, None
         if thread is None:
+            self._lock.close()
             return
         self._deadline = time.monotonic() + timeout
         self._stopping.set()
         thread.join(timeout + 5.0)
+        self._lock.close()
         left = self._queue.qsize()
         if left:
             self._drop(left, 'not published before stop')
@@ -149,6 +152,32 @@ class DirectSink(object):
                     self._queue.get_nowait()
                 except queue.Empty:
                     break
+
+    def after_fork_in_child(self, conf):
+        """In a forked child: publish from a thread and connection of its own.
+
+        The parent's queue, thread and broker connection are not used;
+        the new transport is made from ``conf``.
+
+        :returns: a callable that stops the child's thread and closes its
+            transport.
+        """
+        import oslo_messaging
+        transport = oslo_messaging.get_notification_transport(conf)
+        self._publisher = publisher.Publisher(conf, transport, self._stream,
+                                              self._metrics)
+        self._lock.forget()
+        self._queue = queue.Queue(maxsize=self._opts.direct_queue_size)
+        self._stopping = threading.Event()
+        self._thread = None
+        self.start()
+
+        def stop():
+            try:
+                self.stop()
+            finally:
+                transport.cleanup()
+        return stop
 
     def pending(self):
         """Transactions waiting in the queue."""
@@ -159,11 +188,12 @@ class DirectSink(object):
             batch = [self._queue.get(timeout=wait)]
         except queue.Empty:
             return []
-        # Commits arriving faster than relay.COALESCE share one batch.
-        linger = self._cycle_started + relay.COALESCE - time.monotonic()
-        if linger > 0 and not self._stopping.is_set():
-            self._stopping.wait(linger)
-        self._cycle_started = time.monotonic()
+        # No fixed window: an idle thread publishes at once; a busy one
+        # spaces its cycles by their cost (relay_cpu_share) and takes
+        # what queued meanwhile.
+        pause = self._pacer.delay()
+        if pause and not self._stopping.is_set():
+            self._stopping.wait(pause)
         while len(batch) < self._opts.batch_size:
             try:
                 batch.append(self._queue.get_nowait())
@@ -185,7 +215,10 @@ class DirectSink(object):
                     self._safe_heartbeat()
                     continue
             try:
+                self._pacer.begin()
+                size = len(batch)
                 batch = self._publish(batch)
+                self._pacer.end(size > 0)
                 failures = 0
             except exceptions.DeliveryError:
                 failures += 1
@@ -217,10 +250,11 @@ class DirectSink(object):
                 self._opts.heartbeat_interval:
             return
         try:
-            seq = self._lock.read_last_seq()
+            seq, epoch = self._lock.read_position()
             self._publisher.publish(
                 wire.EVENT_HEARTBEAT,
-                wire.heartbeat_message(self._stream, seq, self._key))
+                wire.heartbeat_message(self._stream, seq, self._key,
+                                       epoch=epoch))
         except Exception as exc:  # noqa: broad - next beat retries
             LOG.debug('Heartbeat of stream %s failed: %s', self._stream, exc)
             self._last_sent = time.monotonic()
@@ -246,7 +280,7 @@ class DirectSink(object):
                     'changes': changes}, tables))
             confirmed, failure = relay.publish_entries(
                 self._publisher, self._metrics, self._stream, self._key,
-                self._opts.max_message_bytes, entries)
+                self._opts.max_message_bytes, entries, epoch=held.epoch)
             done = len(confirmed)
             if done:
                 held.last_seq += done

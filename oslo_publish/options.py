@@ -83,6 +83,14 @@ _opts = [
                  help='Seconds between relay polls of the outbox when no '
                       'commit woke it (a backstop; commits wake it at '
                       'once).'),
+    cfg.FloatOpt('relay_cpu_share', default=0.25, min=0.01, max=1.0,
+                 help='Largest share of one CPU the relay (and the direct '
+                      'delivery thread) spends while commits keep arriving. '
+                      'An idle relay publishes a commit at once; a busy one '
+                      'spaces its cycles by their own CPU cost and batches '
+                      'what arrives meanwhile, so the service keeps the '
+                      'rest of the CPU. 1.0 runs a cycle for every wake-up '
+                      'at once.'),
     cfg.FloatOpt('retry_max_backoff', default=30.0, min=0.1,
                  help='Cap in seconds of the jittered exponential backoff '
                       'between publish attempts while the broker is '

@@ -28,9 +28,11 @@ upgrade`` with their own alembic version table
     ``published_at`` stays NULL until the broker confirmed it.
 ``oslo_publish_streams``
     One row per stream: the last sequence number published (numbered
-    but unconfirmed entries are ``last_seq + 1`` onwards). Relays lock
-    this row (``SELECT ... FOR UPDATE``) to serialise every process that
-    publishes the same stream from the same database.
+    but unconfirmed entries are ``last_seq + 1`` onwards) and the
+    stream's ``epoch`` (32 hex digits, made with the row; renewed when
+    the database is found restored). Relays lock this row (``SELECT ...
+    FOR UPDATE``) to serialise every process that publishes the same
+    stream from the same database.
 """
 
 import datetime
@@ -72,6 +74,7 @@ streams = sa.Table(
     sa.Column('stream', sa.String(255), primary_key=True),
     sa.Column('last_seq', sa.BigInteger, nullable=False, default=0),
     sa.Column('updated_at', Timestamp, nullable=True),
+    sa.Column('epoch', sa.String(32), nullable=True),
     mysql_engine='InnoDB',
 )
 
@@ -104,11 +107,19 @@ class OutboxSink(object):
     :param stream: the stream name stored with every entry.
     :param wake: a callable run after each commit that wrote an entry
         (the relay's ``wake``), or None; may be set later.
+    :param notify: on PostgreSQL, also send ``NOTIFY`` on the stream's
+        channel in the transaction (delivered at its commit), for a
+        standalone relay (``relay_in_process = false``) to wake up.
     """
 
-    def __init__(self, stream, wake=None):
+    def __init__(self, stream, wake=None, notify=False):
         self.stream = stream
         self.wake = wake
+        self.notify = notify
+        self._notify_sql = None
+        if notify:
+            from oslo_publish.relay import wake as wake_mod
+            self._notify_sql = sa.text(wake_mod.notify_statement(stream))
 
     def stage(self, session, txid, committed_at, changes, tables):
         """INSERT the transaction's entry through the session connection."""
@@ -117,9 +128,13 @@ class OutboxSink(object):
                 datetime.timezone.utc).replace(tzinfo=None)
         payload = json.dumps({'changes': changes, 'tables': tables},
                              separators=(',', ':'), allow_nan=False)
-        session.connection().execute(_INSERT, {
+        conn = session.connection()
+        conn.execute(_INSERT, {
             'stream': self.stream, 'txid': txid,
             'committed_at': committed_at, 'payload': payload})
+        if self._notify_sql is not None and \
+                conn.dialect.name == 'postgresql':
+            conn.execute(self._notify_sql)
 
     def committed(self, session):
         """Wake the relay (no SQL here: the transaction is over)."""

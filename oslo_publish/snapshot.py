@@ -313,6 +313,7 @@ class SnapshotServer(object):
         return wire.sign({
             'format': wire.FORMAT, 'stream': self._stream,
             'snapshot_id': session.id, 'watermark': watermark,
+            'epoch': self._relay.epoch,
             'tables': {name: {'pk': list(self._tables[name].pk),
                               'columns': self._column_types(name),
                               'version': self._tables[name].version}

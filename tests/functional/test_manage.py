@@ -79,7 +79,7 @@ class _ManageTests(object):
         """A second upgrade changes nothing; the relay's rows fit."""
         self.assertEqual(0, self.manage('upgrade'))
         self.assertEqual(0, self.manage('upgrade'))
-        self.assertEqual('0001', migration.current(self.engine))
+        self.assertEqual(migration.head(), migration.current(self.engine))
         with self.engine.begin() as conn:
             conn.execute(outbox.outbox.insert().values(
                 stream='s', txid='t', payload='x' * 70000,
@@ -134,7 +134,7 @@ class _ManageTests(object):
         self.assertEqual(0, self.manage('current'))
         self.assertEqual(0, self.manage('upgrade'))
         self.assertEqual(0, self.manage('current'))
-        self.assertEqual('0001', migration.current(self.engine))
+        self.assertEqual(migration.head(), migration.current(self.engine))
 
 
 class TestManageSQLite(_ManageTests, base.BackendTestCase):
@@ -161,7 +161,7 @@ class TestManageCommand(base.TestCase):
             [sys.executable, '-m', 'oslo_publish.cmd.manage',
              '--config-file', conf, 'upgrade'],
             cwd='/', capture_output=True, text=True, check=True)
-        self.assertIn('revision 0001', out.stdout)
+        self.assertIn('revision %s' % migration.head(), out.stdout)
         self.assertIn('oslo_publish_outbox', sa.inspect(
             sa.create_engine('sqlite:///%s' % path)).get_table_names())
 

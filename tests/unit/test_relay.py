@@ -19,10 +19,13 @@ import fcntl
 import os
 
 import fixtures
+from oslo_config import cfg
 import sqlalchemy as sa
 import testtools
 
+from oslo_publish import options
 from oslo_publish import relay
+from oslo_publish.relay import wake
 from oslo_publish import snapshot
 from oslo_publish import wire
 
@@ -184,3 +187,74 @@ class TestKeyset(testtools.TestCase):
                 seen.extend(tuple(r) for r in page)
                 key = tuple(page[-1])
         self.assertEqual(sorted((r['a'], r['b']) for r in rows), seen)
+
+
+class TestWaker(testtools.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.waker = wake.Waker()
+        self.addCleanup(self.waker.close)
+
+    def test_wake_ends_a_wait_and_drain_forgets_it(self):
+        """A wake-up ends the next wait at once; drain() consumes it."""
+        self.assertEqual([], self.waker.wait(0))
+        self.waker.wake()
+        self.waker.wake()
+        self.assertNotEqual([], self.waker.wait(5))
+        self.assertTrue(self.waker.drain())
+        self.assertFalse(self.waker.drain())
+        self.assertEqual([], self.waker.wait(0))
+
+    def test_wake_from_a_forked_child_reaches_the_parent(self):
+        """A child forked after the waker was made wakes the parent."""
+        pid = os.fork()
+        if pid == 0:  # child
+            try:
+                self.waker.wake()
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        self.assertNotEqual([], self.waker.wait(5))
+
+    def test_many_wakes_never_block(self):
+        """Waking with the pipe full neither blocks nor raises."""
+        for _ in range(100000):
+            self.waker.wake()
+        self.assertTrue(self.waker.drain())
+
+    def test_channel_is_stable_and_an_identifier(self):
+        """The NOTIFY channel depends only on the stream name."""
+        self.assertEqual(wake.channel('nova'), wake.channel('nova'))
+        self.assertNotEqual(wake.channel('nova'), wake.channel('glance'))
+        self.assertRegex(wake.channel('a b;"c'), '^oslo_publish_[0-9a-f]{8}$')
+
+
+class TestIdleDelay(testtools.TestCase):
+
+    def _relay(self, interval=1.0):
+        conf = cfg.ConfigOpts()
+        options.register_opts(conf)
+        conf([], default_config_files=[])
+        conf.set_override('relay_poll_interval', interval, 'oslo_publish')
+        conf.set_override('heartbeat_interval', 60.0, 'oslo_publish')
+        engine = sa.create_engine('sqlite://')
+        self.addCleanup(engine.dispose)
+        r = relay.Relay(conf, engine, 's', {}, publisher=None)
+        self.addCleanup(r.stop)
+        return r
+
+    def test_unwoken_relay_polls_fast_after_work_and_backs_off(self):
+        """Never woken: short polls after work, doubling while idle."""
+        r = self._relay(1.0)
+        self.assertEqual(wake.FAST_POLL, r._idle_delay(5, ()))
+        delays = [r._idle_delay(0, ()) for _ in range(12)]
+        self.assertEqual(sorted(delays), delays)
+        self.assertEqual(1.0, delays[-1])
+        self.assertEqual(wake.FAST_POLL, r._idle_delay(1, ()))
+
+    def test_woken_relay_waits_the_poll_interval(self):
+        """A relay that commits wake waits relay_poll_interval when idle."""
+        r = self._relay(1.0)
+        r._woken_ever = True
+        self.assertEqual(1.0, r._idle_delay(5, ()))

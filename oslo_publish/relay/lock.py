@@ -1,0 +1,395 @@
+# Copyright 2026 The oslo.publish Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+
+"""The stream lock: what serialises every relay of a stream.
+
+PostgreSQL and MariaDB/MySQL: ``SELECT ... FOR UPDATE`` of the stream's
+``oslo_publish_streams`` row in a READ COMMITTED transaction L. SQLite: a
+process lock plus an ``flock`` on :func:`lock_file_path`. The stream row
+also holds the stream's epoch (:func:`read_epoch`).
+
+A :class:`StreamLock` of PostgreSQL or MariaDB/MySQL keeps two
+connections of its own across relay cycles (L, and W for the numbering
+commit), set to READ COMMITTED once: no pool checkout, ping or isolation
+reset per cycle. They are dropped after a database error and after a fork
+(:meth:`StreamLock.forget`: the child never touches the parent's
+sessions).
+"""
+
+import contextlib
+import fcntl
+import os
+import re
+import threading
+
+from oslo_log import log
+import sqlalchemy as sa
+
+from oslo_publish import outbox
+from oslo_publish.relay import numbering
+from oslo_publish import wire
+
+LOG = log.getLogger(__name__)
+
+_STREAMS = outbox.streams
+
+_process_locks = {}
+_process_locks_guard = threading.Lock()
+
+#: Connections inherited over a fork: kept referenced, never used or
+#: closed (closing would end the parent's database sessions).
+_inherited = []
+
+
+def _process_lock(engine):
+    """SQLite: one lock per database file in this process.
+
+    Other databases need none (the row lock serialises threads and
+    processes alike): a no-op context manager is returned.
+    """
+    if engine.dialect.name != 'sqlite':
+        return contextlib.nullcontext()
+    key = engine.url.render_as_string(hide_password=True)
+    with _process_locks_guard:
+        return _process_locks.setdefault(key, threading.Lock())
+
+
+def lock_file_path(engine, stream):
+    """SQLite: the file whose ``flock`` serialises the stream's relays.
+
+    ``<database file>.oslo-publish-<stream>.lock`` beside the database
+    file; None for an in-memory database (one process only: the process
+    lock is enough) and for other databases.
+    """
+    if engine.dialect.name != 'sqlite':
+        return None
+    database = engine.url.database or ''
+    if database.startswith('file:'):
+        if 'mode=memory' in database:
+            return None
+        database = database[len('file:'):].split('?', 1)[0]
+    if database in ('', ':memory:'):
+        return None
+    safe = re.sub(r'[^A-Za-z0-9_.-]', '_', stream)
+    return '%s.oslo-publish-%s.lock' % (os.path.abspath(database), safe)
+
+
+@contextlib.contextmanager
+def _file_lock(path):
+    """Hold an exclusive ``flock`` on ``path`` (created when missing)."""
+    if path is None:
+        yield
+        return
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except PermissionError:
+        fd = os.open(path, os.O_RDONLY)  # made by another user: enough
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+@contextlib.contextmanager
+def _immediate(conn):
+    """SQLite: ``BEGIN IMMEDIATE`` ... ``COMMIT`` on an autocommit conn."""
+    # Driver-level autocommit, so that these statements are the only
+    # transaction control pysqlite sees.
+    conn.exec_driver_sql('BEGIN IMMEDIATE')
+    try:
+        yield
+        conn.exec_driver_sql('COMMIT')
+    except BaseException:
+        conn.exec_driver_sql('ROLLBACK')
+        raise
+
+
+def read_epoch(engine, stream):
+    """The stream's epoch as committed (None when the stream is unknown).
+
+    :param engine: the host database's Engine.
+    """
+    with engine.connect() as conn:
+        return conn.execute(sa.select(_STREAMS.c.epoch).where(
+            _STREAMS.c.stream == stream)).scalar()
+
+
+class Held(object):
+    """The held stream lock: ``conn`` to read on, ``last_seq``, ``epoch``.
+
+    From :meth:`StreamLock.hold` (direct delivery) ``conn`` is the lock
+    transaction itself and every write goes on it. From
+    :meth:`StreamLock.hold_relay`, writes go through :meth:`assigning`
+    (committed at once) and :meth:`marking`.
+    """
+
+    def __init__(self, conn, last_seq, epoch, lock=None):
+        self.conn = conn
+        self.last_seq = last_seq
+        self.epoch = epoch
+        self._lock = lock
+
+    def assigning(self):
+        """Context: a connection whose writes are committed on exit."""
+        return self._lock.assigning(self.conn)
+
+    def marking(self):
+        """Context: the connection to mark published entries on."""
+        return self._lock.marking(self.conn)
+
+
+class StreamLock(object):
+    """Serialises everything that assigns ``stream``'s sequence numbers.
+
+    PostgreSQL and MariaDB/MySQL: ``SELECT ... FOR UPDATE`` of the
+    stream's row in a READ COMMITTED transaction (set on this connection
+    only; MariaDB's default REPEATABLE READ is not used). SQLite: a
+    process lock plus an ``flock`` on :func:`lock_file_path` (several
+    processes on one database file), and for :meth:`hold` the database
+    write lock of ``BEGIN IMMEDIATE``. The row is inserted when missing
+    (a concurrent insert is tolerated), with a new epoch.
+
+    :ivar epoch: the stream's epoch as last read under the lock (None
+        before the first hold).
+    """
+
+    def __init__(self, engine, stream):
+        self._engine = engine
+        self._stream = stream
+        self._sqlite = engine.dialect.name == 'sqlite'
+        self._plock = _process_lock(engine)
+        # Threads of this process holding the lock, and the connections
+        # kept for it (guarded by this lock).
+        self._local = threading.Lock()
+        self._lock_path = lock_file_path(engine, stream)
+        self._row_ready = False
+        self._conns = {}
+        self._pid = os.getpid()
+        self.epoch = None
+        where = _STREAMS.c.stream == stream
+        self._lock_query = (sa.select(_STREAMS.c.last_seq, _STREAMS.c.epoch)
+                            .where(where))
+        self._lock_for_update = self._lock_query.with_for_update()
+        self._set_last_seq = (_STREAMS.update().where(where)
+                              .values(last_seq=sa.bindparam('seq'),
+                                      updated_at=sa.bindparam('now')))
+        self._set_epoch = (_STREAMS.update().where(where)
+                           .values(epoch=sa.bindparam('epoch')))
+
+    @property
+    def engine(self):
+        return self._engine
+
+    def _ensure_row(self):
+        where = _STREAMS.c.stream == self._stream
+        with self._engine.connect() as conn:
+            found = conn.execute(sa.select(_STREAMS.c.stream)
+                                 .where(where)).first()
+            conn.rollback()
+            if found is None:
+                try:
+                    with conn.begin():
+                        conn.execute(_STREAMS.insert().values(
+                            stream=self._stream, last_seq=0,
+                            epoch=wire.new_epoch(),
+                            updated_at=numbering.utcnow()))
+                except sa.exc.IntegrityError:
+                    LOG.debug('Stream row %s was created concurrently',
+                              self._stream)
+        self._row_ready = True
+
+    def _read_row(self, conn, for_update):
+        """``(last_seq, epoch)``; a missing row or epoch is created."""
+        query = self._lock_for_update if for_update else self._lock_query
+        row = conn.execute(query).first()
+        if row is None:
+            raise _RowMissing('the row of stream %s is missing' % self._stream)
+        last_seq, epoch = row
+        if epoch is None:
+            epoch = self.renew_epoch(conn)
+        self.epoch = epoch
+        return last_seq, epoch
+
+    def renew_epoch(self, conn):
+        """Give the stream a new epoch (written on ``conn``, in L)."""
+        epoch = wire.new_epoch()
+        conn.execute(self._set_epoch, {'epoch': epoch})
+        LOG.warning('Stream %(stream)s starts epoch %(epoch)s',
+                    {'stream': self._stream, 'epoch': epoch})
+        self.epoch = epoch
+        return epoch
+
+    @contextlib.contextmanager
+    def _serialised(self):
+        self._check_pid()
+        with self._local, self._plock, _file_lock(self._lock_path):
+            if not self._row_ready:
+                self._ensure_row()
+            yield
+
+    # ------------------------------------------------------ connections
+
+    def _check_pid(self):
+        if self._pid != os.getpid():
+            self.forget()
+
+    def forget(self):
+        """After a fork: drop the parent's connections without using them."""
+        _inherited.extend(self._conns.values())
+        self._conns = {}
+        self._pid = os.getpid()
+        self._local = threading.Lock()
+
+    def _conn(self, name):
+        """A kept READ COMMITTED connection (PostgreSQL, MariaDB/MySQL)."""
+        conn = self._conns.get(name)
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._engine.connect()
+            conn.execution_options(isolation_level='READ COMMITTED')
+            self._conns[name] = conn
+        return conn
+
+    def _drop(self, name):
+        conn = self._conns.pop(name, None)
+        if conn is None:
+            return
+        try:
+            conn.invalidate()
+            conn.close()
+        except Exception:  # noqa: it is broken already
+            LOG.debug('Closing a broken relay connection failed',
+                      exc_info=True)
+
+    def close(self):
+        """Close the kept connections (the relay stopped)."""
+        with self._local:
+            for name, conn in list(self._conns.items()):
+                self._conns.pop(name)
+                try:
+                    conn.close()
+                except Exception:  # noqa: best effort at shutdown
+                    LOG.debug('Closing relay connection %s failed', name,
+                              exc_info=True)
+
+    @contextlib.contextmanager
+    def _kept(self, name):
+        """A kept connection's transaction; dropped on a database error."""
+        conn = self._conn(name)
+        try:
+            with conn.begin():
+                yield conn
+        except sa.exc.DBAPIError:
+            self._drop(name)
+            raise
+
+    # ------------------------------------------------------------- hold
+
+    @contextlib.contextmanager
+    def hold(self):
+        """Yield a :class:`Held` inside ONE lock transaction.
+
+        The transaction commits when the block ends normally and rolls
+        back when it raises (direct delivery: numbers are given and
+        ``last_seq`` moved in the same transaction).
+        """
+        with self._serialised():
+            if self._sqlite:
+                with self._engine.connect() as conn:
+                    conn.execution_options(isolation_level='AUTOCOMMIT')
+                    with _immediate(conn):
+                        yield Held(conn, *self._read_row(conn, False))
+                return
+            with self._kept('lock') as conn:
+                yield Held(conn, *self._locked_row(conn))
+
+    def _locked_row(self, conn):
+        try:
+            return self._read_row(conn, True)
+        except _RowMissing:
+            # The database was rebuilt underneath: the next hold makes a
+            # new stream row (with a new epoch).
+            self._row_ready = False
+            raise
+
+    @contextlib.contextmanager
+    def hold_relay(self):
+        """Yield a :class:`Held` for a relay cycle (the lock held).
+
+        PostgreSQL, MariaDB/MySQL: ``conn`` is the lock transaction L
+        (READ COMMITTED: every read sees what was committed before it);
+        :meth:`Held.marking` writes in L, committed on exit (rolled back
+        when the block raises). SQLite: ``conn`` reads in autocommit and
+        every write is a short ``BEGIN IMMEDIATE`` transaction (holding
+        the database write lock for the whole cycle would block them).
+        """
+        with self._serialised():
+            if self._sqlite:
+                with self._engine.connect() as conn:
+                    conn.execution_options(isolation_level='AUTOCOMMIT')
+                    try:
+                        row = self._read_row(conn, False)
+                    except _RowMissing:
+                        self._row_ready = False
+                        raise
+                    yield Held(conn, *row, lock=self)
+                return
+            with self._kept('lock') as conn:
+                yield Held(conn, *self._locked_row(conn), lock=self)
+
+    @contextlib.contextmanager
+    def assigning(self, conn):
+        """A write committed on exit: SQLite on ``conn``, else on W.
+
+        W is a connection of its own, so the numbers are durable before
+        anything is published while L keeps the lock.
+        """
+        if self._sqlite:
+            with _immediate(conn):
+                yield conn
+            return
+        with self._kept('write') as other:
+            yield other
+
+    @contextlib.contextmanager
+    def marking(self, conn):
+        """SQLite: a short transaction on ``conn``; else L (``conn``)."""
+        if self._sqlite:
+            with _immediate(conn):
+                yield conn
+        else:
+            yield conn
+
+    def set_last_seq(self, conn, seq):
+        conn.execute(self._set_last_seq,
+                     {'seq': seq, 'now': numbering.utcnow()})
+
+    def read_last_seq(self):
+        """``last_seq`` as last committed, without taking the lock."""
+        return self.read_position()[0]
+
+    def read_position(self):
+        """``(last_seq, epoch)`` as last committed, without the lock."""
+        with self._engine.connect() as conn:
+            row = conn.execute(self._lock_query).first()
+        if row is None:
+            return 0, self.epoch
+        if row[1] is not None:
+            self.epoch = row[1]
+        return row[0] or 0, row[1] or self.epoch
+
+
+class _RowMissing(RuntimeError):
+    """The stream's row is gone (the database was rebuilt)."""

@@ -1,0 +1,168 @@
+# Copyright 2026 The oslo.publish Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+
+"""The relay is woken by commits, works in few statements, keeps epochs."""
+
+import logging
+import time
+
+import fixtures
+import sqlalchemy as sa
+
+from oslo_publish import outbox
+from oslo_publish import relay
+from oslo_publish.relay import wake
+from oslo_publish import wire
+from tests import base
+from tests.functional import delivery
+
+
+class _WakeTests(delivery.RelayTestMixin):
+
+    def setUp(self):
+        super().setUp()
+        self.useFixture(fixtures.FakeLogger(level=logging.INFO))
+
+    def relay(self, **kw):
+        r = self.make_relay(**kw)
+        self.addCleanup(r.stop)
+        return r
+
+    def test_woken_relay_sends_without_a_fixed_window(self):
+        """20 commit-wake-receive round trips take well under 20 x 50 ms."""
+        self.conf.set_override('relay_poll_interval', 30.0, 'oslo_publish')
+        r = self.relay(start=True)
+        delivery.write_entries(self.engine, self.stream, 1)
+        r.wake()
+        self.receiver.wait_seqs(1)
+        began = time.monotonic()
+        for n in range(2, 22):
+            delivery.write_entries(self.engine, self.stream, 1, start=n)
+            r.wake()
+            self.receiver.wait_seqs(n)
+        elapsed = time.monotonic() - began
+        self.assertLess(elapsed, 0.9, 'a relay woken while idle must '
+                        'send at once (20 round trips: %.3fs)' % elapsed)
+
+    def test_commits_during_a_cycle_make_one_more_cycle(self):
+        """Entries committed while the relay is busy are all published."""
+        self.conf.set_override('relay_poll_interval', 30.0, 'oslo_publish')
+        self.conf.set_override('batch_size', 100, 'oslo_publish')
+        r = self.relay(start=True)
+        for n in range(1, 41):
+            delivery.write_entries(self.engine, self.stream, 1, start=n)
+            r.wake()
+        self.assertEqual(list(range(1, 41)), self.receiver.wait_seqs(40))
+        self.assertLess(len(self.receiver.deltas()), 40 + 1)
+
+    def test_cycle_statements(self):
+        """A cycle of pending entries runs at most 6 statements on the host."""
+        if self.engine.dialect.name == 'sqlite':
+            self.skipTest('SQLite writes in short transactions of its own')
+        self.conf.set_override('batch_size', 100, 'oslo_publish')
+        r = self.relay()
+        delivery.write_entries(self.engine, self.stream, 1)
+        r.run_once()  # makes the stream row and the kept connections
+        delivery.write_entries(self.engine, self.stream, 3, start=2)
+        statements = []
+
+        def count(conn, cursor, statement, *args):
+            statements.append(statement.split()[0].upper())
+        sa.event.listen(self.engine, 'before_cursor_execute', count)
+        self.addCleanup(sa.event.remove, self.engine,
+                        'before_cursor_execute', count)
+        self.assertEqual(3, r.run_once(check=False))
+        self.assertEqual([1, 2, 3, 4], self.receiver.wait_seqs(4))
+        self.assertLessEqual(len(statements), 6, statements)
+
+    def test_delta_and_heartbeat_carry_the_stream_epoch(self):
+        """Every delta and heartbeat carries the epoch of the stream row."""
+        self.conf.set_override('heartbeat_interval', 0.2, 'oslo_publish')
+        r = self.relay(start=True)
+        delivery.write_entries(self.engine, self.stream, 2)
+        r.wake()
+        self.receiver.wait_seqs(2)
+        base.wait_for(lambda: self.receiver.heartbeats())
+        epoch = relay.read_epoch(self.engine, self.stream)
+        self.assertRegex(epoch, '^[0-9a-f]{32}$')
+        self.assertEqual(epoch, r.epoch)
+        for message in self.receiver.deltas() + self.receiver.heartbeats():
+            self.assertEqual(epoch, wire.message_epoch(message))
+
+    def test_last_seq_going_back_renews_the_epoch(self):
+        """A restored database (last_seq lower) gets a new epoch."""
+        r = self.relay()
+        delivery.write_entries(self.engine, self.stream, 3)
+        r.run_once()
+        self.receiver.wait_seqs(3)
+        old = relay.read_epoch(self.engine, self.stream)
+        with self.engine.begin() as conn:  # as a restore would leave it
+            conn.execute(outbox.streams.update().values(last_seq=1))
+        delivery.write_entries(self.engine, self.stream, 1, start=4)
+        r.run_once()
+        new = relay.read_epoch(self.engine, self.stream)
+        self.assertNotEqual(old, new)
+        base.wait_for(lambda: any(wire.message_epoch(m) == new
+                                  for m in self.receiver.deltas()))
+        renewed = [m for m in self.receiver.deltas()
+                   if wire.message_epoch(m) == new]
+        self.assertEqual(2, renewed[0]['first_seq'])
+
+    def test_rebuilt_database_gets_a_new_stream_row_and_epoch(self):
+        """A relay whose stream row vanished makes a new one, new epoch."""
+        r = self.relay()
+        delivery.write_entries(self.engine, self.stream, 1)
+        r.run_once()
+        old = relay.read_epoch(self.engine, self.stream)
+        with self.engine.begin() as conn:
+            conn.execute(outbox.streams.delete())
+        delivery.write_entries(self.engine, self.stream, 1, start=2)
+        self.assertRaises(RuntimeError, r.run_once)
+        self.assertEqual(1, r.run_once())
+        self.assertNotEqual(old, relay.read_epoch(self.engine, self.stream))
+
+
+class TestWakeSQLite(_WakeTests, base.BackendTestCase):
+    BACKEND = 'sqlite'
+
+
+class TestWakeMySQL(_WakeTests, base.BackendTestCase):
+    BACKEND = 'mysql'
+
+
+class TestWakePostgreSQL(_WakeTests, base.BackendTestCase):
+    BACKEND = 'postgresql'
+
+    def test_standalone_relay_is_woken_by_notify(self):
+        """A relay with listen=True publishes at the NOTIFY of a commit."""
+        self.conf.set_override('relay_poll_interval', 30.0, 'oslo_publish')
+        self.conf.set_override('heartbeat_interval', 60.0, 'oslo_publish')
+        r = self.relay()
+        r.run_once()
+        standalone = relay.Relay(self.conf, self.engine, self.stream, {},
+                                 r._publisher, self.metrics, listen=True)
+        self.addCleanup(standalone.stop)
+        standalone.start()
+        base.wait_for(standalone.idle.is_set)  # waits on LISTEN now
+        sink = outbox.OutboxSink(self.stream, notify=True)
+        self.assertIsNotNone(sink._notify_sql)
+        with self.engine.begin() as conn:
+            row = delivery.outbox_row(self.stream,
+                                      [delivery.item_change(1, 'n')])
+            conn.execute(outbox.outbox.insert().values(**row))
+            conn.execute(sa.text(wake.notify_statement(self.stream)))
+        began = time.monotonic()
+        self.assertEqual([1], self.receiver.wait_seqs(1, timeout=10))
+        self.assertLess(time.monotonic() - began, 5.0)
