@@ -35,6 +35,10 @@ class ConsumerMetrics(_host_metrics._Metrics):
         self.duplicates_dropped = c(
             'consumer_duplicates_dropped',
             'Transactions dropped because seq <= applied position')
+        self.requeued = c(
+            'consumer_messages_requeued',
+            'Delta messages returned to the broker unacknowledged because '
+            'their effect was not persisted within ack_timeout')
         self.rejected = c(
             'consumer_rejected', 'Messages rejected, by reason',
             ('stream', 'reason'))

@@ -36,10 +36,14 @@ their transactions strictly by sequence number::
   snapshot with the cache row by row hash and counts differences as
   drift.
 
-Per applied batch: ``state.commit_batch`` (rows and position in one
-transaction) -> ``cache.apply`` -> ``dispatcher.dispatch(events)``. When
-the state store fails, nothing is applied, the transactions stay buffered
-and :class:`StateUnavailable` tells the listener to requeue.
+Per applied batch: ``cache.apply`` -> ``dispatcher.dispatch(events)`` ->
+``persister.submit`` (:mod:`consumer.persister`: rows and position of
+everything applied since its last write, in one state-store
+transaction). Readers therefore see a transaction before it is durable;
+the listener acknowledges a message only once :meth:`Reconciler.settle`
+says its effect is persisted (or that it was deliberately discarded),
+so a crash in between costs a redelivery, never a loss. A snapshot is
+installed only after everything applied before it is persisted.
 
 Locking: ``_lock`` (one per stream) guards every attribute documented as
 such; snapshots are read without it so messages keep being buffered.
@@ -57,6 +61,7 @@ from oslo_log import log
 
 from consumer import exceptions
 from consumer import migrations
+from consumer import persister as persister_mod
 from oslo_publish import wire
 
 LOG = log.getLogger(__name__)
@@ -68,7 +73,7 @@ RESYNCING = 'resyncing'
 STOPPED = 'stopped'
 
 CAUSES = ('initial', 'gap', 'heartbeat', 'inactivity', 'periodic',
-          'schema', 'manual')
+          'schema', 'manual', 'epoch', 'invalidate')
 
 #: Largest number of transactions buffered while a snapshot is read.
 SNAPSHOT_BUFFER = 100000
@@ -76,6 +81,8 @@ SNAPSHOT_BUFFER = 100000
 BATCH_LIMIT = 500
 #: Longest sleep of the worker between two timer checks.
 MAX_TICK = 0.5
+#: Longest wait for the persister before a snapshot is installed.
+FLUSH_TIMEOUT = 10.0
 
 
 class StateUnavailable(exceptions.ConsumerError):
@@ -208,6 +215,10 @@ class Reconciler(object):
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread = None
+        #: Writes applied runs to the state store (own lock, never takes
+        #: _lock: it may be flushed with _lock held).
+        self._persister = persister_mod.Persister(
+            state, stream, collector, fetcher, on_error=self._persist_failed)
 
     # ------------------------------------------------------------ public
 
@@ -236,6 +247,10 @@ class Reconciler(object):
         With ``run_thread`` a worker thread runs timers and resyncs;
         without it, call :meth:`poll` yourself (tests).
         """
+        self._persister = persister_mod.Persister(
+            self._state, self.stream, self.collector, self.fetcher,
+            threaded=run_thread, on_error=self._persist_failed)
+        self._persister.start()
         self._resume()
         if run_thread:
             self._thread = threading.Thread(
@@ -252,9 +267,65 @@ class Reconciler(object):
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        try:
+            self._persister.stop(timeout)
+        except Exception as exc:  # noqa: unacknowledged, redelivered
+            LOG.warning('Stream %s: state store failed at stop (%s); the '
+                        'unpersisted messages will be redelivered',
+                        self.stream, type(exc).__name__)
         with self._lock:
             self._status = STOPPED
             self._synced.clear()
+
+    @property
+    def durable(self):
+        """Highest seq whose effect is in the state store."""
+        return self._persister.durable
+
+    def settle(self, message, timeout):
+        """Wait until ``message`` may be acknowledged to the broker.
+
+        True once its effect is persisted (``seq <= durable``) or it was
+        deliberately discarded (neither applied nor buffered: a
+        duplicate dropped from an overflowing buffer or forged); False
+        after ``timeout`` seconds or when stopping (requeue it).
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if self._persister.wait_durable(message.last_seq,
+                                            max(0.0, min(left, 0.25))):
+                return True
+            with self._lock:
+                if self._discarded(message):
+                    return True
+            if left <= 0 or self._stopping.is_set():
+                return False
+
+    def _discarded(self, message):
+        """Neither applied nor waiting in the buffer; caller: _lock."""
+        if self._applied is not None and \
+                self._applied >= message.first_seq:
+            return False
+        return not any(tx.seq in self._buffer
+                       for tx in message.transactions)
+
+    def _persist_failed(self, exc):
+        """The persister's write failed (called without _lock)."""
+        self.last_error = 'state store: %s' % type(exc).__name__
+        self.counters['state_errors'] += 1
+        LOG.warning('Stream %s: state store write failed (%s); retrying',
+                    self.stream, type(exc).__name__)
+
+    def _flush_state(self):
+        """Persist what the cache shows before writing a snapshot."""
+        try:
+            done = self._persister.flush(FLUSH_TIMEOUT)
+        except Exception as exc:
+            raise StateUnavailable(str(exc)[:200]) from exc
+        if not done:
+            raise StateUnavailable('state store writes are %d runs behind'
+                                   % self._persister.backlog())
 
     def add_migration_step(self, step):
         """Run ``step`` (a MigrationStep) after the registered ones."""
@@ -325,6 +396,11 @@ class Reconciler(object):
     def poll(self):
         """Run due timers and a due resync once; return seconds to wait."""
         now = self._clock()
+        if self._persister.backlog() and self._thread is None:
+            try:
+                self._persister.flush()
+            except Exception:  # noqa: counted by _persist_failed
+                pass
         with self._lock:
             if not self._buffering and self._applied is not None and \
                     self._applied + 1 in self._buffer:
@@ -351,7 +427,10 @@ class Reconciler(object):
         """A dict for consumer-status and the status table."""
         with self._lock:
             info = {'stream': self.stream, 'state': self._status,
-                    'applied_seq': self._applied, 'synced': self.synced,
+                    'applied_seq': self._applied,
+                    'durable_seq': self._persister.durable,
+                    'unpersisted_runs': self._persister.backlog(),
+                    'synced': self.synced,
                     'buffered': len(self._buffer), 'lag_seconds': self._lag,
                     'pending_resync': self._pending,
                     'last_error': self.last_error}
@@ -389,6 +468,7 @@ class Reconciler(object):
                 self._known[table] = {'pk': None,
                                       'version': scope.schema_version}
             self._applied = min(seqs)
+            self._persister.mark_durable(self._applied)
             self._table_seq = {table: scope.seq
                                for table, scope in positions.items()
                                if scope.seq > self._applied}
@@ -516,19 +596,6 @@ class Reconciler(object):
         last = run[-1]
         versions = {table: info['version']
                     for table, info in self._known.items()}
-        try:
-            self._state.commit_batch(self.stream, self.collector,
-                                     self.fetcher, last.seq,
-                                     last.committed_at, changes, versions)
-        except Exception as exc:
-            for item in run:
-                self._buffer[item.seq] = item
-            self.last_error = 'state store: %s' % type(exc).__name__
-            self.counters['state_errors'] += 1
-            LOG.warning('Stream %s: state store failed at seq %d (%s); '
-                        'will retry', self.stream, last.seq,
-                        type(exc).__name__)
-            raise StateUnavailable(str(exc)[:200]) from exc
         events = self._cache.apply(changes)
         self._applied = last.seq
         self._advanced.notify_all()
@@ -546,6 +613,12 @@ class Reconciler(object):
             self._lag = max(lag.total_seconds(), 0.0)
             self._metrics.lag.labels(stream=self.stream).set(self._lag)
         self._dispatch(events)
+        try:
+            self._persister.submit(last.seq, last.committed_at, changes,
+                                   versions)
+        except Exception as exc:
+            # Unthreaded only: the run stays queued, poll() retries.
+            raise StateUnavailable(str(exc)[:200]) from exc
 
     def _dispatch(self, events):
         if events:
@@ -707,6 +780,7 @@ class Reconciler(object):
     def _install_plan(self, watermark, ctx, stored, plan):
         """Apply a migration plan; caller holds _lock."""
         versions = ctx.versions
+        self._flush_state()
         try:
             for table, action in sorted(plan.items()):
                 if action is None:
@@ -718,6 +792,7 @@ class Reconciler(object):
                     action[1], watermark, versions[table])
         except Exception as exc:
             raise StateUnavailable(str(exc)[:200]) from exc
+        self._persister.mark_durable(watermark)
         events = []
         for table, action in sorted(plan.items()):
             if action is None:
@@ -842,6 +917,7 @@ class Reconciler(object):
     def _install(self, watermark, tables, contents, cause, drift=None):
         """Swap the snapshot in; caller holds _lock."""
         gone = [t for t in self._known if t not in tables]
+        self._flush_state()
         try:
             for table, info in tables.items():
                 self._state.replace_table(
@@ -852,6 +928,7 @@ class Reconciler(object):
                                        self.fetcher, table)
         except Exception as exc:
             raise StateUnavailable(str(exc)[:200]) from exc
+        self._persister.mark_durable(watermark)
         events = []
         for table in tables:
             events.extend(self._cache.replace_table(table, contents[table]))

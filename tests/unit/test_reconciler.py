@@ -533,21 +533,30 @@ class TestResume(ReconcilerTestCase):
                                          {'id': 51, 'name': 'after'}))
         self.assertConverged(again)
 
-    def test_state_failure_applies_nothing_and_recovers(self):
-        """When the state store fails the cache is untouched; retry works."""
+    def test_state_failure_is_not_durable_until_retried(self):
+        """A failed state write leaves the delta unsettled; a retry saves it.
+
+        The cache shows the delta at once, but the message may not be
+        acknowledged (settle() is False) until the store holds it.
+        """
         rec = self.synced()
         message = self.host.write('instances', wire.INSERT,
                                   {'id': 60, 'name': 'retry'})
         engine = self.state.engine
+        durable = rec.durable
         with engine.begin() as conn:
             conn.exec_driver_sql('ALTER TABLE consumer_positions RENAME TO '
                                  'moved_away')
-        generation = self.cache.view().generation
-        self.assertRaises(reconciler.StateUnavailable, self.feed, rec,
-                          message)
-        self.assertEqual(generation, self.cache.view().generation)
+        message = self.verifier.verify(wire.publisher_id(self.STREAM),
+                                       wire.EVENT_DELTA, message)
+        self.assertRaises(reconciler.StateUnavailable, rec.handle, message)
+        self.assertEqual(durable, rec.durable)
+        self.assertFalse(rec.settle(message, 0.01))
+        self.assertEqual(1, rec.status_info()['unpersisted_runs'])
         with engine.begin() as conn:
             conn.exec_driver_sql('ALTER TABLE moved_away RENAME TO '
                                  'consumer_positions')
         rec.poll()
+        self.assertTrue(rec.settle(message, 0.01))
+        self.assertEqual(message.last_seq, rec.durable)
         self.assertConverged(rec)
