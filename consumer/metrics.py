@@ -45,6 +45,10 @@ class ConsumerMetrics(_host_metrics._Metrics):
         self.resyncs = c(
             'consumer_resyncs', 'Resyncs started, by cause',
             ('stream', 'cause'))
+        self.invalidations = c(
+            'consumer_table_invalidations',
+            'Table invalidations applied (each re-reads the table), by '
+            'table and cause', ('stream', 'table', 'cause'))
         self.drift = c(
             'consumer_drift_rows',
             'Rows the periodic resync found different from the cache',

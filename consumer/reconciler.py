@@ -205,6 +205,20 @@ class Reconciler(object):
         self._starts = collections.deque()
         #: Monotonic time the next periodic resync is due (None: never).
         self._periodic_at = None
+        #: Stream epoch the applied position counts in (None: unknown).
+        self._epoch = None
+        #: Epoch of a snapshot still to install: the one the host
+        #: changed to (or the first seen before the initial snapshot).
+        self._epoch_next = None
+        #: True when _epoch was adopted from a message and must be
+        #: written to the state store (poll() does it, outside _lock).
+        self._epoch_dirty = False
+        #: (seq, since) of a same-epoch heartbeat behind _applied: the
+        #: host database was rewound (restored from a dump).
+        self._hb_behind = None
+        #: table -> (seq, cause) of a pending targeted resync (a table
+        #: invalidation applied at seq).
+        self._invalidated = {}
         #: Commit-to-apply delay of the last applied transaction.
         self._lag = None
         #: Last error text (for consumer-status).
@@ -353,6 +367,7 @@ class Reconciler(object):
         with self._lock:
             self._last_seen = now
             self.counters['received'] += 1
+            self._check_epoch(message, now)
             if message.is_heartbeat:
                 self._on_heartbeat(message.last_seq, now)
                 return 'heartbeat'
@@ -415,11 +430,26 @@ class Reconciler(object):
         if cause is not None:
             self._resync(cause)
             now = self._clock()
+        self._write_epoch()
+        with self._lock:
+            tables = None
+            if self._pending is None and self._invalidated and \
+                    self._status == LIVE and now >= self._resync_at:
+                tables = dict(self._invalidated)
+                self._invalidated.clear()
+                self._buffering = True
+                self._advanced.notify_all()
+        if tables:
+            self._resync_tables(tables)
+            now = self._clock()
         with self._lock:
             wait = MAX_TICK
+            if self._invalidated:
+                wait = min(wait, max(self._resync_at - now, 0.01))
             if self._pending is not None:
                 wait = min(wait, max(self._resync_at - now, 0.01))
-            if self._gap_since is not None or self._hb_ahead is not None:
+            if self._gap_since is not None or self._hb_ahead is not None \
+                    or self._hb_behind is not None:
                 wait = min(wait, self._gap_timeout / 2.0)
             return max(wait, 0.005)
 
@@ -433,6 +463,8 @@ class Reconciler(object):
                     'synced': self.synced,
                     'buffered': len(self._buffer), 'lag_seconds': self._lag,
                     'pending_resync': self._pending,
+                    'epoch': self._epoch,
+                    'pending_invalidations': sorted(self._invalidated),
                     'last_error': self.last_error}
             info.update(self.counters)
             return info
@@ -468,6 +500,8 @@ class Reconciler(object):
                 self._known[table] = {'pk': None,
                                       'version': scope.schema_version}
             self._applied = min(seqs)
+            epochs = set(scope.epoch for scope in positions.values())
+            self._epoch = epochs.pop() if len(epochs) == 1 else None
             self._persister.mark_durable(self._applied)
             self._table_seq = {table: scope.seq
                                for table, scope in positions.items()
@@ -511,6 +545,8 @@ class Reconciler(object):
     def _buffer_message(self, message):
         limit = SNAPSHOT_BUFFER if self._buffering else self._window
         floor = self._applied if self._applied is not None else -1
+        if self._epoch_next is not None:
+            floor = -1  # numbered in a new epoch: the snapshot decides
         self._arrivals += 1
         for tx in message.transactions:
             if tx.seq <= floor:
@@ -527,6 +563,73 @@ class Reconciler(object):
                                             tx.changes, message.tables,
                                             self._arrivals)
 
+    def _check_epoch(self, message, now):
+        """Resync when ``message`` was numbered in another epoch (_lock).
+
+        A 1.0 message (no epoch) counts in the current epoch. The first
+        epoch seen is adopted (before the initial snapshot: as the epoch
+        that snapshot will count in). Once a change is seen, messages of
+        the old epoch are rejected (``stale_epoch``) and those of the new
+        one buffered for after the resync.
+        """
+        epoch = message.epoch
+        if epoch is None:
+            return
+        current = self._epoch_next or self._epoch
+        if current is None:
+            if self._applied is None:
+                self._epoch_next = epoch
+            else:
+                self._epoch = epoch
+                self._epoch_dirty = True
+            return
+        if epoch == current:
+            return
+        if self._epoch_next is not None and epoch == self._epoch:
+            raise self._reject('stale_epoch', 'epoch %s after the stream '
+                               'changed to %s' % (epoch, self._epoch_next))
+        LOG.warning('Stream %s: epoch changed from %s to %s (host database '
+                    'restored or rebuilt); resynchronising', self.stream,
+                    current, epoch)
+        if self._applied is not None:
+            self._epoch_next = epoch
+            self._buffer.clear()  # numbered in the old epoch
+            self._gap_since = None
+            self._hb_ahead = None
+            self._hb_behind = None
+            self._request('epoch', now)
+        else:
+            self._epoch_next = epoch
+            self._buffer.clear()
+
+    def _write_epoch(self):
+        """Persist an epoch adopted from a message (without _lock)."""
+        with self._lock:
+            if not self._epoch_dirty:
+                return
+            epoch = self._epoch
+            self._epoch_dirty = False
+        try:
+            self._state.set_epoch(self.stream, self.collector, self.fetcher,
+                                  epoch)
+        except Exception as exc:  # noqa: retried by the next poll
+            with self._lock:
+                self._epoch_dirty = True
+            self._persist_failed(exc)
+
+    def _invalidate(self, table, cause, seq):
+        """Plan a targeted resync of ``table`` (caller: _lock)."""
+        LOG.info('Stream %s: table %s invalidated at seq %d (%s); '
+                 're-reading it', self.stream, table, seq, cause)
+        self._metrics.invalidations.labels(
+            stream=self.stream, table=table, cause=cause).inc()
+        self.counters['invalidated'] += 1
+        self.counters['invalidated:%s:%s' % (table, cause)] += 1
+        old = self._invalidated.get(table)
+        if old is None or old[0] < seq:
+            self._invalidated[table] = (seq, cause)
+        self._wake.set()
+
     def _on_heartbeat(self, seq, now):
         if self._buffering or self._applied is None:
             return
@@ -534,8 +637,16 @@ class Reconciler(object):
             if self._hb_ahead is None or self._hb_ahead[0] < seq:
                 since = self._hb_ahead[1] if self._hb_ahead else now
                 self._hb_ahead = (seq, since)
+            self._hb_behind = None
+        elif seq < self._applied:
+            # Rewound host, or a heartbeat overtaken by later deltas: the
+            # latter is cleared by the next delta applied or heartbeat.
+            self._hb_ahead = None
+            if self._hb_behind is None:
+                self._hb_behind = (seq, now)
         else:
             self._hb_ahead = None
+            self._hb_behind = None
 
     def _drain(self, now):
         """Apply the contiguous run after _applied; caller holds _lock."""
@@ -592,8 +703,12 @@ class Reconciler(object):
             for change in item.changes:
                 if self._table_seq.get(change.table, -1) >= item.seq:
                     continue
+                if change.op == wire.INVALIDATE:
+                    self._invalidate(change.table, change.cause, item.seq)
+                    continue
                 changes.append(change)
         last = run[-1]
+        self._hb_behind = None
         versions = {table: info['version']
                     for table, info in self._known.items()}
         events = self._cache.apply(changes)
@@ -651,6 +766,13 @@ class Reconciler(object):
                             'applied %d', self.stream, self._hb_ahead[0],
                             self._applied)
                 self._request('heartbeat', now)
+            elif self._hb_behind is not None and \
+                    now - self._hb_behind[1] >= self._gap_timeout:
+                LOG.warning('Stream %s: heartbeat at seq %d behind applied '
+                            '%d: the host database was rewound',
+                            self.stream, self._hb_behind[0], self._applied)
+                self._hb_behind = None
+                self._request('epoch', now)
             elif self._last_seen is not None and \
                     now - self._last_seen >= self._inactivity:
                 LOG.warning('Stream %s: silent for %.1fs', self.stream,
@@ -676,7 +798,8 @@ class Reconciler(object):
 
     def _request(self, cause, now, first=False):
         """Plan a resync; caller holds _lock."""
-        if self._pending is not None:
+        if self._pending is not None and not (
+                cause == 'epoch' and self._pending != 'epoch'):
             return
         self._pending = cause
         self._resync_at = max(now + self._backoff(),
@@ -723,6 +846,7 @@ class Reconciler(object):
         try:
             with self._source.open(self._tables_filter) as snap:
                 watermark = snap.watermark
+                epoch = getattr(snap, 'epoch', None)
                 tables = dict(snap.tables)
                 contents = {name: dict(snap.rows(name)) for name in tables}
             read = time.monotonic()
@@ -733,7 +857,8 @@ class Reconciler(object):
                 drift = self._count_drift(view, in_flight, tables, contents)
             with self._lock:
                 self._drop_impossible(watermark, requested)
-                self._install(watermark, tables, contents, cause, drift)
+                self._install(watermark, tables, contents, cause, drift,
+                              epoch)
         except Exception as exc:  # noqa: every failure is retried
             self._resync_failed(cause, exc)
             return
@@ -742,6 +867,86 @@ class Reconciler(object):
                  'read in %.2fs, installed in %.2fs', self.stream, cause,
                  watermark, sum(len(rows) for rows in contents.values()),
                  read - started, done - read)
+
+    def _resync_tables(self, invalidated):
+        """Re-read the invalidated tables from one snapshot.
+
+        ``invalidated``: ``{table: (seq, cause)}``. The stream buffers
+        while the tables are read (so the watermark, at or after the
+        host's latest seq, is >= every applied seq); their rows then
+        replace the cache's and the store's, and their deltas up to the
+        watermark are skipped (they are in the snapshot). Other tables are
+        untouched.
+        """
+        self._metrics.resyncs.labels(stream=self.stream,
+                                     cause='invalidate').inc()
+        self.counters['resync_invalidate'] += 1
+        names = sorted(invalidated)
+        try:
+            with self._source.open(names) as snap:
+                watermark = snap.watermark
+                tables = {t: info for t, info in snap.tables.items()
+                          if t in invalidated}
+                contents = {t: dict(snap.rows(t)) for t in tables}
+            with self._lock:
+                if self._pending is not None:
+                    # A full resync is due: it re-reads these tables too.
+                    return
+                if watermark < max(s for s, _c in invalidated.values()):
+                    raise exceptions.SnapshotFailed(
+                        'watermark %d before the invalidation' % watermark)
+                self._install_tables(watermark, tables, contents)
+        except Exception as exc:  # noqa: every failure is retried
+            with self._lock:
+                for table, item in invalidated.items():
+                    old = self._invalidated.get(table)
+                    if old is None or old[0] < item[0]:
+                        self._invalidated[table] = item
+                self._failures += 1
+                self.last_error = '%s: %s' % (type(exc).__name__,
+                                              str(exc)[:200])
+                self.counters['resync_failures'] += 1
+                self._resync_at = self._clock() + self._backoff()
+                LOG.warning('Stream %s: re-reading %s failed (%s); '
+                            'retrying', self.stream, ', '.join(names),
+                            self.last_error)
+                if self._pending is None:
+                    self._buffering = False
+                    self._advanced.notify_all()
+                    try:
+                        self._drain(self._clock())
+                    except StateUnavailable:
+                        pass
+            return
+        LOG.info('Stream %s: re-read %s at watermark %d', self.stream,
+                 ', '.join(names), watermark)
+
+    def _install_tables(self, watermark, tables, contents):
+        """Swap some tables in at ``watermark`` (caller: _lock)."""
+        self._flush_state()
+        try:
+            for table, info in tables.items():
+                self._state.replace_table(
+                    self.stream, self.collector, self.fetcher, table,
+                    contents[table], watermark, info.get('version'))
+        except Exception as exc:
+            raise StateUnavailable(str(exc)[:200]) from exc
+        events = []
+        for table, info in tables.items():
+            events.extend(self._cache.replace_table(table, contents[table]))
+            self._known[table] = {'pk': info.get('pk'),
+                                  'version': info.get('version')}
+            if watermark > self._applied:
+                self._table_seq[table] = watermark
+        self._failures = 0
+        self.last_error = None
+        self._dispatch(events)
+        self._buffering = False
+        self._advanced.notify_all()
+        try:
+            self._drain(self._clock())
+        except StateUnavailable:
+            pass  # stays buffered; poll() retries
 
     def _migrate(self):
         """Run the migration steps against a snapshot's tables.
@@ -871,7 +1076,8 @@ class Reconciler(object):
             expected = dict(view.rows(table))
             for item in in_flight:
                 for change in item.changes:
-                    if change.table != table:
+                    if change.table != table or \
+                            change.op == wire.INVALIDATE:
                         continue
                     if change.op == wire.DELETE:
                         expected.pop(change.key, None)
@@ -914,9 +1120,15 @@ class Reconciler(object):
                          'snapshot at watermark %d: dropped'
                          % (min(bogus), max(bogus), watermark))
 
-    def _install(self, watermark, tables, contents, cause, drift=None):
-        """Swap the snapshot in; caller holds _lock."""
+    def _install(self, watermark, tables, contents, cause, drift=None,
+                 epoch=None):
+        """Swap the snapshot in; caller holds _lock.
+
+        ``epoch``: the snapshot's (None: the host did not say; then the
+        epoch the stream changed to, or the current one).
+        """
         gone = [t for t in self._known if t not in tables]
+        epoch = epoch or self._epoch_next or self._epoch
         self._flush_state()
         try:
             for table, info in tables.items():
@@ -926,8 +1138,18 @@ class Reconciler(object):
             for table in gone:
                 self._state.drop_table(self.stream, self.collector,
                                        self.fetcher, table)
+            if epoch is not None:
+                self._state.set_epoch(self.stream, self.collector,
+                                      self.fetcher, epoch)
         except Exception as exc:
             raise StateUnavailable(str(exc)[:200]) from exc
+        if self._epoch_next is not None and epoch != self._epoch_next:
+            self._buffer.clear()  # numbered in another epoch
+        self._epoch = epoch
+        self._epoch_next = None
+        self._epoch_dirty = False
+        self._hb_behind = None
+        self._invalidated.clear()
         self._persister.mark_durable(watermark)
         events = []
         for table in tables:
