@@ -213,6 +213,8 @@ class Reconciler(object):
         #: True when _epoch was adopted from a message and must be
         #: written to the state store (poll() does it, outside _lock).
         self._epoch_dirty = False
+        #: Epochs the stream has left (late messages of them are stale).
+        self._retired_epochs = set()
         #: (seq, since) of a same-epoch heartbeat behind _applied: the
         #: host database was rewound (restored from a dump).
         self._hb_behind = None
@@ -585,7 +587,8 @@ class Reconciler(object):
             return
         if epoch == current:
             return
-        if self._epoch_next is not None and epoch == self._epoch:
+        if epoch in self._retired_epochs or (
+                self._epoch_next is not None and epoch == self._epoch):
             raise self._reject('stale_epoch', 'epoch %s after the stream '
                                'changed to %s' % (epoch, self._epoch_next))
         LOG.warning('Stream %s: epoch changed from %s to %s (host database '
@@ -1145,6 +1148,9 @@ class Reconciler(object):
             raise StateUnavailable(str(exc)[:200]) from exc
         if self._epoch_next is not None and epoch != self._epoch_next:
             self._buffer.clear()  # numbered in another epoch
+        if self._epoch is not None and self._epoch != epoch:
+            self._retired_epochs.add(self._epoch)
+        self._retired_epochs.discard(epoch)
         self._epoch = epoch
         self._epoch_next = None
         self._epoch_dirty = False
