@@ -192,8 +192,20 @@ _ENCODER = json.JSONEncoder(sort_keys=True, separators=(',', ':'),
 _json = _ENCODER.encode
 
 
+_PLAIN = frozenset((int, str))
+
+
 def key_text(key):
     """The stored text of a primary-key tuple (canonical wire JSON)."""
+    if len(key) == 1:
+        part = key[0]
+        kind = type(part)
+        if kind is int:
+            return '[%d]' % part
+        if kind is str:
+            return _json(key)
+    elif all(type(part) in _PLAIN for part in key):
+        return _json(key)  # int and str encode as themselves
     return _json([wire.encode_value(part) for part in key])
 
 

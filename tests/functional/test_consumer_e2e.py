@@ -140,10 +140,8 @@ class _Base(object):
                             ('topics', [self.topic]),
                             ('pool', self.pool),
                             # Long enough that a loaded 2-core machine does
-                            # not count scheduling delays as gaps: a delta
-                            # that waits longer for its predecessor is
-                            # acknowledged before it is applied, and the
-                            # SIGKILL test would then resync.
+                            # not count scheduling delays as gaps (which
+                            # would resync).
                             ('gap_timeout', 3.0),
                             ('inactivity_timeout', 8.0),
                             ('resync_backoff_min', 0.05),
@@ -508,6 +506,8 @@ def _config_text(conf, transport):
              'resync_backoff_min = %s' % opts.resync_backoff_min,
              'resync_backoff_max = %s' % opts.resync_backoff_max,
              'snapshot_timeout = %s' % opts.snapshot_timeout,
+             'resyncs_per_minute = %s' % opts.resyncs_per_minute,
+             'ack_timeout = %s' % opts.ack_timeout,
              '[consumer_database]',
              'connection = %s' % conf.consumer_database.connection,
              'max_retries = 3', 'retry_interval = 1']
@@ -603,6 +603,123 @@ class Shuffler(fixtures.Fixture):
             if held is not None:
                 self._send(held)
                 held = None
+
+
+class Holder(Shuffler):
+    """Relays the host's topic, holding back one delta until released.
+
+    The first delta message whose ``first_seq`` is at least ``hold_from``
+    (when set) is kept until :meth:`release`; the others pass in order.
+    """
+
+    def __init__(self, conf, source_topic, target_topic, pool):
+        super().__init__(conf, source_topic, target_topic, pool)
+        self.hold_from = None
+        self.held = None
+        self._release = threading.Event()
+
+    def release(self):
+        self._release.set()
+
+    def _run(self):
+        while not self._stopping.is_set():
+            if self.held is not None and self._release.is_set():
+                self._send(self.held)
+                self._release.clear()
+            try:
+                item = self.inbox.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if item is None:
+                return
+            if self.held is None and self.hold_from is not None and \
+                    item[1] == wire.EVENT_DELTA and \
+                    item[2]['first_seq'] >= self.hold_from:
+                self.held = item
+                continue
+            self._send(item)
+
+
+class _Durability(_Base):
+
+    def test_sigkill_with_delta_waiting_past_gap_timeout(self):
+        """A delta waiting past gap_timeout is unacknowledged: no resync.
+
+        Its predecessor is held back; the consumer is killed (SIGKILL)
+        after gap_timeout, while the gap resync waits for its rate limit.
+        After the restart the broker redelivers what was not persisted,
+        the predecessor arrives, and the consumer converges without any
+        resync.
+        """
+        held_topic = self.topic + '_held'
+        self.conf.set_override('topics', [held_topic], 'consumer')
+        self.conf.set_override('gap_timeout', 1.0, 'consumer')
+        self.conf.set_override('resyncs_per_minute', 1, 'consumer')
+        holder = self.useFixture(Holder(self.conf, self.topic, held_topic,
+                                        self.pool))
+        config = os.path.join(self.useFixture(fixtures.TempDir()).path,
+                              'consumer.conf')
+        with open(config, 'w') as out:
+            out.write(_config_text(self.conf, self.transport))
+        log = open(config + '.log', 'w')
+        self.addCleanup(log.close)
+
+        def spawn():
+            proc = subprocess.Popen(
+                [sys.executable, '-m', 'consumer.cmd.sync',
+                 '--config-file', config], cwd=ROOT, stdout=log,
+                stderr=subprocess.STDOUT)
+            self.addCleanup(_kill, proc)
+            return proc
+
+        self.host.command('preload', rows=30)
+        store = state_mod.StateStore.from_url(self.state_db.url)
+        self.addCleanup(store.close)
+        store.upgrade()
+        proc = spawn()
+
+        def status():
+            found = store.status().get(self.stream)
+            return found.counters if found else {}
+
+        base.wait_for(lambda: status().get('synced'), 60,
+                      message='consumer-sync never synced')
+        synced_at = time.monotonic()
+        holder.hold_from = self.host_last_seq() + 1
+        self.host.command('write', tx=30, writers=1, seed=11)
+        self.settle()
+        base.wait_for(lambda: holder.held is not None, 30)
+        held_seq = holder.held[2]['first_seq']
+        self.assertLess(held_seq, self.host_last_seq())
+        # The later deltas wait for it, past gap_timeout, unapplied.
+        base.wait_for(lambda: status().get('pending_resync') == 'gap', 30,
+                      message='the gap was not noticed')
+        self.assertEqual(held_seq - 1, status().get('applied_seq'))
+        self.assertLess(time.monotonic() - synced_at, 50,
+                        'too slow: the rate limit would start the resync')
+        proc.kill()
+        proc.wait()
+        durable = status().get('applied_seq')
+        self.assertEqual(held_seq - 1, durable)
+        holder.release()
+        restarted = time.time()
+        proc = spawn()
+        base.wait_for(
+            lambda: (store.status()[self.stream].updated_at.timestamp()
+                     > restarted and status().get('applied_seq') ==
+                     self.host_last_seq()), 60,
+            message='restarted consumer did not catch up')
+        self.assertConverges()
+        counters = status()
+        self.assertEqual([], [k for k in counters if k.startswith('resync_')],
+                         counters)
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(0, proc.wait(30))
+
+
+class TestDurabilityPostgreSQL(_Durability, base.TestCase):
+    HOST_BACKEND = 'postgresql'
+    STATE_BACKEND = 'postgresql'
 
 
 class TestE2EPostgreSQLHostSQLiteState(_Flows, base.TestCase):

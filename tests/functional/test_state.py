@@ -123,6 +123,19 @@ class _StateStoreContract(object):
         self.assertEqual(2, self.store.get_scope(
             'instances', STREAM, DRIVER, KIND).seq)
 
+    def test_epoch_is_stored_with_the_positions(self):
+        """set_epoch() records the epoch on every position of the unit."""
+        self._commit(3, [ins((1,), id=1)], {'instances': 'v1',
+                                            'hosts': 'v1'})
+        self.assertIsNone(self.store.load(STREAM, DRIVER, KIND)[
+            'instances'].epoch)
+        self.store.set_epoch(STREAM, DRIVER, KIND, 'e' * 32)
+        self._commit(4, [ins((2,), id=2)])
+        loaded = self.store.load(STREAM, DRIVER, KIND)
+        self.assertEqual({'instances': 'e' * 32, 'hosts': 'e' * 32},
+                         {t: scope.epoch for t, scope in loaded.items()})
+        self.assertEqual(4, loaded['instances'].seq)
+
     def test_commit_batch_never_lowers_position(self):
         """A stale batch does not move the position backwards."""
         self._commit(9, [ins((1,), id=1)])
