@@ -51,8 +51,6 @@ such; snapshots are read without it so messages keep being buffered.
 
 import collections
 import datetime
-import hashlib
-import json
 import random
 import threading
 import time
@@ -62,6 +60,10 @@ from oslo_log import log
 from consumer import exceptions
 from consumer import migrations
 from consumer import persister as persister_mod
+from consumer.reconciler import buffer as buffer_mod
+from consumer.reconciler import drift as drift_mod
+from consumer.reconciler import epochs as epochs_mod
+from consumer.reconciler import timers
 from oslo_publish import wire
 
 LOG = log.getLogger(__name__)
@@ -87,27 +89,6 @@ FLUSH_TIMEOUT = 10.0
 
 class StateUnavailable(exceptions.ConsumerError):
     """The state store failed; the message should be redelivered."""
-
-
-def row_hash(row):
-    """Stable hash of a decoded row (its canonical wire encoding)."""
-    if row is None:
-        return None
-    text = json.dumps(wire.encode_row(dict(row)), sort_keys=True,
-                      separators=(',', ':'), allow_nan=False)
-    return hashlib.sha1(text.encode('utf-8')).hexdigest()
-
-
-class _Pending(collections.namedtuple(
-        'Pending', 'seq committed_at changes tables arrival')):
-    """A buffered transaction with the table header of its message.
-
-    ``arrival`` numbers buffered messages in the order they came (see
-    ``Reconciler._install``: what arrived before a snapshot was requested
-    cannot be numbered beyond the snapshot's watermark).
-    """
-
-    __slots__ = ()
 
 
 def _is_db_error(exc):
@@ -159,10 +140,10 @@ class Reconciler(object):
         self._gap_timeout = opts.gap_timeout
         self._inactivity = opts.inactivity_timeout
         self._interval = opts.resync_interval
-        self._backoff_min = opts.resync_backoff_min
-        self._backoff_max = max(opts.resync_backoff_max,
-                                opts.resync_backoff_min)
-        self._per_minute = opts.resyncs_per_minute
+        #: Backoff and rate limit of resyncs (guarded by _lock).
+        self._pacer = timers.Pacer(opts.resync_backoff_min,
+                                   opts.resync_backoff_max,
+                                   opts.resyncs_per_minute, self._rng)
 
         #: Guards every attribute below.
         self._lock = threading.RLock()
@@ -182,9 +163,9 @@ class Reconciler(object):
         #: table -> (old version, watermark) of the last migration: deltas
         #: up to the watermark may still carry the old version.
         self._retired = {}
-        #: seq -> _Pending: reorder buffer and snapshot buffer.
+        #: seq -> buffer.Pending: reorder buffer and snapshot buffer.
         self._buffer = {}
-        #: Counter of buffered messages, stamped on each _Pending.
+        #: Counter of buffered messages, stamped on each Pending.
         self._arrivals = 0
         #: True while deltas must be buffered, not applied (a resync is
         #: pending or a snapshot is being read).
@@ -199,22 +180,13 @@ class Reconciler(object):
         self._pending = None
         #: Monotonic time the pending resync may start.
         self._resync_at = 0.0
-        #: Consecutive failed resyncs (drives the backoff).
-        self._failures = 0
-        #: Start times of recent resyncs (rate limit).
-        self._starts = collections.deque()
         #: Monotonic time the next periodic resync is due (None: never).
         self._periodic_at = None
-        #: Stream epoch the applied position counts in (None: unknown).
-        self._epoch = None
-        #: Epoch of a snapshot still to install: the one the host
-        #: changed to (or the first seen before the initial snapshot).
-        self._epoch_next = None
-        #: True when _epoch was adopted from a message and must be
+        #: Epoch of the applied position and the one coming.
+        self._epochs = epochs_mod.EpochTracker()
+        #: True when an epoch was adopted from a message and must be
         #: written to the state store (poll() does it, outside _lock).
         self._epoch_dirty = False
-        #: Epochs the stream has left (late messages of them are stale).
-        self._retired_epochs = set()
         #: (seq, since) of a same-epoch heartbeat behind _applied: the
         #: host database was rewound (restored from a dump).
         self._hb_behind = None
@@ -465,7 +437,7 @@ class Reconciler(object):
                     'synced': self.synced,
                     'buffered': len(self._buffer), 'lag_seconds': self._lag,
                     'pending_resync': self._pending,
-                    'epoch': self._epoch,
+                    'epoch': self._epochs.current,
                     'pending_invalidations': sorted(self._invalidated),
                     'last_error': self.last_error}
             info.update(self.counters)
@@ -503,7 +475,8 @@ class Reconciler(object):
                                       'version': scope.schema_version}
             self._applied = min(seqs)
             epochs = set(scope.epoch for scope in positions.values())
-            self._epoch = epochs.pop() if len(epochs) == 1 else None
+            self._epochs = epochs_mod.EpochTracker(
+                epochs.pop() if len(epochs) == 1 else None)
             self._persister.mark_durable(self._applied)
             self._table_seq = {table: scope.seq
                                for table, scope in positions.items()
@@ -547,7 +520,7 @@ class Reconciler(object):
     def _buffer_message(self, message):
         limit = SNAPSHOT_BUFFER if self._buffering else self._window
         floor = self._applied if self._applied is not None else -1
-        if self._epoch_next is not None:
+        if self._epochs.coming is not None:
             floor = -1  # numbered in a new epoch: the snapshot decides
         self._arrivals += 1
         for tx in message.transactions:
@@ -561,9 +534,9 @@ class Reconciler(object):
                 # Lost here means missing later: a gap, then a resync.
                 self.counters['buffer_overflow'] += 1
                 continue
-            self._buffer[tx.seq] = _Pending(tx.seq, tx.committed_at,
-                                            tx.changes, message.tables,
-                                            self._arrivals)
+            self._buffer[tx.seq] = buffer_mod.Pending(
+                tx.seq, tx.committed_at, tx.changes, message.tables,
+                self._arrivals, message.epoch)
 
     def _check_epoch(self, message, now):
         """Resync when ``message`` was numbered in another epoch (_lock).
@@ -574,43 +547,34 @@ class Reconciler(object):
         the old epoch are rejected (``stale_epoch``) and those of the new
         one buffered for after the resync.
         """
-        epoch = message.epoch
-        if epoch is None:
+        verdict = self._epochs.classify(message.epoch,
+                                        self._applied is not None)
+        if verdict == epochs_mod.ADOPT:
+            self._epoch_dirty = self._epochs.current is not None
             return
-        current = self._epoch_next or self._epoch
-        if current is None:
-            if self._applied is None:
-                self._epoch_next = epoch
-            else:
-                self._epoch = epoch
-                self._epoch_dirty = True
-            return
-        if epoch == current:
-            return
-        if epoch in self._retired_epochs or (
-                self._epoch_next is not None and epoch == self._epoch):
+        if verdict == epochs_mod.STALE:
             raise self._reject('stale_epoch', 'epoch %s after the stream '
-                               'changed to %s' % (epoch, self._epoch_next))
-        LOG.warning('Stream %s: epoch changed from %s to %s (host database '
+                               'changed to %s' % (message.epoch,
+                                                  self._epochs.coming or
+                                                  self._epochs.current))
+        if verdict != epochs_mod.CHANGED:
+            return
+        LOG.warning('Stream %s: epoch changed to %s (host database '
                     'restored or rebuilt); resynchronising', self.stream,
-                    current, epoch)
+                    message.epoch)
+        self._buffer.clear()  # numbered in the old epoch
         if self._applied is not None:
-            self._epoch_next = epoch
-            self._buffer.clear()  # numbered in the old epoch
             self._gap_since = None
             self._hb_ahead = None
             self._hb_behind = None
             self._request('epoch', now)
-        else:
-            self._epoch_next = epoch
-            self._buffer.clear()
 
     def _write_epoch(self):
         """Persist an epoch adopted from a message (without _lock)."""
         with self._lock:
             if not self._epoch_dirty:
                 return
-            epoch = self._epoch
+            epoch = self._epochs.current
             self._epoch_dirty = False
         try:
             self._state.set_epoch(self.stream, self.collector, self.fetcher,
@@ -655,14 +619,10 @@ class Reconciler(object):
         """Apply the contiguous run after _applied; caller holds _lock."""
         progressed = False
         while True:
-            for seq in [s for s in self._buffer if s <= self._applied]:
-                del self._buffer[seq]
-                self._count_duplicates(1)
-            run = []
-            seq = self._applied + 1
-            while seq in self._buffer and len(run) < BATCH_LIMIT:
-                run.append(self._buffer.pop(seq))
-                seq += 1
+            self._count_duplicates(buffer_mod.drop_applied(self._buffer,
+                                                           self._applied))
+            run = buffer_mod.take_run(self._buffer, self._applied,
+                                      BATCH_LIMIT)
             if not run:
                 break
             if not self._schema_matches(run, now):
@@ -785,28 +745,13 @@ class Reconciler(object):
                 now >= self._periodic_at:
             self._request('periodic', now)
 
-    def _backoff(self):
-        if self._failures == 0:
-            return self._rng.uniform(0.0, self._backoff_min)
-        delay = min(self._backoff_max,
-                    self._backoff_min * (2 ** (self._failures - 1)))
-        return delay * self._rng.uniform(0.5, 1.0)
-
-    def _rate_limit_at(self, now):
-        while self._starts and now - self._starts[0] >= 60.0:
-            self._starts.popleft()
-        if len(self._starts) < self._per_minute:
-            return now
-        return self._starts[0] + 60.0
-
     def _request(self, cause, now, first=False):
         """Plan a resync; caller holds _lock."""
         if self._pending is not None and not (
                 cause == 'epoch' and self._pending != 'epoch'):
             return
         self._pending = cause
-        self._resync_at = max(now + self._backoff(),
-                              self._rate_limit_at(now))
+        self._resync_at = self._pacer.next_at(now)
         if cause != 'periodic':
             self._buffering = True
             self._advanced.notify_all()
@@ -826,7 +771,7 @@ class Reconciler(object):
             if self._pending is None:
                 return
             self._pending = None
-            self._starts.append(now)
+            self._pacer.started(now)
             self._buffering = True
             self._advanced.notify_all()
             if self._status == INITIAL:
@@ -857,7 +802,8 @@ class Reconciler(object):
             if cause == 'periodic' and self._applied is not None:
                 with self._lock:
                     view, in_flight = self._drift_inputs(watermark)
-                drift = self._count_drift(view, in_flight, tables, contents)
+                drift = drift_mod.count_drift(view, in_flight, tables,
+                                              contents)
             with self._lock:
                 self._drop_impossible(watermark, requested)
                 self._install(watermark, tables, contents, cause, drift,
@@ -905,11 +851,11 @@ class Reconciler(object):
                     old = self._invalidated.get(table)
                     if old is None or old[0] < item[0]:
                         self._invalidated[table] = item
-                self._failures += 1
+                self._pacer.failures += 1
                 self.last_error = '%s: %s' % (type(exc).__name__,
                                               str(exc)[:200])
                 self.counters['resync_failures'] += 1
-                self._resync_at = self._clock() + self._backoff()
+                self._resync_at = self._clock() + self._pacer.backoff()
                 LOG.warning('Stream %s: re-reading %s failed (%s); '
                             'retrying', self.stream, ', '.join(names),
                             self.last_error)
@@ -941,7 +887,7 @@ class Reconciler(object):
                                   'version': info.get('version')}
             if watermark > self._applied:
                 self._table_seq[table] = watermark
-        self._failures = 0
+        self._pacer.failures = 0
         self.last_error = None
         self._dispatch(events)
         self._buffering = False
@@ -1016,7 +962,7 @@ class Reconciler(object):
                 self._retired[table] = (stored[table], watermark)
             if watermark > self._applied:
                 self._table_seq[table] = watermark
-        self._failures = 0
+        self._pacer.failures = 0
         self._last_seen = self._clock()
         self.last_error = None
         self.counters['migrations'] += 1
@@ -1029,7 +975,7 @@ class Reconciler(object):
 
     def _resync_failed(self, cause, exc):
         with self._lock:
-            self._failures += 1
+            self._pacer.failures += 1
             self.last_error = '%s: %s' % (type(exc).__name__,
                                           str(exc)[:200])
             self.counters['resync_failures'] += 1
@@ -1048,7 +994,7 @@ class Reconciler(object):
             if cause == 'periodic' and self._status == LIVE:
                 # The cache is still good: keep applying, retry later.
                 self._buffering = False
-                self._periodic_at = now + self._backoff()
+                self._periodic_at = now + self._pacer.backoff()
                 try:
                     self._drain(now)
                 except StateUnavailable:
@@ -1068,34 +1014,6 @@ class Reconciler(object):
             self._buffer[seq] for seq in sorted(self._buffer)
             if floor < seq <= watermark]
 
-    def _count_drift(self, view, in_flight, tables, contents):
-        """Rows where the snapshot differs from cache + in-flight deltas.
-
-        Runs without the lock. Rows are compared by value first and, when
-        they differ, by row hash (so that e.g. NaN equals NaN).
-        """
-        drift = {}
-        for table in tables:
-            expected = dict(view.rows(table))
-            for item in in_flight:
-                for change in item.changes:
-                    if change.table != table or \
-                            change.op == wire.INVALIDATE:
-                        continue
-                    if change.op == wire.DELETE:
-                        expected.pop(change.key, None)
-                    else:
-                        expected[change.key] = change.after
-            fresh = contents[table]
-            count = 0
-            for key in set(expected) | set(fresh):
-                old, new = expected.get(key), fresh.get(key)
-                if old != new and row_hash(old) != row_hash(new):
-                    count += 1
-            if count:
-                drift[table] = count
-        return drift
-
     def _record_drift(self, drift):
         for table, count in drift.items():
             LOG.warning('Stream %s: periodic resync found %d rows of %s '
@@ -1114,10 +1032,8 @@ class Reconciler(object):
         of the stream: kept, it would wait for predecessors that never come
         and make the stream resync again and again.
         """
-        bogus = [seq for seq, item in self._buffer.items()
-                 if seq > watermark and item.arrival <= requested]
-        for seq in bogus:
-            del self._buffer[seq]
+        bogus = buffer_mod.drop_impossible(self._buffer, watermark,
+                                           requested)
         if bogus:
             self._reject('out_of_window', 'seq %d..%d arrived before a '
                          'snapshot at watermark %d: dropped'
@@ -1131,7 +1047,8 @@ class Reconciler(object):
         epoch the stream changed to, or the current one).
         """
         gone = [t for t in self._known if t not in tables]
-        epoch = epoch or self._epoch_next or self._epoch
+        coming = self._epochs.coming
+        epoch = self._epochs.for_install(epoch)
         self._flush_state()
         try:
             for table, info in tables.items():
@@ -1146,13 +1063,9 @@ class Reconciler(object):
                                       self.fetcher, epoch)
         except Exception as exc:
             raise StateUnavailable(str(exc)[:200]) from exc
-        if self._epoch_next is not None and epoch != self._epoch_next:
+        if coming is not None and epoch != coming:
             self._buffer.clear()  # numbered in another epoch
-        if self._epoch is not None and self._epoch != epoch:
-            self._retired_epochs.add(self._epoch)
-        self._retired_epochs.discard(epoch)
-        self._epoch = epoch
-        self._epoch_next = None
+        self._epochs.installed(epoch)
         self._epoch_dirty = False
         self._hb_behind = None
         self._invalidated.clear()
@@ -1167,7 +1080,7 @@ class Reconciler(object):
         self._applied = watermark
         self._table_seq = {}
         self._retired = {}
-        self._failures = 0
+        self._pacer.failures = 0
         self._gap_since = None
         self._hb_ahead = None
         self._last_seen = self._clock()
