@@ -22,6 +22,7 @@ mirrored rows both equal a direct SELECT of the host tables, every row
 and every column.
 """
 
+import datetime
 import json
 import os
 import queue
@@ -715,6 +716,94 @@ class _Durability(_Base):
                          counters)
         proc.send_signal(signal.SIGTERM)
         self.assertEqual(0, proc.wait(30))
+
+
+class _HostChanges(_Base):
+
+    def _host_tables(self):
+        return list(consumer_host.Base.metadata.sorted_tables) + [
+            outbox.outbox, outbox.streams]
+
+    def _dump(self):
+        with self.host_db.engine.connect() as conn:
+            return [(table, [dict(row._mapping) for row in
+                             conn.execute(sa.select(table))])
+                    for table in self._host_tables()]
+
+    def _restore(self, dump):
+        """Put the host database back as dumped (rows copied back)."""
+        with self.host_db.engine.begin() as conn:
+            for table, _rows in reversed(dump):
+                conn.execute(table.delete())
+            for table, rows in dump:
+                if rows:
+                    conn.execute(table.insert(), rows)
+
+    def test_restored_host_database_resyncs(self):
+        """A host restored from an earlier dump is noticed (cause epoch).
+
+        The restored stream numbers transactions again from the dump's
+        seq, below the consumer's position; its heartbeats reveal the
+        rewind, the consumer resyncs and converges.
+        """
+        self.host.command('preload', rows=30)
+        consumer = self.consumer()
+        self.assertTrue(consumer.wait_synced(60))
+        self.host.command('write', tx=10, writers=1, seed=21)
+        self.settle()
+        self.wait_caught_up(consumer)
+        dump = self._dump()
+        self.host.command('write', tx=40, writers=1, seed=22)
+        self.settle()
+        before = self.wait_caught_up(consumer)
+        self._restore(dump)
+        self.host.command('write', tx=5, writers=1, seed=23)
+        self.settle()
+        self.assertLess(self.host_last_seq(), before)
+        base.wait_for(lambda: self.resyncs(consumer, 'epoch') >= 1, 60,
+                      message='the rewound host was not noticed')
+        self.assertConverges(consumer)
+        self.wait_caught_up(consumer)
+        self.assertEqual(0, self.resyncs(consumer, 'periodic'))
+
+    def test_invalidation_rereads_the_table(self):
+        """An invalidation published by the relay re-reads its table."""
+        self.host.command('preload', rows=30)
+        consumer = self.consumer()
+        self.assertTrue(consumer.wait_synced(60))
+        self.settle()
+        self.wait_caught_up(consumer)
+        self.host.command(
+            'raw', sql="UPDATE items SET name = 'unseen' WHERE id IN (3, 4)")
+        store = state_mod.StateStore.from_url(self.state_db.url)
+        self.addCleanup(store.close)
+        version = [scope.schema_version for table, scope in store.load(
+            self.stream, 'oslo_publish', 'snapshot').items()
+            if table == 'items'][0]
+        payload = {'changes': [wire.encode_change(
+            wire.invalidation('items', 'e2e'))],
+            'tables': {'items': {'pk': ['id'], 'version': version}}}
+        with self.host_db.engine.begin() as conn:
+            conn.execute(outbox.outbox.insert().values(
+                stream=self.stream, txid='e2e-invalidation',
+                committed_at=datetime.datetime.now(
+                    datetime.timezone.utc).replace(tzinfo=None),
+                payload=json.dumps(payload)))
+        self.settle()
+        self.assertConverges(consumer)
+        self.assertEqual('unseen',
+                         consumer.view().get('items', (3,))['name'])
+        self.assertEqual(1, consumer.metrics.value(
+            'consumer_table_invalidations_total', stream=self.stream,
+            table='items', cause='e2e'))
+        self.assertEqual(1, self.resyncs(consumer, 'invalidate'))
+        self.assertEqual(0, self.resyncs(consumer, 'gap'))
+        self.assertEqual(0, self.resyncs(consumer, 'periodic'))
+
+
+class TestHostChangesPostgreSQL(_HostChanges, base.TestCase):
+    HOST_BACKEND = 'postgresql'
+    STATE_BACKEND = 'mysql'
 
 
 class TestDurabilityPostgreSQL(_Durability, base.TestCase):
