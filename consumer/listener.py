@@ -31,11 +31,18 @@ loses a non-durable queue, the consumer sees the gap and resynchronises.
 
 Delivery policy of :class:`Endpoint` (it never raises):
 
-* a rejected message is acknowledged (``HANDLED``): redelivering it would
-  not make it better; it is counted and logged by reason;
+* a delta is acknowledged (``HANDLED``) only once its effect is in the
+  state store, or it was deliberately discarded
+  (:meth:`consumer.reconciler.Reconciler.settle`): the cache may show it
+  earlier, but a crash before it is persisted leaves it on the broker,
+  which redelivers it. Held longer than ``[consumer] ack_timeout`` it is
+  requeued (``REQUEUE``), never acknowledged;
+* a redelivered duplicate (``replayed``) is acknowledged once the first
+  copy's effect is persisted;
+* any other rejected message is acknowledged: redelivering it would not
+  make it better; it is counted and logged by reason;
 * when the state store is unavailable the message is requeued
-  (``REQUEUE``) after a short pause: nothing was applied and the broker
-  keeps it;
+  (``REQUEUE``) after a short pause and the broker keeps it;
 * messages of other publishers are offered to the notification handlers
   (:mod:`consumer.notifications`); when none wants them they are rejected
   as ``unknown_publisher``;
@@ -120,8 +127,9 @@ class Endpoint(object):
     """
 
     def __init__(self, verifier, reconcilers, metrics, notifications=None,
-                 allowed_publishers=(), order_wait=None):
+                 allowed_publishers=(), order_wait=None, ack_timeout=60.0):
         self._order_wait = order_wait
+        self._ack_timeout = ack_timeout
         self._verifier = verifier
         self._reconcilers = reconcilers
         self._metrics = metrics
@@ -175,17 +183,26 @@ class Endpoint(object):
             self._verifier.reject(None, 'unknown_publisher', 'no handler '
                                   'for %s' % self._safe(publisher_id))
             return messaging.NotificationResult.HANDLED
+        message = None
         try:
             message = self._verifier.verify(publisher_id, event_type,
                                             payload)
-            self._reconcilers[message.stream].handle(
-                message, wait=self._order_wait)
-        except exceptions.Rejected:
-            return messaging.NotificationResult.HANDLED
+            reconciler = self._reconcilers[message.stream]
+            reconciler.handle(message, wait=self._order_wait)
+        except exceptions.Rejected as exc:
+            if message is None or exc.reason != 'replayed':
+                return messaging.NotificationResult.HANDLED
+            # A redelivered duplicate: acknowledged once what it carried
+            # is persisted (the first copy may still be in flight).
         except reconciler_mod.StateUnavailable:
             self._pause.wait(REQUEUE_PAUSE)
             return messaging.NotificationResult.REQUEUE
-        return messaging.NotificationResult.HANDLED
+        if message.is_heartbeat:
+            return messaging.NotificationResult.HANDLED
+        if reconciler.settle(message, self._ack_timeout):
+            return messaging.NotificationResult.HANDLED
+        self._metrics.requeued.labels(stream=message.stream).inc()
+        return messaging.NotificationResult.REQUEUE
 
 
 class Listener(object):

@@ -35,12 +35,20 @@ class ConsumerMetrics(_host_metrics._Metrics):
         self.duplicates_dropped = c(
             'consumer_duplicates_dropped',
             'Transactions dropped because seq <= applied position')
+        self.requeued = c(
+            'consumer_messages_requeued',
+            'Delta messages returned to the broker unacknowledged because '
+            'their effect was not persisted within ack_timeout')
         self.rejected = c(
             'consumer_rejected', 'Messages rejected, by reason',
             ('stream', 'reason'))
         self.resyncs = c(
             'consumer_resyncs', 'Resyncs started, by cause',
             ('stream', 'cause'))
+        self.invalidations = c(
+            'consumer_table_invalidations',
+            'Table invalidations applied (each re-reads the table), by '
+            'table and cause', ('stream', 'table', 'cause'))
         self.drift = c(
             'consumer_drift_rows',
             'Rows the periodic resync found different from the cache',

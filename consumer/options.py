@@ -63,6 +63,14 @@ _opts = [
     cfg.FloatOpt('gap_timeout', default=5.0, min=0.01,
                  help='Seconds a missing sequence number may take to '
                       'arrive before the stream is resynchronised.'),
+    cfg.FloatOpt('ack_timeout', default=60.0, min=0.1,
+                 help='Longest time a delta message is held '
+                      'unacknowledged while its effect is not yet '
+                      'persisted in the state store (waiting for a '
+                      'predecessor, a resync or the store itself). A '
+                      'message is acknowledged only once persisted or '
+                      'deliberately discarded; past this time it is '
+                      'returned to the broker for redelivery.'),
     cfg.FloatOpt('inactivity_timeout', default=35.0, min=0.1,
                  help='Seconds without any message (delta or heartbeat) '
                       'after which a stream counts as dead and is '

@@ -86,6 +86,7 @@ positions = sa.Table(
     sa.Column('state', sa.String(32), nullable=True),
     sa.Column('last_error', sa.Text, nullable=True),
     sa.Column('updated_at', Timestamp, nullable=True),
+    sa.Column('epoch', sa.String(64), nullable=True),
     sa.UniqueConstraint('scope_id', 'scope_key', 'collector', 'fetcher',
                         name='consumer_positions_unit'),
     sa.Index('consumer_positions_stream', 'scope_key', 'collector',
@@ -115,12 +116,14 @@ streams = sa.Table(
 
 
 class ScopeState(collections.namedtuple(
-        'ScopeState', 'seq committed_at schema_version state last_error')):
+        'ScopeState', 'seq committed_at schema_version state last_error '
+                      'epoch', defaults=(None,))):
     """Stored position of one collection unit.
 
     ``seq`` is the last applied sequence number (None: no snapshot yet),
     ``committed_at`` the commit time of that transaction (aware UTC
-    datetime or None).
+    datetime or None), ``epoch`` the stream epoch the position counts in
+    (None: stored before epochs existed, or a 1.0 host).
     """
 
     __slots__ = ()
@@ -189,8 +192,20 @@ _ENCODER = json.JSONEncoder(sort_keys=True, separators=(',', ':'),
 _json = _ENCODER.encode
 
 
+_PLAIN = frozenset((int, str))
+
+
 def key_text(key):
     """The stored text of a primary-key tuple (canonical wire JSON)."""
+    if len(key) == 1:
+        part = key[0]
+        kind = type(part)
+        if kind is int:
+            return '[%d]' % part
+        if kind is str:
+            return _json(key)
+    elif all(type(part) in _PLAIN for part in key):
+        return _json(key)  # int and str encode as themselves
     return _json([wire.encode_value(part) for part in key])
 
 
@@ -227,7 +242,8 @@ def _unit(stream, collector, fetcher):
 
 def _scope_state(row):
     return ScopeState(row.seq, _from_db_time(row.committed_at),
-                      row.schema_version, row.state, row.last_error)
+                      row.schema_version, row.state, row.last_error,
+                      row.epoch)
 
 
 class StateStore(object):
@@ -382,6 +398,17 @@ class StateStore(object):
                 positions.c.id == ident).values(
                     state=state, last_error=last_error,
                     updated_at=_utcnow()))
+
+    def set_epoch(self, stream, collector, fetcher, epoch):
+        """Record the stream epoch the unit's positions belong to.
+
+        Called after a snapshot is installed (the positions then count in
+        that epoch); None leaves a legacy store without an epoch.
+        """
+        with self._write() as conn:
+            conn.execute(positions.update().where(
+                _unit(stream, collector, fetcher)).values(
+                    epoch=epoch, updated_at=_utcnow()))
 
     def commit_batch(self, stream, collector, fetcher, seq, committed_at,
                      changes, schema_versions):

@@ -72,13 +72,15 @@ class Transaction(collections.namedtuple(
 
 class Message(collections.namedtuple(
         'Message', 'kind stream publisher_id first_seq last_seq tables '
-                   'transactions')):
+                   'transactions epoch', defaults=(None,))):
     """A verified, decoded message.
 
     Deltas carry ``first_seq`` .. ``last_seq``, ``tables`` (the header:
     ``{table: {"pk": [...], "version": ...}}``, filtered to the mirrored
     tables) and ``transactions``. Heartbeats carry their seq in both
-    ``first_seq`` and ``last_seq`` and no transactions.
+    ``first_seq`` and ``last_seq`` and no transactions. ``epoch`` is the
+    stream epoch the message was numbered in (None: a format 1.0
+    message, read as the consumer's current epoch).
     """
 
     __slots__ = ()
@@ -88,21 +90,44 @@ class Message(collections.namedtuple(
         return self.kind == wire.KIND_HEARTBEAT
 
 
-def _too_deep(payload, limit=MAX_DEPTH):
-    """True when ``payload`` nests containers deeper than ``limit``."""
+def _measure(payload, limit=MAX_DEPTH):
+    """Walk ``payload`` once: ``(too_deep, size)``.
+
+    ``too_deep`` is True when containers nest deeper than ``limit``.
+    ``size`` is the length of the compact JSON text of ``payload`` with
+    every character counted as one byte (exact for ASCII text, a lower
+    bound otherwise), computed without encoding anything: the payload was
+    decoded from the bus and is never encoded again.
+    """
+    size = 0
     stack = [(payload, 1)]
     while stack:
         item, depth = stack.pop()
-        if isinstance(item, dict):
-            children = item.values()
-        elif isinstance(item, (list, tuple)):
-            children = item
-        else:
+        kind = type(item)
+        if kind is str:
+            size += len(item) + 2
             continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children)
-    return False
+        if kind is dict:
+            if depth > limit:
+                return True, size
+            # braces, one colon and one comma per member, quoted keys
+            size += 2 + 2 * len(item)
+            for key, child in item.items():
+                size += len(key) + 2 if type(key) is str else \
+                    len(str(key)) + 2
+                stack.append((child, depth + 1))
+            continue
+        if kind is list or kind is tuple:
+            if depth > limit:
+                return True, size
+            size += 1 + max(len(item), 1)
+            stack.extend((child, depth + 1) for child in item)
+            continue
+        if kind is int or kind is float:
+            size += len(repr(item))
+            continue
+        size += 4  # true, false, null; wire.validate refuses the rest
+    return False, size
 
 
 def _parse_time(text):
@@ -167,13 +192,9 @@ class Verifier(object):
     def _verify(self, publisher_id, event_type, payload, stream):
         if not isinstance(payload, dict):
             raise wire.WireError('malformed', 'payload is not an object')
-        if _too_deep(payload):
+        too_deep, size = _measure(payload)
+        if too_deep:
             raise wire.WireError('malformed', 'nested too deeply')
-        try:
-            size = wire.encoded_size(payload)
-        except (TypeError, ValueError) as exc:
-            raise wire.WireError('malformed', 'not JSON: %s'
-                                 % type(exc).__name__) from None
         if size > self._max_bytes:
             raise exceptions.Rejected(
                 'oversized', '%d bytes > %d' % (size, self._max_bytes))
@@ -208,7 +229,7 @@ class Verifier(object):
         if expected_kind == wire.KIND_HEARTBEAT:
             seq = payload['seq']
             return Message(wire.KIND_HEARTBEAT, stream, publisher_id,
-                           seq, seq, {}, ())
+                           seq, seq, {}, (), wire.message_epoch(payload))
         return self._decode_delta(payload, stream, publisher_id)
 
     def _check_origin(self, publisher_id, stream):
@@ -244,4 +265,4 @@ class Verifier(object):
                 changes))
         return Message(wire.KIND_DELTA, stream, publisher_id,
                        payload['first_seq'], payload['last_seq'], tables,
-                       tuple(transactions))
+                       tuple(transactions), wire.message_epoch(payload))

@@ -22,6 +22,7 @@ mirrored rows both equal a direct SELECT of the host tables, every row
 and every column.
 """
 
+import datetime
 import json
 import os
 import queue
@@ -140,10 +141,8 @@ class _Base(object):
                             ('topics', [self.topic]),
                             ('pool', self.pool),
                             # Long enough that a loaded 2-core machine does
-                            # not count scheduling delays as gaps: a delta
-                            # that waits longer for its predecessor is
-                            # acknowledged before it is applied, and the
-                            # SIGKILL test would then resync.
+                            # not count scheduling delays as gaps (which
+                            # would resync).
                             ('gap_timeout', 3.0),
                             ('inactivity_timeout', 8.0),
                             ('resync_backoff_min', 0.05),
@@ -508,6 +507,8 @@ def _config_text(conf, transport):
              'resync_backoff_min = %s' % opts.resync_backoff_min,
              'resync_backoff_max = %s' % opts.resync_backoff_max,
              'snapshot_timeout = %s' % opts.snapshot_timeout,
+             'resyncs_per_minute = %s' % opts.resyncs_per_minute,
+             'ack_timeout = %s' % opts.ack_timeout,
              '[consumer_database]',
              'connection = %s' % conf.consumer_database.connection,
              'max_retries = 3', 'retry_interval = 1']
@@ -603,6 +604,211 @@ class Shuffler(fixtures.Fixture):
             if held is not None:
                 self._send(held)
                 held = None
+
+
+class Holder(Shuffler):
+    """Relays the host's topic, holding back one delta until released.
+
+    The first delta message whose ``first_seq`` is at least ``hold_from``
+    (when set) is kept until :meth:`release`; the others pass in order.
+    """
+
+    def __init__(self, conf, source_topic, target_topic, pool):
+        super().__init__(conf, source_topic, target_topic, pool)
+        self.hold_from = None
+        self.held = None
+        self._release = threading.Event()
+
+    def release(self):
+        self._release.set()
+
+    def _run(self):
+        while not self._stopping.is_set():
+            if self.held is not None and self._release.is_set():
+                self._send(self.held)
+                self._release.clear()
+            try:
+                item = self.inbox.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if item is None:
+                return
+            if self.held is None and self.hold_from is not None and \
+                    item[1] == wire.EVENT_DELTA and \
+                    item[2]['first_seq'] >= self.hold_from:
+                self.held = item
+                continue
+            self._send(item)
+
+
+class _Durability(_Base):
+
+    def test_sigkill_with_delta_waiting_past_gap_timeout(self):
+        """A delta waiting past gap_timeout is unacknowledged: no resync.
+
+        Its predecessor is held back; the consumer is killed (SIGKILL)
+        after gap_timeout, while the gap resync waits for its rate limit.
+        After the restart the broker redelivers what was not persisted,
+        the predecessor arrives, and the consumer converges without any
+        resync.
+        """
+        held_topic = self.topic + '_held'
+        self.conf.set_override('topics', [held_topic], 'consumer')
+        self.conf.set_override('gap_timeout', 1.0, 'consumer')
+        self.conf.set_override('resyncs_per_minute', 1, 'consumer')
+        holder = self.useFixture(Holder(self.conf, self.topic, held_topic,
+                                        self.pool))
+        config = os.path.join(self.useFixture(fixtures.TempDir()).path,
+                              'consumer.conf')
+        with open(config, 'w') as out:
+            out.write(_config_text(self.conf, self.transport))
+        log = open(config + '.log', 'w')
+        self.addCleanup(log.close)
+
+        def spawn():
+            proc = subprocess.Popen(
+                [sys.executable, '-m', 'consumer.cmd.sync',
+                 '--config-file', config], cwd=ROOT, stdout=log,
+                stderr=subprocess.STDOUT)
+            self.addCleanup(_kill, proc)
+            return proc
+
+        self.host.command('preload', rows=30)
+        store = state_mod.StateStore.from_url(self.state_db.url)
+        self.addCleanup(store.close)
+        store.upgrade()
+        proc = spawn()
+
+        def status():
+            found = store.status().get(self.stream)
+            return found.counters if found else {}
+
+        base.wait_for(lambda: status().get('synced'), 60,
+                      message='consumer-sync never synced')
+        synced_at = time.monotonic()
+        holder.hold_from = self.host_last_seq() + 1
+        self.host.command('write', tx=30, writers=1, seed=11)
+        self.settle()
+        base.wait_for(lambda: holder.held is not None, 30)
+        held_seq = holder.held[2]['first_seq']
+        self.assertLess(held_seq, self.host_last_seq())
+        # The later deltas wait for it, past gap_timeout, unapplied.
+        base.wait_for(lambda: status().get('pending_resync') == 'gap', 30,
+                      message='the gap was not noticed')
+        self.assertEqual(held_seq - 1, status().get('applied_seq'))
+        self.assertLess(time.monotonic() - synced_at, 50,
+                        'too slow: the rate limit would start the resync')
+        proc.kill()
+        proc.wait()
+        durable = status().get('applied_seq')
+        self.assertEqual(held_seq - 1, durable)
+        holder.release()
+        restarted = time.time()
+        proc = spawn()
+        base.wait_for(
+            lambda: (store.status()[self.stream].updated_at.timestamp()
+                     > restarted and status().get('applied_seq') ==
+                     self.host_last_seq()), 60,
+            message='restarted consumer did not catch up')
+        self.assertConverges()
+        counters = status()
+        self.assertEqual([], [k for k in counters if k.startswith('resync_')],
+                         counters)
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(0, proc.wait(30))
+
+
+class _HostChanges(_Base):
+
+    def _host_tables(self):
+        return list(consumer_host.Base.metadata.sorted_tables) + [
+            outbox.outbox, outbox.streams]
+
+    def _dump(self):
+        with self.host_db.engine.connect() as conn:
+            return [(table, [dict(row._mapping) for row in
+                             conn.execute(sa.select(table))])
+                    for table in self._host_tables()]
+
+    def _restore(self, dump):
+        """Put the host database back as dumped (rows copied back)."""
+        with self.host_db.engine.begin() as conn:
+            for table, _rows in reversed(dump):
+                conn.execute(table.delete())
+            for table, rows in dump:
+                if rows:
+                    conn.execute(table.insert(), rows)
+
+    def test_restored_host_database_resyncs(self):
+        """A host restored from an earlier dump is noticed (cause epoch).
+
+        The restored stream numbers transactions again from the dump's
+        seq, below the consumer's position; its heartbeats reveal the
+        rewind, the consumer resyncs and converges.
+        """
+        self.host.command('preload', rows=30)
+        consumer = self.consumer()
+        self.assertTrue(consumer.wait_synced(60))
+        self.host.command('write', tx=10, writers=1, seed=21)
+        self.settle()
+        self.wait_caught_up(consumer)
+        dump = self._dump()
+        self.host.command('write', tx=40, writers=1, seed=22)
+        self.settle()
+        before = self.wait_caught_up(consumer)
+        self._restore(dump)
+        self.host.command('write', tx=5, writers=1, seed=23)
+        self.settle()
+        self.assertLess(self.host_last_seq(), before)
+        base.wait_for(lambda: self.resyncs(consumer, 'epoch') >= 1, 60,
+                      message='the rewound host was not noticed')
+        self.assertConverges(consumer)
+        self.wait_caught_up(consumer)
+        self.assertEqual(0, self.resyncs(consumer, 'periodic'))
+
+    def test_invalidation_rereads_the_table(self):
+        """An invalidation published by the relay re-reads its table."""
+        self.host.command('preload', rows=30)
+        consumer = self.consumer()
+        self.assertTrue(consumer.wait_synced(60))
+        self.settle()
+        self.wait_caught_up(consumer)
+        self.host.command(
+            'raw', sql="UPDATE items SET name = 'unseen' WHERE id IN (3, 4)")
+        store = state_mod.StateStore.from_url(self.state_db.url)
+        self.addCleanup(store.close)
+        version = [scope.schema_version for table, scope in store.load(
+            self.stream, 'oslo_publish', 'snapshot').items()
+            if table == 'items'][0]
+        payload = {'changes': [wire.encode_change(
+            wire.invalidation('items', 'e2e'))],
+            'tables': {'items': {'pk': ['id'], 'version': version}}}
+        with self.host_db.engine.begin() as conn:
+            conn.execute(outbox.outbox.insert().values(
+                stream=self.stream, txid='e2e-invalidation',
+                committed_at=datetime.datetime.now(
+                    datetime.timezone.utc).replace(tzinfo=None),
+                payload=json.dumps(payload)))
+        self.settle()
+        self.assertConverges(consumer)
+        self.assertEqual('unseen',
+                         consumer.view().get('items', (3,))['name'])
+        self.assertEqual(1, consumer.metrics.value(
+            'consumer_table_invalidations_total', stream=self.stream,
+            table='items', cause='e2e'))
+        self.assertEqual(1, self.resyncs(consumer, 'invalidate'))
+        self.assertEqual(0, self.resyncs(consumer, 'gap'))
+        self.assertEqual(0, self.resyncs(consumer, 'periodic'))
+
+
+class TestHostChangesPostgreSQL(_HostChanges, base.TestCase):
+    HOST_BACKEND = 'postgresql'
+    STATE_BACKEND = 'mysql'
+
+
+class TestDurabilityPostgreSQL(_Durability, base.TestCase):
+    HOST_BACKEND = 'postgresql'
+    STATE_BACKEND = 'postgresql'
 
 
 class TestE2EPostgreSQLHostSQLiteState(_Flows, base.TestCase):

@@ -92,7 +92,7 @@ class _StateStoreContract(object):
     def test_upgrade_is_idempotent(self):
         """upgrade() twice leaves the schema at head with its tables."""
         self.store.upgrade()
-        self.assertEqual('0001', self.store.current_revision())
+        self.assertEqual('0002', self.store.current_revision())
         names = set(sa.inspect(self.engine).get_table_names())
         self.assertLessEqual({'consumer_positions', 'consumer_rows',
                               'consumer_streams',
@@ -122,6 +122,19 @@ class _StateStoreContract(object):
         self.assertEqual({(1,): {'id': 1, 'host': 'c'}}, self._rows())
         self.assertEqual(2, self.store.get_scope(
             'instances', STREAM, DRIVER, KIND).seq)
+
+    def test_epoch_is_stored_with_the_positions(self):
+        """set_epoch() records the epoch on every position of the unit."""
+        self._commit(3, [ins((1,), id=1)], {'instances': 'v1',
+                                            'hosts': 'v1'})
+        self.assertIsNone(self.store.load(STREAM, DRIVER, KIND)[
+            'instances'].epoch)
+        self.store.set_epoch(STREAM, DRIVER, KIND, 'e' * 32)
+        self._commit(4, [ins((2,), id=2)])
+        loaded = self.store.load(STREAM, DRIVER, KIND)
+        self.assertEqual({'instances': 'e' * 32, 'hosts': 'e' * 32},
+                         {t: scope.epoch for t, scope in loaded.items()})
+        self.assertEqual(4, loaded['instances'].seq)
 
     def test_commit_batch_never_lowers_position(self):
         """A stale batch does not move the position backwards."""

@@ -42,6 +42,7 @@ from hypothesis import given
 from hypothesis import HealthCheck
 from hypothesis import settings
 from hypothesis import strategies as st
+import oslo_messaging as messaging
 
 from oslo_publish import wire
 from tests.unit import test_verify
@@ -128,11 +129,11 @@ class FuzzTestCase(test_verify.VerifyTestCase):
         return counts
 
     def outcome(self, payload, publisher=PUBLISHER,
-                event_type=wire.EVENT_DELTA):
+                event_type=wire.EVENT_DELTA, result=HANDLED):
         """Handle one message; return ``{reason: +n}`` (empty: accepted)."""
         before = self.reasons()
-        result = self.endpoint.handle(publisher, event_type, payload)
-        self.assertEqual(HANDLED, result)
+        got = self.endpoint.handle(publisher, event_type, payload)
+        self.assertEqual(result, got)
         after = self.reasons()
         diff = {r: after[r] - before.get(r, 0) for r in after
                 if after[r] != before.get(r, 0)}
@@ -296,14 +297,19 @@ class TestSequences(FuzzTestCase):
     @_fuzz_settings(15, 500)
     @given(ahead=st.integers(min_value=1, max_value=2 ** 40))
     def test_out_of_window_sequences_never_apply(self, ahead):
-        """A seq beyond the reorder window applies nothing; a resync heals."""
+        """A seq beyond the reorder window applies nothing; a resync heals.
+
+        The message is not acknowledged either: nothing it carries is
+        persisted, so it goes back to the broker.
+        """
         self.before = self.snapshot_of_consumer()
         payload = self.fresh()
         seq = self.rec.applied + 10 + ahead  # reorder_window is 10
         payload['first_seq'] = payload['last_seq'] = seq
         payload['transactions'][0]['seq'] = seq
         wire.sign(payload, KEY)
-        self.assertEqual({}, self.outcome(payload))
+        self.assertEqual({}, self.outcome(
+            payload, result=messaging.NotificationResult.REQUEUE))
         self.assertUnchanged()
         self.tick()
         self.rec.poll()

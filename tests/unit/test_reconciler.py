@@ -533,21 +533,218 @@ class TestResume(ReconcilerTestCase):
                                          {'id': 51, 'name': 'after'}))
         self.assertConverged(again)
 
-    def test_state_failure_applies_nothing_and_recovers(self):
-        """When the state store fails the cache is untouched; retry works."""
+    def test_state_failure_is_not_durable_until_retried(self):
+        """A failed state write leaves the delta unsettled; a retry saves it.
+
+        The cache shows the delta at once, but the message may not be
+        acknowledged (settle() is False) until the store holds it.
+        """
         rec = self.synced()
         message = self.host.write('instances', wire.INSERT,
                                   {'id': 60, 'name': 'retry'})
         engine = self.state.engine
+        durable = rec.durable
         with engine.begin() as conn:
             conn.exec_driver_sql('ALTER TABLE consumer_positions RENAME TO '
                                  'moved_away')
-        generation = self.cache.view().generation
-        self.assertRaises(reconciler.StateUnavailable, self.feed, rec,
-                          message)
-        self.assertEqual(generation, self.cache.view().generation)
+        message = self.verifier.verify(wire.publisher_id(self.STREAM),
+                                       wire.EVENT_DELTA, message)
+        self.assertRaises(reconciler.StateUnavailable, rec.handle, message)
+        self.assertEqual(durable, rec.durable)
+        self.assertFalse(rec.settle(message, 0.01))
+        self.assertEqual(1, rec.status_info()['unpersisted_runs'])
         with engine.begin() as conn:
             conn.exec_driver_sql('ALTER TABLE moved_away RENAME TO '
                                  'consumer_positions')
         rec.poll()
+        self.assertTrue(rec.settle(message, 0.01))
+        self.assertEqual(message.last_seq, rec.durable)
         self.assertConverged(rec)
+
+
+class EpochTestCase(ReconcilerTestCase):
+
+    EPOCH = 'a' * 32
+
+    def stamped(self, payload, epoch=None):
+        payload[wire.EPOCH] = epoch or self.EPOCH
+        return payload
+
+    def live_in_epoch(self):
+        rec = self.synced()
+        self.feed(rec, self.stamped(self.host.write(
+            'instances', wire.UPDATE, {'id': 1, 'name': 'first'})))
+        return rec
+
+    def rewind_host(self, seq, rows):
+        """The host database restored from a dump taken at ``seq``."""
+        self.host.seq = seq
+        self.host.tables['instances']['rows'] = rows
+
+
+class TestEpoch(EpochTestCase):
+
+    def test_first_epoch_is_adopted_and_stored(self):
+        """The first epoch seen is adopted without a resync and persisted."""
+        rec = self.live_in_epoch()
+        rec.poll()
+        self.assertEqual(0, self.resyncs('epoch'))
+        self.assertEqual(self.EPOCH, rec.status_info()['epoch'])
+        scope = self.state.load(self.STREAM, 'oslo_publish', 'snapshot')
+        self.assertEqual(self.EPOCH, scope['instances'].epoch)
+
+    def test_format_1_0_message_counts_in_the_current_epoch(self):
+        """A message without an epoch applies as one of the current epoch."""
+        rec = self.live_in_epoch()
+        self.assertEqual('applied', self.feed(rec, self.host.write(
+            'instances', wire.UPDATE, {'id': 2, 'name': 'old format'})))
+        self.assertEqual(0, self.resyncs('epoch'))
+        self.assertConverged(rec)
+
+    def test_new_epoch_resyncs_although_seqs_look_old(self):
+        """A delta of another epoch resyncs (cause epoch) and converges."""
+        dump_seq = self.host.seq
+        dump = {k: dict(v) for k, v in
+                self.host.tables['instances']['rows'].items()}
+        rec = self.live_in_epoch()
+        for i in range(3):
+            self.feed(rec, self.stamped(self.host.write(
+                'instances', wire.INSERT, {'id': 20 + i, 'name': 'lost'})))
+        self.rewind_host(dump_seq, dump)
+        new = 'b' * 32
+        message = self.stamped(self.host.write(
+            'instances', wire.INSERT, {'id': 30, 'name': 'reborn'}), new)
+        self.assertLess(self.host.seq, rec.applied)
+        self.assertEqual('buffered', self.feed(rec, message))
+        rec.poll()
+        self.assertEqual(1, self.resyncs('epoch'))
+        self.assertEqual(1, rec.status_info()['resync_epoch'])
+        self.assertConverged(rec)
+        self.assertIsNone(self.cache.view().get('instances', (20,)))
+        self.assertEqual(new, self.state.load(
+            self.STREAM, 'oslo_publish', 'snapshot')['instances'].epoch)
+        error = self.assertRaises(exceptions.Rejected, self.feed, rec,
+                                  self.stamped(self.host.heartbeat()))
+        self.assertEqual('stale_epoch', error.reason)
+        rec.poll()
+        self.assertEqual(1, self.resyncs('epoch'))
+
+    def test_rewound_heartbeat_resyncs(self):
+        """A same-epoch heartbeat behind applied for gap_timeout resyncs."""
+        dump_seq = self.host.seq
+        dump = {k: dict(v) for k, v in
+                self.host.tables['instances']['rows'].items()}
+        rec = self.live_in_epoch()
+        self.feed(rec, self.stamped(self.host.write(
+            'instances', wire.DELETE, {'id': 3})))
+        self.rewind_host(dump_seq, dump)
+        self.feed(rec, self.stamped(self.host.heartbeat()))
+        rec.poll()
+        self.assertEqual(0, self.resyncs('epoch'))
+        self.clock.advance(0.6)
+        self.feed(rec, self.stamped(self.host.heartbeat()))
+        rec.poll()
+        rec.poll()
+        self.assertEqual(1, self.resyncs('epoch'))
+        self.assertConverged(rec)
+        self.assertIsNotNone(self.cache.view().get('instances', (3,)))
+
+    def test_overtaken_heartbeat_does_not_resync(self):
+        """A heartbeat overtaken by a later delta is no rewind."""
+        rec = self.live_in_epoch()
+        late = self.stamped(self.host.heartbeat())
+        self.feed(rec, self.stamped(self.host.write(
+            'instances', wire.DELETE, {'id': 3})))
+        self.feed(rec, late)
+        self.feed(rec, self.stamped(self.host.write(
+            'instances', wire.DELETE, {'id': 4})))
+        self.clock.advance(0.6)
+        rec.poll()
+        self.assertEqual(0, self.resyncs('epoch'))
+        self.assertConverged(rec)
+
+    def test_epoch_survives_a_restart(self):
+        """A restart keeps the stored epoch, then notices a change."""
+        rec = self.live_in_epoch()
+        rec.poll()
+        rec.stop()
+        again = self.make()
+        self.assertEqual(self.EPOCH, again.status_info()['epoch'])
+        self.assertEqual('buffered', self.feed(again, self.stamped(
+            self.host.write('instances', wire.DELETE, {'id': 5}),
+            'c' * 32)))
+        again.poll()
+        self.assertEqual(1, self.resyncs('epoch'))
+        self.assertConverged(again)
+
+
+class TestInvalidation(ReconcilerTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.host.add_table('hosts')
+        self.host.change('hosts', wire.INSERT, {'id': 1, 'name': 'h1'})
+
+    def invalidate(self, *others):
+        """Change instances unseen, then commit its invalidation."""
+        rows = self.host.tables['instances']['rows']
+        rows[(1,)] = {'id': 1, 'name': 'changed unseen'}
+        rows[(77,)] = {'id': 77, 'name': 'inserted unseen'}
+        rows.pop((2,))
+        change = wire.encode_change(wire.invalidation('instances',
+                                                      'upsert'))
+        return self.host.message([self.host.commit(change, *others)])
+
+    def assertTablesConverged(self, rec):
+        for table in ('instances', 'hosts'):
+            rows = self.host.tables[table]['rows']
+            view = self.cache.view()
+            self.assertEqual(rows, {k: dict(v) for k, v in
+                                    view.rows(table).items()})
+            self.assertEqual(rows, dict(self.state.load_rows(self.STREAM,
+                                                             table)))
+
+    def test_invalidation_rereads_just_that_table(self):
+        """An invalidation re-reads its table; other changes apply as usual."""
+        rec = self.synced()
+        opened = self.host.snapshots_opened
+        message = self.invalidate(self.host.change(
+            'hosts', wire.INSERT, {'id': 2, 'name': 'h2'}))
+        self.assertEqual('applied', self.feed(rec, message))
+        self.assertIsNotNone(self.cache.view().get('hosts', (2,)))
+        rec.poll()
+        self.assertEqual(opened + 1, self.host.snapshots_opened)
+        self.assertTablesConverged(rec)
+        self.assertEqual(1, self.resyncs('invalidate'))
+        self.assertEqual(0, self.resyncs('gap'))
+        self.assertEqual(1, self.metrics.value(
+            'consumer_table_invalidations_total', stream=self.STREAM,
+            table='instances', cause='upsert'))
+        self.assertEqual(1, rec.status_info()['invalidated:instances:upsert'])
+        self.assertEqual(reconciler.LIVE, rec.status)
+
+    def test_later_deltas_of_the_table_are_superseded(self):
+        """Deltas of the table up to the new watermark are skipped."""
+        rec = self.synced()
+        self.feed(rec, self.invalidate())
+        later = self.host.write('instances', wire.UPDATE,
+                                {'id': 1, 'name': 'later'})
+        other = self.host.write('hosts', wire.UPDATE,
+                                {'id': 1, 'name': 'h1b'})
+        rec.poll()
+        self.feed(rec, later)
+        self.feed(rec, other)
+        self.assertTablesConverged(rec)
+        self.assertEqual(self.host.seq, rec.applied)
+
+    def test_failed_reread_is_retried(self):
+        """A refused snapshot leaves the invalidation pending, then retries."""
+        rec = self.synced()
+        self.feed(rec, self.invalidate())
+        self.host.fail_snapshots = 1
+        rec.poll()
+        self.assertEqual(['instances'],
+                         rec.status_info()['pending_invalidations'])
+        rec.poll()
+        self.assertEqual([], rec.status_info()['pending_invalidations'])
+        self.assertTablesConverged(rec)

@@ -36,10 +36,14 @@ their transactions strictly by sequence number::
   snapshot with the cache row by row hash and counts differences as
   drift.
 
-Per applied batch: ``state.commit_batch`` (rows and position in one
-transaction) -> ``cache.apply`` -> ``dispatcher.dispatch(events)``. When
-the state store fails, nothing is applied, the transactions stay buffered
-and :class:`StateUnavailable` tells the listener to requeue.
+Per applied batch: ``cache.apply`` -> ``dispatcher.dispatch(events)`` ->
+``persister.submit`` (:mod:`consumer.persister`: rows and position of
+everything applied since its last write, in one state-store
+transaction). Readers therefore see a transaction before it is durable;
+the listener acknowledges a message only once :meth:`Reconciler.settle`
+says its effect is persisted (or that it was deliberately discarded),
+so a crash in between costs a redelivery, never a loss. A snapshot is
+installed only after everything applied before it is persisted.
 
 Locking: ``_lock`` (one per stream) guards every attribute documented as
 such; snapshots are read without it so messages keep being buffered.
@@ -47,8 +51,6 @@ such; snapshots are read without it so messages keep being buffered.
 
 import collections
 import datetime
-import hashlib
-import json
 import random
 import threading
 import time
@@ -57,6 +59,11 @@ from oslo_log import log
 
 from consumer import exceptions
 from consumer import migrations
+from consumer import persister as persister_mod
+from consumer.reconciler import buffer as buffer_mod
+from consumer.reconciler import drift as drift_mod
+from consumer.reconciler import epochs as epochs_mod
+from consumer.reconciler import timers
 from oslo_publish import wire
 
 LOG = log.getLogger(__name__)
@@ -68,7 +75,7 @@ RESYNCING = 'resyncing'
 STOPPED = 'stopped'
 
 CAUSES = ('initial', 'gap', 'heartbeat', 'inactivity', 'periodic',
-          'schema', 'manual')
+          'schema', 'manual', 'epoch', 'invalidate')
 
 #: Largest number of transactions buffered while a snapshot is read.
 SNAPSHOT_BUFFER = 100000
@@ -76,31 +83,12 @@ SNAPSHOT_BUFFER = 100000
 BATCH_LIMIT = 500
 #: Longest sleep of the worker between two timer checks.
 MAX_TICK = 0.5
+#: Longest wait for the persister before a snapshot is installed.
+FLUSH_TIMEOUT = 10.0
 
 
 class StateUnavailable(exceptions.ConsumerError):
     """The state store failed; the message should be redelivered."""
-
-
-def row_hash(row):
-    """Stable hash of a decoded row (its canonical wire encoding)."""
-    if row is None:
-        return None
-    text = json.dumps(wire.encode_row(dict(row)), sort_keys=True,
-                      separators=(',', ':'), allow_nan=False)
-    return hashlib.sha1(text.encode('utf-8')).hexdigest()
-
-
-class _Pending(collections.namedtuple(
-        'Pending', 'seq committed_at changes tables arrival')):
-    """A buffered transaction with the table header of its message.
-
-    ``arrival`` numbers buffered messages in the order they came (see
-    ``Reconciler._install``: what arrived before a snapshot was requested
-    cannot be numbered beyond the snapshot's watermark).
-    """
-
-    __slots__ = ()
 
 
 def _is_db_error(exc):
@@ -152,10 +140,10 @@ class Reconciler(object):
         self._gap_timeout = opts.gap_timeout
         self._inactivity = opts.inactivity_timeout
         self._interval = opts.resync_interval
-        self._backoff_min = opts.resync_backoff_min
-        self._backoff_max = max(opts.resync_backoff_max,
-                                opts.resync_backoff_min)
-        self._per_minute = opts.resyncs_per_minute
+        #: Backoff and rate limit of resyncs (guarded by _lock).
+        self._pacer = timers.Pacer(opts.resync_backoff_min,
+                                   opts.resync_backoff_max,
+                                   opts.resyncs_per_minute, self._rng)
 
         #: Guards every attribute below.
         self._lock = threading.RLock()
@@ -175,9 +163,9 @@ class Reconciler(object):
         #: table -> (old version, watermark) of the last migration: deltas
         #: up to the watermark may still carry the old version.
         self._retired = {}
-        #: seq -> _Pending: reorder buffer and snapshot buffer.
+        #: seq -> buffer.Pending: reorder buffer and snapshot buffer.
         self._buffer = {}
-        #: Counter of buffered messages, stamped on each _Pending.
+        #: Counter of buffered messages, stamped on each Pending.
         self._arrivals = 0
         #: True while deltas must be buffered, not applied (a resync is
         #: pending or a snapshot is being read).
@@ -192,12 +180,19 @@ class Reconciler(object):
         self._pending = None
         #: Monotonic time the pending resync may start.
         self._resync_at = 0.0
-        #: Consecutive failed resyncs (drives the backoff).
-        self._failures = 0
-        #: Start times of recent resyncs (rate limit).
-        self._starts = collections.deque()
         #: Monotonic time the next periodic resync is due (None: never).
         self._periodic_at = None
+        #: Epoch of the applied position and the one coming.
+        self._epochs = epochs_mod.EpochTracker()
+        #: True when an epoch was adopted from a message and must be
+        #: written to the state store (poll() does it, outside _lock).
+        self._epoch_dirty = False
+        #: (seq, since) of a same-epoch heartbeat behind _applied: the
+        #: host database was rewound (restored from a dump).
+        self._hb_behind = None
+        #: table -> (seq, cause) of a pending targeted resync (a table
+        #: invalidation applied at seq).
+        self._invalidated = {}
         #: Commit-to-apply delay of the last applied transaction.
         self._lag = None
         #: Last error text (for consumer-status).
@@ -208,6 +203,10 @@ class Reconciler(object):
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread = None
+        #: Writes applied runs to the state store (own lock, never takes
+        #: _lock: it may be flushed with _lock held).
+        self._persister = persister_mod.Persister(
+            state, stream, collector, fetcher, on_error=self._persist_failed)
 
     # ------------------------------------------------------------ public
 
@@ -236,6 +235,10 @@ class Reconciler(object):
         With ``run_thread`` a worker thread runs timers and resyncs;
         without it, call :meth:`poll` yourself (tests).
         """
+        self._persister = persister_mod.Persister(
+            self._state, self.stream, self.collector, self.fetcher,
+            threaded=run_thread, on_error=self._persist_failed)
+        self._persister.start()
         self._resume()
         if run_thread:
             self._thread = threading.Thread(
@@ -252,9 +255,65 @@ class Reconciler(object):
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        try:
+            self._persister.stop(timeout)
+        except Exception as exc:  # noqa: unacknowledged, redelivered
+            LOG.warning('Stream %s: state store failed at stop (%s); the '
+                        'unpersisted messages will be redelivered',
+                        self.stream, type(exc).__name__)
         with self._lock:
             self._status = STOPPED
             self._synced.clear()
+
+    @property
+    def durable(self):
+        """Highest seq whose effect is in the state store."""
+        return self._persister.durable
+
+    def settle(self, message, timeout):
+        """Wait until ``message`` may be acknowledged to the broker.
+
+        True once its effect is persisted (``seq <= durable``) or it was
+        deliberately discarded (neither applied nor buffered: a
+        duplicate dropped from an overflowing buffer or forged); False
+        after ``timeout`` seconds or when stopping (requeue it).
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if self._persister.wait_durable(message.last_seq,
+                                            max(0.0, min(left, 0.25))):
+                return True
+            with self._lock:
+                if self._discarded(message):
+                    return True
+            if left <= 0 or self._stopping.is_set():
+                return False
+
+    def _discarded(self, message):
+        """Neither applied nor waiting in the buffer; caller: _lock."""
+        if self._applied is not None and \
+                self._applied >= message.first_seq:
+            return False
+        return not any(tx.seq in self._buffer
+                       for tx in message.transactions)
+
+    def _persist_failed(self, exc):
+        """The persister's write failed (called without _lock)."""
+        self.last_error = 'state store: %s' % type(exc).__name__
+        self.counters['state_errors'] += 1
+        LOG.warning('Stream %s: state store write failed (%s); retrying',
+                    self.stream, type(exc).__name__)
+
+    def _flush_state(self):
+        """Persist what the cache shows before writing a snapshot."""
+        try:
+            done = self._persister.flush(FLUSH_TIMEOUT)
+        except Exception as exc:
+            raise StateUnavailable(str(exc)[:200]) from exc
+        if not done:
+            raise StateUnavailable('state store writes are %d runs behind'
+                                   % self._persister.backlog())
 
     def add_migration_step(self, step):
         """Run ``step`` (a MigrationStep) after the registered ones."""
@@ -282,6 +341,7 @@ class Reconciler(object):
         with self._lock:
             self._last_seen = now
             self.counters['received'] += 1
+            self._check_epoch(message, now)
             if message.is_heartbeat:
                 self._on_heartbeat(message.last_seq, now)
                 return 'heartbeat'
@@ -325,6 +385,11 @@ class Reconciler(object):
     def poll(self):
         """Run due timers and a due resync once; return seconds to wait."""
         now = self._clock()
+        if self._persister.backlog() and self._thread is None:
+            try:
+                self._persister.flush()
+            except Exception:  # noqa: counted by _persist_failed
+                pass
         with self._lock:
             if not self._buffering and self._applied is not None and \
                     self._applied + 1 in self._buffer:
@@ -339,11 +404,26 @@ class Reconciler(object):
         if cause is not None:
             self._resync(cause)
             now = self._clock()
+        self._write_epoch()
+        with self._lock:
+            tables = None
+            if self._pending is None and self._invalidated and \
+                    self._status == LIVE and now >= self._resync_at:
+                tables = dict(self._invalidated)
+                self._invalidated.clear()
+                self._buffering = True
+                self._advanced.notify_all()
+        if tables:
+            self._resync_tables(tables)
+            now = self._clock()
         with self._lock:
             wait = MAX_TICK
+            if self._invalidated:
+                wait = min(wait, max(self._resync_at - now, 0.01))
             if self._pending is not None:
                 wait = min(wait, max(self._resync_at - now, 0.01))
-            if self._gap_since is not None or self._hb_ahead is not None:
+            if self._gap_since is not None or self._hb_ahead is not None \
+                    or self._hb_behind is not None:
                 wait = min(wait, self._gap_timeout / 2.0)
             return max(wait, 0.005)
 
@@ -351,9 +431,14 @@ class Reconciler(object):
         """A dict for consumer-status and the status table."""
         with self._lock:
             info = {'stream': self.stream, 'state': self._status,
-                    'applied_seq': self._applied, 'synced': self.synced,
+                    'applied_seq': self._applied,
+                    'durable_seq': self._persister.durable,
+                    'unpersisted_runs': self._persister.backlog(),
+                    'synced': self.synced,
                     'buffered': len(self._buffer), 'lag_seconds': self._lag,
                     'pending_resync': self._pending,
+                    'epoch': self._epochs.current,
+                    'pending_invalidations': sorted(self._invalidated),
                     'last_error': self.last_error}
             info.update(self.counters)
             return info
@@ -389,6 +474,10 @@ class Reconciler(object):
                 self._known[table] = {'pk': None,
                                       'version': scope.schema_version}
             self._applied = min(seqs)
+            epochs = set(scope.epoch for scope in positions.values())
+            self._epochs = epochs_mod.EpochTracker(
+                epochs.pop() if len(epochs) == 1 else None)
+            self._persister.mark_durable(self._applied)
             self._table_seq = {table: scope.seq
                                for table, scope in positions.items()
                                if scope.seq > self._applied}
@@ -431,6 +520,8 @@ class Reconciler(object):
     def _buffer_message(self, message):
         limit = SNAPSHOT_BUFFER if self._buffering else self._window
         floor = self._applied if self._applied is not None else -1
+        if self._epochs.coming is not None:
+            floor = -1  # numbered in a new epoch: the snapshot decides
         self._arrivals += 1
         for tx in message.transactions:
             if tx.seq <= floor:
@@ -443,9 +534,68 @@ class Reconciler(object):
                 # Lost here means missing later: a gap, then a resync.
                 self.counters['buffer_overflow'] += 1
                 continue
-            self._buffer[tx.seq] = _Pending(tx.seq, tx.committed_at,
-                                            tx.changes, message.tables,
-                                            self._arrivals)
+            self._buffer[tx.seq] = buffer_mod.Pending(
+                tx.seq, tx.committed_at, tx.changes, message.tables,
+                self._arrivals, message.epoch)
+
+    def _check_epoch(self, message, now):
+        """Resync when ``message`` was numbered in another epoch (_lock).
+
+        A 1.0 message (no epoch) counts in the current epoch. The first
+        epoch seen is adopted (before the initial snapshot: as the epoch
+        that snapshot will count in). Once a change is seen, messages of
+        the old epoch are rejected (``stale_epoch``) and those of the new
+        one buffered for after the resync.
+        """
+        verdict = self._epochs.classify(message.epoch,
+                                        self._applied is not None)
+        if verdict == epochs_mod.ADOPT:
+            self._epoch_dirty = self._epochs.current is not None
+            return
+        if verdict == epochs_mod.STALE:
+            raise self._reject('stale_epoch', 'epoch %s after the stream '
+                               'changed to %s' % (message.epoch,
+                                                  self._epochs.coming or
+                                                  self._epochs.current))
+        if verdict != epochs_mod.CHANGED:
+            return
+        LOG.warning('Stream %s: epoch changed to %s (host database '
+                    'restored or rebuilt); resynchronising', self.stream,
+                    message.epoch)
+        self._buffer.clear()  # numbered in the old epoch
+        if self._applied is not None:
+            self._gap_since = None
+            self._hb_ahead = None
+            self._hb_behind = None
+            self._request('epoch', now)
+
+    def _write_epoch(self):
+        """Persist an epoch adopted from a message (without _lock)."""
+        with self._lock:
+            if not self._epoch_dirty:
+                return
+            epoch = self._epochs.current
+            self._epoch_dirty = False
+        try:
+            self._state.set_epoch(self.stream, self.collector, self.fetcher,
+                                  epoch)
+        except Exception as exc:  # noqa: retried by the next poll
+            with self._lock:
+                self._epoch_dirty = True
+            self._persist_failed(exc)
+
+    def _invalidate(self, table, cause, seq):
+        """Plan a targeted resync of ``table`` (caller: _lock)."""
+        LOG.info('Stream %s: table %s invalidated at seq %d (%s); '
+                 're-reading it', self.stream, table, seq, cause)
+        self._metrics.invalidations.labels(
+            stream=self.stream, table=table, cause=cause).inc()
+        self.counters['invalidated'] += 1
+        self.counters['invalidated:%s:%s' % (table, cause)] += 1
+        old = self._invalidated.get(table)
+        if old is None or old[0] < seq:
+            self._invalidated[table] = (seq, cause)
+        self._wake.set()
 
     def _on_heartbeat(self, seq, now):
         if self._buffering or self._applied is None:
@@ -454,21 +604,25 @@ class Reconciler(object):
             if self._hb_ahead is None or self._hb_ahead[0] < seq:
                 since = self._hb_ahead[1] if self._hb_ahead else now
                 self._hb_ahead = (seq, since)
+            self._hb_behind = None
+        elif seq < self._applied:
+            # Rewound host, or a heartbeat overtaken by later deltas: the
+            # latter is cleared by the next delta applied or heartbeat.
+            self._hb_ahead = None
+            if self._hb_behind is None:
+                self._hb_behind = (seq, now)
         else:
             self._hb_ahead = None
+            self._hb_behind = None
 
     def _drain(self, now):
         """Apply the contiguous run after _applied; caller holds _lock."""
         progressed = False
         while True:
-            for seq in [s for s in self._buffer if s <= self._applied]:
-                del self._buffer[seq]
-                self._count_duplicates(1)
-            run = []
-            seq = self._applied + 1
-            while seq in self._buffer and len(run) < BATCH_LIMIT:
-                run.append(self._buffer.pop(seq))
-                seq += 1
+            self._count_duplicates(buffer_mod.drop_applied(self._buffer,
+                                                           self._applied))
+            run = buffer_mod.take_run(self._buffer, self._applied,
+                                      BATCH_LIMIT)
             if not run:
                 break
             if not self._schema_matches(run, now):
@@ -512,23 +666,14 @@ class Reconciler(object):
             for change in item.changes:
                 if self._table_seq.get(change.table, -1) >= item.seq:
                     continue
+                if change.op == wire.INVALIDATE:
+                    self._invalidate(change.table, change.cause, item.seq)
+                    continue
                 changes.append(change)
         last = run[-1]
+        self._hb_behind = None
         versions = {table: info['version']
                     for table, info in self._known.items()}
-        try:
-            self._state.commit_batch(self.stream, self.collector,
-                                     self.fetcher, last.seq,
-                                     last.committed_at, changes, versions)
-        except Exception as exc:
-            for item in run:
-                self._buffer[item.seq] = item
-            self.last_error = 'state store: %s' % type(exc).__name__
-            self.counters['state_errors'] += 1
-            LOG.warning('Stream %s: state store failed at seq %d (%s); '
-                        'will retry', self.stream, last.seq,
-                        type(exc).__name__)
-            raise StateUnavailable(str(exc)[:200]) from exc
         events = self._cache.apply(changes)
         self._applied = last.seq
         self._advanced.notify_all()
@@ -546,6 +691,12 @@ class Reconciler(object):
             self._lag = max(lag.total_seconds(), 0.0)
             self._metrics.lag.labels(stream=self.stream).set(self._lag)
         self._dispatch(events)
+        try:
+            self._persister.submit(last.seq, last.committed_at, changes,
+                                   versions)
+        except Exception as exc:
+            # Unthreaded only: the run stays queued, poll() retries.
+            raise StateUnavailable(str(exc)[:200]) from exc
 
     def _dispatch(self, events):
         if events:
@@ -578,6 +729,13 @@ class Reconciler(object):
                             'applied %d', self.stream, self._hb_ahead[0],
                             self._applied)
                 self._request('heartbeat', now)
+            elif self._hb_behind is not None and \
+                    now - self._hb_behind[1] >= self._gap_timeout:
+                LOG.warning('Stream %s: heartbeat at seq %d behind applied '
+                            '%d: the host database was rewound',
+                            self.stream, self._hb_behind[0], self._applied)
+                self._hb_behind = None
+                self._request('epoch', now)
             elif self._last_seen is not None and \
                     now - self._last_seen >= self._inactivity:
                 LOG.warning('Stream %s: silent for %.1fs', self.stream,
@@ -587,27 +745,13 @@ class Reconciler(object):
                 now >= self._periodic_at:
             self._request('periodic', now)
 
-    def _backoff(self):
-        if self._failures == 0:
-            return self._rng.uniform(0.0, self._backoff_min)
-        delay = min(self._backoff_max,
-                    self._backoff_min * (2 ** (self._failures - 1)))
-        return delay * self._rng.uniform(0.5, 1.0)
-
-    def _rate_limit_at(self, now):
-        while self._starts and now - self._starts[0] >= 60.0:
-            self._starts.popleft()
-        if len(self._starts) < self._per_minute:
-            return now
-        return self._starts[0] + 60.0
-
     def _request(self, cause, now, first=False):
         """Plan a resync; caller holds _lock."""
-        if self._pending is not None:
+        if self._pending is not None and not (
+                cause == 'epoch' and self._pending != 'epoch'):
             return
         self._pending = cause
-        self._resync_at = max(now + self._backoff(),
-                              self._rate_limit_at(now))
+        self._resync_at = self._pacer.next_at(now)
         if cause != 'periodic':
             self._buffering = True
             self._advanced.notify_all()
@@ -627,7 +771,7 @@ class Reconciler(object):
             if self._pending is None:
                 return
             self._pending = None
-            self._starts.append(now)
+            self._pacer.started(now)
             self._buffering = True
             self._advanced.notify_all()
             if self._status == INITIAL:
@@ -650,6 +794,7 @@ class Reconciler(object):
         try:
             with self._source.open(self._tables_filter) as snap:
                 watermark = snap.watermark
+                epoch = getattr(snap, 'epoch', None)
                 tables = dict(snap.tables)
                 contents = {name: dict(snap.rows(name)) for name in tables}
             read = time.monotonic()
@@ -657,10 +802,12 @@ class Reconciler(object):
             if cause == 'periodic' and self._applied is not None:
                 with self._lock:
                     view, in_flight = self._drift_inputs(watermark)
-                drift = self._count_drift(view, in_flight, tables, contents)
+                drift = drift_mod.count_drift(view, in_flight, tables,
+                                              contents)
             with self._lock:
                 self._drop_impossible(watermark, requested)
-                self._install(watermark, tables, contents, cause, drift)
+                self._install(watermark, tables, contents, cause, drift,
+                              epoch)
         except Exception as exc:  # noqa: every failure is retried
             self._resync_failed(cause, exc)
             return
@@ -669,6 +816,86 @@ class Reconciler(object):
                  'read in %.2fs, installed in %.2fs', self.stream, cause,
                  watermark, sum(len(rows) for rows in contents.values()),
                  read - started, done - read)
+
+    def _resync_tables(self, invalidated):
+        """Re-read the invalidated tables from one snapshot.
+
+        ``invalidated``: ``{table: (seq, cause)}``. The stream buffers
+        while the tables are read (so the watermark, at or after the
+        host's latest seq, is >= every applied seq); their rows then
+        replace the cache's and the store's, and their deltas up to the
+        watermark are skipped (they are in the snapshot). Other tables are
+        untouched.
+        """
+        self._metrics.resyncs.labels(stream=self.stream,
+                                     cause='invalidate').inc()
+        self.counters['resync_invalidate'] += 1
+        names = sorted(invalidated)
+        try:
+            with self._source.open(names) as snap:
+                watermark = snap.watermark
+                tables = {t: info for t, info in snap.tables.items()
+                          if t in invalidated}
+                contents = {t: dict(snap.rows(t)) for t in tables}
+            with self._lock:
+                if self._pending is not None:
+                    # A full resync is due: it re-reads these tables too.
+                    return
+                if watermark < max(s for s, _c in invalidated.values()):
+                    raise exceptions.SnapshotFailed(
+                        'watermark %d before the invalidation' % watermark)
+                self._install_tables(watermark, tables, contents)
+        except Exception as exc:  # noqa: every failure is retried
+            with self._lock:
+                for table, item in invalidated.items():
+                    old = self._invalidated.get(table)
+                    if old is None or old[0] < item[0]:
+                        self._invalidated[table] = item
+                self._pacer.failures += 1
+                self.last_error = '%s: %s' % (type(exc).__name__,
+                                              str(exc)[:200])
+                self.counters['resync_failures'] += 1
+                self._resync_at = self._clock() + self._pacer.backoff()
+                LOG.warning('Stream %s: re-reading %s failed (%s); '
+                            'retrying', self.stream, ', '.join(names),
+                            self.last_error)
+                if self._pending is None:
+                    self._buffering = False
+                    self._advanced.notify_all()
+                    try:
+                        self._drain(self._clock())
+                    except StateUnavailable:
+                        pass
+            return
+        LOG.info('Stream %s: re-read %s at watermark %d', self.stream,
+                 ', '.join(names), watermark)
+
+    def _install_tables(self, watermark, tables, contents):
+        """Swap some tables in at ``watermark`` (caller: _lock)."""
+        self._flush_state()
+        try:
+            for table, info in tables.items():
+                self._state.replace_table(
+                    self.stream, self.collector, self.fetcher, table,
+                    contents[table], watermark, info.get('version'))
+        except Exception as exc:
+            raise StateUnavailable(str(exc)[:200]) from exc
+        events = []
+        for table, info in tables.items():
+            events.extend(self._cache.replace_table(table, contents[table]))
+            self._known[table] = {'pk': info.get('pk'),
+                                  'version': info.get('version')}
+            if watermark > self._applied:
+                self._table_seq[table] = watermark
+        self._pacer.failures = 0
+        self.last_error = None
+        self._dispatch(events)
+        self._buffering = False
+        self._advanced.notify_all()
+        try:
+            self._drain(self._clock())
+        except StateUnavailable:
+            pass  # stays buffered; poll() retries
 
     def _migrate(self):
         """Run the migration steps against a snapshot's tables.
@@ -707,6 +934,7 @@ class Reconciler(object):
     def _install_plan(self, watermark, ctx, stored, plan):
         """Apply a migration plan; caller holds _lock."""
         versions = ctx.versions
+        self._flush_state()
         try:
             for table, action in sorted(plan.items()):
                 if action is None:
@@ -718,6 +946,7 @@ class Reconciler(object):
                     action[1], watermark, versions[table])
         except Exception as exc:
             raise StateUnavailable(str(exc)[:200]) from exc
+        self._persister.mark_durable(watermark)
         events = []
         for table, action in sorted(plan.items()):
             if action is None:
@@ -733,7 +962,7 @@ class Reconciler(object):
                 self._retired[table] = (stored[table], watermark)
             if watermark > self._applied:
                 self._table_seq[table] = watermark
-        self._failures = 0
+        self._pacer.failures = 0
         self._last_seen = self._clock()
         self.last_error = None
         self.counters['migrations'] += 1
@@ -746,7 +975,7 @@ class Reconciler(object):
 
     def _resync_failed(self, cause, exc):
         with self._lock:
-            self._failures += 1
+            self._pacer.failures += 1
             self.last_error = '%s: %s' % (type(exc).__name__,
                                           str(exc)[:200])
             self.counters['resync_failures'] += 1
@@ -765,7 +994,7 @@ class Reconciler(object):
             if cause == 'periodic' and self._status == LIVE:
                 # The cache is still good: keep applying, retry later.
                 self._buffering = False
-                self._periodic_at = now + self._backoff()
+                self._periodic_at = now + self._pacer.backoff()
                 try:
                     self._drain(now)
                 except StateUnavailable:
@@ -785,33 +1014,6 @@ class Reconciler(object):
             self._buffer[seq] for seq in sorted(self._buffer)
             if floor < seq <= watermark]
 
-    def _count_drift(self, view, in_flight, tables, contents):
-        """Rows where the snapshot differs from cache + in-flight deltas.
-
-        Runs without the lock. Rows are compared by value first and, when
-        they differ, by row hash (so that e.g. NaN equals NaN).
-        """
-        drift = {}
-        for table in tables:
-            expected = dict(view.rows(table))
-            for item in in_flight:
-                for change in item.changes:
-                    if change.table != table:
-                        continue
-                    if change.op == wire.DELETE:
-                        expected.pop(change.key, None)
-                    else:
-                        expected[change.key] = change.after
-            fresh = contents[table]
-            count = 0
-            for key in set(expected) | set(fresh):
-                old, new = expected.get(key), fresh.get(key)
-                if old != new and row_hash(old) != row_hash(new):
-                    count += 1
-            if count:
-                drift[table] = count
-        return drift
-
     def _record_drift(self, drift):
         for table, count in drift.items():
             LOG.warning('Stream %s: periodic resync found %d rows of %s '
@@ -830,18 +1032,24 @@ class Reconciler(object):
         of the stream: kept, it would wait for predecessors that never come
         and make the stream resync again and again.
         """
-        bogus = [seq for seq, item in self._buffer.items()
-                 if seq > watermark and item.arrival <= requested]
-        for seq in bogus:
-            del self._buffer[seq]
+        bogus = buffer_mod.drop_impossible(self._buffer, watermark,
+                                           requested)
         if bogus:
             self._reject('out_of_window', 'seq %d..%d arrived before a '
                          'snapshot at watermark %d: dropped'
                          % (min(bogus), max(bogus), watermark))
 
-    def _install(self, watermark, tables, contents, cause, drift=None):
-        """Swap the snapshot in; caller holds _lock."""
+    def _install(self, watermark, tables, contents, cause, drift=None,
+                 epoch=None):
+        """Swap the snapshot in; caller holds _lock.
+
+        ``epoch``: the snapshot's (None: the host did not say; then the
+        epoch the stream changed to, or the current one).
+        """
         gone = [t for t in self._known if t not in tables]
+        coming = self._epochs.coming
+        epoch = self._epochs.for_install(epoch)
+        self._flush_state()
         try:
             for table, info in tables.items():
                 self._state.replace_table(
@@ -850,8 +1058,18 @@ class Reconciler(object):
             for table in gone:
                 self._state.drop_table(self.stream, self.collector,
                                        self.fetcher, table)
+            if epoch is not None:
+                self._state.set_epoch(self.stream, self.collector,
+                                      self.fetcher, epoch)
         except Exception as exc:
             raise StateUnavailable(str(exc)[:200]) from exc
+        if coming is not None and epoch != coming:
+            self._buffer.clear()  # numbered in another epoch
+        self._epochs.installed(epoch)
+        self._epoch_dirty = False
+        self._hb_behind = None
+        self._invalidated.clear()
+        self._persister.mark_durable(watermark)
         events = []
         for table in tables:
             events.extend(self._cache.replace_table(table, contents[table]))
@@ -862,7 +1080,7 @@ class Reconciler(object):
         self._applied = watermark
         self._table_seq = {}
         self._retired = {}
-        self._failures = 0
+        self._pacer.failures = 0
         self._gap_since = None
         self._hb_ahead = None
         self._last_seen = self._clock()

@@ -1,0 +1,40 @@
+# Copyright 2026 The oslo.publish Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Per-stream reconciliation: order, dedup, gaps, snapshots, resyncs.
+
+One module per concept: :mod:`.core` (the :class:`Reconciler` state
+machine), :mod:`.buffer` (reorder / snapshot buffer), :mod:`.epochs`
+(stream identity), :mod:`.timers` (resync backoff and rate limit),
+:mod:`.drift` (periodic comparison). Persisting is
+:mod:`consumer.persister`.
+"""
+
+from consumer.reconciler.core import BATCH_LIMIT
+from consumer.reconciler.core import CAUSES
+from consumer.reconciler.core import FLUSH_TIMEOUT
+from consumer.reconciler.core import INITIAL
+from consumer.reconciler.core import LIVE
+from consumer.reconciler.core import MAX_TICK
+from consumer.reconciler.core import Reconciler
+from consumer.reconciler.core import RESYNCING
+from consumer.reconciler.core import SNAPSHOT_BUFFER
+from consumer.reconciler.core import SNAPSHOTTING
+from consumer.reconciler.core import StateUnavailable
+from consumer.reconciler.core import STOPPED
+from consumer.reconciler.drift import row_hash
+
+__all__ = ['BATCH_LIMIT', 'CAUSES', 'FLUSH_TIMEOUT', 'INITIAL', 'LIVE',
+           'MAX_TICK', 'Reconciler', 'RESYNCING', 'SNAPSHOT_BUFFER',
+           'SNAPSHOTTING', 'StateUnavailable', 'STOPPED', 'row_hash']
