@@ -49,6 +49,7 @@ from consumer import state as state_mod
 from oslo_publish import exceptions
 from oslo_publish import publisher as publisher_mod
 from oslo_publish import snapshot
+from oslo_publish import snapshot_auth
 from oslo_publish import wire
 from tests import base
 from tests.functional import delivery
@@ -209,6 +210,11 @@ class _SecurityTests(object):
             namespace=wire.SNAPSHOT_NAMESPACE,
             version=wire.SNAPSHOT_API_VERSION), timeout=30)
 
+    def auth(self, tables, key=KEY):
+        """A signed ``auth`` object for ``snapshot_open`` of ``tables``."""
+        return snapshot_auth.request_auth(key, self.stream, tables,
+                                          uuid.uuid4().hex)
+
     def write_secrets(self):
         """Inserts, updates, ORM bulk updates and deletes of the secret."""
         m = self.marker
@@ -242,7 +248,8 @@ class _SecurityTests(object):
         self.write_secrets()
         self.converged(consumer)
         client = self.rpc_client()
-        opened = client.call({}, 'snapshot_open', tables=['accounts'])
+        opened = client.call({}, 'snapshot_open', tables=['accounts'],
+                             auth=self.auth(['accounts']))
         replies = [opened]
         page = {'next': None}
         while True:
@@ -335,11 +342,13 @@ class _SecurityTests(object):
         refused = (exceptions.SnapshotError, oslo_messaging.RemoteError)
         for tables in (['secrets'], ['accounts', 'oslo_publish_outbox']):
             exc = self.assertRaises(refused, client.call, {},
-                                    'snapshot_open', tables=tables)
+                                    'snapshot_open', tables=tables,
+                                    auth=self.auth(tables))
             self.assertIn('not published by stream %s' % self.stream,
                           str(exc))
             self.assertIn(tables[-1], str(exc))
-        opened = client.call({}, 'snapshot_open', tables=['accounts'])
+        opened = client.call({}, 'snapshot_open', tables=['accounts'],
+                             auth=self.auth(['accounts']))
         exc = self.assertRaises(refused, client.call, {}, 'snapshot_page',
                                 snapshot_id=opened['snapshot_id'],
                                 table='secrets', after=None)
