@@ -25,7 +25,11 @@ The interface is sized to its one caller, the reconciler::
 (the RPC contract of :mod:`oslo_publish.wire`). It checks every response
 (format, stream, snapshot id and, when ``[consumer] signing_key`` is set,
 the signature), decodes every value, and always closes the snapshot on
-the host, also when reading fails. Any failure is raised as
+the host, also when reading fails and when the answer to
+``snapshot_open`` itself is rejected. Every ``snapshot_open`` carries
+the signed ``auth`` object of :mod:`oslo_publish.snapshot_auth` (the
+host checks it before it opens anything) naming this process, so the
+host's per-client limit applies. Any failure is raised as
 :class:`consumer.exceptions.SnapshotFailed`; the reconciler retries with
 backoff.
 """
@@ -35,6 +39,7 @@ from concurrent import futures
 from oslo_log import log
 
 from consumer import exceptions
+from oslo_publish import snapshot_auth
 from oslo_publish import wire
 
 LOG = log.getLogger(__name__)
@@ -151,6 +156,8 @@ class RPCSnapshotSource(SnapshotSource):
     def __init__(self, conf, stream, transport=None, caller=None):
         self.stream = stream
         self._key = conf.consumer.signing_key
+        #: The client name this source's requests carry.
+        self.client = snapshot_auth.client_name()
         if caller is None:
             caller = self._rpc_caller(conf, transport)
         self._caller = caller
@@ -173,8 +180,13 @@ class RPCSnapshotSource(SnapshotSource):
         return call
 
     def _call(self, method, **kwargs):
+        response = self._raw_call(method, **kwargs)
+        self._check(response)
+        return response
+
+    def _raw_call(self, method, **kwargs):
         try:
-            response = self._caller(method, **kwargs)
+            return self._caller(method, **kwargs)
         except exceptions.SnapshotFailed:
             raise
         except Exception as exc:  # noqa: any RPC failure is retried
@@ -182,8 +194,17 @@ class RPCSnapshotSource(SnapshotSource):
                 '%s of stream %s failed: %s: %s' % (
                     method, self.stream, type(exc).__name__,
                     str(exc)[:200])) from None
-        self._check(response)
-        return response
+
+    def _close_quietly(self, response):
+        snapshot_id = response.get('snapshot_id') \
+            if isinstance(response, dict) else None
+        if not isinstance(snapshot_id, str):
+            return
+        try:
+            self._caller('snapshot_close', snapshot_id=snapshot_id)
+        except Exception as exc:  # noqa: best effort, the host expires it
+            LOG.warning('Could not close snapshot %s of stream %s: %s',
+                        snapshot_id, self.stream, type(exc).__name__)
 
     def _check(self, response):
         try:
@@ -202,17 +223,22 @@ class RPCSnapshotSource(SnapshotSource):
                 'snapshot response rejected: %s' % exc.reason) from None
 
     def open(self, tables=None):
-        response = self._call('snapshot_open', tables=list(tables or []))
+        names = list(tables or [])
+        auth = snapshot_auth.request_auth(self._key, self.stream, names,
+                                          self.client)
+        response = self._raw_call('snapshot_open', tables=names, auth=auth)
+        # Whatever is wrong with the answer, a snapshot the host opened
+        # is closed again before the failure is raised.
         try:
+            self._check(response)
             snap = _RPCSnapshot(self, response)
             if not isinstance(snap.watermark, int):
                 raise TypeError('watermark')
+        except exceptions.SnapshotFailed:
+            self._close_quietly(response)
+            raise
         except (KeyError, TypeError, AttributeError) as exc:
-            try:
-                self._caller('snapshot_close',
-                             snapshot_id=response.get('snapshot_id'))
-            except Exception:  # noqa: best effort
-                pass
+            self._close_quietly(response)
             raise exceptions.SnapshotFailed(
                 'bad snapshot_open response: %s' % exc) from None
         return snap

@@ -72,6 +72,11 @@ _opts = [
     cfg.FloatOpt('snapshot_idle_timeout', default=300.0, min=1.0,
                  help='Seconds after which an open snapshot that nobody '
                       'reads is closed and its transaction released.'),
+    cfg.IntOpt('max_snapshots_per_client', default=1, min=1,
+               help='Snapshots one consumer process (the client name of '
+                    'its requests) may hold open at the same time, so a '
+                    'misbehaving client cannot take every one of '
+                    'max_concurrent_snapshots.'),
     cfg.BoolOpt('snapshot_server', default=True,
                 help='Serve snapshot requests (an oslo.messaging RPC '
                      'server) from the process that runs the relay.'),

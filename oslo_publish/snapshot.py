@@ -33,13 +33,25 @@ bounded by the page size and the number of open snapshots.
 
 Limits and refusals (each a :class:`~oslo_publish.exceptions.SnapshotError`
 sent back to the caller, logged and counted in
-``oslo_publish_snapshots_refused{reason=...}``): a table that is not
+``oslo_publish_snapshots_refused{reason=...}``): when ``signing_key`` is
+set, a ``snapshot_open`` without a valid signed ``auth`` object
+(:mod:`oslo_publish.snapshot_auth`; ``unauthenticated``,
+``bad_signature``, ``malformed``, ``expired``, ``replayed``), checked
+before anything is opened; a table that is not
 published (``unknown_table``), more than ``max_concurrent_snapshots``
-open (``busy``; retry later), an unknown or expired snapshot
+open (``busy``; retry later), more than ``max_snapshots_per_client``
+open by the same client (``client_busy``), an unknown or expired snapshot
 (``unknown_snapshot``), a bad page request (``bad_request``), a broker
 that cannot take the pending deltas (``unavailable``). A snapshot is
 closed after its last page, on ``snapshot_close`` and after
-``snapshot_idle_timeout`` seconds without a request.
+``snapshot_idle_timeout`` seconds without a request; the database ends
+it by itself too if this process stops answering (PostgreSQL
+``idle_in_transaction_session_timeout``, MySQL/MariaDB ``wait_timeout``
+of the snapshot's connection, both ``snapshot_idle_timeout`` + 60 s).
+
+The per-process RPC queues (``<topic>.<server name>`` and the fanout
+queue) are deleted when the server stops, so restarts leave no queue
+behind on the broker (:mod:`oslo_publish.snapshot_queues`).
 
 Several host processes may serve the same stream: each RPC server has a
 name of its own, the snapshot id names its owner, and a page request
@@ -58,6 +70,8 @@ import sqlalchemy as sa
 
 from oslo_publish import exceptions
 from oslo_publish import metrics as metrics_mod
+from oslo_publish import snapshot_auth
+from oslo_publish import snapshot_queues
 from oslo_publish import wire
 
 LOG = log.getLogger(__name__)
@@ -66,6 +80,10 @@ _ID_SEP = '@'
 
 #: Seconds a forwarded page request waits for the owning process.
 FORWARD_TIMEOUT = 30
+
+#: Seconds the database waits beyond snapshot_idle_timeout before it
+#: ends an idle snapshot transaction itself (a hung host process).
+DB_IDLE_MARGIN = 60
 
 
 def server_name():
@@ -101,6 +119,13 @@ def _after_clause(columns, key):
     return sa.or_(*terms)
 
 
+def _discard(conn):
+    try:
+        conn.invalidate()
+    except Exception as exc:  # noqa: broad - already gone
+        LOG.debug('Dropping a snapshot connection: %s', exc)
+
+
 class _Session(object):
     """One open snapshot: transaction S on ``conn`` and its tables.
 
@@ -108,8 +133,11 @@ class _Session(object):
     is the time of the last request.
     """
 
-    def __init__(self, snapshot_id, conn, tables, sqlite):
+    def __init__(self, snapshot_id, conn, tables, sqlite, client=None,
+                 discard=False):
         self.id = snapshot_id
+        self.discard = discard
+        self.client = client
         self.conn = conn
         self.tables = tables
         self.remaining = set(tables)
@@ -130,6 +158,10 @@ class _Session(object):
         except Exception as exc:  # noqa: broad - the connection may be gone
             LOG.debug('Ending snapshot %s: %s', self.id, exc)
         finally:
+            # MySQL: the connection carries the snapshot's session
+            # wait_timeout, it is not given back to the pool.
+            if self.discard:
+                _discard(self.conn)
             self.conn.close()
 
 
@@ -143,8 +175,8 @@ class _Endpoint(object):
         self._server = server
 
     @oslo_messaging.expected_exceptions(exceptions.SnapshotError)
-    def snapshot_open(self, ctxt, tables=None):
-        return self._server.open(tables)
+    def snapshot_open(self, ctxt, tables=None, auth=None):
+        return self._server.open(tables, auth=auth)
 
     @oslo_messaging.expected_exceptions(exceptions.SnapshotError)
     def snapshot_page(self, ctxt, snapshot_id, table, after=None):
@@ -180,13 +212,20 @@ class SnapshotServer(object):
         self._metrics = metrics or metrics_mod.HostMetrics()
         self._key = self._opts.signing_key
         self._sqlite = engine.dialect.name == 'sqlite'
+        self._mysql = engine.dialect.name in ('mysql', 'mariadb')
         self.name = name or server_name()
         self._sessions = {}
         self._opening = 0
+        #: {client name: snapshots opening now}; under ``_guard``.
+        self._opening_by = {}
+        #: Nonces of accepted signed requests; under ``_guard``.
+        self._nonces = snapshot_auth.NonceCache()
         self._guard = threading.Lock()
         self._stopping = threading.Event()
         self._rpc = None
         self._reaper = None
+        #: Broker queues of this server alone, deleted by stop().
+        self._queues = []
         self._client = oslo_messaging.get_rpc_client(
             transport, oslo_messaging.Target(
                 topic=wire.snapshot_topic(stream),
@@ -209,6 +248,13 @@ class SnapshotServer(object):
             access_policy=oslo_messaging.DefaultRPCAccessPolicy)
         self._stopping.clear()
         self._rpc.start()
+        topic = wire.snapshot_topic(self._stream)
+        own = '%s.%s' % (topic, self.name)
+        self._queues = snapshot_queues.private_queues(self._rpc, topic)
+        if own not in self._queues and \
+                type(getattr(self._transport, '_driver', None)).__name__ \
+                == 'RabbitDriver':
+            self._queues.append(own)
         self._reaper = threading.Thread(
             target=self._reap, daemon=True,
             name='oslo-publish-snapshot-reaper-%s' % self._stream)
@@ -226,6 +272,9 @@ class SnapshotServer(object):
         if self._reaper is not None:
             self._reaper.join()
             self._reaper = None
+        if rpc is not None:
+            queues, self._queues = self._queues, []
+            snapshot_queues.delete_queues(self._transport, queues)
         with self._guard:
             sessions = list(self._sessions.values())
             self._sessions.clear()
@@ -275,8 +324,62 @@ class SnapshotServer(object):
 
     # ------------------------------------------------------------- open
 
-    def open(self, tables=None):
-        """Open a snapshot of ``tables`` (None/empty: all); see wire."""
+    def _authenticate(self, tables, auth):
+        """The client name of a request, checked before anything opens."""
+        try:
+            client = snapshot_auth.check_request(auth, self._key,
+                                                 self._stream, tables)
+            if self._key:
+                with self._guard:
+                    self._nonces.check_and_add(auth)
+        except snapshot_auth.AuthError as exc:
+            self._refuse(exc.reason, 'snapshot request of stream %s not '
+                         'authenticated: %s' % (self._stream, exc.detail))
+        return client or '-'
+
+    def _reserve(self, client):
+        """Count an opening snapshot of ``client``, or refuse it."""
+        limit = self._opts.max_concurrent_snapshots
+        per_client = self._opts.max_snapshots_per_client
+        with self._guard:
+            mine = self._opening_by.get(client, 0) + sum(
+                1 for s in self._sessions.values() if s.client == client)
+            if client != '-' and mine >= per_client:
+                reason = 'client_busy'
+            elif len(self._sessions) + self._opening >= limit:
+                reason = 'busy'
+            else:
+                reason = None
+                self._opening += 1
+                self._opening_by[client] = \
+                    self._opening_by.get(client, 0) + 1
+        if reason == 'client_busy':
+            self._refuse(reason, 'client %s already holds %d snapshot(s) '
+                         'of stream %s (max_snapshots_per_client=%d); '
+                         'retry later' % (client, mine, self._stream,
+                                          per_client))
+        if reason == 'busy':
+            self._refuse('busy', 'too many concurrent snapshots of stream '
+                         '%s (max_concurrent_snapshots=%d); retry later'
+                         % (self._stream, limit))
+
+    def _release(self, client):
+        with self._guard:
+            self._opening -= 1
+            left = self._opening_by.get(client, 0) - 1
+            if left > 0:
+                self._opening_by[client] = left
+            else:
+                self._opening_by.pop(client, None)
+
+    def open(self, tables=None, auth=None):
+        """Open a snapshot of ``tables`` (None/empty: all); see wire.
+
+        :param auth: the signed request object of
+            :mod:`oslo_publish.snapshot_auth` (required when a signing key
+            is set; it is checked before anything else).
+        """
+        client = self._authenticate(tables, auth)
         if tables is not None and not isinstance(tables, (list, tuple)):
             self._refuse('bad_request', 'tables must be a list of names')
         names = list(tables or []) or sorted(self._tables)
@@ -285,23 +388,11 @@ class SnapshotServer(object):
             self._refuse('unknown_table',
                          'table(s) %s not published by stream %s'
                          % (', '.join(unknown), self._stream))
-        with self._guard:
-            if len(self._sessions) + self._opening >= \
-                    self._opts.max_concurrent_snapshots:
-                busy = True
-            else:
-                busy = False
-                self._opening += 1
-        if busy:
-            self._refuse('busy', 'too many concurrent snapshots of stream '
-                         '%s (max_concurrent_snapshots=%d); retry later'
-                         % (self._stream,
-                            self._opts.max_concurrent_snapshots))
+        self._reserve(client)
         try:
-            session, watermark = self._open_session(names)
+            session, watermark = self._open_session(names, client)
         finally:
-            with self._guard:
-                self._opening -= 1
+            self._release(client)
         if not names:
             with session.lock:
                 self._forget(session)  # nothing to read: no pages follow
@@ -324,7 +415,7 @@ class SnapshotServer(object):
         return [[c, wire.type_text(published.table.c[c].type)]
                 for c in published.columns]
 
-    def _open_session(self, names):
+    def _open_session(self, names, client=None):
         if self._sqlite:
             self._check_wal()
         conn = self._engine.connect()
@@ -341,7 +432,8 @@ class SnapshotServer(object):
             self._abort(conn)
             raise
         session = _Session('%s%s%s' % (uuid.uuid4().hex, _ID_SEP, self.name),
-                           conn, names, self._sqlite)
+                           conn, names, self._sqlite, client,
+                           discard=self._mysql)
         with self._guard:
             self._sessions[session.id] = session
         return session, watermark
@@ -352,6 +444,8 @@ class SnapshotServer(object):
                     .in_transaction:
                 conn.exec_driver_sql('ROLLBACK')
         finally:
+            if self._mysql:
+                _discard(conn)
             conn.close()
 
     def _check_wal(self):
@@ -365,17 +459,25 @@ class SnapshotServer(object):
     def _begin(self, conn):
         """Open S on ``conn`` and make it take its snapshot now."""
         dialect = self._engine.dialect.name
+        idle = int(self._opts.snapshot_idle_timeout) + DB_IDLE_MARGIN
         if dialect == 'sqlite':
             conn.execution_options(isolation_level='AUTOCOMMIT')
             conn.exec_driver_sql('BEGIN')
             conn.exec_driver_sql('SELECT COUNT(*) FROM sqlite_master')
         elif dialect in ('mysql', 'mariadb'):
             conn.execution_options(isolation_level='REPEATABLE READ')
+            # The server closes the connection (rolling S back) after
+            # this many idle seconds; the connection is never pooled again.
+            conn.exec_driver_sql('SET SESSION wait_timeout = %d' % idle)
             conn.exec_driver_sql('START TRANSACTION WITH CONSISTENT SNAPSHOT')
         else:
             conn.execution_options(isolation_level='REPEATABLE READ',
                                    postgresql_readonly=True)
-            conn.exec_driver_sql('SELECT 1')
+            # The server ends the session if S stays idle this long.
+            conn.exec_driver_sql(
+                "SET LOCAL idle_in_transaction_session_timeout = '%ds'"
+                % idle)
+            conn.exec_driver_sql('SELECT 1')  # takes S's snapshot now
 
     # ------------------------------------------------------------- pages
 

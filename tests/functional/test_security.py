@@ -49,9 +49,11 @@ from consumer import state as state_mod
 from oslo_publish import exceptions
 from oslo_publish import publisher as publisher_mod
 from oslo_publish import snapshot
+from oslo_publish import snapshot_auth
 from oslo_publish import wire
 from tests import base
 from tests.functional import delivery
+from tests.functional import test_snapshot_containment as containment
 
 KEY = 'security-signing-key-%s' % uuid.uuid4().hex[:8]
 
@@ -209,6 +211,34 @@ class _SecurityTests(object):
             namespace=wire.SNAPSHOT_NAMESPACE,
             version=wire.SNAPSHOT_API_VERSION), timeout=30)
 
+    def other_consumer_conf(self, key):
+        """A second consumer's configuration: same stream, its own key."""
+        conf = self.useFixture(base.ConfFixture()).conf
+        conf.set_override('transport_url', self.tf.url)
+        conf.set_override('control_exchange', self.tf.exchange)
+        listener.prepare_transport_conf(conf)
+        conf.set_override('amqp_durable_queues', True,
+                          'oslo_messaging_rabbit')
+        snapshot.ensure_rpc_opts(conf)
+        pool = base.unique_name('otherpool')
+        self.addCleanup(delivery.delete_queues, self.tf.url, [pool])
+        for name, value in (('streams', [self.stream]),
+                            ('topics', [self.tf.topic]),
+                            ('pool', pool), ('gap_timeout', 0.5),
+                            ('resync_backoff_min', 0.05),
+                            ('resync_backoff_max', 0.5),
+                            ('snapshot_timeout', 10.0),
+                            ('signing_key', key)):
+            conf.set_override(name, value, 'consumer')
+        conf.set_override('connection', 'sqlite:///%s/other.sqlite'
+                          % self.tmpdir, 'consumer_database')
+        return conf
+
+    def auth(self, tables, key=KEY):
+        """A signed ``auth`` object for ``snapshot_open`` of ``tables``."""
+        return snapshot_auth.request_auth(key, self.stream, tables,
+                                          uuid.uuid4().hex)
+
     def write_secrets(self):
         """Inserts, updates, ORM bulk updates and deletes of the secret."""
         m = self.marker
@@ -242,7 +272,8 @@ class _SecurityTests(object):
         self.write_secrets()
         self.converged(consumer)
         client = self.rpc_client()
-        opened = client.call({}, 'snapshot_open', tables=['accounts'])
+        opened = client.call({}, 'snapshot_open', tables=['accounts'],
+                             auth=self.auth(['accounts']))
         replies = [opened]
         page = {'next': None}
         while True:
@@ -329,17 +360,41 @@ class _SecurityTests(object):
         self.assertNotIn((99,), self.cache_rows(consumer))
         self.assertEqual(self.host_rows(), self.cache_rows(consumer))
 
+    def test_wrong_key_consumer_cannot_starve_a_right_one(self):
+        """A wrong-key consumer opens nothing; a right one beside it syncs."""
+        wrong = service.Consumer(self.other_consumer_conf('not-the-' + KEY))
+        right = service.Consumer(self.conf)
+        wrong.start()
+        self.addCleanup(wrong.stop)
+        right.start()
+        self.addCleanup(right.stop)
+        base.wait_for(lambda: self.handle.metrics.value(
+            'oslo_publish_snapshots_refused_total', stream=self.stream,
+            reason='bad_signature') >= 3, 30,
+            message='the wrong-key consumer was not refused')
+        self.assertTrue(right.wait_synced(60))
+        self.converged(right)
+        self.assertFalse(wrong.synced)
+        self.assertEqual({}, self.cache_rows(wrong))
+        self.assertEqual(0, self.handle.snapshot_server.open_count())
+        wrong.stop()
+        right.stop()
+        base.wait_for(lambda: containment.open_transactions(self.engine)
+                      == 0, 15, message='a host session was left open')
+
     def test_snapshot_serves_only_allow_listed_tables(self):
         """Unlisted tables are refused with a clear error, logged, counted."""
         client = self.rpc_client()
         refused = (exceptions.SnapshotError, oslo_messaging.RemoteError)
         for tables in (['secrets'], ['accounts', 'oslo_publish_outbox']):
             exc = self.assertRaises(refused, client.call, {},
-                                    'snapshot_open', tables=tables)
+                                    'snapshot_open', tables=tables,
+                                    auth=self.auth(tables))
             self.assertIn('not published by stream %s' % self.stream,
                           str(exc))
             self.assertIn(tables[-1], str(exc))
-        opened = client.call({}, 'snapshot_open', tables=['accounts'])
+        opened = client.call({}, 'snapshot_open', tables=['accounts'],
+                             auth=self.auth(['accounts']))
         exc = self.assertRaises(refused, client.call, {}, 'snapshot_page',
                                 snapshot_id=opened['snapshot_id'],
                                 table='secrets', after=None)
@@ -387,3 +442,4 @@ class TestWrongKeyPostgreSQL(_WrongKeyTests, base.BackendTestCase):
     test_replayed_raw_message_changes_nothing = None
     test_unconfigured_publisher_is_rejected = None
     test_snapshot_serves_only_allow_listed_tables = None
+    test_wrong_key_consumer_cannot_starve_a_right_one = None

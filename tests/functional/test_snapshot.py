@@ -29,6 +29,7 @@ from oslo_publish import outbox
 from oslo_publish import relay as relay_mod
 from oslo_publish import schema
 from oslo_publish import snapshot
+from oslo_publish import snapshot_auth
 from oslo_publish import wire
 from tests import base
 from tests.functional import delivery
@@ -227,6 +228,15 @@ class SnapshotTestMixin(delivery.RelayTestMixin):
         return server
 
     def call(self, method, **kwargs):
+        """An RPC call; ``snapshot_open`` signed as a consumer signs it.
+
+        Each open names a client of its own unless ``client`` is given.
+        """
+        if method == 'snapshot_open' and 'auth' not in kwargs:
+            client = kwargs.pop('client', None) or uuid.uuid4().hex
+            kwargs['auth'] = snapshot_auth.request_auth(
+                self.conf.oslo_publish.signing_key, self.stream,
+                list(kwargs.get('tables') or []), client)
         return self.client.call({}, method, **kwargs)
 
     def read_snapshot(self, tables=None):

@@ -26,6 +26,7 @@ import datetime
 import threading
 import uuid
 
+from oslo_publish import snapshot_auth
 from oslo_publish import wire
 
 PAGE = 3
@@ -106,7 +107,9 @@ class FakeHost(object):
     def caller(self, method, **kwargs):
         return getattr(self, method)({}, **kwargs)
 
-    def snapshot_open(self, ctxt, tables=None):
+    def snapshot_open(self, ctxt, tables=None, auth=None):
+        # The request is authenticated as the real server does it.
+        snapshot_auth.check_request(auth, self.key, self.stream, tables)
         if self.fail_snapshots:
             self.fail_snapshots -= 1
             raise RuntimeError('snapshot refused')
