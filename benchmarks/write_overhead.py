@@ -82,14 +82,24 @@ def _logical(transactions, repetitions):
                            for m, s in samples.items()}}
 
 
-def _modes():
-    return [m for m in write_path.MODES if m != 'baseline']
+def _modes(data=None):
+    """The measured modes but the baseline (of ``data`` when given)."""
+    if data is not None:
+        first = next(iter(data['backends'].values()))
+        present = first['median_ms_per_transaction']
+        return [m for m in write_path.MODES
+                if m != 'baseline' and m in present]
+    return [m for m in write_path.available_modes() if m != 'baseline']
 
 
 def run(opts):
     transactions, repetitions = (20, 6) if opts.quick else (40, 15)
     data = {'transactions_per_sample': transactions,
             'repetitions': repetitions, 'backends': {}}
+    if 'continuum' not in write_path.available_modes():
+        data['continuum'] = ('not measured: SQLAlchemy-Continuum is not '
+                             'installed (pip install .[bench])')
+        print(data['continuum'], file=sys.stderr)
     figures = []
     for backend in write_path.BACKENDS:
         got = write_path.measure(backend, transactions, repetitions)
@@ -119,7 +129,7 @@ def run(opts):
 def plot(result, plt):
     data = result['data']
     fig, ax = plt.subplots(figsize=(8, 4))
-    modes = _modes()
+    modes = _modes(data)
     width = 0.8 / (len(modes) + 1)
     for i, backend in enumerate(write_path.BACKENDS):
         got = data['backends'][backend]
