@@ -38,7 +38,8 @@ commands, one per line, answering one JSON line each:
     answers once the relay has published every committed entry.
 ``{"cmd": "counters"}`` / ``{"cmd": "reset"}``
     rows returned by every statement of the process's engine that
-    returns rows (SELECT, and INSERT/UPDATE/DELETE ... RETURNING), rows
+    returns rows (SELECT, and UPDATE/DELETE ... RETURNING; the keys an
+    INSERT ... RETURNING hands back are listed but not counted), rows
     the writers themselves loaded (``select_rows``, ``writer_reads``),
     and the same rows by statement kind (``by_kind``: ``"SELECT
     bench_items"``, ``"SELECT oslo_publish_outbox (aggregate)"``, ...).
@@ -211,8 +212,13 @@ class SelectCounter(object):
                 cursor.rowcount < 0:
             return
         kind = statement_kind(statement)
+        if kind.startswith('INSERT'):
+            # INSERT ... RETURNING hands back the keys of rows it wrote:
+            # not a read of the host's data, listed but not counted.
+            kind += ' RETURNING (not counted)'
         with self._lock:
-            self.rows += cursor.rowcount
+            if not kind.endswith('(not counted)'):
+                self.rows += cursor.rowcount
             self.by_kind[kind] += cursor.rowcount
 
 

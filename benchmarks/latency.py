@@ -259,10 +259,11 @@ def plot(result, plt):
     left = 0.0
     for stage in parts:
         width = max(got[stage]['p50_ms'], 0.0)
-        right.barh([0], [width], left=left,
+        right.barh([0], [width], left=left, height=0.5,
                    label='%s %.2f ms' % (stage.replace('_', ' '), width))
         left += width
     right.set_xlim(left=0)
+    right.set_ylim(-0.5, 1.3)
     right.set_yticks([])
     right.set_xlabel('milliseconds (p50 of each stage)')
     right.set_title('oslo.publish: stages of commit -> cache (p50, ms)')

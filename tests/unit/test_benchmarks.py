@@ -110,6 +110,29 @@ class TestStatementKind(base.TestCase):
             'UPDATE oslo_publish_outbox SET seq=1 RETURNING id'))
 
 
+class TestSelectCounter(base.TestCase):
+
+    def test_counts_reads_not_inserted_keys(self):
+        """SELECT and UPDATE RETURNING rows count; INSERT RETURNING not."""
+        import sqlalchemy as sa
+        db = self.useFixture(base.DatabaseFixture('postgresql'))
+        engine = sa.create_engine(db.url)
+        self.addCleanup(engine.dispose)
+        counter = host.SelectCounter(engine)
+        with engine.begin() as conn:
+            conn.exec_driver_sql('CREATE TABLE t (id serial PRIMARY KEY, '
+                                 'v integer)')
+            conn.exec_driver_sql('INSERT INTO t (v) VALUES (1), (2), (3) '
+                                 'RETURNING id')
+            conn.exec_driver_sql('SELECT id FROM t')
+            conn.exec_driver_sql('UPDATE t SET v = 5 WHERE id < 3 '
+                                 'RETURNING v')
+        self.assertEqual(5, counter.rows)
+        self.assertEqual({'INSERT t RETURNING (not counted)': 3,
+                          'SELECT t': 3, 'UPDATE t': 2},
+                         dict(counter.by_kind))
+
+
 class TestStages(base.TestCase):
 
     def test_breakdown(self):
