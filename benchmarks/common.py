@@ -210,6 +210,54 @@ def ratio(value, baseline):
     return value / baseline
 
 
+_OPS = {'<=': lambda a, b: a <= b, '>=': lambda a, b: a >= b}
+
+
+def figure(name, value, unit, baseline=None, baseline_label=None,
+           inverse=False, ratio_label=None, target=None, limit=None,
+           **extra):
+    """One row of the results table, its ratio and "met" computed.
+
+    ``ratio`` is always a ratio of the two figures shown: ``value /
+    baseline``, or ``baseline / value`` with ``inverse`` (for "x fewer",
+    "x faster", "x fresher"); ``ratio_label`` names it (default "x
+    baseline"). ``target`` is ``(of, op, bound)``: ``of`` is ``'ratio'``
+    or ``'value'``, ``op`` ``'<='`` or ``'>='``; ``met`` is that
+    comparison of the measured figure, None without a target or a
+    figure. ``limit`` is a hard limit ``(of, op, bound)`` reported as
+    ``within_limit`` the same way.
+    """
+    if inverse:
+        ratio_value = ratio(baseline, value)
+    else:
+        ratio_value = ratio(value, baseline)
+    fig = {'figure': name, 'value': value, 'unit': unit,
+           'baseline': baseline, 'baseline_label': baseline_label,
+           'ratio': ratio_value,
+           'ratio_label': ratio_label or ('x baseline' if baseline
+                                          is not None else None),
+           'ratio_is': ('baseline / value' if inverse else
+                        'value / baseline'),
+           'target': None, 'met': None}
+    fig.update(extra)
+    for key, spec in (('target', target), ('limit', limit)):
+        if spec is None:
+            continue
+        of, op, bound = spec
+        measured = ratio_value if of == 'ratio' else value
+        fig[key + '_spec'] = {'of': of, 'op': op, 'bound': bound}
+        text = ('%s %gx' % (op, bound) if of == 'ratio' else
+                '%s %g %s' % (op, bound, unit))
+        if of == 'ratio' and ratio_label and ratio_label != 'x baseline':
+            text += ratio_label[1:]
+        ok = None if measured is None else bool(_OPS[op](measured, bound))
+        if key == 'target':
+            fig['target'], fig['met'] = text, ok
+        else:
+            fig['limit'], fig['within_limit'] = text, ok
+    return fig
+
+
 def memory_kb(pid='self'):
     """``{'hwm_kb': VmHWM, 'rss_kb': VmRSS}`` of a process."""
     found = {}

@@ -37,16 +37,22 @@ commands, one per line, answering one JSON line each:
 ``{"cmd": "idle"}``
     answers once the relay has published every committed entry.
 ``{"cmd": "counters"}`` / ``{"cmd": "reset"}``
-    rows returned by every SELECT of the process's engine, and rows the
-    writers themselves loaded (``select_rows``, ``writer_reads``).
+    rows returned by every statement of the process's engine that
+    returns rows (SELECT, and UPDATE/DELETE ... RETURNING; the keys an
+    INSERT ... RETURNING hands back are listed but not counted), rows
+    the writers themselves loaded (``select_rows``, ``writer_reads``),
+    and the same rows by statement kind (``by_kind``: ``"SELECT
+    bench_items"``, ``"SELECT oslo_publish_outbox (aggregate)"``, ...).
 ``{"cmd": "memory"}``
     ``VmHWM`` and ``VmRSS`` of this process in kB.
 ``{"cmd": "quit"}``
 """
 
 import argparse
+import collections
 import json
 import random
+import re
 import sys
 import threading
 import time
@@ -170,20 +176,50 @@ class Writers(object):
         return answer
 
 
+_TABLE = re.compile(r'\b(?:FROM|UPDATE|INTO)\s+[`"]?(\w+)', re.I)
+_AGGREGATE = re.compile(r'\b(?:count|max|min|sum)\s*\(', re.I)
+
+
+def statement_kind(statement):
+    """``"VERB table"`` of a statement, ``(aggregate)`` for aggregates."""
+    text = statement.lstrip()
+    verb = text[:6].upper()
+    found = _TABLE.search(text)
+    table = found.group(1) if found else '?'
+    head = text[:found.start()] if found else text
+    if verb == 'SELECT' and _AGGREGATE.search(head):
+        return 'SELECT %s (aggregate)' % table
+    return '%s %s' % (verb, table)
+
+
 class SelectCounter(object):
-    """Rows returned by the SELECT statements of an engine."""
+    """Rows returned by the statements of an engine (SELECT, RETURNING)."""
 
     def __init__(self, engine):
         self.rows = 0
+        self.by_kind = collections.Counter()
         self._lock = threading.Lock()
         sa.event.listen(engine, 'after_cursor_execute', self._after)
 
+    def reset(self):
+        with self._lock:
+            self.rows = 0
+            self.by_kind.clear()
+
     def _after(self, conn, cursor, statement, parameters, context,
                executemany):
-        if statement.lstrip()[:6].upper() == 'SELECT' and \
-                cursor.rowcount and cursor.rowcount > 0:
-            with self._lock:
+        if cursor.description is None or not cursor.rowcount or \
+                cursor.rowcount < 0:
+            return
+        kind = statement_kind(statement)
+        if kind.startswith('INSERT'):
+            # INSERT ... RETURNING hands back the keys of rows it wrote:
+            # not a read of the host's data, listed but not counted.
+            kind += ' RETURNING (not counted)'
+        with self._lock:
+            if not kind.endswith('(not counted)'):
                 self.rows += cursor.rowcount
+            self.by_kind[kind] += cursor.rowcount
 
 
 def _idle(engine, handle, timeout=300):
@@ -230,9 +266,10 @@ def main(argv=None):
             _say(ok=cmd, idle=_idle(engine, handle) if handle else True)
         elif cmd == 'counters':
             _say(ok=cmd, select_rows=counter.rows,
-                 writer_reads=writers.writer_reads)
+                 writer_reads=writers.writer_reads,
+                 by_kind=dict(counter.by_kind))
         elif cmd == 'reset':
-            counter.rows = 0
+            counter.reset()
             writers.reset()
             _say(ok=cmd)
         elif cmd == 'memory':

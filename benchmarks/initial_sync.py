@@ -126,23 +126,19 @@ def run(opts):
            for name, got in large['runs'].items()}
     figures = []
     for mode in ('persist_off', 'persist_on'):
-        r = common.ratio(med[mode], med['select'])
-        figures.append({
-            'figure': '4 initial sync %s rows, persist_rows %s'
-                      % ('{:,}'.format(rows), mode.split('_')[1]),
-            'value': med[mode], 'unit': 's', 'baseline': med['select'],
-            'baseline_label': 'keyset SELECT into dicts', 'ratio': r,
-            'target': '<= %gx' % TARGET, 'met': r <= TARGET})
+        figures.append(common.figure(
+            '4 initial sync %s rows, persist_rows %s'
+            % ('{:,}'.format(rows), mode.split('_')[1]),
+            med[mode], 's', med['select'], 'keyset SELECT into dicts',
+            target=('ratio', '<=', TARGET)))
     hwm_small = small['host_served']['hwm_kb'] / 1024.0
     hwm_large = large['host_served']['hwm_kb'] / 1024.0
-    growth = hwm_large / hwm_small
-    figures.append({
-        'figure': '4 host peak memory, %s vs %s rows' % (
+    figures.append(common.figure(
+        '4 host peak memory, %s vs %s rows' % (
             '{:,}'.format(rows), '{:,}'.format(rows // 10)),
-        'value': hwm_large, 'unit': 'MiB', 'baseline': hwm_small,
-        'baseline_label': '{:,} rows'.format(rows // 10), 'ratio': growth,
-        'target': 'does not grow (<= %gx)' % MAX_MEMORY_GROWTH,
-        'met': growth <= MAX_MEMORY_GROWTH})
+        hwm_large, 'MiB', hwm_small, '{:,} rows'.format(rows // 10),
+        ratio_label='x the smaller table',
+        target=('ratio', '<=', MAX_MEMORY_GROWTH)))
     return {'name': 'initial_sync', 'title': 'Initial sync',
             'figures': figures,
             'data': {'rows': rows, 'page_size': PAGE, 'repetitions': reps,
@@ -159,14 +155,25 @@ def plot(result, plt):
               'consumer\npersist_rows on')
     left.bar(labels, [med[n] for n in names],
              color=['tab:gray', 'tab:green', 'tab:blue'])
+    left.axhline(med['select'] * TARGET, color='tab:red', linestyle='--',
+                 linewidth=1.0, label='target: <= %gx the keyset SELECT'
+                 % TARGET)
+    left.set_ylim(bottom=0)
     left.set_ylabel('seconds')
-    left.set_title('Initial sync of {:,} rows'.format(data['rows']))
+    left.set_title('Initial sync of {:,} rows (s)'.format(data['rows']))
+    left.legend(fontsize=7)
     sizes = [data['small']['rows'], data['large']['rows']]
     right.bar(['{:,} rows'.format(s) for s in sizes],
               [data['small']['host_served']['hwm_kb'] / 1024.0,
                data['large']['host_served']['hwm_kb'] / 1024.0],
               color='tab:purple')
+    right.axhline(data['small']['host_served']['hwm_kb'] / 1024.0 *
+                  MAX_MEMORY_GROWTH, color='tab:red', linestyle='--',
+                  linewidth=1.0, label='target: <= %gx the smaller table'
+                  % MAX_MEMORY_GROWTH)
+    right.set_ylim(bottom=0)
     right.set_ylabel('MiB (VmHWM)')
-    right.set_title('Host process peak memory')
+    right.set_title('Host process peak memory (MiB)')
+    right.legend(fontsize=7)
     fig.tight_layout()
     return {'initial_sync.png': fig}

@@ -22,10 +22,16 @@ relay in each process, one shared gapless stream) followed by a push
 consumer in this process (RabbitMQ, state store on PostgreSQL,
 ``persist_rows`` on). Every 0.5 s the consumer lag is sampled: in
 transactions (committed outbox entries - applied sequence) and in
-seconds (the consumer's ``lag_seconds``). The lag is bounded when its
-least-squares slope over the run is below 0.02 s/s and the backlog left
-at the end drains within 5 s. Runs alternate, baseline then library,
-the median over the repetitions is reported.
+seconds (the consumer's ``lag_seconds``: commit -> apply delay of the
+last transaction it applied, so it stays flat while nothing is applied;
+the backlog in transactions shows that case). Targets: the lag's
+least-squares slope over the run <= 0.02 s/s, the backlog left at the
+end drained within 5 s, and >= 50,000 row-deltas/s with 100-row
+transactions. Every library run starts from a drained consumer (the
+previous run's backlog is waited out first, up to 10 minutes, and the
+wait recorded as ``settle_s``), so runs do not inherit each other's
+lag. Runs alternate, baseline then library; the median over the
+repetitions is reported.
 """
 
 import time
@@ -40,6 +46,8 @@ SIZES = (1, 100)
 SAMPLE = 0.5
 MAX_SLOPE = 0.02
 MAX_DRAIN = 5.0
+MIN_ROW_DELTAS = 50000.0
+SETTLE = 600.0
 
 
 def _committed(engine, stream):
@@ -65,18 +73,40 @@ def _wait(hosts):
     return sum(d['committed'] for d in done), max(d['elapsed'] for d in done)
 
 
+def _applied(consumer):
+    return consumer.status()[0]['applied_seq'] or 0
+
+
+def _settle(consumer, engine, stream):
+    """Wait until the consumer applied everything committed so far."""
+    began = time.monotonic()
+    target = _committed(engine, stream)
+    while _applied(consumer) < target:
+        if time.monotonic() - began > SETTLE:
+            raise RuntimeError('the consumer did not catch up within %d s '
+                               'before a run (%d of %d applied)'
+                               % (SETTLE, _applied(consumer), target))
+        time.sleep(0.1)
+    return time.monotonic() - began
+
+
 def _run_library(hosts, consumer, engine, stream, rows, duration,
                  id_base):
+    settle = _settle(consumer, engine, stream)
+    first = _committed(engine, stream)
     began = time.monotonic()
     _write(hosts, rows, duration, id_base)
     samples = []
     while time.monotonic() - began < duration:
         time.sleep(SAMPLE)
         status = consumer.status()[0]
-        samples.append((time.monotonic() - began,
-                        _committed(engine, stream) -
-                        (status['applied_seq'] or 0),
-                        status['lag_seconds'] or 0.0))
+        committed = _committed(engine, stream)
+        applied = status['applied_seq'] or 0
+        # (seconds, backlog tx, lag s, committed tx, applied tx) since
+        # the run began.
+        samples.append((time.monotonic() - began, committed - applied,
+                        status['lag_seconds'] or 0.0, committed - first,
+                        applied - first))
     committed, elapsed = _wait(hosts)
     ended = time.monotonic()
     target = _committed(engine, stream)
@@ -90,11 +120,11 @@ def _run_library(hosts, consumer, engine, stream, rows, duration,
     steady = [s for s in samples if s[0] >= 1.0] or samples
     return {'tx_per_s': committed / elapsed,
             'row_deltas_per_s': committed * rows / elapsed,
-            'lag_tx_slope': common.slope([(t, n) for t, n, _ in steady]),
-            'lag_s_slope': common.slope([(t, s) for t, _, s in steady]),
-            'lag_tx_max': max([n for _, n, _ in samples] or [0]),
-            'lag_s_max': max([s for _, _, s in samples] or [0]),
-            'drain_s': drain, 'samples': samples,
+            'lag_tx_slope': common.slope([(s[0], s[1]) for s in steady]),
+            'lag_s_slope': common.slope([(s[0], s[2]) for s in steady]),
+            'lag_tx_max': max([s[1] for s in samples] or [0]),
+            'lag_s_max': max([s[2] for s in samples] or [0]),
+            'drain_s': drain, 'settle_s': settle, 'samples': samples,
             'consumer_status': status}
 
 
@@ -145,29 +175,24 @@ def run(opts):
         slope_s = common.median([r['lag_s_slope'] for r in got])
         slope_tx = common.median([r['lag_tx_slope'] for r in got])
         drain = common.median([r['drain_s'] for r in got])
-        bounded = slope_s <= MAX_SLOPE and drain <= MAX_DRAIN
         summary[rows] = {'baseline_tx_per_s': base, 'tx_per_s': tx,
                          'lag_s_slope': slope_s, 'lag_tx_slope': slope_tx,
-                         'drain_s': drain, 'bounded': bounded}
+                         'drain_s': drain}
         label = 'single-row' if rows == 1 else '%d-row' % rows
-        figures.append({
-            'figure': '2 keeping up, %s tx, %d writers' % (label, WRITERS),
-            'value': tx, 'unit': 'tx/s', 'baseline': base,
-            'baseline_label': 'no middleware',
-            'ratio': common.ratio(tx, base), 'ratio_label': 'x baseline rate',
-            'target': 'lag bounded', 'met': bounded})
-        figures.append({
-            'figure': '2 keeping up, %s tx: row-deltas/s' % label,
-            'value': tx * rows, 'unit': 'rows/s', 'baseline': base * rows,
-            'baseline_label': 'no middleware',
-            'ratio': common.ratio(tx, base), 'ratio_label': 'x baseline rate',
-            'target': None, 'met': None})
-        figures.append({
-            'figure': '2 keeping up, %s tx: lag slope' % label,
-            'value': slope_s, 'unit': 's/s', 'baseline': None,
-            'baseline_label': None, 'ratio': None,
-            'target': '<= %g s/s, drain <= %g s (drain %.2f s)' % (
-                MAX_SLOPE, MAX_DRAIN, drain), 'met': bounded})
+        figures.append(common.figure(
+            '2 keeping up, %s tx, %d writers: commit rate'
+            % (label, WRITERS), tx, 'tx/s', base, 'no middleware'))
+        figures.append(common.figure(
+            '2 keeping up, %s tx: row-deltas/s' % label, tx * rows,
+            'rows/s', base * rows, 'no middleware',
+            target=(('value', '>=', MIN_ROW_DELTAS) if rows == 100
+                    else None)))
+        figures.append(common.figure(
+            '2 keeping up, %s tx: consumer lag slope' % label, slope_s,
+            's/s', target=('value', '<=', MAX_SLOPE)))
+        figures.append(common.figure(
+            '2 keeping up, %s tx: drain after the writers stop' % label,
+            drain, 's', target=('value', '<=', MAX_DRAIN)))
     return {'name': 'keeping_up', 'title': 'Keeping up',
             'figures': figures,
             'data': {'writers': WRITERS, 'duration_s': duration,
@@ -177,18 +202,44 @@ def run(opts):
 
 def plot(result, plt):
     data = result['data']
-    fig, axes = plt.subplots(1, len(SIZES), figsize=(10, 3.5))
-    for ax, rows in zip(axes, SIZES):
+    fig, axes = plt.subplots(2, len(SIZES), figsize=(11, 6.5),
+                             squeeze=False)
+    for col, rows in enumerate(SIZES):
         run = data['runs'][str(rows)] if str(rows) in data['runs'] else \
             data['runs'][rows]
+        top, bottom = axes[0][col], axes[1][col]
+        base = common.median([r['tx_per_s'] for r in run['baseline']])
+        end = max([got['samples'][-1][0] for got in run['library']
+                   if got['samples']] or [data['duration_s']])
+        top.plot([0, end], [0, base * end], color='black', linestyle='--',
+                 label='baseline: no middleware, %.0f tx/s' % base)
         for i, got in enumerate(run['library']):
-            ax.plot([s[0] for s in got['samples']],
-                    [s[2] for s in got['samples']],
-                    label='rep %d: %.0f tx/s' % (i + 1, got['tx_per_s']))
-        ax.set_xlabel('seconds')
-        ax.set_ylabel('consumer lag (s)')
-        ax.set_title('%d-row transactions, %d writers'
-                     % (rows, data['writers']))
-        ax.legend(fontsize=8)
+            samples = got['samples']
+            if not samples or len(samples[0]) < 5:
+                continue
+            times = [0.0] + [s[0] for s in samples]
+            line, = top.plot(times, [0] + [s[3] for s in samples],
+                             label='rep %d: committed, %.0f tx/s'
+                             % (i + 1, got['tx_per_s']))
+            top.plot(times, [0] + [s[4] for s in samples],
+                     color=line.get_color(), linestyle=':',
+                     label='rep %d: applied by the consumer' % (i + 1))
+            bottom.plot([s[0] for s in samples], [s[2] for s in samples],
+                        color=line.get_color(),
+                        label='rep %d: lag (slope %.3f s/s, drain %.1f s)'
+                        % (i + 1, got['lag_s_slope'], got['drain_s']))
+        bottom.plot([0, end], [0, MAX_SLOPE * end], color='tab:red',
+                    linestyle='--',
+                    label='target: slope <= %g s/s' % MAX_SLOPE)
+        top.set_ylim(bottom=0)
+        bottom.set_ylim(bottom=0)
+        top.set_ylabel('transactions since the run began')
+        top.set_title('%d-row transactions, %d writers: transactions'
+                      % (rows, data['writers']))
+        bottom.set_xlabel('seconds since the run began')
+        bottom.set_ylabel('consumer lag, seconds')
+        bottom.set_title('%d-row transactions: consumer lag (s)' % rows)
+        top.legend(fontsize=7)
+        bottom.legend(fontsize=7)
     fig.tight_layout()
     return {'keeping_up.png': fig}

@@ -16,8 +16,9 @@
 
 A replication slot with the built-in ``test_decoding`` output plugin,
 streamed by psycopg2's replication support (:class:`Reader`). It needs
-``wal_level = logical`` (:func:`available` says whether the server has
-it).
+``wal_level = logical``, which a machine's own server usually does not
+have: the benchmarks run it on a private cluster they start themselves
+(:mod:`benchmarks.pgcluster`).
 
 ``python -m benchmarks.logical --worker --url URL`` is a write-path
 worker (the protocol of :mod:`benchmarks.write_path`) running the same
@@ -43,7 +44,10 @@ _CHANGE = re.compile(r'^table [^:]+: (INSERT|UPDATE|DELETE): id\[integer\]:'
 
 
 def available(url):
-    """True when the server at ``url`` runs with ``wal_level = logical``."""
+    """True when the server at ``url`` runs with ``wal_level = logical``.
+
+    The benchmarks do not depend on it (see :mod:`benchmarks.pgcluster`).
+    """
     engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:

@@ -17,15 +17,18 @@
 ::
 
     python -m benchmarks [--quick] [--only NAME[,NAME...]]
-        [--duration SECONDS] [--sync-rows N]
+        [--duration SECONDS] [--sync-rows N] [--output DIR]
 
 Runs the benchmarks in order (figures 1-7 of doc/source/benchmarks.rst)
-on the real services of the machine and writes
+on the real services of the machine. A full run writes
 ``benchmarks/results/results.json``, ``benchmarks/results/results.md``,
 the PNG plots and the same table for the docs (``results.rst.inc``) in
-``doc/source/_static/bench/``. With ``--only`` the
-other benchmarks' earlier results are kept. A benchmark that fails is
-reported as such; the others still run.
+``doc/source/_static/bench/``. ``--quick`` (short runs, a smoke test)
+never touches those: it writes ``results.json``, ``results.md``,
+``results.rst.inc`` and the plots to ``benchmarks/results/quick/``
+(ignored by git), and ``--output DIR`` writes them all to DIR. With
+``--only`` the other benchmarks' earlier results in the same place are
+kept. A benchmark that fails is reported as such; the others still run.
 """
 
 import argparse
@@ -44,7 +47,23 @@ BENCHMARKS = ('write_path', 'keeping_up', 'latency', 'initial_sync',
               'polling', 'readers', 'restart')
 MODULES = {'write_path': 'benchmarks.write_overhead'}
 RESULTS_DIR = os.path.join(common.ROOT, 'benchmarks', 'results')
+QUICK_DIR = os.path.join(RESULTS_DIR, 'quick')
 PLOTS_DIR = os.path.join(common.ROOT, 'doc', 'source', '_static', 'bench')
+
+#: What every column of the results table means (Markdown and docs).
+COLUMNS = (
+    ('figure', 'what is measured (figure number of the benchmarks page)'),
+    ('this library', 'the measured figure (a median over the '
+     'repetitions, unless the row says otherwise)'),
+    ('baseline', 'the same workload without the library or with the '
+     'alternative named in brackets, measured in the same run'),
+    ('ratio', 'this library / baseline, or baseline / this library for '
+     '"x fewer", "x faster", "x fresher" and "x cheaper": always the '
+     'ratio of the two figures shown in the row'),
+    ('target', 'the goal; a hard limit is given in brackets'),
+    ('met', 'whether the figure or ratio meets the target, computed from '
+     'the figures of this run'),
+)
 
 
 def _module(name):
@@ -76,10 +95,28 @@ def _ratio(fig):
     return '%s %s' % (_fmt(fig['ratio']), fig.get('ratio_label') or 'x')
 
 
+def _target(fig):
+    text = fig.get('target') or '-'
+    if fig.get('limit'):
+        text += ' (hard limit %s: %s)' % (
+            fig['limit'], _fmt(fig.get('within_limit')))
+    return text
+
+
+def _met(fig):
+    return '-' if fig.get('met') is None else _fmt(fig['met'])
+
+
+def _cells(fig):
+    unit = fig.get('unit') or ''
+    return [fig['figure'], ('%s %s' % (_fmt(fig['value']), unit)).strip(),
+            _baseline(fig), _ratio(fig), _target(fig), _met(fig)]
+
+
 def markdown(results):
     """The Markdown table of every headline figure."""
-    lines = ['| figure | this library | baseline | ratio | target | met |',
-             '|---|---|---|---|---|---|']
+    lines = ['| %s |' % ' | '.join(name for name, _ in COLUMNS),
+             '|%s' % ('---|' * len(COLUMNS))]
     for name in BENCHMARKS:
         got = results['benchmarks'].get(name)
         if got is None:
@@ -89,59 +126,67 @@ def markdown(results):
                          % (name, got['error'].splitlines()[-1][:80]))
             continue
         for fig in got['figures']:
-            unit = fig.get('unit') or ''
-            lines.append('| %s | %s %s | %s | %s | %s | %s |' % (
-                fig['figure'], _fmt(fig['value']), unit, _baseline(fig),
-                _ratio(fig), fig.get('target') or '-',
-                '-' if fig.get('met') is None else _fmt(fig['met'])))
+            lines.append('| %s |' % ' | '.join(
+                c.replace('|', '\\|') for c in _cells(fig)))
     header = ['# oslo.publish benchmark results', '',
               'Produced by `%s` on %s (%s CPUs, Python %s), %s.'
-              % (results['command'], results['host'], results['cpus'],
-                 results['python'], results['finished']), '']
+              % (results['command'].strip(), results['host'],
+                 results['cpus'], results['python'], results['finished']),
+              '']
+    header += ['Columns:', '']
+    header += ['* **%s**: %s.' % (name, text) for name, text in COLUMNS]
+    header.append('')
     return '\n'.join(header + lines) + '\n'
 
 
 def rst_table(results):
     """The same table as :func:`markdown`, as an RST list-table."""
-    lines = ['.. list-table::', '   :header-rows: 1', '',
-             '   * - figure', '     - this library', '     - baseline',
-             '     - ratio', '     - target', '     - met']
+    lines = ['.. list-table::', '   :header-rows: 1', '']
+    lines.append('   * - ' + COLUMNS[0][0])
+    lines.extend('     - ' + name for name, _ in COLUMNS[1:])
     for name in BENCHMARKS:
         got = results['benchmarks'].get(name)
         if got is None:
             continue
         if got.get('error'):
             cells = [name, 'failed', '', '', '', '']
+        else:
+            cells = None
+        rows = [cells] if cells else [_cells(f) for f in got['figures']]
+        for cells in rows:
+            cells = [c.replace('*', '\\*') or '-' for c in cells]
             lines.append('   * - ' + cells[0])
             lines.extend('     - ' + c for c in cells[1:])
-            continue
-        for fig in got['figures']:
-            unit = fig.get('unit') or ''
-            cells = [fig['figure'],
-                     '%s %s' % (_fmt(fig['value']), unit),
-                     _baseline(fig), _ratio(fig),
-                     fig.get('target') or '-',
-                     '-' if fig.get('met') is None else _fmt(fig['met'])]
-            lines.append('   * - ' + cells[0].replace('*', '\\*'))
-            lines.extend('     - ' + c.replace('*', '\\*')
-                         for c in cells[1:])
     lines += ['', 'Produced by ``%s`` (%s CPUs, Python %s), %s.'
               % (results['command'].strip(), results['cpus'],
                  results['python'], results['finished'])]
     return '\n'.join(lines) + '\n'
 
 
-def _plots(name, got):
+def _plots(name, got, plots_dir):
     import matplotlib
     matplotlib.use('Agg')
     from matplotlib import pyplot as plt
-    os.makedirs(PLOTS_DIR, exist_ok=True)
+    os.makedirs(plots_dir, exist_ok=True)
     written = []
     for filename, fig in _module(name).plot(got, plt).items():
-        fig.savefig(os.path.join(PLOTS_DIR, filename), dpi=90)
+        fig.savefig(os.path.join(plots_dir, filename), dpi=90)
         plt.close(fig)
         written.append(filename)
     return written
+
+
+def output_dirs(quick, output=None):
+    """``(results_dir, plots_dir)`` of a run.
+
+    Only a full run without ``output`` writes the committed results and
+    the docs' plots; a quick run goes to :data:`QUICK_DIR`.
+    """
+    if output is None and quick:
+        output = QUICK_DIR
+    if output is None:
+        return RESULTS_DIR, PLOTS_DIR
+    return output, os.path.join(output, 'plots')
 
 
 def main(argv=None):
@@ -158,9 +203,13 @@ def main(argv=None):
                         '1000000, quick 100000)')
     parser.add_argument('--readers-rows', type=int, default=100000,
                         help='rows of the readers benchmark cache')
-    parser.add_argument('--results-dir', default=RESULTS_DIR)
+    parser.add_argument('--output', '--results-dir', dest='output',
+                        help='directory of the results and plots (default: '
+                        'the committed places; with --quick %s)'
+                        % os.path.relpath(QUICK_DIR, common.ROOT))
     parser.add_argument('--no-plots', action='store_true')
     opts = parser.parse_args(argv)
+    results_dir, plots_dir = output_dirs(opts.quick, opts.output)
     if opts.duration is None:
         opts.duration = 4.0 if opts.quick else 20.0
     if opts.sync_rows is None:
@@ -169,7 +218,7 @@ def main(argv=None):
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         parser.error('unknown benchmark(s): %s' % ', '.join(unknown))
-    path = os.path.join(opts.results_dir, 'results.json')
+    path = os.path.join(results_dir, 'results.json')
     results = {'benchmarks': {}}
     if opts.only and os.path.exists(path):
         with open(path) as f:
@@ -187,7 +236,7 @@ def main(argv=None):
         got['elapsed_s'] = round(time.monotonic() - started, 1)
         got['quick'] = opts.quick
         if not got.get('error') and not opts.no_plots:
-            got['plots'] = _plots(name, got)
+            got['plots'] = _plots(name, got, plots_dir)
         results['benchmarks'][name] = got
         for fig in got['figures']:
             print('  %-45s %10s %-9s vs %10s  ratio %s' % (
@@ -204,16 +253,15 @@ def main(argv=None):
         'finished': datetime.datetime.now(datetime.timezone.utc).strftime(
             '%Y-%m-%d %H:%M UTC'),
         'elapsed_s': round(time.monotonic() - began, 1)})
-    os.makedirs(opts.results_dir, exist_ok=True)
+    os.makedirs(results_dir, exist_ok=True)
     with open(path, 'w') as f:
         json.dump(results, f, indent=1, sort_keys=True, default=str)
         f.write('\n')
-    with open(os.path.join(opts.results_dir, 'results.md'), 'w') as f:
+    with open(os.path.join(results_dir, 'results.md'), 'w') as f:
         f.write(markdown(results))
-    if not opts.no_plots:
-        os.makedirs(PLOTS_DIR, exist_ok=True)
-        with open(os.path.join(PLOTS_DIR, 'results.rst.inc'), 'w') as f:
-            f.write(rst_table(results))
+    os.makedirs(plots_dir, exist_ok=True)
+    with open(os.path.join(plots_dir, 'results.rst.inc'), 'w') as f:
+        f.write(rst_table(results))
     print('written %s (%.0f s)' % (path, results['elapsed_s']))
     failed = [n for n in names if results['benchmarks'][n].get('error')]
     return 1 if failed else 0

@@ -45,12 +45,14 @@ Service URLs come from the same variables as the tests
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 
@@ -202,15 +204,19 @@ class _Worker(object):
 
     def __init__(self, mode, url, exchange):
         self.mode = mode
+        self._err = tempfile.TemporaryFile(mode='w+')
         self.proc = subprocess.Popen(
             [sys.executable, '-m', 'benchmarks.write_path', '--worker', mode,
              '--url', url, '--exchange', exchange],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL, text=True,
+            stderr=self._err, text=True,
             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         line = self.proc.stdout.readline().strip()
         if line != 'ready':
-            raise RuntimeError('worker %s did not start (%r)' % (mode, line))
+            self.proc.wait(30)
+            self._err.seek(0)
+            raise RuntimeError('worker %s did not start (%r): %s' % (
+                mode, line, self._err.read()[-1500:]))
 
     def run(self, count):
         self.proc.stdin.write('run %d\n' % count)
@@ -224,6 +230,8 @@ class _Worker(object):
         except OSError:
             pass
         self.proc.wait(60)
+        if getattr(self, '_err', None) is not None:
+            self._err.close()
 
 
 def _database(backend):
@@ -267,19 +275,31 @@ def _cleanup_broker(exchange):
         print('broker cleanup failed: %s' % exc, file=sys.stderr)
 
 
+def available_modes():
+    """The modes this environment can run.
+
+    ``continuum`` needs SQLAlchemy-Continuum (the ``bench`` extra); it is
+    a peer without a target, so it is left out, and said so, when the
+    package is missing.
+    """
+    return tuple(m for m in MODES if m != 'continuum' or
+                 importlib.util.find_spec('sqlalchemy_continuum'))
+
+
 def measure(backend, transactions, repetitions):
     """Interleaved medians (seconds per transaction) of every mode."""
+    modes = available_modes()
     url, drop = _database(backend)
     exchange = 'bench_%s' % uuid.uuid4().hex[:10]
     workers = []
     stop_relay = None
     try:
         _create_outbox(url)
-        workers = [_Worker(mode, url, exchange) for mode in MODES]
+        workers = [_Worker(mode, url, exchange) for mode in modes]
         stop_relay = _standalone_relay(url, exchange)
         for w in workers:
             w.run(max(20, transactions // 5))
-        samples = {mode: [] for mode in MODES}
+        samples = {mode: [] for mode in modes}
         for rep in range(repetitions):
             order = workers[rep % len(workers):] + \
                 workers[:rep % len(workers)]
@@ -337,7 +357,7 @@ def main(argv=None):
         got = measure(backend, args.transactions, args.repetitions)
         results['backends'][backend] = got
         print('%s (median ms/transaction, ratio to baseline):' % backend)
-        for mode in MODES:
+        for mode in available_modes():
             print('  %-18s %8.3f ms  %.3fx' % (
                 mode, got['median_ms_per_transaction'][mode],
                 got['ratio_to_baseline'][mode]))

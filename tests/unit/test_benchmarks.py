@@ -20,7 +20,12 @@ Nothing here asserts on a timing: the figures are the suite's business.
 import importlib
 import json
 import os
+import socket
 
+from benchmarks import common
+from benchmarks import host
+from benchmarks import pgcluster
+from benchmarks import stages
 from benchmarks import suite
 from tests import base
 
@@ -48,3 +53,118 @@ class TestBenchmarkSuite(base.TestCase):
         with open(os.path.join(self.tmpdir, 'results.md')) as f:
             self.assertIn('| 6 consistent view vs copy.deepcopy, 5,000 rows |',
                           f.read())
+
+    def test_quick_writes_outside_the_committed_results(self):
+        """--quick and --output never name the committed results or plots."""
+        committed = {suite.RESULTS_DIR, suite.PLOTS_DIR}
+        for quick, output in ((True, None), (True, self.tmpdir),
+                              (False, self.tmpdir)):
+            got = suite.output_dirs(quick, output)
+            self.assertEqual(set(), committed & set(got), (quick, output))
+        self.assertEqual((suite.RESULTS_DIR, suite.PLOTS_DIR),
+                         suite.output_dirs(False, None))
+
+    def test_table_ratio_is_the_ratio_of_the_figures_shown(self):
+        """The ratio column is value / baseline of the same row."""
+        fig = common.figure('1 write path outbox, MariaDB', 1.765, 'ms/tx',
+                            1.025, 'no middleware',
+                            target=('ratio', '<=', 1.15), paired_ratio=1.45)
+        results = {'benchmarks': {'write_path': {'figures': [fig]}},
+                   'command': 'python -m benchmarks', 'host': 'h',
+                   'cpus': 2, 'python': '3', 'finished': 'now'}
+        table = suite.markdown(results)
+        self.assertIn('| 1.72 x baseline | <= 1.15x | no |', table)
+        self.assertIn('**ratio**', table)
+        self.assertIn('1.72 x baseline', suite.rst_table(results))
+
+
+class TestFigure(base.TestCase):
+
+    def test_met_is_computed_from_the_figures(self):
+        """met follows the measured ratio or value, never a constant."""
+        fewer = common.figure('reads', 2000.0, 'rows', 100000.0, 'polling',
+                              inverse=True, ratio_label='x fewer',
+                              target=('ratio', '>=', 50))
+        self.assertEqual(50.0, fewer['ratio'])
+        self.assertTrue(fewer['met'])
+        self.assertEqual('>= 50x fewer', fewer['target'])
+        slow = common.figure('p50', 7.0, 'ms', target=('value', '<=', 5),
+                             limit=('value', '<=', 10))
+        self.assertFalse(slow['met'])
+        self.assertTrue(slow['within_limit'])
+        self.assertIsNone(common.figure('x', None, 's',
+                                        target=('value', '<=', 1))['met'])
+
+
+class TestStatementKind(base.TestCase):
+
+    def test_kinds(self):
+        """Host reads are split by verb, table and aggregate."""
+        self.assertEqual('SELECT oslo_publish_outbox (aggregate)',
+                         host.statement_kind(
+                             'SELECT count(*), min(o.committed_at) '
+                             'FROM oslo_publish_outbox'))
+        self.assertEqual('SELECT bench_items', host.statement_kind(
+            'SELECT bench_items.id FROM bench_items WHERE id IN (1)'))
+        self.assertEqual('UPDATE oslo_publish_outbox', host.statement_kind(
+            'UPDATE oslo_publish_outbox SET seq=1 RETURNING id'))
+
+
+class TestSelectCounter(base.TestCase):
+
+    def test_counts_reads_not_inserted_keys(self):
+        """SELECT and UPDATE RETURNING rows count; INSERT RETURNING not."""
+        import sqlalchemy as sa
+        db = self.useFixture(base.DatabaseFixture('postgresql'))
+        engine = sa.create_engine(db.url)
+        self.addCleanup(engine.dispose)
+        counter = host.SelectCounter(engine)
+        with engine.begin() as conn:
+            conn.exec_driver_sql('CREATE TABLE t (id serial PRIMARY KEY, '
+                                 'v integer)')
+            conn.exec_driver_sql('INSERT INTO t (v) VALUES (1), (2), (3) '
+                                 'RETURNING id')
+            conn.exec_driver_sql('SELECT id FROM t')
+            conn.exec_driver_sql('UPDATE t SET v = 5 WHERE id < 3 '
+                                 'RETURNING v')
+        self.assertEqual(5, counter.rows)
+        self.assertEqual({'INSERT t RETURNING (not counted)': 3,
+                          'SELECT t': 3, 'UPDATE t': 2},
+                         dict(counter.by_kind))
+
+
+class TestStages(base.TestCase):
+
+    def test_breakdown(self):
+        """Each stage is the difference of the matching timestamps."""
+        commits = [(1, 10, 100.0), (2, 11, 200.0), (3, 12, 300.0)]
+        tapped = {(1, 10): (100.001, 100.002, 100.005),
+                  (2, 11): (200.001, 200.004, 200.006)}
+        handled = {(1, 10): 100.015}
+        got = stages.breakdown(commits, handled, tapped)
+        self.assertAlmostEqual(4.0, got['commit_to_sent']['p99_ms'], 3)
+        self.assertEqual(2, got['commit_to_received']['count'])
+        self.assertAlmostEqual(10.0, got['received_to_cache']['p50_ms'], 3)
+        self.assertEqual(1, got['commit_to_cache']['count'])
+        self.assertEqual(
+            'delta', stages._payload(json.dumps({'oslo.message': json.dumps(
+                {'payload': {'kind': 'delta'}})}))['kind'])
+
+
+class TestPrivateCluster(base.TestCase):
+
+    def test_cluster_runs_logical_and_is_removed(self):
+        """The private cluster has wal_level=logical and is gone after."""
+        import sqlalchemy as sa
+        with pgcluster.cluster() as server:
+            with pgcluster.database(server) as url:
+                engine = sa.create_engine(url)
+                try:
+                    with engine.connect() as conn:
+                        self.assertEqual('logical', conn.exec_driver_sql(
+                            'SHOW wal_level').scalar())
+                finally:
+                    engine.dispose()
+            port = sa.engine.make_url(server).port
+        self.assertRaises(OSError, socket.create_connection,
+                          ('127.0.0.1', port), 1)
