@@ -283,7 +283,7 @@ class _ContractTests(object):
                             ('snapshot_timeout', 60.0),
                             ('max_message_bytes', 64 * 1024 * 1024)):
             self.conf.set_override(name, value, 'consumer')
-        state = self.useFixture(base.DatabaseFixture('sqlite'))
+        state = self.useFixture(base.DatabaseFixture('postgresql'))
         self.conf.set_override('connection', state.url,
                                'consumer_database')
         consumer = service.Consumer(self.conf)
