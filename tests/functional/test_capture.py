@@ -716,25 +716,20 @@ class _CaptureTests(_Base):
             s.commit()
         self.assertEqual([], self.entries())
 
-    def test_unencodable_value_fails_the_commit(self):
-        """A value the wire cannot encode makes the commit fail."""
+    def test_unencodable_value_commits_and_invalidates_the_table(self):
+        """A value the wire cannot encode commits; its table is invalidated."""
         with self.maker() as s:
             s.add(Odd(id=1, obj={1, 2}))
-            self.assertRaises(exceptions.EncodeError, s.commit)
-            s.rollback()
-        self.assertEqual([], self.entries())
-        self.assertIsNone(self.db_row(Odd, 1))
-
-    def test_commit_fixed_after_encode_error_publishes_the_fix(self):
-        """After an EncodeError, fixing the value and committing works."""
-        with self.maker() as s:
-            obj = Odd(id=1, obj={1, 2})
-            s.add(obj)
-            self.assertRaises(exceptions.EncodeError, s.commit)
-            obj.obj = [1, 2]
+            s.add(Item(id=5, name='kept'))
             s.commit()
-        (change,) = self.one_tx()
-        self.assertEqual(('insert', [1, 2]), (change.op, change.after['obj']))
+        self.assertIsNotNone(self.db_row(Odd, 1))
+        changes = self.one_tx()
+        self.assertEqual(
+            [('items', 'insert', None), ('odd', 'invalidate', 'unencodable')],
+            [(c.table, c.op, c.cause) for c in changes])
+        self.assertEqual(1, self.handle.metrics.value(
+            'oslo_publish_capture_invalidations_total', stream='capture',
+            table='odd', cause='unencodable'))
 
     def test_every_value_type_round_trips(self):
         """Every wire value type survives column -> outbox -> decode."""

@@ -188,19 +188,32 @@ class TestConsolidate(base.TestCase):
         self.assertEqual(['x', 1], changes[0]['key'])
         self.assertEqual(['b', 'a'], tables['pairs']['pk'])
 
-    def test_missing_key_and_unencodable_value_fail(self):
-        """No key or a value the wire cannot encode -> EncodeError."""
-        self.assertRaises(exceptions.EncodeError, self.run_events,
-                          (wire.INSERT, 'items', None, None, row(1, 'a'),
-                           None, True))
-        err = self.assertRaises(exceptions.EncodeError, self.run_events,
-                                self.ins(row(1, object())))
-        self.assertIn('column name of table items', str(err))
+    def test_missing_key_and_unencodable_value_invalidate(self):
+        """No key or a value the wire cannot encode -> table invalidation."""
+        (inv,) = self.run_events((wire.INSERT, 'items', None, None,
+                                  row(1, 'a'), None, True))
+        self.assertEqual(('items', wire.INVALIDATE, 'no_key'),
+                         (inv.table, inv.op, inv.cause))
+        (inv,) = self.run_events(self.ins(row(1, object())))
+        self.assertEqual(('items', 'unencodable'), (inv.table, inv.cause))
 
-    def test_incomplete_delete_image_fails(self):
-        """A delete whose before-image lacks columns is refused."""
-        self.assertRaises(exceptions.EncodeError, self.run_events,
-                          self.dele({'id': 1, 'name': 'a'}))
+    def test_incomplete_delete_image_invalidates(self):
+        """A delete whose before-image lacks columns invalidates the table."""
+        (inv,) = self.run_events(self.dele({'id': 1, 'name': 'a'}))
+        self.assertEqual(('items', wire.INVALIDATE, 'incomplete_image'),
+                         (inv.table, inv.op, inv.cause))
+
+    def test_invalidation_supersedes_row_changes_of_its_table_only(self):
+        """Invalidated tables publish one invalidation; others their rows."""
+        changes = self.run_events(
+            self.ins(row(1, 'a')),
+            (wire.INSERT, 'pairs', ('x', 1), None,
+             {'b': 'x', 'a': 1, 'v': None}, None, True),
+            capture.frames.invalidation_event('items', 'upsert'),
+            capture.frames.invalidation_event('items', 'text_dml'))
+        self.assertEqual([('pairs', wire.INSERT, None),
+                          ('items', wire.INVALIDATE, 'upsert')],
+                         [(c.table, c.op, c.cause) for c in changes])
 
     def test_pk_criteria(self):
         """Single keys use IN; composite keys an OR of ANDs."""
