@@ -23,6 +23,7 @@ One module per concept:
 
 * :mod:`.frames` -- per-transaction state, savepoint frames;
 * :mod:`.flush` -- ORM flushes;
+* :mod:`.returning` -- after-images of flush UPDATEs from ``RETURNING``;
 * :mod:`.statements` -- ORM/Core statements through the session
   (bulk UPDATE/DELETE, INSERT forms, ``text()`` DML);
 * :mod:`.bulk` -- the legacy ``Session.bulk_*`` helpers;
@@ -52,6 +53,7 @@ from oslo_publish.capture import bulk
 from oslo_publish.capture import consolidate
 from oslo_publish.capture import flush
 from oslo_publish.capture import frames
+from oslo_publish.capture import returning
 from oslo_publish.capture import rows
 from oslo_publish.capture import statements
 from oslo_publish import exceptions
@@ -66,8 +68,9 @@ _ATTACHED = weakref.WeakKeyDictionary()
 _ATTACHED_LOCK = threading.Lock()
 
 
-class Capture(flush.FlushMixin, statements.StatementMixin,
-              bulk.BulkMixin, consolidate.ConsolidateMixin):
+class Capture(flush.FlushMixin, returning.ReturningMixin,
+              statements.StatementMixin, bulk.BulkMixin,
+              consolidate.ConsolidateMixin):
     """Session event listeners capturing deltas of published tables.
 
     :param tables: ``{name: PublishedTable}``.
@@ -90,6 +93,7 @@ class Capture(flush.FlushMixin, statements.StatementMixin,
         self.reread_updates = reread_updates
         self._plans_cache = {}
         self._targets = []
+        self._engines = []
 
     # ------------------------------------------------------- attach
 
@@ -128,6 +132,7 @@ class Capture(flush.FlushMixin, statements.StatementMixin,
             with _ATTACHED_LOCK:
                 if _ATTACHED.get(target) is self:
                     del _ATTACHED[target]
+        self._returning_detach()
 
     # ------------------------------------------------------- mapping
 
@@ -187,6 +192,7 @@ class Capture(flush.FlushMixin, statements.StatementMixin,
                     break
         elif transaction.parent is None:
             del session.info[frames.KEY]
+            self._returning_close(st)
             if st.staged and not st.committed:
                 self.sink.discarded(session)
 

@@ -64,6 +64,8 @@ class FlushMixin(object):
         st = session.info.get(frames.KEY)
         if pre is not None or (st is not None and st.pre is not None):
             frames.state(session).pre = pre
+        if pre is not None and self.reread_updates:
+            self._returning_open(session, frames.state(session))
 
     def _preload(self, session, to_load):
         conn = session.connection()
@@ -88,6 +90,7 @@ class FlushMixin(object):
         if st is not None:
             pre, st.pre = st.pre, None
         pre = pre or {}
+        returned = self._returning_close(st)
         events = None
         try:
             for state, (isdelete, listonly) in \
@@ -99,7 +102,7 @@ class FlushMixin(object):
                     events = frames.state(session).top
                 for plan in plans:
                     self._flushed(plan, state, isdelete, listonly, pre,
-                                  events)
+                                  events, returned)
         except Exception as exc:  # noqa: never fail the host's flush
             names = set()
             for state in flush_context.states:
@@ -111,7 +114,8 @@ class FlushMixin(object):
             # listener changed objects): stage its deltas as well.
             self._stage(session, st)
 
-    def _flushed(self, plan, state, isdelete, listonly, pre, events):
+    def _flushed(self, plan, state, isdelete, listonly, pre, events,
+                 returned):
         name = plan.name
         if isdelete:
             if state.key is None:
@@ -144,6 +148,12 @@ class FlushMixin(object):
                 events.append((wire.INSERT, name, new_key, None, after,
                                None, False))
             else:
+                row = returned.get((name, new_key)) if returned else None
+                if row is not None:
+                    # RETURNING of the flush's own UPDATE: exact.
+                    events.append((wire.UPDATE, name, new_key, orig, row,
+                                   changed, True))
+                    return
                 # Not exact: columns this flush did not write may have
                 # been changed by a concurrent transaction since they were
                 # loaded; the after-image is read back under the row lock.

@@ -40,11 +40,13 @@ class Frame(object):
 class TxState(object):
     """Capture state of one session's outermost transaction."""
 
-    __slots__ = ('frames', 'pre', 'staged', 'sealed', 'committed')
+    __slots__ = ('frames', 'pre', 'staged', 'sealed', 'committed',
+                 'returning')
 
     def __init__(self):
         self.frames = [Frame(None)]
         self.pre = None
+        self.returning = None
         self.staged = False
         self.sealed = False
         self.committed = False
