@@ -56,6 +56,10 @@ class HostMetrics(_Metrics):
             'Committed transactions that changed allow-listed tables')
         self.deltas_captured = c(
             'oslo_publish_deltas_captured', 'Row deltas captured')
+        self.capture_invalidations = c(
+            'oslo_publish_capture_invalidations',
+            'Table invalidations published where a change could not be '
+            'captured row by row', ('stream', 'table', 'cause'))
         self.deltas_published = c(
             'oslo_publish_deltas_published',
             'Row deltas published and confirmed by the broker')

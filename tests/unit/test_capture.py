@@ -17,6 +17,7 @@
 
 import datetime
 
+import fixtures
 import sqlalchemy as sa
 from sqlalchemy import orm
 
@@ -188,19 +189,32 @@ class TestConsolidate(base.TestCase):
         self.assertEqual(['x', 1], changes[0]['key'])
         self.assertEqual(['b', 'a'], tables['pairs']['pk'])
 
-    def test_missing_key_and_unencodable_value_fail(self):
-        """No key or a value the wire cannot encode -> EncodeError."""
-        self.assertRaises(exceptions.EncodeError, self.run_events,
-                          (wire.INSERT, 'items', None, None, row(1, 'a'),
-                           None, True))
-        err = self.assertRaises(exceptions.EncodeError, self.run_events,
-                                self.ins(row(1, object())))
-        self.assertIn('column name of table items', str(err))
+    def test_missing_key_and_unencodable_value_invalidate(self):
+        """No key or a value the wire cannot encode -> table invalidation."""
+        (inv,) = self.run_events((wire.INSERT, 'items', None, None,
+                                  row(1, 'a'), None, True))
+        self.assertEqual(('items', wire.INVALIDATE, 'no_key'),
+                         (inv.table, inv.op, inv.cause))
+        (inv,) = self.run_events(self.ins(row(1, object())))
+        self.assertEqual(('items', 'unencodable'), (inv.table, inv.cause))
 
-    def test_incomplete_delete_image_fails(self):
-        """A delete whose before-image lacks columns is refused."""
-        self.assertRaises(exceptions.EncodeError, self.run_events,
-                          self.dele({'id': 1, 'name': 'a'}))
+    def test_incomplete_delete_image_invalidates(self):
+        """A delete whose before-image lacks columns invalidates the table."""
+        (inv,) = self.run_events(self.dele({'id': 1, 'name': 'a'}))
+        self.assertEqual(('items', wire.INVALIDATE, 'incomplete_image'),
+                         (inv.table, inv.op, inv.cause))
+
+    def test_invalidation_supersedes_row_changes_of_its_table_only(self):
+        """Invalidated tables publish one invalidation; others their rows."""
+        changes = self.run_events(
+            self.ins(row(1, 'a')),
+            (wire.INSERT, 'pairs', ('x', 1), None,
+             {'b': 'x', 'a': 1, 'v': None}, None, True),
+            capture.frames.invalidation_event('items', 'upsert'),
+            capture.frames.invalidation_event('items', 'text_dml'))
+        self.assertEqual([('pairs', wire.INSERT, None),
+                          ('items', wire.INVALIDATE, 'upsert')],
+                         [(c.table, c.op, c.cause) for c in changes])
 
     def test_pk_criteria(self):
         """Single keys use IN; composite keys an OR of ANDs."""
@@ -211,6 +225,75 @@ class TestConsolidate(base.TestCase):
         self.assertIn('OR', str(composite))
         empty = capture.pk_criteria([pairs.c.b, pairs.c.a], [])
         self.assertIn('IN', str(empty))
+
+
+class TestTextDml(base.TestCase):
+    """statements.text_dml_tables: the table a text() statement writes."""
+
+    def test_dml_forms_name_their_table(self):
+        """INSERT/UPDATE/DELETE/REPLACE/TRUNCATE forms yield the table."""
+        tdt = capture.statements.text_dml_tables
+        for sql, table in [
+                ('INSERT INTO items (id) VALUES (1)', 'items'),
+                ('  update "items" set x = 1', 'items'),
+                ('DELETE FROM `nova`.`items` WHERE id = 1', 'nova.items'),
+                ('REPLACE INTO items VALUES (1)', 'items'),
+                ('INSERT OR REPLACE INTO items VALUES (1)', 'items'),
+                ('INSERT IGNORE INTO items VALUES (1)', 'items'),
+                ('TRUNCATE TABLE items', 'items'),
+                ('WITH x AS (SELECT 1) DELETE FROM items', 'items')]:
+            self.assertEqual(table, tdt(sql), sql)
+
+    def test_queries_are_not_dml(self):
+        """SELECT and DDL yield None."""
+        tdt = capture.statements.text_dml_tables
+        for sql in ('SELECT * FROM items', 'CREATE TABLE items (id int)',
+                    'select 1 -- update items'):
+            self.assertIsNone(tdt(sql), sql)
+
+
+class TestRows(base.TestCase):
+    """rows: plans from mapped classes and the SQLite write lock."""
+
+    def test_mapping_key_uses_attribute_or_column_names(self):
+        """A bulk mapping gives its key by attribute name; None if absent."""
+        reg = orm.registry()
+
+        class Pair(object):
+            pass
+        mapper = reg.map_imperatively(Pair, pairs, properties={
+            'bee': pairs.c.b})
+        conf_tables = schema.resolve_tables(self._conf(['pairs']), metadata)
+        plan = capture.rows.Plan(conf_tables['pairs'], mapper, pairs)
+        self.assertEqual(('x', 1), plan.mapping_key({'bee': 'x', 'a': 1}))
+        self.assertEqual(('x', 1), plan.mapping_key({'b': 'x', 'a': 1}))
+        self.assertIsNone(plan.mapping_key({'bee': 'x'}))
+        self.assertIsNone(plan.mapping_key({'bee': None, 'a': 1}))
+
+    def _conf(self, tables):
+        self.conf.set_override('tables', tables, 'oslo_publish')
+        return self.conf
+
+    def test_sqlite_write_lock_holds_off_other_writers(self):
+        """After lock_for_write another SQLite writer cannot write."""
+        path = self.useFixture(fixtures.TempDir()).path + '/lock.db'
+        first = sa.create_engine('sqlite:///' + path)
+        second = sa.create_engine('sqlite:///' + path,
+                                  connect_args={'timeout': 0.05})
+        self.addCleanup(first.dispose)
+        self.addCleanup(second.dispose)
+        metadata.create_all(first, tables=[items])
+        with first.connect() as conn:
+            capture.rows.lock_for_write(conn, items)
+            self.assertRaises(sa.exc.OperationalError,
+                              self._insert, second)
+            conn.rollback()
+        self._insert(second)
+
+    @staticmethod
+    def _insert(engine):
+        with engine.begin() as conn:
+            conn.execute(items.insert().values(id=1, name='x'))
 
 
 class TestOutboxSink(base.TestCase):

@@ -1,0 +1,106 @@
+# Copyright 2026 The oslo.publish Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+
+"""After-images of ORM flush UPDATEs from ``RETURNING`` (PostgreSQL).
+
+An ORM update's after-image must be read under the row lock, because
+columns the flush did not write may have been changed by another
+transaction since the object was loaded. On PostgreSQL the flush's own
+single-row ``UPDATE`` gets a ``RETURNING`` of the published columns
+instead of a second ``SELECT`` at commit: while a captured session
+flushes, its connection carries a slot (``Connection.info``) that an
+engine ``before_execute`` listener sees; the returned row is consumed in
+``after_execute`` (the ORM only reads the row count). Other statements,
+executemany batches and other databases (MariaDB has no ``UPDATE ...
+RETURNING``; pysqlite's row count needs the rows unread) keep the read
+back at commit.
+"""
+
+from sqlalchemy import event
+from sqlalchemy.sql import dml
+
+SLOT = 'oslo_publish.capture.returning'
+
+
+class ReturningMixin(object):
+    """Engine listeners adding ``RETURNING`` to ORM flush UPDATEs."""
+
+    def _returning_open(self, session, st):
+        """Open the slot for the flush about to run (PostgreSQL only)."""
+        conn = session.connection()
+        if conn.dialect.name != 'postgresql':
+            return None
+        engine = conn.engine
+        if engine not in self._engines:
+            event.listen(engine, 'before_execute', self._on_before_execute,
+                         retval=True)
+            event.listen(engine, 'after_execute', self._on_after_execute)
+            self._engines.append(engine)
+        returned = {}
+        conn.info[SLOT] = returned
+        st.returning = (conn, returned)
+        return returned
+
+    @staticmethod
+    def _returning_close(st):
+        """Close the slot; rows returned by the flush: {(t, key): row}."""
+        if st is None or st.returning is None:
+            return {}
+        conn, returned = st.returning
+        st.returning = None
+        try:
+            if conn.info.get(SLOT) is returned:
+                del conn.info[SLOT]
+        except Exception:  # noqa: the connection is gone: nothing to undo
+            pass
+        returned.pop(None, None)
+        return returned
+
+    def _returning_detach(self):
+        while self._engines:
+            engine = self._engines.pop()
+            for name, fn in (('before_execute', self._on_before_execute),
+                             ('after_execute', self._on_after_execute)):
+                if event.contains(engine, name, fn):
+                    event.remove(engine, name, fn)
+
+    def _on_before_execute(self, conn, elem, multiparams, params,
+                           execution_options):
+        returned = conn.info.get(SLOT)
+        if returned is None or multiparams or \
+                not isinstance(elem, dml.Update):
+            return elem, multiparams, params
+        try:
+            pt = self._published(elem.table)
+            if pt is None or elem._returning or elem._return_defaults:
+                return elem, multiparams, params
+            new = elem.returning(*[elem.table.c[c] for c in pt.columns])
+        except Exception:  # noqa: leave the statement as the ORM made it
+            return elem, multiparams, params
+        returned[None] = (new, pt)
+        return new, multiparams, params
+
+    def _on_after_execute(self, conn, elem, multiparams, params,
+                          execution_options, result):
+        returned = conn.info.get(SLOT)
+        if returned is None:
+            return
+        pending = returned.pop(None, None)
+        if pending is None or pending[0] is not elem:
+            return
+        pt = pending[1]
+        for row in result.mappings().fetchall():
+            row = dict(row)
+            returned[(pt.name, tuple(row[c] for c in pt.pk))] = row
