@@ -53,11 +53,13 @@ class _WakeTests(delivery.RelayTestMixin):
             starts.append(time.monotonic())
             return real(*args, **kwargs)
         r.run_once = run_once
+        r.wake()  # from now on it waits for wake-ups, not fast polls
+        base.wait_for(lambda: r.idle.is_set() and starts)
         gaps = []
         for n in range(1, 11):
             base.wait_for(r.idle.is_set)
-            delivery.write_entries(self.engine, self.stream, 1, start=n)
             seen = len(starts)
+            delivery.write_entries(self.engine, self.stream, 1, start=n)
             woke = time.monotonic()
             r.wake()
             self.receiver.wait_seqs(n)
