@@ -55,6 +55,11 @@ class Pacer(object):
         cost = time.thread_time() - self._cpu
         self._next = self._began + cost / self._share
 
+    @property
+    def next_start(self):
+        """The monotonic time before which no busy cycle begins."""
+        return self._next
+
     def delay(self):
         """Seconds to wait before the next cycle (0 when idle long enough)."""
         return max(0.0, self._next - time.monotonic())
