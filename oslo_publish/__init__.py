@@ -236,9 +236,9 @@ def _start(handle, conf, listen, transport, rpc_transport=None):
                 publisher_mod.Publisher(conf, notifier, stream,
                                         handle.metrics),
                 handle.metrics)
+            handle._on_stop(relay.stop)
             if opts.relay_in_process:
                 relay.start()
-                handle._on_stop(relay.stop)
                 sink.wake = relay.wake
                 handle.relay = relay
     else:
@@ -271,6 +271,7 @@ def _start_snapshot_server(handle, conf, relay, transport, rpc=None):
             conf, handle.engine, handle.stream, handle.tables,
             publisher_mod.Publisher(conf, notifier, handle.stream,
                                     handle.metrics), handle.metrics)
+        handle._on_stop(relay.stop)
     if rpc is None:
         rpc = oslo_messaging.get_rpc_transport(conf)
         handle._on_stop(rpc.cleanup)

@@ -126,6 +126,7 @@ class DirectSink(object):
         if self._thread is not None:
             return
         self._stopping.clear()
+        self._lock.keep = True
         self._thread = threading.Thread(
             target=self._run, daemon=True,
             name='oslo-publish-direct-%s' % self._stream)
@@ -137,6 +138,7 @@ class DirectSink(object):
         Transactions still queued after that are dropped and counted.
         """
         thread, self._thread = self._thread, None
+        self._lock.keep = False
         if thread is None:
             self._lock.close()
             return
@@ -184,6 +186,7 @@ class DirectSink(object):
         return self._queue.qsize()
 
     def _take(self, wait):
+        busy = not self._queue.empty()  # queued while the last batch ran
         try:
             batch = [self._queue.get(timeout=wait)]
         except queue.Empty:
@@ -191,7 +194,7 @@ class DirectSink(object):
         # No fixed window: an idle thread publishes at once; a busy one
         # spaces its cycles by their cost (relay_cpu_share) and takes
         # what queued meanwhile.
-        pause = self._pacer.delay()
+        pause = self._pacer.delay() if busy else 0.0
         if pause and not self._stopping.is_set():
             self._stopping.wait(pause)
         while len(batch) < self._opts.batch_size:

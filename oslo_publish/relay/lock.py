@@ -179,6 +179,10 @@ class StreamLock(object):
         self._conns = {}
         self._pid = os.getpid()
         self.epoch = None
+        #: Keep the connections between holds (set while a relay or
+        #: direct delivery thread runs; otherwise each goes back to the
+        #: pool after its hold).
+        self.keep = False
         where = _STREAMS.c.stream == stream
         self._lock_query = (sa.select(_STREAMS.c.last_seq, _STREAMS.c.epoch)
                             .where(where))
@@ -294,6 +298,10 @@ class StreamLock(object):
         except sa.exc.DBAPIError:
             self._drop(name)
             raise
+        finally:
+            if not self.keep and self._conns.get(name) is conn:
+                del self._conns[name]
+                conn.close()
 
     # ------------------------------------------------------------- hold
 

@@ -151,6 +151,7 @@ class Relay(object):
         if self._thread is not None:
             return
         self._stopping.clear()
+        self._lock.keep = True
         self._thread = threading.Thread(
             target=self._run, name='oslo-publish-relay-%s' % self._stream,
             daemon=True)
@@ -194,6 +195,7 @@ class Relay(object):
     def stop(self, timeout=30.0):
         """Stop the thread; pending entries stay for the next relay."""
         thread, self._thread = self._thread, None
+        self._lock.keep = False
         if thread is None or self._pid != os.getpid():
             self._lock.close()
             return
@@ -222,6 +224,7 @@ class Relay(object):
     def _run(self):
         failures = 0
         woken = True
+        busy = False  # work arrived while the last cycle ran
         listener = (wake_mod.Listener(self._engine, self._stream)
                     if self._listen else None)
         pacer = pacing.Pacer(self._opts.relay_cpu_share)
@@ -229,7 +232,7 @@ class Relay(object):
             while not self._stopping.is_set():
                 # Busy: space cycles by their cost; what commits in the
                 # pause is published by the next cycle.
-                pause = pacer.delay() if woken else 0.0
+                pause = pacer.delay() if busy else 0.0
                 if pause and self._stopping.wait(pause):
                     break
                 if self._waker.drain():
@@ -257,18 +260,23 @@ class Relay(object):
                     pacer.end(count > 0)
                 if failures == 0:
                     if count >= self.batch_size:
-                        woken = True  # busy: go on at once
+                        woken = busy = True  # more waiting: go on
                         continue
                     others = ()
                     if listener is not None:
                         fd = listener.fileno()
                         others = () if fd is None else (fd,)
+                    busy = bool(self._waker.wait(0, others))
+                    if busy:
+                        woken = True
+                        continue
                     self.idle.set()
                     ready = self._waker.wait(self._idle_delay(count, others),
                                              others)
                     self.idle.clear()
                     woken = bool(ready)
                     continue
+                busy = False
                 delay = numbering.backoff(failures,
                                           self._opts.retry_max_backoff)
                 LOG.debug('Relay of stream %s backs off %.2fs',

@@ -16,20 +16,21 @@
 """Pacing: batch while busy, by the cost of the work, not a window.
 
 A publishing thread (the relay, direct delivery) runs a cycle as soon as
-work arrives while it is idle. While work keeps arriving, a
-:class:`Pacer` spaces its cycles so that the thread spends at most
-``share`` of one CPU: after a cycle that cost ``c`` seconds of the
-thread's CPU time, the next starts no sooner than ``c / share`` seconds
-after it began. Everything committed in between goes into that next
-cycle. The added wait is proportional to the work itself (a few
-milliseconds per cycle); the writers keep the rest of the CPU.
+work arrives while it is idle (blocked, waiting for work). When work
+arrived while a cycle ran (it is busy), a :class:`Pacer` spaces its
+cycles so that the thread spends at most ``share`` of one CPU: after a
+cycle that cost ``c`` seconds of the thread's CPU time, the next starts
+no sooner than ``c / share`` seconds after it began. Everything
+committed in between goes into that next cycle. The added wait is
+proportional to the work itself (a few milliseconds per cycle); the
+writers keep the rest of the CPU.
 """
 
 import time
 
 
 class Pacer(object):
-    """Spaces busy cycles by their CPU cost.
+    """Spaces busy cycles by their cost.
 
     :param share: the largest share of one CPU (0 < share <= 1) the
         thread spends while busy; 1 means no pacing.
@@ -53,6 +54,11 @@ class Pacer(object):
             return
         cost = time.thread_time() - self._cpu
         self._next = self._began + cost / self._share
+
+    @property
+    def next_start(self):
+        """The monotonic time before which no busy cycle begins."""
+        return self._next
 
     def delay(self):
         """Seconds to wait before the next cycle (0 when idle long enough)."""

@@ -17,6 +17,7 @@
 import datetime
 import fcntl
 import os
+import time
 
 import fixtures
 from oslo_config import cfg
@@ -25,6 +26,7 @@ import testtools
 
 from oslo_publish import options
 from oslo_publish import relay
+from oslo_publish.relay import pacing
 from oslo_publish.relay import wake
 from oslo_publish import snapshot
 from oslo_publish import wire
@@ -258,3 +260,36 @@ class TestIdleDelay(testtools.TestCase):
         r = self._relay(1.0)
         r._woken_ever = True
         self.assertEqual(1.0, r._idle_delay(5, ()))
+
+
+class TestPacer(testtools.TestCase):
+
+    @staticmethod
+    def _burn(seconds):
+        end = time.thread_time() + seconds
+        while time.thread_time() < end:
+            pass
+
+    def test_idle_or_unpaced_cycles_add_no_wait(self):
+        """A cycle that published nothing, or share 1.0, adds no pause."""
+        pacer = pacing.Pacer(0.25)
+        pacer.begin()
+        self._burn(0.005)
+        pacer.end(False)
+        self.assertEqual(0.0, pacer.delay())
+        unpaced = pacing.Pacer(1.0)
+        unpaced.begin()
+        self._burn(0.005)
+        unpaced.end(True)
+        self.assertEqual(0.0, unpaced.delay())
+
+    def test_busy_cycle_waits_its_cpu_cost_over_the_share(self):
+        """After a busy cycle the next begins cost / share after it began."""
+        pacer = pacing.Pacer(0.25)
+        before = time.monotonic()
+        pacer.begin()
+        self._burn(0.01)
+        pacer.end(True)
+        spacing = pacer.next_start - before
+        self.assertGreaterEqual(spacing, 0.04)
+        self.assertLessEqual(spacing, 4 * (time.monotonic() - before))
