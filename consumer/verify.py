@@ -91,7 +91,7 @@ class Message(collections.namedtuple(
 
 
 def _measure(payload, limit=MAX_DEPTH):
-    """Walk ``payload`` once: ``(too_deep, size)``.
+    """Walk ``payload`` once, level by level: ``(too_deep, size)``.
 
     ``too_deep`` is True when containers nest deeper than ``limit``.
     ``size`` is the length of the compact JSON text of ``payload`` with
@@ -100,33 +100,35 @@ def _measure(payload, limit=MAX_DEPTH):
     decoded from the bus and is never encoded again.
     """
     size = 0
-    stack = [(payload, 1)]
-    while stack:
-        item, depth = stack.pop()
-        kind = type(item)
-        if kind is str:
-            size += len(item) + 2
-            continue
-        if kind is dict:
-            if depth > limit:
-                return True, size
-            # braces, one colon and one comma per member, quoted keys
-            size += 2 + 2 * len(item)
-            for key, child in item.items():
-                size += len(key) + 2 if type(key) is str else \
-                    len(str(key)) + 2
-                stack.append((child, depth + 1))
-            continue
-        if kind is list or kind is tuple:
-            if depth > limit:
-                return True, size
-            size += 1 + max(len(item), 1)
-            stack.extend((child, depth + 1) for child in item)
-            continue
-        if kind is int or kind is float:
-            size += len(repr(item))
-            continue
-        size += 4  # true, false, null; wire.validate refuses the rest
+    level = [payload]
+    depth = 1
+    while level:
+        if depth > limit:
+            return True, size
+        deeper = []
+        push = deeper.append
+        for item in level:
+            if type(item) is dict:
+                # braces; per member two quotes, a colon, a comma
+                size += 1 + 4 * len(item) if item else 2
+                for key in item:
+                    size += len(key) if type(key) is str else len(str(key))
+                values = item.values()
+            else:
+                size += 1 + len(item) if item else 2  # brackets, commas
+                values = item
+            for value in values:
+                kind = type(value)
+                if kind is str:
+                    size += len(value) + 2
+                elif kind is dict or kind is list or kind is tuple:
+                    push(value)
+                elif kind is int or kind is float:
+                    size += len(repr(value))
+                else:
+                    size += 4  # true, false, null; validate refuses others
+        level = deeper
+        depth += 1
     return False, size
 
 

@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 import oslo_messaging as messaging
 
 from consumer import listener
+from consumer import verify
 from oslo_publish import wire
 from tests.unit import test_reconciler
 
@@ -270,6 +271,29 @@ class TestRejectionReasons(VerifyTestCase):
         self.assertEqual(['instances'], list(message.tables))
         self.assertEqual(['instances'], [c.table for c in
                                          message.transactions[0].changes])
+
+
+class TestSizeMeasure(VerifyTestCase):
+
+    def test_size_equals_the_json_length_for_ascii(self):
+        """The walked size equals the compact JSON length of ASCII data."""
+        for payload in (self.delta(), self.host.heartbeat(), {},
+                        {'a': [1, -2.5, 'x', None, True, {}, []],
+                         'b': {'c': [[]], 'd': 10 ** 30}}):
+            self.assertEqual((False, wire.encoded_size(payload)),
+                             verify._measure(payload))
+
+    def test_limit_is_exact_in_bytes(self):
+        """A message of exactly max_message_bytes passes; one more fails."""
+        payload = self.delta()
+        name = payload['transactions'][0]['changes'][0]['after']
+        name['name'] = ''
+        name['name'] = 'x' * (4096 - wire.encoded_size(payload))
+        self.assertEqual(4096, verify._measure(payload)[1])
+        self.verifier.verify(wire.publisher_id(self.STREAM),
+                             wire.EVENT_DELTA, payload)
+        name['name'] += 'x'
+        self.assertRejected('oversized', payload)
 
 
 class TestSignatures(VerifyTestCase):
