@@ -38,6 +38,7 @@ from concurrent import futures
 
 from oslo_log import log
 
+from consumer import bulk_rows
 from consumer import exceptions
 from oslo_publish import snapshot_auth
 from oslo_publish import wire
@@ -123,7 +124,7 @@ class _RPCSnapshot(Snapshot):
                     pending = prefetch.submit(self._page, table, after)
                 for encoded in page['rows']:
                     try:
-                        row = wire.decode_row(encoded)
+                        row = bulk_rows.decode_row(encoded)
                     except wire.WireError as exc:
                         raise exceptions.SnapshotFailed(
                             'bad row in snapshot of %s: %s'

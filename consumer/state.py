@@ -58,6 +58,7 @@ from oslo_log import log
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
+from consumer import bulk_rows
 from consumer import migration
 from oslo_publish import wire
 
@@ -496,18 +497,8 @@ class StateStore(object):
             if self.persist_rows:
                 conn.execute(rows.delete().where(
                     rows.c.stream == stream, rows.c.table_name == table))
-                batch = []
-                for key, row in rows_by_key.items():
-                    text = key_text(key)
-                    batch.append({'stream': stream, 'table_name': table,
-                                  'key_hash': key_hash(text),
-                                  'key_json': text,
-                                  'row_json': _json(wire.encode_row(row))})
-                    if len(batch) >= _CHUNK:
-                        conn.execute(rows.insert(), batch)
-                        batch = []
-                if batch:
-                    conn.execute(rows.insert(), batch)
+                bulk_rows.insert_rows(conn, rows, stream, table,
+                                      rows_by_key.items())
             ident = self._position_id(conn, table, stream, collector,
                                       fetcher)
             conn.execute(positions.update().where(
@@ -548,7 +539,8 @@ class StateStore(object):
                 rows.c.key_json, rows.c.row_json).where(
                     rows.c.stream == stream,
                     rows.c.table_name == table)).all()
-        keyed = [(wire.decode_key(json.loads(k)), r) for k, r in found]
+        loads = bulk_rows.loads
+        keyed = [(wire.decode_key(loads(k)), r) for k, r in found]
         try:
             keyed.sort(key=_key_order)
         except TypeError:
@@ -563,7 +555,7 @@ class StateStore(object):
         integer key 2 comes before 10).
         """
         for key, text in self._sorted_rows(stream, table):
-            yield key, wire.decode_row(json.loads(text))
+            yield key, bulk_rows.decode_row(bulk_rows.loads(text))
 
     def load_encoded_rows(self, stream, table):
         """Like :meth:`load_rows`, rows left in the wire encoding."""

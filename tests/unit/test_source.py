@@ -53,6 +53,25 @@ class TestRPCSnapshotSource(base.TestCase):
         self.conf.set_override('signing_key', 'other', 'consumer')
         self.assertRaises(exceptions.SnapshotFailed, self.source().open)
 
+    def test_wrong_key_opens_nothing_on_the_host(self):
+        """A consumer with another key is refused before the host opens."""
+        self.conf.set_override('signing_key', 'other', 'consumer')
+        self.assertRaises(exceptions.SnapshotFailed, self.source().open)
+        self.assertEqual(0, self.host.snapshots_opened)
+        self.assertEqual({}, self.host._open)
+
+    def test_rejected_open_answer_closes_the_snapshot(self):
+        """An open answer the consumer rejects is closed on the host."""
+        def caller(method, **kwargs):
+            response = self.host.caller(method, **kwargs)
+            if method == 'snapshot_open':
+                response = dict(response, stream='another')
+            return response
+        src = source.RPCSnapshotSource(self.conf, 'nova', caller=caller)
+        self.assertRaises(exceptions.SnapshotFailed, src.open)
+        self.assertEqual(1, self.host.snapshots_opened)
+        self.assertEqual({}, self.host._open)
+
     def test_bad_page_fails_and_closes_the_snapshot(self):
         """A page with an undecodable value fails; the host is released."""
         original = self.host.snapshot_page

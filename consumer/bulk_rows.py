@@ -1,0 +1,154 @@
+# Copyright 2026 The oslo.publish Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Bulk encoding and loading of mirrored rows (``consumer_rows``).
+
+Used by :meth:`consumer.state.StateStore.replace_table` (a whole table
+after a snapshot) and :meth:`~consumer.state.StateStore.load_rows`
+(resume). The stored texts are exactly those of
+:func:`consumer.state.key_text` and the wire encoding of the row, so the
+delta path (``commit_batch``) and this path store the same bytes.
+
+Loading into PostgreSQL through psycopg2 uses ``COPY ... FROM STDIN``
+(CSV) in chunks of :data:`COPY_CHUNK` rows; every other backend an
+``INSERT`` executemany in batches of :data:`INSERT_CHUNK` rows (which
+MySQL drivers send as multi-row ``INSERT``\\ s and SQLite runs as one
+prepared statement).
+"""
+
+import csv
+import hashlib
+import io
+import json
+import math
+
+from oslo_publish import wire
+
+#: Rows per COPY (PostgreSQL) round trip.
+COPY_CHUNK = 20000
+#: Rows per executemany batch (other backends).
+INSERT_CHUNK = 5000
+
+_PLAIN = (str, int, bool, type(None))
+
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(',', ':'),
+                            ensure_ascii=False, allow_nan=False)
+_json = _ENCODER.encode
+_DECODER = json.JSONDecoder()
+_loads = _DECODER.decode
+
+
+def _fast_value(value):
+    kind = type(value)
+    if kind in _PLAIN or (kind is float and math.isfinite(value)):
+        return value
+    return wire.encode_value(value)
+
+
+def encode_row(row):
+    """The stored JSON text of a row (same bytes as the delta path)."""
+    return _json({name: _fast_value(value) for name, value in row.items()})
+
+
+def key_text(key):
+    """The stored text of a key tuple (same as ``state.key_text``)."""
+    return _json([_fast_value(part) for part in key])
+
+
+def _records(stream, table, items):
+    for key, row in items:
+        text = key_text(key)
+        yield (stream, table,
+               hashlib.sha256(text.encode('utf-8')).hexdigest(), text,
+               encode_row(row))
+
+
+def _copy_target(conn):
+    if conn.dialect.name != 'postgresql' or \
+            conn.dialect.driver != 'psycopg2':
+        return None
+    return conn.connection.dbapi_connection
+
+
+def insert_rows(conn, table_obj, stream, table, items):
+    """Insert ``(key, row)`` ``items`` of ``table`` into ``table_obj``.
+
+    :param conn: a SQLAlchemy Connection inside the caller's transaction.
+    """
+    raw = _copy_target(conn)
+    records = _records(stream, table, items)
+    if raw is not None:
+        _copy(raw, table_obj, records)
+        return
+    names = ('stream', 'table_name', 'key_hash', 'key_json', 'row_json')
+    batch = []
+    for record in records:
+        batch.append(dict(zip(names, record)))
+        if len(batch) >= INSERT_CHUNK:
+            conn.execute(table_obj.insert(), batch)
+            batch = []
+    if batch:
+        conn.execute(table_obj.insert(), batch)
+
+
+def _copy(raw, table_obj, records):
+    statement = ('COPY %s (stream, table_name, key_hash, key_json, '
+                 'row_json) FROM STDIN WITH (FORMAT csv)' % table_obj.name)
+    cursor = raw.cursor()
+    try:
+        while True:
+            buf = io.StringIO()
+            writer = csv.writer(buf, lineterminator='\n')
+            count = 0
+            for record in records:
+                writer.writerow(record)
+                count += 1
+                if count >= COPY_CHUNK:
+                    break
+            if not count:
+                return
+            buf.seek(0)
+            cursor.copy_expert(statement, buf)
+            if count < COPY_CHUNK:
+                return
+    finally:
+        cursor.close()
+
+
+def decode_row(data):
+    """:func:`oslo_publish.wire.decode_row`, faster for plain values.
+
+    Text, integers, booleans and nulls decode to themselves; anything
+    else goes through :func:`oslo_publish.wire.decode_value` (and its
+    checks).
+
+    :raises oslo_publish.wire.WireError: as ``wire.decode_row``.
+    """
+    if not isinstance(data, dict):
+        raise wire.WireError('malformed', 'row image is not an object')
+    out = {}
+    for name, value in data.items():
+        if type(value) in _PLAIN:
+            if type(name) is not str:
+                raise wire.WireError('malformed',
+                                     'column name is not a string')
+            out[name] = value
+        else:
+            out.update(wire.decode_row({name: value}))
+    return out
+
+
+def loads(text):
+    """JSON text to data (one shared decoder)."""
+    return _loads(text)
