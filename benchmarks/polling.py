@@ -32,9 +32,10 @@ table scans would slow the push consumer down through the GIL):
 Rows read from the host database per interval, both normalised by the
 same measure, the writers' elapsed time divided by the interval:
 
-* this library: rows returned by every statement of the host process's
-  engine that returns rows (SELECT, and UPDATE/DELETE ... RETURNING; the
-  keys of INSERT ... RETURNING are listed, not counted) from the moment
+* this library: rows returned by every SELECT of the host process's
+  engine (rows handed back by an INSERT/UPDATE/DELETE ... RETURNING are
+  the statement's own writes, no extra read: listed apart, not counted)
+  from the moment
   the writers start until the relay has published everything they
   committed, minus the rows the writers themselves loaded to update
   them. What remains is the library's own reading: the capture's
