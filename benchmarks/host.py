@@ -37,9 +37,9 @@ commands, one per line, answering one JSON line each:
 ``{"cmd": "idle"}``
     answers once the relay has published every committed entry.
 ``{"cmd": "counters"}`` / ``{"cmd": "reset"}``
-    rows returned by every statement of the process's engine that
-    returns rows (SELECT, and UPDATE/DELETE ... RETURNING; the keys an
-    INSERT ... RETURNING hands back are listed but not counted), rows
+    rows returned by the SELECT statements of the process's engine (the
+    rows a write statement's RETURNING hands back are listed in
+    ``by_kind`` but not counted: they are no extra read), rows
     the writers themselves loaded (``select_rows``, ``writer_reads``),
     and the same rows by statement kind (``by_kind``: ``"SELECT
     bench_items"``, ``"SELECT oslo_publish_outbox (aggregate)"``, ...).
@@ -193,7 +193,7 @@ def statement_kind(statement):
 
 
 class SelectCounter(object):
-    """Rows returned by the statements of an engine (SELECT, RETURNING)."""
+    """Rows returned by an engine's SELECTs; RETURNING rows listed apart."""
 
     def __init__(self, engine):
         self.rows = 0
@@ -212,9 +212,10 @@ class SelectCounter(object):
                 cursor.rowcount < 0:
             return
         kind = statement_kind(statement)
-        if kind.startswith('INSERT'):
-            # INSERT ... RETURNING hands back the keys of rows it wrote:
-            # not a read of the host's data, listed but not counted.
+        if not kind.startswith('SELECT'):
+            # INSERT/UPDATE/DELETE ... RETURNING hand back the rows the
+            # statement itself wrote: no extra read of the host's tables.
+            # Listed, not counted.
             kind += ' RETURNING (not counted)'
         with self._lock:
             if not kind.endswith('(not counted)'):
