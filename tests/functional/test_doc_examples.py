@@ -133,15 +133,16 @@ class TestHostGuide(_BusCase):
                     manager.dispose_pool()
 
     def test_examples_run_and_the_mirror_equals_the_host(self):
-        """The guide's service, WSGI and placement-style examples run as
-        written and a consumer's mirror equals their host tables.
-        """
+        """The guide's examples run and a mirror equals their host tables."""
         overrides = {('DEFAULT', 'transport_url'): self.tf.url,
                      ('DEFAULT', 'control_exchange'): self.tf.exchange,
                      ('database', 'connection'): self.db.url,
                      ('placement_database', 'connection'): self.db.url,
                      ('oslo_publish', 'topics'): self.tf.topic,
-                     ('oslo_publish', 'signing_key'): KEY}
+                     ('oslo_publish', 'signing_key'): KEY,
+                     # log.setup() in the example: to a file, not stdout.
+                     ('DEFAULT', 'log_file'): os.path.join(self.tmpdir,
+                                                           'host.log')}
         self.run_ = doc_examples.DocRun('host.rst', overrides)
         self.useFixture(self.run_)
         self.useFixture(fixtures.EnvironmentVariable(
@@ -174,9 +175,7 @@ class TestIniExamples(base.TestCase):
     """Every ``ini`` block of every document."""
 
     def test_ini_blocks_load_and_name_existing_options(self):
-        """Each ini example parses, and every option it sets exists and
-        accepts the value shown.
-        """
+        """Each ini example loads and sets only existing, valid options."""
         checked = 0
         for doc in doc_examples.documents():
             for block in doc_examples.blocks(doc):
@@ -214,9 +213,7 @@ class TestLiteralBlocks(base.TestCase):
     """The documents' literal blocks declare what they are."""
 
     def test_every_block_names_its_language(self):
-        """No bare ``::`` block is anything but Python, and every Python
-        block compiles.
-        """
+        """Bare ``::`` blocks and Python blocks are all valid Python."""
         for doc in doc_examples.documents():
             for block in doc_examples.blocks(doc):
                 where = '%s:%d' % (doc, block.line)
@@ -228,3 +225,202 @@ class TestLiteralBlocks(base.TestCase):
                                   ' %s' % (where, exc))
                 else:
                     self.assertIn(block.lang, doc_examples.INERT, where)
+
+
+class _NovaHost(fixtures.Fixture):
+    """A host publishing stream ``nova``: ``instances`` on PostgreSQL.
+
+    Rows 1..45: host ``compute-001``, ``compute-1`` or ``compute-2`` in
+    turn, project ``p0``..``p2``.
+    """
+
+    HOSTS = ('compute-001', 'compute-1', 'compute-2')
+
+    def __init__(self, db, tf):
+        super().__init__()
+        self.db, self.tf = db, tf
+
+    def _setUp(self):
+        import oslo_messaging
+        from oslo_messaging import transport as transport_mod
+
+        import oslo_publish
+        from oslo_publish import migration
+        from oslo_publish import options
+        meta = sa.MetaData()
+        self.instances = sa.Table(
+            'instances', meta,
+            sa.Column('id', sa.Integer, primary_key=True),
+            sa.Column('host', sa.String(64)),
+            sa.Column('project_id', sa.String(36)))
+        meta.create_all(self.db.engine)
+        migration.upgrade(self.db.engine)
+        conf = cfg.ConfigOpts()
+        options.register_opts(conf)
+        conf.register_opts(transport_mod._transport_opts)
+        conf([], project='nova', default_config_files=[])
+        conf.set_override('control_exchange', self.tf.exchange)
+        for name, value in (('tables', ['instances']), ('stream', 'nova'),
+                            ('topics', [self.tf.topic]),
+                            ('heartbeat_interval', 0.5)):
+            conf.set_override(name, value, 'oslo_publish')
+        notify = oslo_messaging.get_notification_transport(
+            conf, url=self.tf.url)
+        self.addCleanup(notify.cleanup)
+        rpc = oslo_messaging.get_rpc_transport(conf, url=self.tf.url)
+        self.addCleanup(rpc.cleanup)
+        maker = sa.orm.sessionmaker(bind=self.db.engine)
+        handle = oslo_publish.install(conf, maker, metadata=meta,
+                                      transport=notify, rpc_transport=rpc)
+        self.addCleanup(handle.stop)
+        with maker.begin() as session:
+            session.execute(self.instances.insert(), [
+                {'id': i, 'host': self.HOSTS[i % 3],
+                 'project_id': 'p%d' % (i % 3)} for i in range(1, 46)])
+        self.handle = handle
+
+    def rows(self, host=None):
+        rows = base.table_rows(self.db.engine, [self.instances])
+        return {k: r for k, r in rows['instances'].items()
+                if host is None or r['host'] == host}
+
+
+class _ConsumerDocs(_BusCase):
+
+    def setUp(self):
+        super().setUp()
+        self.nova = self.useFixture(_NovaHost(self.db, self.tf))
+        self.started = []
+        real = service.Consumer
+        started = self.started
+
+        class Recorded(real):
+            def start(self):
+                started.append(self)
+                return super().start()
+        self.useFixture(fixtures.MonkeyPatch('consumer.service.Consumer',
+                                             Recorded))
+        self.addCleanup(self._stop_all)
+
+    def _stop_all(self):
+        for consumer in self.started:
+            if not consumer._stopping.is_set():
+                consumer.stop()
+
+    def consumer_conf(self, indexes=None):
+        """``self.conf`` set up as a consumer of ``nova`` (not started)."""
+        from consumer import options
+        options.register_opts(self.conf)
+        listener.prepare_transport_conf(self.conf)
+        for name, value in (('streams', ['nova']),
+                            ('topics', [self.tf.topic]),
+                            ('pool', self.pool),
+                            ('indexes', indexes or []),
+                            ('snapshot_timeout', 30.0)):
+            self.conf.set_override(name, value, 'consumer')
+        self.conf.set_override('connection', self.state_db.url,
+                               'consumer_database')
+        return self.conf
+
+
+class TestConsumerGuide(_ConsumerDocs):
+    """doc/source/consumer.rst."""
+
+    def test_example_syncs_and_indexes_by_host(self):
+        """The guide's service syncs and indexes exactly the host's rows."""
+        run = doc_examples.DocRun('consumer.rst',
+                                  self.consumer_overrides())
+        self.useFixture(run)
+        self.useFixture(fixtures.MonkeyPatch(
+            'sys.argv', ['watcher', '--config-file',
+                         os.path.join(run.dir, 'watcher.conf')]))
+        ns = run.run()
+        self.assertTrue(ns['mirror'].synced)
+        expected = self.nova.rows('compute-001')
+        self.assertEqual(15, len(expected))
+        self.assertEqual([expected[k] for k in sorted(expected)],
+                         [dict(r) for r in ns['on_host']])
+        self.assertEqual(self.nova.rows(),
+                         {k: dict(r) for k, r in
+                          ns['view'].rows('instances').items()})
+
+
+class TestConsumerCacheGuide(_ConsumerDocs):
+    """doc/source/consumer_cache.rst on a synced ``consumer``.
+
+    The consumer is configured with the page's ``indexes`` example.
+    """
+
+    def test_view_index_and_handler_examples(self):
+        """The view, index and handler examples return the host's rows."""
+        ini = [b for b in doc_examples.blocks('consumer_cache.rst')
+               if b.lang == 'ini' and 'indexes' in b.text][0]
+        indexes = doc_examples.ini_values(ini.text)[('consumer', 'indexes')]
+        conf = self.consumer_conf(indexes.split(','))
+        consumer = service.Consumer(conf)
+        consumer.start()
+        self.assertTrue(consumer.wait_synced(90), 'never synced')
+        run = doc_examples.DocRun('consumer_cache.rst',
+                                  namespace={'consumer': consumer})
+        self.useFixture(run)
+        ns = run.run()
+        view = ns['view']
+        self.assertEqual(45, view.count('instances'))
+        self.assertEqual(dict(self.nova.rows()[(42,)]),
+                         dict(view.get('instances', (42,))))
+        expected = self.nova.rows('compute-1')
+        self.assertEqual([expected[k] for k in sorted(expected)],
+                         [dict(r) for r in ns['on_host']])
+        self.assertEqual(sorted(expected), sorted(ns['keys']))
+        handler = ns['HostLoad']()
+        consumer.add_handler('host-load', handler)
+        self.assertEqual(('instances',), handler.tables)
+
+
+class TestConsumerFlowGuide(base.TestCase):
+    """doc/source/consumer_flow.rst, with ``list_servers`` the source."""
+
+    def test_poll_source_and_notification_handler_examples(self):
+        """The poll source and notification handler examples work."""
+        import types
+
+        from oslo_publish import wire
+        servers = [types.SimpleNamespace(id='s%d' % i, host='h%d' % i,
+                                         status='ACTIVE') for i in range(3)]
+        run = doc_examples.DocRun('consumer_flow.rst', namespace={
+            'list_servers': lambda: servers})
+        self.useFixture(run)
+        ns = run.run()
+        table = ns['NovaAPISource']().get_all()['servers']
+        self.assertEqual(('id',), tuple(table.pk))
+        self.assertEqual([{'id': 's0', 'host': 'h0', 'status': 'ACTIVE'},
+                          {'id': 's1', 'host': 'h1', 'status': 'ACTIVE'},
+                          {'id': 's2', 'host': 'h2', 'status': 'ACTIVE'}],
+                         list(table.rows))
+        payload = {'nova_object.data': {'uuid': 'u1', 'host': 'h1'}}
+        changes = ns['InstanceHandler']().changes(
+            'nova-compute:h1', 'compute.instance.create.end', payload)
+        self.assertEqual([('native_instances', wire.INSERT, ('u1',),
+                           {'uuid': 'u1', 'host': 'h1'})],
+                         [(c.table, c.op, c.key, c.after) for c in changes])
+
+
+class TestVersioningGuide(_ConsumerDocs):
+    """doc/source/versioning.rst, with ``conf`` a consumer's configuration."""
+
+    def test_upgrade_and_migration_examples(self):
+        """The upgrade step registers; consumers with the steps sync."""
+        from consumer import upgrades
+        self.addCleanup(upgrades.unregister, '1.0')
+        run = doc_examples.DocRun('versioning.rst', namespace={
+            'conf': self.consumer_conf()})
+        self.useFixture(run)
+        ns = run.run()
+        self.assertTrue(upgrades.registered('1.0'))
+        self.assertEqual('2.0',
+                         ns['_format_1_to_2']({'format': '1.0'})['format'])
+        self.assertEqual(2, len(self.started))
+        for consumer in self.started:
+            self.assertTrue(consumer.wait_synced(90), 'never synced')
+        self.assertTrue(issubclass(ns['FillZone'],
+                                   ns['migrations'].MigrationStep))
