@@ -16,10 +16,11 @@
 
 from oslo_config import cfg
 import stevedore
-import testtools
+
+from tests import base
 
 
-class TestListOpts(testtools.TestCase):
+class TestListOpts(base.TestCase):
 
     def _namespace(self, name):
         mgr = stevedore.NamedExtensionManager(
