@@ -107,6 +107,14 @@ _opts = [
                      'never published stale. Turn off only when rows are '
                      'never updated concurrently, or only after SELECT ... '
                      'FOR UPDATE; it saves that query per transaction.'),
+    cfg.StrOpt('database_group', default='database',
+               regex=r'^[A-Za-z_][A-Za-z0-9_]*$',
+               help='Configuration group whose oslo.db ``connection`` '
+                    'holds the published tables and the outbox, read by '
+                    'oslo-publish-manage, oslo-publish-relay and '
+                    'oslo-publish-status (e.g. placement_database for '
+                    'placement, api_database for nova\'s API database). '
+                    'The commands\' --database-group flag overrides it.'),
 ]
 
 
