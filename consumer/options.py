@@ -68,6 +68,18 @@ _opts = [
                       'after which a stream counts as dead and is '
                       'resynchronised. Must exceed the publisher\'s '
                       'heartbeat_interval.'),
+    cfg.FloatOpt('heartbeat_interval', default=10.0, min=0.1,
+                 help='The publisher\'s heartbeat_interval, in seconds. '
+                      'consumer-status reports a stream not synced when '
+                      'no heartbeat or delta was heard for twice this '
+                      'long, or when its status record is that old (the '
+                      'consumer is not running).'),
+    cfg.FloatOpt('stop_timeout', default=1.0, min=0.1,
+                 help='Seconds consumer-sync waits on SIGTERM/SIGINT for '
+                      'the listener and reconcilers to finish before it '
+                      'exits anyway (a snapshot in progress or a broker '
+                      'poll can take longer). Safe: messages not yet '
+                      'acknowledged are redelivered and recognised.'),
     cfg.FloatOpt('resync_interval', default=3600.0, min=0.0,
                  help='Seconds between periodic full resyncs, the backstop '
                       'that repairs changes capture cannot see. Jittered '
