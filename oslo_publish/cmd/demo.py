@@ -32,6 +32,9 @@ def main(argv=None):
                         else logging.WARNING,
                         format='%(levelname)s %(name)s: %(message)s')
     if not args.verbose:
+        # Every demo on a broker shares the demo's topic; a consumer
+        # rejects (and would warn about) the deltas of other demo hosts.
+        logging.getLogger('consumer.verify').setLevel(logging.ERROR)
         # Libraries log their failures with tracebacks; the demo says
         # what went wrong in one line, --verbose shows the details.
         for handler in logging.getLogger().handlers:
