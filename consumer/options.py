@@ -19,12 +19,24 @@
 store; its ``connection`` defaults to a SQLite file under ``state_path``.
 """
 
+import copy
+import os
+
 from oslo_config import cfg
 from oslo_db import options as db_options
 
 GROUP = 'consumer'
 POLL_GROUP = 'consumer_poll'
 DB_GROUP = 'consumer_database'
+
+#: Default directory of the SQLite state store: the user's state
+#: directory (XDG base directory specification).
+DEFAULT_STATE_PATH = os.path.join(
+    os.environ.get('XDG_STATE_HOME') or
+    os.path.join(os.path.expanduser('~'), '.local', 'state'),
+    'oslo-publish')
+DEFAULT_STATE_CONNECTION = (
+    'sqlite:///$consumer.state_path/consumer-state.sqlite')
 
 _opts = [
     cfg.StrOpt('driver', default='oslo_publish',
@@ -76,6 +88,18 @@ _opts = [
                       'after which a stream counts as dead and is '
                       'resynchronised. Must exceed the publisher\'s '
                       'heartbeat_interval.'),
+    cfg.FloatOpt('heartbeat_interval', default=10.0, min=0.1,
+                 help='The publisher\'s heartbeat_interval, in seconds. '
+                      'consumer-status reports a stream not synced when '
+                      'no heartbeat or delta was heard for twice this '
+                      'long, or when its status record is that old (the '
+                      'consumer is not running).'),
+    cfg.FloatOpt('stop_timeout', default=1.0, min=0.1,
+                 help='Seconds consumer-sync waits on SIGTERM/SIGINT for '
+                      'the listener and reconcilers to finish before it '
+                      'exits anyway (a snapshot in progress or a broker '
+                      'poll can take longer). Safe: messages not yet '
+                      'acknowledged are redelivered and recognised.'),
     cfg.FloatOpt('resync_interval', default=3600.0, min=0.0,
                  help='Seconds between periodic full resyncs, the backstop '
                       'that repairs changes capture cannot see. Jittered '
@@ -101,8 +125,14 @@ _opts = [
     cfg.ListOpt('handlers', default=[],
                 help='Change and notification handlers to load from the '
                      'consumer.handlers namespace.'),
-    cfg.StrOpt('state_path', default='$pybasedir',
-               help='Directory of the default SQLite state store.'),
+    cfg.StrOpt('state_path', default=DEFAULT_STATE_PATH,
+               sample_default='~/.local/state/oslo-publish',
+               help='Directory of the default SQLite state store '
+                    '(consumer-state.sqlite, created with the directory '
+                    'on first use). Defaults to the user\'s state '
+                    'directory ($XDG_STATE_HOME/oslo-publish, else '
+                    '~/.local/state/oslo-publish); services set it to '
+                    'their own, e.g. /var/lib/nova.'),
     cfg.DictOpt('exchanges', default={},
                 help='Exchange of each followed stream, as stream:exchange '
                      '(the control_exchange of the publishing service, '
@@ -125,8 +155,11 @@ _poll_opts = [
 ]
 
 _default_opts = [
-    cfg.StrOpt('pybasedir', default='.', sample_default='<Path>',
-               help='Base directory for state files.'),
+    cfg.StrOpt('pybasedir', default='.',
+               deprecated_for_removal=True,
+               deprecated_reason='Unused: the state store lives under '
+                                 '[consumer] state_path.',
+               help='Formerly the base directory for state files.'),
 ]
 
 
@@ -136,10 +169,23 @@ def register_opts(conf):
     conf.register_opts(_opts, group=GROUP)
     conf.register_opts(_poll_opts, group=POLL_GROUP)
     conf.register_opts(db_options.database_opts, group=DB_GROUP)
-    conf.set_default('connection',
-                     'sqlite:///$consumer.state_path/consumer-state.sqlite',
-                     group=DB_GROUP)
+    conf.set_default('connection', DEFAULT_STATE_CONNECTION, group=DB_GROUP)
+
+
+def _state_db_opts():
+    """oslo.db's options as the state store uses them."""
+    opts = copy.deepcopy(db_options.database_opts)
+    for opt in opts:
+        if opt.dest == 'connection':
+            opt.default = DEFAULT_STATE_CONNECTION
+            opt.sample_default = DEFAULT_STATE_CONNECTION
+            opt.help = ('SQLAlchemy URL of the consumer\'s state store '
+                        '(positions, mirrored rows, stream status). Never '
+                        'the service\'s own [database]. Defaults to a '
+                        'SQLite file under [consumer] state_path.')
+    return opts
 
 
 def list_opts():
-    return [(None, _default_opts), (GROUP, _opts), (POLL_GROUP, _poll_opts)]
+    return [(None, _default_opts), (GROUP, _opts), (POLL_GROUP, _poll_opts),
+            (DB_GROUP, _state_db_opts())]

@@ -50,6 +50,7 @@ import datetime
 import decimal
 import hashlib
 import json
+import os
 
 from oslo_db import exception as db_exc
 from oslo_db import options as db_options
@@ -166,6 +167,15 @@ def _read_committed_on_mysql(engine):
         engine.update_execution_options(isolation_level='READ COMMITTED')
 
 
+def _make_sqlite_dir(url):
+    # The default store is a SQLite file under [consumer] state_path, a
+    # directory that may not exist yet on a fresh machine.
+    if url.startswith('sqlite:///') and url != 'sqlite:///:memory:':
+        directory = os.path.dirname(url[len('sqlite:///'):])
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+
+
 def _utcnow():
     return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
 
@@ -271,6 +281,7 @@ class StateStore(object):
                 persist_rows = conf.consumer.persist_rows
         if not url:
             raise ValueError('no state store connection URL')
+        _make_sqlite_dir(url)
         settings['connection'] = url
         #: This store's own enginefacade context (never the global one),
         #: so two stores on different databases never share an engine.

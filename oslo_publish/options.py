@@ -130,6 +130,14 @@ _opts = [
                     'which loses what the database does not record '
                     '(an Interval or Uuid stored as DATETIME or CHAR '
                     'on MariaDB and SQLite).'),
+    cfg.StrOpt('database_group', default='database',
+               regex=r'^[A-Za-z_][A-Za-z0-9_]*$',
+               help='Configuration group whose oslo.db ``connection`` '
+                    'holds the published tables and the outbox, read by '
+                    'oslo-publish-manage, oslo-publish-relay and '
+                    'oslo-publish-status (e.g. placement_database for '
+                    'placement, api_database for nova\'s API database). '
+                    'The commands\' --database-group flag overrides it.'),
 ]
 
 

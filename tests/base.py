@@ -34,6 +34,7 @@ cannot be reached fails the test with the service named; it is never
 skipped.
 """
 
+import logging
 import os
 import socket
 import tempfile
@@ -274,11 +275,47 @@ class ConfFixture(config_fixture.Config):
         self.conf.set_override('state_path', self.tempdir, 'consumer')
 
 
+def _env_flag(name, default=True):
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in ('1', 'true', 'yes', 'on')
+
+
+class OutputCaptureFixture(fixtures.Fixture):
+    """Keep a passing test quiet: capture its logs, warnings and output.
+
+    Log records (every level, every logger), warnings and whatever the
+    code under test writes to ``sys.stdout``/``sys.stderr`` are kept
+    per test and attached to the test's details, which the runner shows
+    only when the test fails. ``OS_LOG_CAPTURE``, ``OS_STDOUT_CAPTURE``
+    and ``OS_STDERR_CAPTURE`` (default on; ``0`` turns one off) follow
+    the oslotest convention, for debugging a test interactively. The
+    details are named ``test-stdout``/``test-stderr`` rather than
+    ``stdout``/``stderr``: subunit-trace prints the latter even for a
+    passing test.
+    """
+
+    def _setUp(self):
+        if _env_flag('OS_LOG_CAPTURE'):
+            self.useFixture(fixtures.FakeLogger(
+                level=logging.DEBUG,
+                format='%(asctime)s %(levelname)s %(name)s %(message)s'))
+            self.useFixture(fixtures.WarningsCapture())
+        if _env_flag('OS_STDOUT_CAPTURE'):
+            out = self.useFixture(fixtures.StringStream('test-stdout')).stream
+            self.useFixture(fixtures.MonkeyPatch('sys.stdout', out))
+        if _env_flag('OS_STDERR_CAPTURE'):
+            err = self.useFixture(fixtures.StringStream('test-stderr')).stream
+            self.useFixture(fixtures.MonkeyPatch('sys.stderr', err))
+
+
 class TestCase(testtools.TestCase):
-    """Base test case: a private config and a temp dir."""
+    """Base test case: quiet output, a private config and a temp dir."""
 
     def setUp(self):
         super().setUp()
+        self.output = self.useFixture(OutputCaptureFixture())
         self.conf_fixture = self.useFixture(ConfFixture())
         self.conf = self.conf_fixture.conf
         self.tmpdir = tempfile.mkdtemp()

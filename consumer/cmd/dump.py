@@ -23,9 +23,15 @@
 One JSON object per line, in primary-key order, values in the wire
 encoding (:func:`oslo_publish.wire.encode_row`), keys sorted. Without
 ``--stream`` the table must be held by exactly one stream.
+
+Exit status: 0 rows printed (or none in the chosen ``--stream``), 1 no
+stream holds rows of the table (unknown or empty table), 2 bad usage
+(missing ``--table``, several streams hold it). A reader that closes the
+pipe early (``| head``) ends the command quietly.
 """
 
 import json
+import os
 import sys
 
 from oslo_config import cfg
@@ -51,6 +57,7 @@ def dump(store, table, stream=None, out=None):
     :returns: number of rows written.
     :raises ValueError: when ``stream`` is None and several streams hold
         the table.
+    :raises LookupError: when ``stream`` is None and no stream holds it.
     """
     out = out or sys.stdout
     if stream is None:
@@ -59,7 +66,8 @@ def dump(store, table, stream=None, out=None):
             raise ValueError('table %s is held by streams %s; choose one '
                              'with --stream' % (table, ', '.join(held)))
         if not held:
-            return 0
+            raise LookupError('no stream holds rows of table %s (unknown '
+                              'or empty table)' % table)
         stream = held[0]
     count = 0
     for _key, row in store.load_encoded_rows(stream, table):
@@ -76,15 +84,29 @@ def main(argv=None):
     # Logs go to stderr; stdout carries the command's output only.
     conf.set_default('use_stderr', True)
     conf.register_cli_opts(_cli_opts)
-    conf(sys.argv[1:] if argv is None else argv, project='consumer',
-         prog='consumer-dump')
+    try:
+        conf(sys.argv[1:] if argv is None else argv, project='consumer',
+             prog='consumer-dump')
+    except cfg.Error as exc:
+        sys.stderr.write('consumer-dump: %s (e.g. --table NAME)\n' % exc)
+        return 2
     log.setup(conf, 'consumer')
     store = state.StateStore(conf)
     try:
         count = dump(store, conf.table, conf.stream)
+        sys.stdout.flush()
     except ValueError as exc:
         sys.stderr.write('consumer-dump: %s\n' % exc)
         return 2
+    except LookupError as exc:
+        sys.stderr.write('consumer-dump: %s\n' % exc)
+        return 1
+    except BrokenPipeError:
+        # The reader is gone (``| head``): stop quietly; point stdout at
+        # /dev/null so the interpreter's final flush cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     finally:
         store.close()
     LOG.debug('Dumped %d rows of %s', count, conf.table)

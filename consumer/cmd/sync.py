@@ -20,8 +20,16 @@ taking messages and finishes the ones in hand (each committed with its
 position before it is acknowledged), then the reconcilers stop, and the
 final status is written. Nothing applied is lost; nothing unapplied was
 acknowledged.
+
+The stop is bounded by ``[consumer] stop_timeout``: when a snapshot read
+or the broker's poll holds it longer, the status is written as stopped
+and the process exits anyway. That is safe for the same reason a crash
+is: a message is acknowledged only after its position is committed, so
+whatever was in hand is redelivered and recognised on the next start.
 """
 
+import logging
+import os
 import signal
 import sys
 import threading
@@ -61,9 +69,36 @@ def main(argv=None):
         while not stop.wait(3600):
             pass
     finally:
-        consumer.stop()
+        finished = _bounded_stop(consumer, conf.consumer.stop_timeout)
     LOG.info('consumer-sync stopped')
+    if not finished:
+        # Threads of the broker library or a snapshot read are still
+        # blocked; the interpreter would wait for them at exit.
+        logging.shutdown()
+        os._exit(0)
     return 0
+
+
+def _bounded_stop(consumer, timeout):
+    """Stop ``consumer``; True when it finished within ``timeout``."""
+    stopper = threading.Thread(target=consumer.stop, name='consumer-stop',
+                               daemon=True)
+    stopper.start()
+    stopper.join(timeout)
+    if not stopper.is_alive():
+        return True
+    LOG.warning('Stop did not finish within %.1fs (snapshot read or broker '
+                'poll in progress); exiting, unacknowledged messages will '
+                'be redelivered', timeout)
+    try:
+        # The listener's poll still holds driver.stop(); the reconcilers
+        # are told to stop now so the final status says "stopped".
+        for reconciler in consumer.driver.reconcilers.values():
+            reconciler.stop(timeout=0.1)
+        consumer.write_status()
+    except Exception as exc:  # noqa: best effort, the store may be closing
+        LOG.warning('Cannot write the final status: %s', type(exc).__name__)
+    return False
 
 
 if __name__ == '__main__':

@@ -176,6 +176,12 @@ class Reconciler(object):
         self._hb_ahead = None
         #: Monotonic time of the last message received.
         self._last_seen = None
+        #: Wall-clock time (epoch seconds) of the last delta or heartbeat
+        #: heard from the host, and the highest seq it announced; written
+        #: to the status record so consumer-status can tell a consumer
+        #: that hears nothing (wrong topic, exchange, stream) or lags.
+        self._last_heard_at = None
+        self._heard_seq = None
         #: Cause of the pending resync (None: none pending).
         self._pending = None
         #: Monotonic time the pending resync may start.
@@ -252,6 +258,10 @@ class Reconciler(object):
         self._wake.set()
         with self._lock:
             self._advanced.notify_all()
+            # Reported stopped at once, even while a resync in progress
+            # delays the join (consumer-sync bounds its stop).
+            self._status = STOPPED
+            self._synced.clear()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
@@ -340,6 +350,11 @@ class Reconciler(object):
         now = self._clock()
         with self._lock:
             self._last_seen = now
+            self._last_heard_at = time.time()
+            if message.is_heartbeat or self._heard_seq is None:
+                self._heard_seq = message.last_seq
+            elif message.last_seq is not None:
+                self._heard_seq = max(self._heard_seq, message.last_seq)
             self.counters['received'] += 1
             self._check_epoch(message, now)
             if message.is_heartbeat:
@@ -439,6 +454,8 @@ class Reconciler(object):
                     'pending_resync': self._pending,
                     'epoch': self._epochs.current,
                     'pending_invalidations': sorted(self._invalidated),
+                    'last_heard_at': self._last_heard_at,
+                    'heard_seq': self._heard_seq,
                     'last_error': self.last_error}
             info.update(self.counters)
             return info

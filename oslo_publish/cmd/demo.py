@@ -15,6 +15,7 @@
 """``oslo-publish-demo``: the library working in one command."""
 
 import logging
+import os
 import sys
 import warnings
 
@@ -30,13 +31,45 @@ def main(argv=None):
     logging.basicConfig(level=logging.DEBUG if args.verbose
                         else logging.WARNING,
                         format='%(levelname)s %(name)s: %(message)s')
+    if not args.verbose:
+        # Every demo on a broker shares the demo's topic; a consumer
+        # rejects (and would warn about) the deltas of other demo hosts.
+        logging.getLogger('consumer.verify').setLevel(logging.ERROR)
+        # Libraries log their failures with tracebacks; the demo says
+        # what went wrong in one line, --verbose shows the details.
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(_OneLine('%(levelname)s %(name)s: '
+                                          '%(message)s'))
     try:
-        return demo_run.run(args)
+        code = demo_run.run(args)
     except demo_run.DemoError as exc:
         sys.stderr.write('oslo-publish-demo: error: %s\n' % exc)
-        return 2
+        code = 2
     except KeyboardInterrupt:
-        return 130
+        code = 130
+    except Exception as exc:  # noqa: anything else is still one line
+        if args.verbose:
+            raise
+        first = (str(exc).strip().splitlines() or [''])[0]
+        sys.stderr.write('oslo-publish-demo: error: %s: %s (rerun with '
+                         '--verbose for details)\n'
+                         % (type(exc).__name__, first))
+        code = 2
+    if not getattr(args, 'clean_exit', True):
+        # A half did not stop in time; its threads would hold the exit.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+class _OneLine(logging.Formatter):
+    """A formatter that leaves tracebacks out."""
+
+    def format(self, record):
+        record = logging.makeLogRecord(record.__dict__)
+        record.exc_info = record.exc_text = record.stack_info = None
+        return super().format(record).splitlines()[0]
 
 
 if __name__ == '__main__':

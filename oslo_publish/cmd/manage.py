@@ -20,32 +20,37 @@
     oslo-publish-manage --config-file /etc/nova/nova.conf upgrade
     oslo-publish-manage --config-file /etc/nova/nova.conf current
 
-The database is the service's own, ``[database] connection`` (oslo.db).
+The database is the service's own, ``[database] connection`` (oslo.db),
+or the ``connection`` of the group named by ``--database-group`` /
+``[oslo_publish] database_group`` (e.g. ``placement_database``). Logs go
+to stderr; stdout carries the command's answer only.
 The middleware keeps its revision in its own version table
 (``oslo_publish_alembic_version``), so the service's ``alembic_version``
 is never touched.
 """
 
+import logging
 import sys
 
 from oslo_config import cfg
-from oslo_db import options as db_options
 from oslo_log import log
 
+from oslo_publish.cmd import common
 from oslo_publish import migration
 
 LOG = log.getLogger(__name__)
 
 
-def _upgrade(conf):
-    url = conf.database.connection
+def _upgrade(conf, url):
     migration.upgrade(url, conf.command.revision)
     print('oslo.publish tables at revision %s'
           % (migration.current(url) or 'none'))
 
 
-def _current(conf):
-    print(migration.current(conf.database.connection) or 'none')
+def _current(conf, url):
+    # alembic reports its migration context at INFO; a query says nothing.
+    logging.getLogger('alembic').setLevel(logging.WARNING)
+    print(migration.current(url) or 'none')
 
 
 def _add_parsers(subparsers):
@@ -62,16 +67,24 @@ def _add_parsers(subparsers):
 def main(argv=None, conf=None):
     """Entry point; returns the process exit status."""
     conf = conf or cfg.ConfigOpts()
-    conf.register_opts(db_options.database_opts, 'database')
+    common.register_cli_opts(conf)
     conf.register_cli_opt(cfg.SubCommandOpt(
         'command', title='Commands', handler=_add_parsers))
     log.register_options(conf)
+    # Logs go to stderr; stdout carries the command's output only.
+    conf.set_default('use_stderr', True)
     conf(sys.argv[1:] if argv is None else argv, project='oslo_publish')
     log.setup(conf, 'oslo_publish')
-    if not conf.database.connection:
-        print('[database] connection is not set', file=sys.stderr)
+    try:
+        group, url = common.connection(conf)
+    except ValueError as exc:
+        print('oslo-publish-manage: %s' % exc, file=sys.stderr)
         return 2
-    conf.command.func(conf)
+    if not url:
+        print('oslo-publish-manage: [%s] connection is not set' % group,
+              file=sys.stderr)
+        return 2
+    conf.command.func(conf, url)
     return 0
 
 

@@ -37,13 +37,13 @@ import sys
 import threading
 
 from oslo_config import cfg
-from oslo_db import options as db_options
 from oslo_db.sqlalchemy import engines
 from oslo_log import log
 import oslo_messaging
 import prometheus_client
 import sqlalchemy as sa
 
+from oslo_publish.cmd import common
 from oslo_publish import exceptions
 from oslo_publish import metrics as metrics_mod
 from oslo_publish import options
@@ -68,7 +68,7 @@ def setup_conf(argv, conf=None):
     """Parse the command line and configuration files."""
     conf = conf or cfg.ConfigOpts()
     options.register_opts(conf)
-    conf.register_opts(db_options.database_opts, 'database')
+    common.register_cli_opts(conf)
     conf.register_cli_opts(_cli_opts)
     log.register_options(conf)
     conf(argv, project='oslo_publish')
@@ -88,9 +88,13 @@ def main(argv=None, conf=None):
     if not stream:
         return _fail('set [oslo_publish] stream (or --stream) to the host '
                      'service\'s stream name')
-    if not conf.database.connection:
-        return _fail('[database] connection is not set')
-    url = schema.full_unicode_url(conf.database.connection)
+    try:
+        group, url = common.connection(conf)
+    except ValueError as exc:
+        return _fail(str(exc))
+    if not url:
+        return _fail('[%s] connection is not set' % group)
+    url = schema.full_unicode_url(url)
     # oslo.db emits its own BEGIN on SQLite at every autobegin, even in
     # AUTOCOMMIT, which breaks the relay's BEGIN IMMEDIATE.
     engine = (sa.create_engine(url) if url.startswith('sqlite')

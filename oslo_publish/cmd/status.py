@@ -30,9 +30,9 @@ import datetime
 import sys
 
 from oslo_config import cfg
-from oslo_db import options as db_options
 import sqlalchemy as sa
 
+from oslo_publish.cmd import common
 from oslo_publish import outbox
 from oslo_publish import relay
 
@@ -89,11 +89,15 @@ def _render(rows):
 def main(argv=None, conf=None):
     """Entry point; returns the process exit status."""
     conf = conf or cfg.ConfigOpts()
-    conf.register_opts(db_options.database_opts, 'database')
+    common.register_cli_opts(conf)
     conf(sys.argv[1:] if argv is None else argv, project='oslo_publish')
-    url = conf.database.connection
+    try:
+        group, url = common.connection(conf)
+    except ValueError as exc:
+        print('oslo-publish-status: %s' % exc, file=sys.stderr)
+        return 2
     if not url:
-        print('oslo-publish-status: [database] connection is not set',
+        print('oslo-publish-status: [%s] connection is not set' % group,
               file=sys.stderr)
         return 2
     engine = sa.create_engine(url)

@@ -24,20 +24,20 @@ import argparse
 import hashlib
 import datetime
 import os
-import socket
 import statistics
 import sys
 import threading
 import time
+import uuid
 
 from oslo_config import cfg
 from oslo_log import log
 import oslo_messaging
 from oslo_messaging import transport as msg_transport
 import sqlalchemy as sa
-from sqlalchemy.engine import url as sa_url
 from sqlalchemy import orm
 
+from oslo_publish.demo import checks
 from oslo_publish.demo import models
 from oslo_publish.demo import workload as demo_workload
 from oslo_publish import wire
@@ -59,8 +59,10 @@ def stream_for(url):
 TOPIC = 'oslo_publish_demo'
 
 
-class DemoError(Exception):
-    """A failure the user can fix; printed as one line, no traceback."""
+DemoError = checks.DemoError
+
+#: Seconds each half may take to stop before the demo exits anyway.
+STOP_TIMEOUT = 1.5
 
 
 def parse_args(argv):
@@ -106,49 +108,11 @@ def parse_args(argv):
 
 # ---------------------------------------------------------------- set-up
 
-def _safe_url(url):
-    try:
-        return sa_url.make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: broad - only used for messages
-        return '<url>'
+_safe_url = checks.safe_url
+_engine = checks.engine
 
 
-def _check_broker(url):
-    if not url.startswith(('rabbit://', 'kombu://', 'amqp://')):
-        return
-    parsed = sa_url.make_url('x://' + url.split('://', 1)[1].split(',')[0])
-    host, port = parsed.host or '127.0.0.1', parsed.port or 5672
-    try:
-        socket.create_connection((host, port), timeout=5).close()
-    except OSError as exc:
-        raise DemoError(
-            'cannot reach the message broker at %s:%s (%s): check that '
-            'RabbitMQ is running and --transport-url is right'
-            % (host, port, exc.strerror or exc)) from None
-
-
-def _engine(url, label):
-    engine = sa.create_engine(url)
-    if engine.dialect.name == 'sqlite':
-        @sa.event.listens_for(engine, 'connect')
-        def _wal(dbapi_conn, record):
-            cur = dbapi_conn.cursor()
-            cur.execute('PRAGMA journal_mode=WAL')
-            cur.execute('PRAGMA busy_timeout=30000')
-            cur.close()
-    try:
-        with engine.connect():
-            pass
-    except sa.exc.DBAPIError as exc:
-        raise DemoError('cannot connect to the %s database at %s (%s): '
-                        'check that it runs and the URL is right'
-                        % (label, _safe_url(url),
-                           str(exc.orig).strip().splitlines()[0])) \
-            from None
-    return engine
-
-
-def build_conf(args, data_dir, stream):
+def build_conf(args, data_dir, stream, state_url=None):
     from consumer import options as consumer_options
     from oslo_publish import options as host_options
     conf = cfg.ConfigOpts()
@@ -174,13 +138,49 @@ def build_conf(args, data_dir, stream):
     conf.set_override('streams', [stream], 'consumer')
     conf.set_override('indexes', ['instances.host'], 'consumer')
     conf.set_override('inactivity_timeout', 10.0, 'consumer')
-    conf.set_override('pool', 'oslo-publish-demo', 'consumer')
+    # A pool of this run's own, deleted at exit: a fixed durable pool
+    # would outlive the run and hand a later run the deltas of an
+    # earlier host (rejected as unknown_publisher).
+    conf.set_override('pool', pool_name(stream), 'consumer')
     conf.set_override('state_path', data_dir, 'consumer')
-    conf.set_override('connection', args.state_connection or
+    conf.set_override('connection', state_url or
                       'sqlite:///%s' % os.path.join(
                           data_dir, 'consumer-state.sqlite'),
                       'consumer_database')
     return conf
+
+
+def pool_name(stream):
+    """The consumer's queue pool: one per run."""
+    return 'oslo-publish-demo-%s-%s' % (stream, uuid.uuid4().hex[:8])
+
+
+def delete_pool(conf, args):
+    """Delete the run's pool queue on RabbitMQ (best effort)."""
+    if not args.transport_url.startswith(('rabbit://', 'amqp://')):
+        return
+    import kombu
+    first = args.transport_url.split('://', 1)[1].split(',')[0]
+    try:
+        with kombu.Connection('amqp://' + first,
+                              connect_timeout=checks.BROKER_TIMEOUT) as c:
+            c.channel().queue_delete(conf.consumer.pool)
+    except Exception:  # noqa: broad - best effort at exit
+        LOG.debug('cannot delete pool %s', conf.consumer.pool, exc_info=True)
+
+
+def stop_bounded(parts, timeout=STOP_TIMEOUT):
+    """Stop ``parts`` in order within ``timeout``; True when all did."""
+    def _stop():
+        for part in parts:
+            try:
+                part.stop()
+            except Exception:  # noqa: broad - best effort at exit
+                LOG.debug('stop failed', exc_info=True)
+    stopper = threading.Thread(target=_stop, name='demo-stop', daemon=True)
+    stopper.start()
+    stopper.join(timeout)
+    return not stopper.is_alive()
 
 
 def transports(conf, args):
@@ -386,13 +386,23 @@ def _progress(out, start, host, consumer):
 
 
 def run(args, out=sys.stdout):
-    data_dir = os.path.abspath(args.data_dir)
-    os.makedirs(data_dir, exist_ok=True)
-    url = args.connection or 'sqlite:///%s' % os.path.join(
-        data_dir, 'host.sqlite')
+    """Run the demo; sets ``args.clean_exit`` False when a stop hung."""
+    args.clean_exit = True
+    data_dir = checks.data_dir(args.data_dir)
+    if args.connection:
+        url = checks.database_url(args.connection, '--connection')
+    else:
+        url = 'sqlite:///%s' % os.path.join(data_dir, 'host.sqlite')
+    state_url = None
+    if args.state_connection:
+        state_url = checks.database_url(args.state_connection,
+                                        '--state-connection')
+        checks.engine(state_url, 'consumer state').dispose()
+    if args.role == 'consumer':
+        checks.engine(url, 'host').dispose()
     stream = stream_for(url)
-    _check_broker(args.transport_url)
-    conf = build_conf(args, data_dir, stream)
+    checks.broker(args.transport_url)
+    conf = build_conf(args, data_dir, stream, state_url)
     notify, rpc = transports(conf, args)
     host = consumer = None
     try:
@@ -440,10 +450,10 @@ def run(args, out=sys.stdout):
                     list(consumer.probe.samples))
         return 0 if not sum(diff.values()) else 1
     finally:
-        for part in (consumer, host):
-            if part is not None:
-                try:
-                    part.stop()
-                except Exception:  # noqa: broad - best effort at exit
-                    LOG.debug('stop failed', exc_info=True)
-        notify.cleanup()
+        parts = [p for p in (consumer, host) if p is not None]
+        if not stop_bounded(parts):
+            args.clean_exit = False
+        if consumer is not None:
+            delete_pool(conf, args)
+        if args.clean_exit:
+            notify.cleanup()

@@ -19,9 +19,12 @@ import os
 import subprocess
 import sys
 
+import fixtures
 import sqlalchemy as sa
 
 from oslo_publish.cmd import manage
+from oslo_publish.cmd import relay
+from oslo_publish.cmd import status
 from oslo_publish import migration
 from oslo_publish import outbox
 from tests import base
@@ -136,6 +139,47 @@ class _ManageTests(object):
         self.assertEqual(0, self.manage('current'))
         self.assertEqual(migration.head(), migration.current(self.engine))
 
+    def _two_databases(self, extra=''):
+        """A config: [database] a decoy, [placement_database] ours."""
+        decoy = os.path.join(self.tmpdir, 'decoy.sqlite')
+        path = os.path.join(self.tmpdir, 'placement.conf')
+        with open(path, 'w') as f:
+            f.write('[database]\nconnection = sqlite:///%s\n'
+                    '[placement_database]\nconnection = %s\n%s'
+                    % (decoy, self.db.url, extra))
+        return path, sa.create_engine('sqlite:///%s' % decoy)
+
+    def test_database_group_option_selects_the_connection(self):
+        """[oslo_publish] database_group makes upgrade use that group."""
+        path, decoy = self._two_databases(
+            '[oslo_publish]\ndatabase_group = placement_database\n')
+        self.addCleanup(decoy.dispose)
+        self.assertEqual(0, manage.main(['--config-file', path, 'upgrade']))
+        self.assertIn(outbox.outbox.name, self.tables())
+        self.assertNotIn(outbox.outbox.name,
+                         sa.inspect(decoy).get_table_names())
+
+    def test_database_group_flag_selects_the_connection(self):
+        """--database-group makes upgrade and current use that group."""
+        path, decoy = self._two_databases()
+        self.addCleanup(decoy.dispose)
+        self.assertEqual(0, manage.main(
+            ['--config-file', path, '--database-group',
+             'placement_database', 'upgrade']))
+        self.assertEqual('0001', migration.current(self.engine))
+        self.assertIsNone(migration.current(decoy))
+
+    def test_status_reads_the_database_group(self):
+        """oslo-publish-status --database-group reads that group's tables."""
+        path, decoy = self._two_databases()
+        self.addCleanup(decoy.dispose)
+        self.assertEqual(0, self.manage('upgrade'))
+        self.assertEqual(0, status.main(
+            ['--config-file', path, '--database-group',
+             'placement_database']))
+        # The decoy has no tables: without the flag status fails.
+        self.assertEqual(1, status.main(['--config-file', path]))
+
 
 class TestManageSQLite(_ManageTests, base.BackendTestCase):
     BACKEND = 'sqlite'
@@ -164,6 +208,39 @@ class TestManageCommand(base.TestCase):
         self.assertIn('revision %s' % migration.head(), out.stdout)
         self.assertIn('oslo_publish_outbox', sa.inspect(
             sa.create_engine('sqlite:///%s' % path)).get_table_names())
+
+    def test_current_prints_only_the_revision(self):
+        """current writes the revision alone on stdout, logs on stderr."""
+        conf = os.path.join(self.tmpdir, 'x.conf')
+        with open(conf, 'w') as f:
+            f.write('[database]\nconnection = sqlite:///%s\n'
+                    % os.path.join(self.tmpdir, 'x.sqlite'))
+        out = subprocess.run(
+            [sys.executable, '-m', 'oslo_publish.cmd.manage',
+             '--config-file', conf, 'current'],
+            capture_output=True, text=True, check=True)
+        self.assertEqual('none\n', out.stdout)
+
+    def test_bad_database_group_fails(self):
+        """A database group that is not a group name fails with 2."""
+        conf = os.path.join(self.tmpdir, 'x.conf')
+        with open(conf, 'w') as f:
+            f.write('[DEFAULT]\n')
+        self.assertEqual(2, manage.main(['--config-file', conf,
+                                         '--database-group', 'a b',
+                                         'current']))
+
+    def test_relay_names_the_unset_group(self):
+        """The relay refuses an unset connection of the chosen group."""
+        conf = os.path.join(self.tmpdir, 'x.conf')
+        with open(conf, 'w') as f:
+            f.write('[oslo_publish]\nstream = s\n'
+                    'database_group = api_database\n')
+        err = self.useFixture(fixtures.StringStream('err')).stream
+        self.useFixture(fixtures.MonkeyPatch('sys.stderr', err))
+        self.assertEqual(2, relay.main(['--config-file', conf]))
+        err.seek(0)
+        self.assertIn('[api_database] connection is not set', err.read())
 
     def test_missing_connection_fails(self):
         """Without [database] connection the command exits with 2."""

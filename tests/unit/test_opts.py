@@ -14,12 +14,15 @@
 
 """The options are discoverable the oslo.config way."""
 
+import os
+
 from oslo_config import cfg
 import stevedore
-import testtools
+
+from tests import base
 
 
-class TestListOpts(testtools.TestCase):
+class TestListOpts(base.TestCase):
 
     def _namespace(self, name):
         mgr = stevedore.NamedExtensionManager(
@@ -65,3 +68,34 @@ class TestListOpts(testtools.TestCase):
         err = self.assertRaises(cfg.ConfigFileValueError,
                                 lambda: conf.oslo_publish.delivery)
         self.assertIn('delivery', str(err))
+
+    def test_state_store_group_is_listed(self):
+        """consumer lists [consumer_database] with the SQLite default."""
+        groups = self._namespace('consumer')
+        conn = [o for o in groups['consumer_database']
+                if o.dest == 'connection'][0]
+        self.assertIn('$consumer.state_path', conn.default)
+
+    def test_sample_shows_no_placeholder_paths(self):
+        """No listed option shows a <Path>-style placeholder in samples."""
+        for group, opts in self._namespace('consumer').items():
+            for opt in opts:
+                self.assertNotIn('<', str(opt.sample_default or ''),
+                                 '%s.%s' % (group, opt.dest))
+
+    def test_state_path_defaults_outside_the_working_directory(self):
+        """The SQLite store lands under the user's state directory."""
+        from consumer import options as copts
+        conf = cfg.ConfigOpts()
+        copts.register_opts(conf)
+        conf([])
+        self.assertTrue(os.path.isabs(conf.consumer.state_path))
+        self.assertIn('oslo-publish', conf.consumer.state_path)
+        self.assertTrue(conf.consumer_database.connection.startswith(
+            'sqlite:///' + conf.consumer.state_path))
+
+    def test_database_group_option_is_listed(self):
+        """[oslo_publish] database_group is listed for the host commands."""
+        names = {o.name for o in self._namespace('oslo_publish')[
+            'oslo_publish']}
+        self.assertIn('database_group', names)

@@ -22,7 +22,6 @@ import time
 import fixtures
 from oslo_config import cfg
 import sqlalchemy as sa
-import testtools
 
 from oslo_publish import options
 from oslo_publish import relay
@@ -30,6 +29,7 @@ from oslo_publish.relay import pacing
 from oslo_publish.relay import wake
 from oslo_publish import snapshot
 from oslo_publish import wire
+from tests import base
 
 HEADER = {'pk': ['id'], 'version': 'v1'}
 
@@ -42,7 +42,7 @@ def _entry(seq, size, header=HEADER):
     return (seq, tx, {'items': header})
 
 
-class TestSplitMessages(testtools.TestCase):
+class TestSplitMessages(base.TestCase):
 
     def _messages(self, entries, limit, key=None):
         return [wire.delta_message('s', [tx for _, tx in group], tables, key)
@@ -86,7 +86,7 @@ class TestSplitMessages(testtools.TestCase):
         self.assertEqual('v2', groups[1][1]['items']['version'])
 
 
-class TestNumbering(testtools.TestCase):
+class TestNumbering(base.TestCase):
 
     def test_next_seq_follows_the_highest_number_given(self):
         """The next number is max(last_seq, highest assigned) + 1."""
@@ -97,7 +97,7 @@ class TestNumbering(testtools.TestCase):
         self.assertEqual(8, relay.next_seq(7, [5]))
 
 
-class TestSQLiteLockFile(testtools.TestCase):
+class TestSQLiteLockFile(base.TestCase):
 
     def test_lock_file_beside_the_database_file(self):
         """A file database gets a per-stream lock file beside it."""
@@ -131,7 +131,7 @@ class TestSQLiteLockFile(testtools.TestCase):
         self.assertTrue(try_lock())
 
 
-class TestBackoff(testtools.TestCase):
+class TestBackoff(base.TestCase):
 
     def test_grows_and_is_capped_with_jitter(self):
         """Delays double from 0.1 s, stay under the cap, are jittered."""
@@ -142,7 +142,7 @@ class TestBackoff(testtools.TestCase):
         self.assertGreater(len(set(late)), 1)
 
 
-class TestTimestamps(testtools.TestCase):
+class TestTimestamps(base.TestCase):
 
     def test_naive_outbox_time_is_utc(self):
         """Naive outbox timestamps are read as UTC."""
@@ -155,7 +155,7 @@ class TestTimestamps(testtools.TestCase):
                          relay.as_utc(aware).isoformat())
 
 
-class TestKeyset(testtools.TestCase):
+class TestKeyset(base.TestCase):
 
     def test_composite_key_condition(self):
         """The keyset condition is (a > x) OR (a = x AND b > y)."""

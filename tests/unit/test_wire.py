@@ -21,9 +21,9 @@ import uuid
 
 from hypothesis import given
 from hypothesis import strategies as st
-import testtools
 
 from oslo_publish import wire
+from tests import base
 
 
 class Colour(enum.Enum):
@@ -45,7 +45,7 @@ _SAMPLES = [
 ]
 
 
-class TestValueEncoding(testtools.TestCase):
+class TestValueEncoding(base.TestCase):
 
     def test_round_trip_is_lossless(self):
         """Every documented type decodes to an equal value of same type."""
@@ -124,7 +124,7 @@ def _delta(**overrides):
     return msg
 
 
-class TestMessages(testtools.TestCase):
+class TestMessages(base.TestCase):
 
     def test_valid_delta_passes(self):
         """A well-formed delta message validates."""
@@ -206,7 +206,7 @@ class TestMessages(testtools.TestCase):
             self.assertRaises(wire.WireError, wire.parse_format, bad)
 
 
-class TestSignatures(testtools.TestCase):
+class TestSignatures(base.TestCase):
 
     def test_signed_message_verifies(self):
         """A message signed with the key passes the check."""
@@ -251,7 +251,7 @@ class TestSignatures(testtools.TestCase):
         self.assertNotIn(wire.SIGNATURE, wire.sign(_delta(), None))
 
 
-class TestSchemaVersion(testtools.TestCase):
+class TestSchemaVersion(base.TestCase):
 
     def test_order_independent_and_change_sensitive(self):
         """Column order does not matter; names and types do."""
