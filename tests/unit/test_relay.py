@@ -191,7 +191,7 @@ class TestKeyset(base.TestCase):
         self.assertEqual(sorted((r['a'], r['b']) for r in rows), seen)
 
 
-class TestWaker(testtools.TestCase):
+class TestWaker(base.TestCase):
 
     def setUp(self):
         super().setUp()
@@ -232,7 +232,7 @@ class TestWaker(testtools.TestCase):
         self.assertRegex(wake.channel('a b;"c'), '^oslo_publish_[0-9a-f]{8}$')
 
 
-class TestIdleDelay(testtools.TestCase):
+class TestIdleDelay(base.TestCase):
 
     def _relay(self, interval=1.0):
         conf = cfg.ConfigOpts()
@@ -262,7 +262,7 @@ class TestIdleDelay(testtools.TestCase):
         self.assertEqual(1.0, r._idle_delay(5, ()))
 
 
-class TestPacer(testtools.TestCase):
+class TestPacer(base.TestCase):
 
     @staticmethod
     def _burn(seconds):
