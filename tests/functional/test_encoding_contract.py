@@ -257,7 +257,8 @@ class _ContractTests(object):
                     % (self.tf.url, self.tf.exchange, self.db.url,
                        self.stream, self.tf.topic, TABLE,
                        self.BACKEND.upper()))
-        log_path = os.path.join(os.path.dirname(path), 'relay.log')
+        log_path = self.relay_log = os.path.join(os.path.dirname(path),
+                                                 'relay.log')
         log = open(log_path, 'w')
         self.addCleanup(log.close)
         self.addOnException(lambda exc_info: self.addDetail(
@@ -310,10 +311,15 @@ class _ContractTests(object):
         batch_a = self.write(0)
         delta_in = self.delta_rows(batch_a)
         snap_in = self.snapshot_rows()
+        # The standalone relay takes over with no moment where nobody
+        # serves snapshots (the consumer resyncs periodically).
+        proc = self.start_relay_process()
+        base.wait_for(lambda: proc.poll() is not None or 'relay running'
+                      in open(self.relay_log).read(), 60,
+                      message='oslo-publish-relay did not start')
         handle.stop()
 
         self.install(relay_in_process=False, snapshot_server=False)
-        proc = self.start_relay_process()
         batch_b = self.write(OFFSET)
         delta_out = self.delta_rows(batch_b)
         base.wait_for(lambda: proc.poll() is not None or
