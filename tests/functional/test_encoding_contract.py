@@ -257,7 +257,8 @@ class _ContractTests(object):
                     % (self.tf.url, self.tf.exchange, self.db.url,
                        self.stream, self.tf.topic, TABLE,
                        self.BACKEND.upper()))
-        log_path = os.path.join(os.path.dirname(path), 'relay.log')
+        log_path = self.relay_log = os.path.join(os.path.dirname(path),
+                                                 'relay.log')
         log = open(log_path, 'w')
         self.addCleanup(log.close)
         self.addOnException(lambda exc_info: self.addDetail(
@@ -283,8 +284,10 @@ class _ContractTests(object):
                             ('snapshot_timeout', 60.0),
                             ('max_message_bytes', 64 * 1024 * 1024)):
             self.conf.set_override(name, value, 'consumer')
-        state = self.useFixture(base.DatabaseFixture('postgresql'))
-        self.conf.set_override('connection', state.url,
+        if getattr(self, 'state_db', None) is None:
+            self.state_db = self.useFixture(
+                base.DatabaseFixture('postgresql'))
+        self.conf.set_override('connection', self.state_db.url,
                                'consumer_database')
         consumer = service.Consumer(self.conf)
         consumer.start()
@@ -295,6 +298,11 @@ class _ContractTests(object):
     def stop_consumer(consumer):
         if not consumer._stopping.is_set():
             consumer.stop()
+
+    def wait_applied(self, consumer):
+        applied = max(tx['seq'] for tx in self.receiver.transactions())
+        base.wait_for(lambda: consumer.status()[0]['applied_seq']
+                      >= applied, 60, message='consumer did not apply')
 
     def resyncs(self, consumer, cause):
         return consumer.metrics.value('consumer_resyncs_total',
@@ -309,11 +317,20 @@ class _ContractTests(object):
         self.assertTrue(consumer.wait_synced(60))
         batch_a = self.write(0)
         delta_in = self.delta_rows(batch_a)
+        self.wait_applied(consumer)
+        # Stopped while the relays change hands; its successor resumes
+        # from the state store (a resync in the switch would time out).
+        self.stop_consumer(consumer)
         snap_in = self.snapshot_rows()
+        # The standalone relay takes over with no moment where nobody
+        # serves snapshots (the consumer resyncs periodically).
+        proc = self.start_relay_process()
+        base.wait_for(lambda: proc.poll() is not None or 'relay running'
+                      in open(self.relay_log).read(), 60,
+                      message='oslo-publish-relay did not start')
         handle.stop()
 
         self.install(relay_in_process=False, snapshot_server=False)
-        proc = self.start_relay_process()
         batch_b = self.write(OFFSET)
         delta_out = self.delta_rows(batch_b)
         base.wait_for(lambda: proc.poll() is not None or
@@ -346,9 +363,8 @@ class _ContractTests(object):
 
         # The consumer mirrored all of it; a periodic resync through the
         # standalone relay finds nothing different.
-        applied = max(tx['seq'] for tx in self.receiver.transactions())
-        base.wait_for(lambda: consumer.status()[0]['applied_seq']
-                      >= applied, 60, message='consumer did not apply')
+        consumer = self.start_consumer()
+        self.wait_applied(consumer)
         before = self.resyncs(consumer, 'periodic')
         # Counted when they start, one at a time: the first of these two
         # started after all was applied, and ended before the second.
