@@ -65,10 +65,6 @@ LOG = log.getLogger(__name__)
 RABBIT_GROUP = 'oslo_messaging_rabbit'
 #: Pause before requeueing while the state store is unavailable.
 REQUEUE_PAUSE = 0.5
-#: Executor threads of the listener. A stream is applied under one lock,
-#: so more threads add no throughput per stream, only reordering (which
-#: the reconciler absorbs); a few threads keep streams independent.
-LISTENER_THREADS = 8
 
 
 def prepare_transport_conf(conf):
@@ -219,13 +215,15 @@ class Listener(object):
         targets = [messaging.Target(exchange=exchange, topic=topic)
                    for exchange in exchanges(conf)
                    for topic in conf.consumer.topics]
+        #: Executor threads: each waiting delta holds one until settled.
+        self._threads = conf.consumer.listener_threads
         self._listener = messaging.get_notification_listener(
             transport, targets, [endpoint], executor='threading',
             pool=self.pool, allow_requeue=True)
 
     def start(self):
         LOG.info('Listening on pool %s', self.pool)
-        self._listener.start(override_pool_size=LISTENER_THREADS)
+        self._listener.start(override_pool_size=self._threads)
 
     def stop(self):
         self._listener.stop()

@@ -83,6 +83,14 @@ _opts = [
                       'message is acknowledged only once persisted or '
                       'deliberately discarded; past this time it is '
                       'returned to the broker for redelivery.'),
+    cfg.IntOpt('listener_threads', default=64, min=1, max=10000,
+               help='Executor threads of the notification listener. A '
+                    'delta message holds its thread, unacknowledged, '
+                    'until its effect is persisted, also while it waits '
+                    'for a predecessor: the number of threads bounds how '
+                    'many such messages can wait at once (when all '
+                    'wait, the predecessor still queued behind them '
+                    'arrives only through a resync or ack_timeout).'),
     cfg.FloatOpt('inactivity_timeout', default=35.0, min=0.1,
                  help='Seconds without any message (delta or heartbeat) '
                       'after which a stream counts as dead and is '
