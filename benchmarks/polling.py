@@ -55,9 +55,11 @@ changed per interval):
   interval after each poll, so on a loaded machine it polls less often
   than once per interval and that rate is lower.
 
-Also bytes moved (the library: bodies of the messages on the bus, read
-from a tap queue bound to the stream's topic; polling: the rows it
-read, in the wire's JSON encoding), and staleness: for every committed
+Also bytes moved per interval, taken the same way (the library: bodies
+of the messages on the bus, read from a tap queue bound to the stream's
+topic, per committed change times the changes per interval; polling:
+the rows of one complete poll, in the wire's JSON encoding), and
+staleness: for every committed
 change, the time until the consumer's copy held it or a later value of
 the row.
 """
@@ -272,7 +274,8 @@ def run(opts):
             inverse=True, ratio_label='x fewer'),
         common.figure(
             '5 vs polling: bytes moved per interval',
-            max(bus_bytes, 1) / per['library'], 'bytes',
+            max(bus_bytes, 1) / float(max(committed_changes, 1)) * changes,
+            'bytes',
             poll_bytes_per_interval, 'rows read by the poller (JSON)',
             inverse=True, ratio_label='x fewer'),
         common.figure(

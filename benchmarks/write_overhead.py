@@ -152,7 +152,8 @@ def plot(result, plt):
     ax.axhline(TARGETS['direct'], color='tab:green', linestyle=':',
                linewidth=1.2,
                label='target direct <= %gx' % TARGETS['direct'])
-    ax.set_ylim(bottom=0)
+    # Room above the bars for the legend.
+    ax.set_ylim(0, max(bar.get_height() for bar in ax.patches) * 1.6)
     ax.set_xticks(range(len(write_path.BACKENDS)))
     ax.set_xticklabels([LABELS[b] for b in write_path.BACKENDS])
     ax.set_ylabel('median time per transaction /\nmedian of the baseline')
