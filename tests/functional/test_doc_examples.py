@@ -228,7 +228,12 @@ class TestLiteralBlocks(base.TestCase):
 
 
 class _NovaHost(fixtures.Fixture):
-    """A host publishing stream ``nova``: ``instances`` on PostgreSQL.
+    """A host publishing "nova's" ``instances`` on PostgreSQL.
+
+    The stream gets a name of its own (the documents' ``nova``, renamed):
+    the snapshot servers' RPC queues are named after the stream, not the
+    exchange, so two tests serving ``nova`` at once would answer each
+    other's snapshot requests.
 
     Rows 1..45: host ``compute-001``, ``compute-1`` or ``compute-2`` in
     turn, project ``p0``..``p2``.
@@ -239,6 +244,7 @@ class _NovaHost(fixtures.Fixture):
     def __init__(self, db, tf):
         super().__init__()
         self.db, self.tf = db, tf
+        self.stream = base.unique_name('nova')
 
     def _setUp(self):
         import oslo_messaging
@@ -260,7 +266,8 @@ class _NovaHost(fixtures.Fixture):
         conf.register_opts(transport_mod._transport_opts)
         conf([], project='nova', default_config_files=[])
         conf.set_override('control_exchange', self.tf.exchange)
-        for name, value in (('tables', ['instances']), ('stream', 'nova'),
+        for name, value in (('tables', ['instances']),
+                            ('stream', self.stream),
                             ('topics', [self.tf.topic]),
                             ('heartbeat_interval', 0.5)):
             conf.set_override(name, value, 'oslo_publish')
@@ -312,7 +319,7 @@ class _ConsumerDocs(_BusCase):
         from consumer import options
         options.register_opts(self.conf)
         listener.prepare_transport_conf(self.conf)
-        for name, value in (('streams', ['nova']),
+        for name, value in (('streams', [self.nova.stream]),
                             ('topics', [self.tf.topic]),
                             ('pool', self.pool),
                             ('indexes', indexes or []),
@@ -328,8 +335,9 @@ class TestConsumerGuide(_ConsumerDocs):
 
     def test_example_syncs_and_indexes_by_host(self):
         """The guide's service syncs and indexes exactly the host's rows."""
-        run = doc_examples.DocRun('consumer.rst',
-                                  self.consumer_overrides())
+        overrides = self.consumer_overrides()
+        overrides[('consumer', 'streams')] = self.nova.stream
+        run = doc_examples.DocRun('consumer.rst', overrides)
         self.useFixture(run)
         self.useFixture(fixtures.MonkeyPatch(
             'sys.argv', ['watcher', '--config-file',
