@@ -24,8 +24,8 @@ One JSON object per line, in primary-key order, values in the wire
 encoding (:func:`oslo_publish.wire.encode_row`), keys sorted. Without
 ``--stream`` the table must be held by exactly one stream.
 
-Exit status: 0 rows printed (or none in the chosen ``--stream``), 1 no
-stream holds rows of the table (unknown or empty table), 2 bad usage
+Exit status: 0 rows printed (none for an empty table, or in the chosen
+``--stream``), 1 no stream mirrors a table of that name, 2 bad usage
 (missing ``--table``, several streams hold it). A reader that closes the
 pipe early (``| head``) ends the command quietly.
 """
@@ -36,6 +36,7 @@ import sys
 
 from oslo_config import cfg
 from oslo_log import log
+import sqlalchemy as sa
 
 from consumer import options
 from consumer import state
@@ -57,7 +58,8 @@ def dump(store, table, stream=None, out=None):
     :returns: number of rows written.
     :raises ValueError: when ``stream`` is None and several streams hold
         the table.
-    :raises LookupError: when ``stream`` is None and no stream holds it.
+    :raises LookupError: when ``stream`` is None and no stream mirrors a
+        table of that name.
     """
     out = out or sys.stdout
     if stream is None:
@@ -66,8 +68,9 @@ def dump(store, table, stream=None, out=None):
             raise ValueError('table %s is held by streams %s; choose one '
                              'with --stream' % (table, ', '.join(held)))
         if not held:
-            raise LookupError('no stream holds rows of table %s (unknown '
-                              'or empty table)' % table)
+            if _known(store, table):
+                return 0
+            raise LookupError('no stream mirrors a table named %s' % table)
         stream = held[0]
     count = 0
     for _key, row in store.load_encoded_rows(stream, table):
@@ -75,6 +78,14 @@ def dump(store, table, stream=None, out=None):
         out.write('\n')
         count += 1
     return count
+
+
+def _known(store, table):
+    """True when some stream has a position for ``table`` (maybe empty)."""
+    with store.engine.connect() as conn:
+        return conn.execute(sa.select(state.positions.c.id).where(
+            state.positions.c.scope_id == table).limit(1)).first() \
+            is not None
 
 
 def main(argv=None):
