@@ -60,6 +60,7 @@ class Waker(object):
 
     def __init__(self):
         self._read, self._write = os.pipe()
+        self._fds = (self._read, self._write)
         os.set_blocking(self._read, False)
         os.set_blocking(self._write, False)
 
@@ -99,11 +100,16 @@ class Waker(object):
         return ready
 
     def close(self):
-        for fd in (self._read, self._write):
+        """Close the pipe (nothing may wake or wait on it afterwards)."""
+        fds, self._fds = self._fds, ()
+        for fd in fds:
             try:
                 os.close(fd)
             except OSError:
                 pass
+
+    def __del__(self):
+        self.close()
 
 
 class Listener(object):
