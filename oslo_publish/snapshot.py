@@ -58,6 +58,7 @@ name of its own, the snapshot id names its owner, and a page request
 that reaches another process is forwarded to the owner.
 """
 
+from concurrent import futures
 import os
 import socket
 import threading
@@ -145,6 +146,22 @@ class _Session(object):
         self.lock = threading.Lock()
         self.touched = time.monotonic()
         self.closed = False
+        #: (table, encoded key, Future) of the page read ahead; under
+        #: ``_ahead_lock`` (not ``lock``: the read itself holds that).
+        self._ahead = None
+        self._ahead_lock = threading.Lock()
+
+    def set_ahead(self, table, after, future):
+        with self._ahead_lock:
+            self._ahead = (table, after, future)
+
+    def take_ahead(self, table, after):
+        """The read-ahead Future of page ``(table, after)``, or None."""
+        with self._ahead_lock:
+            ahead, self._ahead = self._ahead, None
+        if ahead is None or ahead[0] != table or ahead[1] != after:
+            return None
+        return ahead[2]
 
     def close(self):
         if self.closed:
@@ -222,6 +239,9 @@ class SnapshotServer(object):
         self._nonces = snapshot_auth.NonceCache()
         self._guard = threading.Lock()
         self._stopping = threading.Event()
+        #: Reads the next page of each snapshot ahead of its request
+        #: (created by start(), shut down by stop()).
+        self._ahead_pool = None
         self._rpc = None
         self._reaper = None
         #: Broker queues of this server alone, deleted by stop().
@@ -247,6 +267,9 @@ class SnapshotServer(object):
             executor='threading',
             access_policy=oslo_messaging.DefaultRPCAccessPolicy)
         self._stopping.clear()
+        self._ahead_pool = futures.ThreadPoolExecutor(
+            max_workers=max(1, self._opts.max_concurrent_snapshots),
+            thread_name_prefix='oslo-publish-snapshot-ahead')
         self._rpc.start()
         topic = wire.snapshot_topic(self._stream)
         own = '%s.%s' % (topic, self.name)
@@ -281,6 +304,9 @@ class SnapshotServer(object):
         for session in sessions:
             with session.lock:
                 session.close()
+        pool, self._ahead_pool = self._ahead_pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
         LOG.info('Snapshot server of stream %s stopped', self._stream)
 
     def open_count(self):
@@ -525,22 +551,50 @@ class SnapshotServer(object):
                 self._refuse('bad_request', 'page key has %d parts, the '
                              'primary key of %s %d'
                              % (len(key), table, len(published.pk)))
+        ahead = session.take_ahead(table, after)
+        read = ahead.result() if ahead is not None else None
         with session.lock:
             if session.closed:
                 self._refuse('unknown_snapshot', 'snapshot %s is closed'
                              % snapshot_id)
             session.touched = time.monotonic()
-            rows, following = self._read_page(session, published, key)
+            if read is None:
+                read = self._read_page(session, published, key)
+            rows, following = read
             if following is None:
                 session.remaining.discard(table)
                 if not session.remaining:
                     LOG.debug('Snapshot %s fully read', snapshot_id)
                     self._forget(session)
+            else:
+                self._read_ahead(session, table, published, following)
             session.touched = time.monotonic()
         return wire.sign({
             'format': wire.FORMAT, 'stream': self._stream,
             'snapshot_id': snapshot_id, 'table': table, 'rows': rows,
             'next': following}, self._key)
+
+    def _read_ahead(self, session, table, published, following):
+        """Read the page after ``following`` while this one travels.
+
+        Called with ``session.lock`` held; the read takes the lock once
+        the current request released it. At most one page per snapshot is
+        read ahead, so host memory stays bounded by the page size.
+        """
+        def read():
+            with session.lock:
+                if session.closed:
+                    return None
+                return self._read_page(session, published,
+                                       wire.decode_key(following))
+        pool = self._ahead_pool
+        if pool is None:
+            return
+        try:
+            future = pool.submit(read)
+        except RuntimeError:  # stopping: no read-ahead
+            return
+        session.set_ahead(table, following, future)
 
     def _read_page(self, session, published, key):
         size = self._opts.snapshot_page_size

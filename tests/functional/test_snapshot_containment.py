@@ -133,6 +133,27 @@ class _ContainmentTests(test_snapshot.SnapshotTestMixin):
         self.assertIn('snapshot_id', self.call(
             'snapshot_open', tables=['items'], client='greedy'))
 
+    def test_repeated_page_request_gets_the_same_page(self):
+        """A retried page request is answered right despite read-ahead."""
+        self.start_server()
+        self.writer.transaction([self.writer.insert_item(i, 'n%d' % i)
+                                 for i in range(1, 20)])
+        opened = self.call('snapshot_open', tables=['items'])
+        ident = opened['snapshot_id']
+        first = self.call('snapshot_page', snapshot_id=ident, table='items',
+                          after=None)
+        again = self.call('snapshot_page', snapshot_id=ident, table='items',
+                          after=None)
+        self.assertEqual(first['rows'], again['rows'])
+        keys = [wire.decode_row(r)['id'] for r in first['rows']]
+        after = first['next']
+        while after is not None:
+            page = self.call('snapshot_page', snapshot_id=ident,
+                             table='items', after=after)
+            keys.extend(wire.decode_row(r)['id'] for r in page['rows'])
+            after = page['next']
+        self.assertEqual(list(range(1, 20)), keys)
+
     def test_snapshot_transaction_has_a_database_idle_timeout(self):
         """The database itself ends S if the host stops answering."""
         self.conf.set_override('snapshot_idle_timeout', 5.0, 'oslo_publish')
