@@ -54,8 +54,9 @@ without ``RETURNING``, an upsert, DML in ``text()``, ...)::
 It has no ``key`` and no images; ``cause`` is a short word. A consumer
 applying it re-reads that one table from a snapshot whose watermark is
 at or after the invalidation's seq (a targeted resync, counted per table
-and cause); the table's other changes in the same transaction are
-applied as usual.
+and cause). The host leaves out the invalidated table's row changes of
+that transaction (the re-read supersedes them); changes of other tables
+in the same transaction are applied as usual.
 
 Every message of format 1.1 carries the stream's ``"epoch"``: an opaque
 text (32 hex digits) created with the stream on the host database. A
