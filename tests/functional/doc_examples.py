@@ -43,7 +43,7 @@ DOC_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), 'doc', 'source')
 
 #: Languages whose blocks are never executed.
-INERT = ('console', 'text', 'none', 'cfg', 'ini')
+INERT = ('console', 'text', 'none', 'cfg', 'ini', 'sql')
 
 Block = collections.namedtuple('Block', 'doc line lang text')
 
