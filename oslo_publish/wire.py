@@ -83,13 +83,15 @@ The signature, when a key is configured, is HMAC-SHA256 over
 Snapshot RPC (target topic :func:`snapshot_topic`, namespace
 :data:`SNAPSHOT_NAMESPACE`, version :data:`SNAPSHOT_API_VERSION`):
 
-``snapshot_open(tables)``
-    -> ``{"format", "stream", "snapshot_id", "watermark",
+``snapshot_open(tables, auth)``
+    -> ``{"format", "stream", "epoch", "snapshot_id", "watermark",
     "tables": {name: {"pk": [...], "columns": [[name, type], ...],
     "version": ...}}, "signature"}``. ``tables`` empty or None means
     every published table. Everything visible in the snapshot has
     ``seq <= watermark``; everything committed after it, ``seq >
-    watermark``.
+    watermark``. ``auth`` is the signed request object of
+    :mod:`oslo_publish.snapshot_auth`; a host with a signing key opens
+    nothing for a request without a valid one.
 ``snapshot_page(snapshot_id, table, after)``
     -> ``{"format", "stream", "snapshot_id", "table", "rows": [row, ...],
     "next": key-or-null, "signature"}``. ``after`` is the encoded primary
