@@ -887,16 +887,34 @@ class Reconciler(object):
         LOG.info('Stream %s: re-read %s at watermark %d', self.stream,
                  ', '.join(names), watermark)
 
-    def _install_tables(self, watermark, tables, contents):
-        """Swap some tables in at ``watermark`` (caller: _lock)."""
+    def _store_tables(self, watermark, replace, drop=(), epoch=None):
+        """Write snapshot tables to the state store (caller: _lock).
+
+        First persists what the cache already shows (the persister's
+        queue), then replaces ``replace`` (``{table: (rows, version)}``)
+        at ``watermark``, drops the tables of ``drop`` and records
+        ``epoch`` (when given).
+
+        :raises StateUnavailable: the state store failed.
+        """
         self._flush_state()
+        unit = (self.stream, self.collector, self.fetcher)
         try:
-            for table, info in tables.items():
-                self._state.replace_table(
-                    self.stream, self.collector, self.fetcher, table,
-                    contents[table], watermark, info.get('version'))
+            for table, (rows, version) in replace.items():
+                self._state.replace_table(*unit, table, rows, watermark,
+                                          version)
+            for table in drop:
+                self._state.drop_table(*unit, table)
+            if epoch is not None:
+                self._state.set_epoch(*unit, epoch)
         except Exception as exc:
             raise StateUnavailable(str(exc)[:200]) from exc
+
+    def _install_tables(self, watermark, tables, contents):
+        """Swap some tables in at ``watermark`` (caller: _lock)."""
+        self._store_tables(watermark, {
+            table: (contents[table], info.get('version'))
+            for table, info in tables.items()})
         events = []
         for table, info in tables.items():
             events.extend(self._cache.replace_table(table, contents[table]))
@@ -951,18 +969,12 @@ class Reconciler(object):
     def _install_plan(self, watermark, ctx, stored, plan):
         """Apply a migration plan; caller holds _lock."""
         versions = ctx.versions
-        self._flush_state()
-        try:
-            for table, action in sorted(plan.items()):
-                if action is None:
-                    self._state.drop_table(self.stream, self.collector,
-                                           self.fetcher, table)
-                    continue
-                self._state.replace_table(
-                    self.stream, self.collector, self.fetcher, table,
-                    action[1], watermark, versions[table])
-        except Exception as exc:
-            raise StateUnavailable(str(exc)[:200]) from exc
+        self._store_tables(
+            watermark,
+            {table: (action[1], versions[table])
+             for table, action in sorted(plan.items()) if action is not None},
+            drop=[table for table, action in sorted(plan.items())
+                  if action is None])
         self._persister.mark_durable(watermark)
         events = []
         for table, action in sorted(plan.items()):
@@ -1066,20 +1078,10 @@ class Reconciler(object):
         gone = [t for t in self._known if t not in tables]
         coming = self._epochs.coming
         epoch = self._epochs.for_install(epoch)
-        self._flush_state()
-        try:
-            for table, info in tables.items():
-                self._state.replace_table(
-                    self.stream, self.collector, self.fetcher, table,
-                    contents[table], watermark, info.get('version'))
-            for table in gone:
-                self._state.drop_table(self.stream, self.collector,
-                                       self.fetcher, table)
-            if epoch is not None:
-                self._state.set_epoch(self.stream, self.collector,
-                                      self.fetcher, epoch)
-        except Exception as exc:
-            raise StateUnavailable(str(exc)[:200]) from exc
+        self._store_tables(
+            watermark, {table: (contents[table], info.get('version'))
+                        for table, info in tables.items()},
+            drop=gone, epoch=epoch)
         if coming is not None and epoch != coming:
             self._buffer.clear()  # numbered in another epoch
         self._epochs.installed(epoch)
