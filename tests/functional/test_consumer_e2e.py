@@ -124,10 +124,21 @@ class _Base(object):
 
     def setUp(self):
         super().setUp()
+        self.setUpConsumerSide(self.STATE_BACKEND)
+        self.host = self.useFixture(HostProcess(
+            self.host_db.url, self.transport, self.stream, self.topic,
+            KEY if self.SIGNED else None))
+
+    def setUpConsumerSide(self, state_backend, **consumer_options):
+        """Databases, broker names and consumer options; no host yet.
+
+        ``consumer_options`` override ``[consumer]`` options after the
+        defaults of these tests.
+        """
         self.host_db = self.useFixture(base.DatabaseFixture(
             self.HOST_BACKEND))
         self.state_db = self.useFixture(base.DatabaseFixture(
-            self.STATE_BACKEND))
+            state_backend))
         self.transport = self.useFixture(base.TransportFixture(self.conf))
         self.stream = base.unique_name('st')
         self.pool = base.unique_name('pool')
@@ -150,7 +161,8 @@ class _Base(object):
                             ('resyncs_per_minute', 30),
                             ('snapshot_timeout', 20.0),
                             ('max_message_bytes', 262144),
-                            ('signing_key', KEY if self.SIGNED else None)):
+                            ('signing_key', KEY if self.SIGNED else None),
+                            *consumer_options.items()):
             self.conf.set_override(name, value, 'consumer')
         self.conf.set_override('connection', self.state_db.url,
                                'consumer_database')
@@ -158,9 +170,6 @@ class _Base(object):
         self.conf.set_override('retry_interval', 1, 'consumer_database')
         self.conf.set_override('rabbit_interval_max', 2,
                                'oslo_messaging_rabbit')
-        self.host = self.useFixture(HostProcess(
-            self.host_db.url, self.transport, self.stream, self.topic,
-            KEY if self.SIGNED else None))
 
     def _delete_queues(self):
         try:

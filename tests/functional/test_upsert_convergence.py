@@ -35,7 +35,6 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import orm
 
-from consumer import listener
 import oslo_publish
 from oslo_publish import migration
 from tests import base
@@ -54,33 +53,7 @@ class _UpsertConvergence(e2e._Base):
     def setUp(self):
         # e2e._Base.setUp starts a host process; this host is in process.
         base.TestCase.setUp(self)
-        self.host_db = self.useFixture(base.DatabaseFixture(
-            self.HOST_BACKEND))
-        self.state_db = self.useFixture(base.DatabaseFixture('sqlite'))
-        self.transport = self.useFixture(base.TransportFixture(self.conf))
-        self.stream = base.unique_name('st')
-        self.pool = base.unique_name('pool')
-        self.topic = self.transport.topic
-        self.addCleanup(self._delete_queues)
-        listener.prepare_transport_conf(self.conf)
-        self.conf.set_override('amqp_durable_queues', True,
-                               'oslo_messaging_rabbit')
-        for name, value in (('streams', [self.stream]),
-                            ('topics', [self.topic]),
-                            ('pool', self.pool),
-                            ('resync_interval', 0.0),
-                            ('gap_timeout', 3.0),
-                            ('inactivity_timeout', 8.0),
-                            ('resync_backoff_min', 0.05),
-                            ('resync_backoff_max', 0.5),
-                            ('resyncs_per_minute', 30),
-                            ('snapshot_timeout', 20.0),
-                            ('max_message_bytes', 262144)):
-            self.conf.set_override(name, value, 'consumer')
-        self.conf.set_override('connection', self.state_db.url,
-                               'consumer_database')
-        self.conf.set_override('rabbit_interval_max', 2,
-                               'oslo_messaging_rabbit')
+        self.setUpConsumerSide('sqlite', resync_interval=0.0)
         engine = self.host_db.engine
         if self.HOST_BACKEND == 'sqlite':
             # The snapshot server reads SQLite only in WAL mode.
