@@ -25,9 +25,11 @@ still hears the host. A stream is synced only when
 
 * the record was refreshed within ``2 * heartbeat_interval`` (at least
   3 s): otherwise the consumer is not running;
-* a delta or heartbeat was heard within ``2 * heartbeat_interval``:
-  otherwise it listens on the wrong topic, exchange or stream, or the
-  host or its relay is down;
+* a delta or heartbeat was heard within ``2 * heartbeat_interval`` of
+  the moment the record was written: otherwise it listens on the wrong
+  topic, exchange or stream, or the host or its relay is down. Silence
+  is judged as of the record, not as of now, so a consumer that has
+  just died is reported as not running rather than as deaf;
 * everything up to the last heard sequence number is applied, and the
   reconciler says it is live.
 """
@@ -66,11 +68,14 @@ def assess(stream, status, now, heartbeat_interval):
         status_age = max(0.0, now - status.updated_at.timestamp())
     heard = counters.get('last_heard_at')
     heard_age = None if heard is None else max(0.0, now - heard)
+    silence = None
+    if heard is not None and status.updated_at is not None:
+        silence = max(0.0, status.updated_at.timestamp() - heard)
     if status_age is None or status_age > limit:
         return Health(False, 'stream %s: status record not refreshed for '
                       '%s; check that consumer-sync is running'
                       % (stream, _age(status_age)), status_age, heard_age)
-    if heard_age is None or heard_age > limit:
+    if silence is None or silence > limit:
         return Health(False, 'stream %s: no heartbeat or delta heard for '
                       '%s; check [consumer] topics, exchanges and streams '
                       'against the host\'s [oslo_publish] topics, '

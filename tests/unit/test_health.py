@@ -52,10 +52,24 @@ class TestAssess(base.TestCase):
 
     def test_silence_means_wrong_topic(self):
         """No heartbeat within the window says to check topics."""
-        for heard_age in (None, 3.5):
+        for heard_age in (None, 4.0):
             verdict = self.assess(_status(heard_age=heard_age))
             self.assertFalse(verdict.synced)
             self.assertIn('topics', verdict.reason)
+
+    def test_silence_is_judged_as_of_the_record(self):
+        """A consumer that just died is not blamed on its topics.
+
+        Its last record (2.9 s old) heard the host 0.3 s before it was
+        written: now the host is 3.2 s unheard, but only because nobody
+        listens any more. Once the record is stale the verdict says the
+        consumer is not running.
+        """
+        verdict = self.assess(_status(age=2.9, heard_age=3.2))
+        self.assertTrue(verdict.synced)
+        verdict = self.assess(_status(age=3.1, heard_age=3.4))
+        self.assertFalse(verdict.synced)
+        self.assertIn('consumer-sync is running', verdict.reason)
 
     def test_behind_the_heard_seq_is_not_synced(self):
         """Applied below the last heard seq is not synced."""
