@@ -483,13 +483,7 @@ class Reader(base.LogReader):
         xmin, xmax, xip = snap.split(':')
         xmin, xmax = int(xmin), int(xmax)
         running = frozenset(int(x) for x in xip.split(',') if x)
-        with self.engine.connect() as conn:
-            conn = conn.execution_options(isolation_level='AUTOCOMMIT')
-            mark = conn.exec_driver_sql(
-                'SELECT pg_logical_emit_message(false, %(p)s, %(t)s)::text',
-                {'p': MARK_PREFIX, 't': uuid.uuid4().hex}).scalar()
-        wait_staged(self.engine, self.stream, lsn_text(lsn_int(mark)),
-                    self.cut_timeout)
+        catch_up(self.engine, self.stream, self.cut_timeout)
         epoch_base = xmax & ~0xFFFFFFFF
 
         def visible(entry):
@@ -501,6 +495,24 @@ class Reader(base.LogReader):
                 full -= 1 << 32
             return full < xmin or (full < xmax and full not in running)
         return visible
+
+
+def catch_up(engine, stream, timeout):
+    """Wait until every transaction committed before this call is staged.
+
+    Emits a non-transactional logical message (its LSN is after every
+    commit so far) and waits for the stream's staged position to pass
+    it. Works from any process: the stager records the mark's position.
+
+    :returns: the staged position.
+    :raises SnapshotError: the stager did not get there in ``timeout``.
+    """
+    with engine.connect() as conn:
+        conn = conn.execution_options(isolation_level='AUTOCOMMIT')
+        mark = conn.exec_driver_sql(
+            'SELECT pg_logical_emit_message(false, %(p)s, %(t)s)::text',
+            {'p': MARK_PREFIX, 't': uuid.uuid4().hex}).scalar()
+    return wait_staged(engine, stream, lsn_text(lsn_int(mark)), timeout)
 
 
 def wait_staged(engine, stream, position, timeout):
