@@ -199,6 +199,9 @@ class Stager(object):
                 self.reader.confirm(staged) if staged else None
                 return 0
             if rows:
+                wait = getattr(self.reader, 'wait_visible', None)
+                if wait is not None:
+                    wait(conn, transactions)
                 conn.execute(_OUTBOX.insert(), rows)
                 written = len(rows)
             conn.execute(self._set_position,
