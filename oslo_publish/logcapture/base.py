@@ -94,6 +94,16 @@ class LogReader(object, metaclass=abc.ABCMeta):
         """Drop what :meth:`setup` created; idempotent."""
         raise NotImplementedError()
 
+    @classmethod
+    def reset_log(cls, conf, engine, published, stream):
+        """Recreate a lost log (after :class:`LogLost`).
+
+        A new epoch follows. The default is :meth:`teardown`, then
+        :meth:`setup`.
+        """
+        cls.teardown(conf, engine, published, stream)
+        cls.setup(conf, engine, published, stream)
+
     def wait_visible(self, conn, transactions):
         """Return once ``transactions`` are visible to new snapshots.
 

@@ -286,6 +286,21 @@ class Reader(base.LogReader):
             conn.exec_driver_sql('DROP PUBLICATION IF EXISTS %s' % name)
         return name
 
+    @classmethod
+    def reset_log(cls, conf, engine, published, stream):
+        """Drop and create the slot only (the relay's privileges)."""
+        name = object_name(stream)
+        with engine.connect() as conn:
+            conn = conn.execution_options(isolation_level='AUTOCOMMIT')
+            if conn.exec_driver_sql(
+                    'SELECT 1 FROM pg_replication_slots WHERE slot_name = '
+                    '%(n)s', {'n': name}).first():
+                conn.exec_driver_sql('SELECT pg_drop_replication_slot(%(n)s)',
+                                     {'n': name})
+            conn.exec_driver_sql(
+                "SELECT pg_create_logical_replication_slot(%(n)s, "
+                "'pgoutput')", {'n': name})
+
     # ------------------------------------------------------------ stream
 
     def start(self, after_position):

@@ -169,6 +169,33 @@ class TestStagingPostgreSQL(_LogicalCase):
         self.assertEqual({'name': 'i%d' % update['key'][0], 'n': 0},
                          update['before'])
 
+    def test_added_column_publishes_a_new_schema_version(self):
+        """DDL while streaming: the next changes carry the new version."""
+        self.start_relay()
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO items VALUES (1, 'a', 0, "
+                                 "NULL, NULL)")
+        self.settle()
+        old = self.publisher.transactions[1]
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE items ADD COLUMN zone text "
+                                 "NOT NULL DEFAULT 'nova'")
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE items SET zone = 'az1' WHERE "
+                                 "id = 1")
+        self.settle()
+        new = self.publisher.transactions[2]
+        self.assertEqual('az1', new['changes'][0]['after']['zone'])
+        self.assertEqual(['zone'], new['changes'][0]['changed'])
+        self.assertNotIn('secret', new['changes'][0]['after'])
+        versions = [m['tables']['items']['version']
+                    for m in self.publisher.messages
+                    if m.get('kind') == 'delta']
+        self.assertEqual(2, len(set(versions)))
+        self.assertNotIn('zone', old['changes'][0]['after'])
+        reflected = schema.resolve_tables(self.conf, engine=self.engine)
+        self.assertEqual(reflected['items'].version, versions[-1])
+
     def test_redelivered_transactions_are_not_staged_twice(self):
         """Staged but not confirmed (a crash): the log sends it again."""
         reader = pgoutput.Reader(self.conf, self.engine, self.tables,
