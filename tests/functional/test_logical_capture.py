@@ -26,9 +26,11 @@ import subprocess
 import sys
 import threading
 
+import fixtures
 from oslo_config import cfg
 import sqlalchemy as sa
 
+from oslo_publish.cmd import manage
 from oslo_publish import exceptions
 from oslo_publish import logcapture
 from oslo_publish.logcapture import pgoutput
@@ -106,6 +108,7 @@ class _LogicalCase(private_pg.LogicalPGMixin, base.TestCase):
             conn.exec_driver_sql(DDL)
         migration.upgrade(self.engine)
         self.stream = base.unique_name('lg')
+        self.base_conf = self.conf
         self.conf = make_conf(self.stream)
         self.tables = schema.resolve_tables(self.conf, engine=self.engine)
         pgoutput.Reader.setup(self.conf, self.engine, self.tables,
@@ -403,3 +406,101 @@ class TestSigkillPostgreSQL(_LogicalCase):
 def _kill(proc):
     if proc.poll() is None:
         proc.kill()
+
+
+class TestCommandsPostgreSQL(_LogicalCase):
+    """oslo-publish-manage capture-setup and the standalone relay."""
+
+    def write_config(self, url=None):
+        tf = self.useFixture(base.TransportFixture(self.base_conf))
+        self.tf = tf
+        path = os.path.join(self.useFixture(fixtures.TempDir()).path,
+                            'svc.conf')
+        with open(path, 'w') as f:
+            f.write('[DEFAULT]\ntransport_url = %s\ncontrol_exchange = %s\n'
+                    '[database]\nconnection = %s\n'
+                    '[oslo_publish]\nstream = %s\ntopics = %s\n'
+                    'tables = items\nexclude_columns = items.secret\n'
+                    'capture = logical\nsnapshot_server = false\n'
+                    'relay_poll_interval = 0.05\n'
+                    % (tf.url, tf.exchange, url or self.url, self.stream,
+                       tf.topic))
+        return path
+
+    def _published(self):
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(outbox.streams.c.last_seq).where(
+                outbox.streams.c.stream == self.stream)).scalar() or 0
+
+    def test_capture_setup_and_drop(self):
+        path = self.write_config()
+        slot = pgoutput.object_name(self.stream)
+        self.assertEqual(0, manage.main(['--config-file', path,
+                                         'capture-drop']))
+        with self.engine.connect() as conn:
+            self.assertIsNone(conn.exec_driver_sql(
+                'SELECT 1 FROM pg_replication_slots WHERE slot_name = '
+                '%(n)s', {'n': slot}).first())
+        self.assertEqual(0, manage.main(['--config-file', path,
+                                         'capture-setup']))
+        self.assertEqual(0, manage.main(['--config-file', path,
+                                         'capture-setup']))
+        with self.engine.connect() as conn:
+            self.assertEqual('pgoutput', conn.exec_driver_sql(
+                'SELECT plugin FROM pg_replication_slots WHERE slot_name '
+                '= %(n)s', {'n': slot}).scalar())
+            self.assertEqual(['items'], conn.exec_driver_sql(
+                'SELECT tablename FROM pg_publication_tables WHERE '
+                'pubname = %(n)s', {'n': slot}).scalars().all())
+            self.assertEqual('f', conn.exec_driver_sql(
+                "SELECT relreplident FROM pg_class WHERE relname = "
+                "'items'").scalar())
+
+    def test_capture_setup_names_wal_level(self):
+        """The machine's server runs wal_level=replica: refused, named."""
+        db = self.useFixture(base.DatabaseFixture('postgresql'))
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql(DDL)
+        path = self.write_config(db.url)
+        err = self.useFixture(fixtures.StringStream('stderr'))
+        self.useFixture(fixtures.MonkeyPatch('sys.stderr', err.stream))
+        self.assertEqual(2, manage.main(['--config-file', path,
+                                         'capture-setup']))
+        err.stream.flush()
+        self.assertIn('wal_level must be logical',
+                      err.getDetails()['stderr'].as_text())
+
+    def test_standalone_relay_sigkill_resumes_without_gap(self):
+        path = self.write_config()
+        args = [sys.executable, '-m', 'oslo_publish.cmd.relay',
+                '--config-file', path]
+
+        def spawn():
+            proc = subprocess.Popen(args, cwd=ROOT,
+                                    stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+            self.addCleanup(proc.wait)
+            self.addCleanup(_kill, proc)
+            return proc
+
+        proc = spawn()
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO items VALUES (1, 'a', 0, "
+                                 "NULL, 'pw')")
+        base.wait_for(lambda: self._published() == 1, 60,
+                      message='the standalone relay published nothing')
+        # A large transaction, killed while it is decoded or staged.
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO items SELECT g, 'big', 0, g, 's' "
+                "FROM generate_series(2, 20001) g")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE items SET n = 1 WHERE id = 1")
+        spawn()
+        base.wait_for(lambda: self._published() == 3, 120,
+                      message='not resumed after SIGKILL')
+        with self.engine.connect() as conn:
+            self.assertEqual(0, conn.execute(
+                outbox.count_unpublished(self.stream)).scalar())
