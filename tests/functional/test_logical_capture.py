@@ -199,6 +199,30 @@ class TestStagingPostgreSQL(_LogicalCase):
         reflected = schema.resolve_tables(self.conf, engine=self.engine)
         self.assertEqual(reflected['items'].version, versions[-1])
 
+    def test_server_closing_every_connection_loses_nothing(self):
+        """Connections killed (a restart's effect): the stager resumes."""
+        self.start_relay()
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO items VALUES (1, 'a', 0, "
+                                 "NULL, NULL)")
+        self.settle()
+        for n in range(2, 5):
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(isolation_level='AUTOCOMMIT')
+                conn.exec_driver_sql(
+                    'SELECT pg_terminate_backend(pid) FROM '
+                    'pg_stat_activity WHERE pid <> pg_backend_pid() AND '
+                    'datname = current_database() OR backend_type = '
+                    "'walsender'")
+            self.engine.dispose()
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql("INSERT INTO items VALUES (%d, 'b', 0, "
+                                     "NULL, NULL)" % n)
+        self.settle()
+        rows, seqs = self.publisher.replay()
+        self.assertEqual(self.table(), rows)
+        self.assertEqual([1, 2, 3, 4], seqs)
+
     def test_redelivered_transactions_are_not_staged_twice(self):
         """Staged but not confirmed (a crash): the log sends it again."""
         reader = pgoutput.Reader(self.conf, self.engine, self.tables,
