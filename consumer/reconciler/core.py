@@ -486,7 +486,7 @@ class Reconciler(object):
                 return
             events = []
             for table, scope in positions.items():
-                rows = dict(self._state.load_rows(self.stream, table))
+                rows = self._state.load_table(self.stream, table)
                 events.extend(self._cache.replace_table(table, rows))
                 self._known[table] = {'pk': None,
                                       'version': scope.schema_version}
