@@ -149,12 +149,6 @@ def _key(data):
     return wire.decode_key(data)
 
 
-def _row(data, text):
-    if type(data) is dict and _TAGGED not in text:
-        return data
-    return wire.decode_row(data)
-
-
 def decode_table(found):
     """``{key tuple: row dict}`` of stored ``(key_text, row_text)`` pairs.
 
@@ -170,5 +164,14 @@ def decode_table(found):
     datas = _join_decode(row_texts)
     if datas is None:
         datas = [_decode(text) for text in row_texts]
-    return {_key(key): _row(data, text)
-            for key, data, text in zip(keys, datas, row_texts)}
+    table = {}
+    plain = _KEY_PLAIN
+    for key, data, text in zip(keys, datas, row_texts):
+        if type(key) is list and len(key) == 1 and type(key[0]) in plain:
+            key = (key[0],)
+        else:
+            key = _key(key)
+        if type(data) is not dict or _TAGGED in text:
+            data = wire.decode_row(data)
+        table[key] = data
+    return table

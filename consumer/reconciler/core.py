@@ -490,7 +490,8 @@ class Reconciler(object):
             events = []
             for table, scope in positions.items():
                 rows = self._state.load_table(self.stream, table)
-                events.extend(self._cache.replace_table(table, rows))
+                events.extend(self._cache.replace_table(
+                    table, rows, owned=True))
                 self._known[table] = {'pk': None,
                                       'version': scope.schema_version}
             self._applied = min(seqs)
