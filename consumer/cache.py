@@ -335,31 +335,29 @@ class Cache(object):
                 self._publish(*batch.finish())
         return batch.events
 
-    def replace_table(self, table, rows):
+    def replace_table(self, table, rows, owned=False):
         """Swap in a whole new content of ``table`` atomically.
 
         :param rows: ``{key tuple: row dict}``, the complete table.
+        :param owned: the row dicts are the caller's to give away (freshly
+            decoded, referenced nowhere else): the cache keeps them as
+            they are instead of copying each one.
         :returns: events turning the old content into the new one: adds,
             updates for rows that differ, deletes for rows that vanished.
         """
+        freeze = types.MappingProxyType if owned else _freeze
         with self._write_lock:
             current = self._view
             old = current._tables.get(table, _EMPTY)
-            new_rows = {}
-            events = []
-            for key, row in rows.items():
-                key = tuple(key)
-                previous = old.get(key)
-                if previous is not None and previous == row:
-                    new_rows[key] = previous
-                    continue
-                frozen = _freeze(row)
-                new_rows[key] = frozen
-                events.append(Event(table, UPDATE if previous is not None
-                                    else ADD, key, previous, frozen))
-            for key, previous in old.items():
-                if key not in new_rows:
-                    events.append(Event(table, DELETE, key, previous, None))
+            if not old:
+                # First content (start, resume): every row is an add.
+                new_rows = {tuple(key): freeze(row)
+                            for key, row in rows.items()}
+                events = [Event(table, ADD, key, None, frozen)
+                          for key, frozen in new_rows.items()]
+            else:
+                new_rows, events = self._diff_table(table, old, rows,
+                                                    freeze)
             new_table = immutables.Map(new_rows)
             indexes = current._indexes
             if table in self._declared:
@@ -369,6 +367,25 @@ class Cache(object):
         LOG.debug('Replaced table %s: %d rows, %d events', table,
                   len(new_rows), len(events))
         return events
+
+    @staticmethod
+    def _diff_table(table, old, rows, freeze):
+        new_rows = {}
+        events = []
+        for key, row in rows.items():
+            key = tuple(key)
+            previous = old.get(key)
+            if previous is not None and previous == row:
+                new_rows[key] = previous
+                continue
+            frozen = freeze(row)
+            new_rows[key] = frozen
+            events.append(Event(table, UPDATE if previous is not None
+                                else ADD, key, previous, frozen))
+        for key, previous in old.items():
+            if key not in new_rows:
+                events.append(Event(table, DELETE, key, previous, None))
+        return new_rows, events
 
     def _build_indexes(self, table, rows):
         columns = {}

@@ -78,9 +78,14 @@ class Persister(object):
         self._unit = (stream, collector, fetcher)
         self._threaded = threaded
         self._on_error = on_error
-        #: Guards everything below; notified when ``_durable`` moves or
-        #: the queue empties.
-        self._cond = threading.Condition(threading.Lock())
+        #: Guards everything below.
+        self._mutex = threading.Lock()
+        #: Notified when the queue fills or empties, a write ends or the
+        #: persister stops (the writer thread and flush()).
+        self._cond = threading.Condition(self._mutex)
+        #: {seq: [Condition]} of the threads in wait_durable(): a write
+        #: wakes only those it made durable (not every waiting thread).
+        self._waiters = {}
         #: Runs handed over and not yet written, in seq order.
         self._queue = []
         #: True while the writer holds runs taken from the queue.
@@ -115,6 +120,7 @@ class Persister(object):
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
+            self._wake(None)
         thread, self._thread = self._thread, None
         if thread is not None:
             thread.join(timeout)
@@ -127,6 +133,7 @@ class Persister(object):
         with self._cond:
             self._durable = seq
             self._cond.notify_all()
+            self._wake(seq)
 
     def submit(self, seq, committed_at, changes, versions):
         """Queue a run applied to the cache (seq order) for writing.
@@ -171,12 +178,30 @@ class Persister(object):
             self._write_pending(raise_errors=False)
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._durable is None or self._durable < seq:
-                left = deadline - time.monotonic()
-                if left <= 0 or self._stopping:
-                    return False
-                self._cond.wait(left)
-            return True
+            if self._durable is not None and self._durable >= seq:
+                return True
+            waiter = threading.Condition(self._mutex)
+            self._waiters.setdefault(seq, []).append(waiter)
+            try:
+                while self._durable is None or self._durable < seq:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or self._stopping:
+                        return False
+                    waiter.wait(left)
+                return True
+            finally:
+                waiters = self._waiters[seq]
+                waiters.remove(waiter)
+                if not waiters:
+                    del self._waiters[seq]
+
+    def _wake(self, durable):
+        # Caller holds the lock: wake the waiters of seqs up to
+        # ``durable`` (None: every waiter, the persister stops).
+        for seq, waiters in self._waiters.items():
+            if durable is None or seq <= durable:
+                for waiter in waiters:
+                    waiter.notify()
 
     def backlog(self):
         """Runs applied to the cache and not yet persisted."""
@@ -233,4 +258,5 @@ class Persister(object):
             self._durable = last.seq if self._durable is None else \
                 max(self._durable, last.seq)
             self._cond.notify_all()
+            self._wake(self._durable)
         return True

@@ -48,7 +48,6 @@ decides whether to retry or resynchronise.
 import collections
 import datetime
 import decimal
-import hashlib
 import json
 import os
 
@@ -61,6 +60,8 @@ from sqlalchemy.dialects import mysql
 
 from consumer import bulk_rows
 from consumer import migration
+from consumer import row_upsert
+from consumer import store_codec
 from oslo_publish import wire
 
 LOG = log.getLogger(__name__)
@@ -203,26 +204,10 @@ _ENCODER = json.JSONEncoder(sort_keys=True, separators=(',', ':'),
 _json = _ENCODER.encode
 
 
-_PLAIN = frozenset((int, str))
-
-
-def key_text(key):
-    """The stored text of a primary-key tuple (canonical wire JSON)."""
-    if len(key) == 1:
-        part = key[0]
-        kind = type(part)
-        if kind is int:
-            return '[%d]' % part
-        if kind is str:
-            return _json(key)
-    elif all(type(part) in _PLAIN for part in key):
-        return _json(key)  # int and str encode as themselves
-    return _json([wire.encode_value(part) for part in key])
-
-
-def key_hash(text):
-    """SHA-256 hex of a key text: fixed length, so MySQL can index it."""
-    return hashlib.sha256(text.encode('utf-8')).hexdigest()
+#: The stored text of a primary-key tuple (canonical wire JSON).
+key_text = store_codec.key_text
+#: SHA-256 hex of a key text: fixed length, so MySQL can index it.
+key_hash = store_codec.key_hash
 
 
 def _part_order(value):
@@ -446,29 +431,17 @@ class StateStore(object):
                           schema_versions or {}, changes, now)
 
     def _write_changes(self, conn, stream, changes):
-        final = {}
-        for change in changes:
-            text = key_text(change.key)
-            after = None
-            if change.op != wire.DELETE:
-                after = _json(wire.encode_row(change.after))
-            final[(change.table, text)] = after
-        touched = {}
-        inserts = []
-        for (table, text), after in final.items():
-            digest = key_hash(text)
-            touched.setdefault(table, []).append(digest)
-            if after is not None:
-                inserts.append({'stream': stream, 'table_name': table,
-                                'key_hash': digest, 'key_json': text,
-                                'row_json': after})
-        for table, digests in touched.items():
+        # One upsert statement per table (chunked) for the keys the batch
+        # leaves with a row, one bulk delete per table for the others.
+        encoded = store_codec.encode_changes(changes)
+        for table, digests in encoded.deletes.items():
             for start in range(0, len(digests), _CHUNK):
-                conn.execute(rows.delete().where(
-                    rows.c.stream == stream, rows.c.table_name == table,
-                    rows.c.key_hash.in_(digests[start:start + _CHUNK])))
-        for start in range(0, len(inserts), _CHUNK):
-            conn.execute(rows.insert(), inserts[start:start + _CHUNK])
+                row_upsert.delete_rows(conn, rows, stream, table,
+                                       digests[start:start + _CHUNK])
+        for table, items in encoded.upserts.items():
+            for start in range(0, len(items), _CHUNK):
+                row_upsert.upsert_rows(conn, rows, stream, table,
+                                       items[start:start + _CHUNK])
 
     def _advance(self, conn, stream, collector, fetcher, seq, committed,
                  schema_versions, changes, now):
@@ -567,6 +540,19 @@ class StateStore(object):
         """
         for key, text in self._sorted_rows(stream, table):
             yield key, bulk_rows.decode_row(bulk_rows.loads(text))
+
+    def load_table(self, stream, table):
+        """Mirrored rows of a table as ``{key tuple: row dict}``, unordered.
+
+        The resume path: one query and a bulk decode
+        (:func:`consumer.store_codec.decode_table`), no sort.
+        """
+        with self._read() as conn:
+            found = conn.execute(sa.select(
+                rows.c.key_json, rows.c.row_json).where(
+                    rows.c.stream == stream,
+                    rows.c.table_name == table)).all()
+        return store_codec.decode_table(found)
 
     def load_encoded_rows(self, stream, table):
         """Like :meth:`load_rows`, rows left in the wire encoding."""

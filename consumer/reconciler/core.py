@@ -64,6 +64,7 @@ from consumer.reconciler import buffer as buffer_mod
 from consumer.reconciler import drift as drift_mod
 from consumer.reconciler import epochs as epochs_mod
 from consumer.reconciler import timers
+from consumer.reconciler import turns as turns_mod
 from oslo_publish import wire
 
 LOG = log.getLogger(__name__)
@@ -147,9 +148,10 @@ class Reconciler(object):
 
         #: Guards every attribute below.
         self._lock = threading.RLock()
-        #: Notified (under _lock) whenever _applied advances or the
-        #: stream starts buffering, for handle(wait=...).
-        self._advanced = threading.Condition(self._lock)
+        #: Deltas of handle(wait=...) waiting for their turn: woken
+        #: (under _lock) when _applied reaches them, or all at once when
+        #: the stream starts buffering or stops.
+        self._turns = turns_mod.Turns(self._lock)
         #: State machine position (INITIAL .. RESYNCING).
         self._status = INITIAL
         #: Last applied seq of the stream; None before the first snapshot.
@@ -257,7 +259,7 @@ class Reconciler(object):
         self._stopping.set()
         self._wake.set()
         with self._lock:
-            self._advanced.notify_all()
+            self._turns.wake_all()
             # Reported stopped at once, even while a resync in progress
             # delays the join (consumer-sync bounds its stop).
             self._status = STOPPED
@@ -378,7 +380,8 @@ class Reconciler(object):
                     self._buffer_message(message)
                     return 'buffered'
             if wait and message.first_seq > self._applied + 1:
-                self._advanced.wait_for(
+                self._turns.wait(
+                    message.first_seq,
                     lambda: self._buffering or self._stopping.is_set() or
                     message.first_seq <= self._applied + 1, wait)
                 if self._buffering:
@@ -427,7 +430,7 @@ class Reconciler(object):
                 tables = dict(self._invalidated)
                 self._invalidated.clear()
                 self._buffering = True
-                self._advanced.notify_all()
+                self._turns.wake_all()
         if tables:
             self._resync_tables(tables)
             now = self._clock()
@@ -486,8 +489,9 @@ class Reconciler(object):
                 return
             events = []
             for table, scope in positions.items():
-                rows = dict(self._state.load_rows(self.stream, table))
-                events.extend(self._cache.replace_table(table, rows))
+                rows = self._state.load_table(self.stream, table)
+                events.extend(self._cache.replace_table(
+                    table, rows, owned=True))
                 self._known[table] = {'pk': None,
                                       'version': scope.schema_version}
             self._applied = min(seqs)
@@ -693,7 +697,7 @@ class Reconciler(object):
                     for table, info in self._known.items()}
         events = self._cache.apply(changes)
         self._applied = last.seq
-        self._advanced.notify_all()
+        self._turns.advance(self._applied)
         if self._table_seq and self._applied >= max(
                 self._table_seq.values()):
             self._table_seq = {}
@@ -771,7 +775,7 @@ class Reconciler(object):
         self._resync_at = self._pacer.next_at(now)
         if cause != 'periodic':
             self._buffering = True
-            self._advanced.notify_all()
+            self._turns.wake_all()
             self._synced.clear()
             self._metrics.synced.labels(stream=self.stream).set(0)
             if not first and self._status == LIVE:
@@ -790,7 +794,7 @@ class Reconciler(object):
             self._pending = None
             self._pacer.started(now)
             self._buffering = True
-            self._advanced.notify_all()
+            self._turns.wake_all()
             if self._status == INITIAL:
                 self._status = SNAPSHOTTING
             elif cause != 'periodic':
@@ -878,7 +882,7 @@ class Reconciler(object):
                             self.last_error)
                 if self._pending is None:
                     self._buffering = False
-                    self._advanced.notify_all()
+                    self._turns.wake_all()
                     try:
                         self._drain(self._clock())
                     except StateUnavailable:
@@ -926,7 +930,7 @@ class Reconciler(object):
         self.last_error = None
         self._dispatch(events)
         self._buffering = False
-        self._advanced.notify_all()
+        self._turns.wake_all()
         try:
             self._drain(self._clock())
         except StateUnavailable:
@@ -1116,7 +1120,7 @@ class Reconciler(object):
 
     def _set_live(self):
         self._buffering = False
-        self._advanced.notify_all()
+        self._turns.wake_all()
         self._status = LIVE
         self._synced.set()
         self._metrics.synced.labels(stream=self.stream).set(1)

@@ -285,6 +285,31 @@ class TestReplaceAndDrop(base.TestCase):
         self.assertEqual([cache.ADD], [e.op for e in events])
         self.assertEqual(('hosts', 'instances'), self.cache.view().tables())
 
+    def test_replace_owned_rows_keeps_them_read_only(self):
+        """owned=True: the given dicts are kept, behind read-only proxies."""
+        rows = {(1,): {'id': 1, 'host': 'a'}, (2,): {'id': 2, 'host': 'b'}}
+        events = self.cache.replace_table('hosts', rows, owned=True)
+        self.assertEqual([(cache.ADD, (1,)), (cache.ADD, (2,))],
+                         [(e.op, e.key) for e in events])
+        row = self.cache.view().get('hosts', (1,))
+        self.assertEqual({'id': 1, 'host': 'a'}, dict(row))
+
+        def write():
+            row['host'] = 'z'
+
+        self.assertRaises(TypeError, write)
+        self.assertIs(events[0].after, row)
+
+    def test_replace_owned_rows_of_a_full_table_still_diffs(self):
+        """owned=True over existing rows reports only the differences."""
+        events = self.cache.replace_table('instances', {
+            (1,): {'id': 1, 'host': 'a'}, (2,): {'id': 2, 'host': 'c'}},
+            owned=True)
+        self.assertEqual([(cache.UPDATE, (2,)), (cache.DELETE, (3,))],
+                         [(e.op, e.key) for e in events])
+        self.assertEqual(['c'], [r['host'] for r in self.cache.view().by_index(
+            'instances', 'host', 'c')])
+
     def test_drop_table_reports_deletes(self):
         """Dropping a table reports every row deleted and empties indexes."""
         events = self.cache.drop_table('instances')

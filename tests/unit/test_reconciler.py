@@ -190,7 +190,7 @@ class TestOrdering(ReconcilerTestCase):
         worker = threading.Thread(
             target=lambda: result.append(rec.handle(msg2, wait=30)))
         worker.start()
-        base.wait_for(lambda: rec._advanced._waiters, 10)
+        base.wait_for(lambda: len(rec._turns), 10)
         self.assertEqual([], result)
         self.feed(rec, m1)
         worker.join(10)
