@@ -35,6 +35,7 @@ import itertools
 import json
 import math
 
+from consumer import gc_pause
 from oslo_publish import wire
 
 #: Rows encoded per read of the COPY (PostgreSQL) stream.
@@ -91,6 +92,11 @@ def insert_rows(conn, table_obj, stream, table, items):
 
     :param conn: a SQLAlchemy Connection inside the caller's transaction.
     """
+    with gc_pause.paused():
+        _insert_rows(conn, table_obj, stream, table, items)
+
+
+def _insert_rows(conn, table_obj, stream, table, items):
     raw = _copy_target(conn)
     records = _records(stream, table, items)
     if raw is not None:
@@ -115,6 +121,9 @@ class _CSVStream(object):
     received, so encoding and inserting overlap in one statement.
     """
 
+    #: The exception that ended reading, if any.
+    error = None
+
     def __init__(self, records):
         self._records = records
         self._buf = io.StringIO()
@@ -124,8 +133,14 @@ class _CSVStream(object):
         buf = self._buf
         buf.seek(0)
         buf.truncate()
-        writerows = self._writer.writerows
-        writerows(itertools.islice(self._records, STREAM_CHUNK))
+        try:
+            self._writer.writerows(
+                itertools.islice(self._records, STREAM_CHUNK))
+        except Exception as exc:
+            # psycopg2 cancels the COPY and raises QueryCanceled; the
+            # caller re-raises this, the cause.
+            self.error = exc
+            raise
         return buf.getvalue()
 
     readline = read
@@ -135,8 +150,13 @@ def _copy(raw, table_obj, records):
     statement = ('COPY %s (stream, table_name, key_hash, key_json, '
                  'row_json) FROM STDIN WITH (FORMAT csv)' % table_obj.name)
     cursor = raw.cursor()
+    stream = _CSVStream(records)
     try:
-        cursor.copy_expert(statement, _CSVStream(records))
+        cursor.copy_expert(statement, stream)
+    except Exception:
+        if stream.error is not None:
+            raise stream.error from None
+        raise
     finally:
         cursor.close()
 

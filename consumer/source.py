@@ -42,6 +42,7 @@ from oslo_log import log
 
 from consumer import bulk_rows
 from consumer import exceptions
+from consumer import gc_pause
 from oslo_publish import snapshot_auth
 from oslo_publish import wire
 
@@ -152,8 +153,10 @@ class _RPCSnapshot(Snapshot):
         # The next page is requested while this one is decoded (the host
         # reads and encodes it meanwhile); one request is in flight at a
         # time, so the host's limits still hold.
+        # The collector is paused while the table is read: the decoded
+        # rows all stay alive (see consumer.gc_pause).
         pk = self.tables[table]['pk']
-        with futures.ThreadPoolExecutor(1) as prefetch:
+        with gc_pause.paused(), futures.ThreadPoolExecutor(1) as prefetch:
             pending = prefetch.submit(self._page, table, None)
             while True:
                 page = pending.result()
