@@ -45,6 +45,7 @@ INSERT_CHUNK = 5000
 
 _PLAIN = (str, int, bool, type(None))
 _PLAIN_SET = frozenset(_PLAIN)
+_INT_ONLY = frozenset((int,))
 
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(',', ':'),
                             ensure_ascii=False, allow_nan=False)
@@ -69,6 +70,8 @@ def encode_row(row):
 
 def key_text(key):
     """The stored text of a key tuple (same as ``state.key_text``)."""
+    if _INT_ONLY.issuperset(map(type, key)):
+        return '[%s]' % ','.join(map(int.__repr__, key))  # JSON's text
     return _json([_fast_value(part) for part in key])
 
 
