@@ -21,26 +21,31 @@ after a snapshot) and :meth:`~consumer.state.StateStore.load_rows`
 delta path (``commit_batch``) and this path store the same bytes.
 
 Loading into PostgreSQL through psycopg2 uses ``COPY ... FROM STDIN``
-(CSV) in chunks of :data:`COPY_CHUNK` rows; every other backend an
-``INSERT`` executemany in batches of :data:`INSERT_CHUNK` rows (which
-MySQL drivers send as multi-row ``INSERT``\\ s and SQLite runs as one
-prepared statement).
+(CSV), one statement streamed in chunks of :data:`STREAM_CHUNK` rows
+(the server inserts a chunk while the next is encoded); every other
+backend an ``INSERT`` executemany in batches of :data:`INSERT_CHUNK`
+rows (which MySQL drivers send as multi-row ``INSERT``\\ s and SQLite
+runs as one prepared statement).
 """
 
 import csv
 import hashlib
 import io
+import itertools
 import json
 import math
 
+from consumer import gc_pause
 from oslo_publish import wire
 
-#: Rows per COPY (PostgreSQL) round trip.
-COPY_CHUNK = 20000
+#: Rows encoded per read of the COPY (PostgreSQL) stream.
+STREAM_CHUNK = 1000
 #: Rows per executemany batch (other backends).
 INSERT_CHUNK = 5000
 
 _PLAIN = (str, int, bool, type(None))
+_PLAIN_SET = frozenset(_PLAIN)
+_INT_ONLY = frozenset((int,))
 
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(',', ':'),
                             ensure_ascii=False, allow_nan=False)
@@ -58,20 +63,24 @@ def _fast_value(value):
 
 def encode_row(row):
     """The stored JSON text of a row (same bytes as the delta path)."""
+    if _PLAIN_SET.issuperset(map(type, row.values())):
+        return _json(row)
     return _json({name: _fast_value(value) for name, value in row.items()})
 
 
 def key_text(key):
     """The stored text of a key tuple (same as ``state.key_text``)."""
+    if _INT_ONLY.issuperset(map(type, key)):
+        return '[%s]' % ','.join(map(int.__repr__, key))  # JSON's text
     return _json([_fast_value(part) for part in key])
 
 
 def _records(stream, table, items):
+    sha256 = hashlib.sha256
     for key, row in items:
         text = key_text(key)
-        yield (stream, table,
-               hashlib.sha256(text.encode('utf-8')).hexdigest(), text,
-               encode_row(row))
+        yield (stream, table, sha256(text.encode('utf-8')).hexdigest(),
+               text, encode_row(row))
 
 
 def _copy_target(conn):
@@ -86,6 +95,11 @@ def insert_rows(conn, table_obj, stream, table, items):
 
     :param conn: a SQLAlchemy Connection inside the caller's transaction.
     """
+    with gc_pause.paused():
+        _insert_rows(conn, table_obj, stream, table, items)
+
+
+def _insert_rows(conn, table_obj, stream, table, items):
     raw = _copy_target(conn)
     records = _records(stream, table, items)
     if raw is not None:
@@ -102,26 +116,50 @@ def insert_rows(conn, table_obj, stream, table, items):
         conn.execute(table_obj.insert(), batch)
 
 
+class _CSVStream(object):
+    """A file whose ``read()`` yields the CSV text of ``records``.
+
+    ``COPY ... FROM STDIN`` pulls it chunk by chunk (of
+    :data:`STREAM_CHUNK` rows) while the server inserts what it already
+    received, so encoding and inserting overlap in one statement.
+    """
+
+    #: The exception that ended reading, if any.
+    error = None
+
+    def __init__(self, records):
+        self._records = records
+        self._buf = io.StringIO()
+        self._writer = csv.writer(self._buf, lineterminator='\n')
+
+    def read(self, size=-1):
+        buf = self._buf
+        buf.seek(0)
+        buf.truncate()
+        try:
+            self._writer.writerows(
+                itertools.islice(self._records, STREAM_CHUNK))
+        except Exception as exc:
+            # psycopg2 cancels the COPY and raises QueryCanceled; the
+            # caller re-raises this, the cause.
+            self.error = exc
+            raise
+        return buf.getvalue()
+
+    readline = read
+
+
 def _copy(raw, table_obj, records):
     statement = ('COPY %s (stream, table_name, key_hash, key_json, '
                  'row_json) FROM STDIN WITH (FORMAT csv)' % table_obj.name)
     cursor = raw.cursor()
+    stream = _CSVStream(records)
     try:
-        while True:
-            buf = io.StringIO()
-            writer = csv.writer(buf, lineterminator='\n')
-            count = 0
-            for record in records:
-                writer.writerow(record)
-                count += 1
-                if count >= COPY_CHUNK:
-                    break
-            if not count:
-                return
-            buf.seek(0)
-            cursor.copy_expert(statement, buf)
-            if count < COPY_CHUNK:
-                return
+        cursor.copy_expert(statement, stream)
+    except Exception:
+        if stream.error is not None:
+            raise stream.error from None
+        raise
     finally:
         cursor.close()
 

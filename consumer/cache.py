@@ -40,12 +40,15 @@ produces no event.
 """
 
 import collections
+import functools
+import itertools
 import threading
 import types
 
 import immutables
 from oslo_log import log
 
+from consumer import gc_pause
 from oslo_publish import wire
 
 LOG = log.getLogger(__name__)
@@ -68,6 +71,9 @@ class Event(collections.namedtuple('Event', 'table op key before after')):
 
 _EMPTY = immutables.Map()
 
+#: ``Event`` of a 5-tuple, without a Python frame per call.
+_new_event = functools.partial(tuple.__new__, Event)
+
 
 def _freeze(row):
     # A private copy the cache never mutates, behind a read-only proxy.
@@ -89,6 +95,45 @@ def _sort_rows(keyed_rows):
     except TypeError:
         pass
     return tuple(row for _key, row in keyed_rows)
+
+
+def _fill_table(table, rows, owned=False):
+    """Rows and ADD events of a table that held nothing (bulk path).
+
+    Keys, frozen rows and events are built by C-level ``map`` calls: an
+    initial sync puts every row of the table through here. ``owned``
+    row dicts are kept as they are, others are copied first.
+    """
+    keys = list(map(tuple, rows.keys()))
+    values = rows.values() if owned else map(dict, rows.values())
+    frozen = list(map(types.MappingProxyType, values))
+    events = list(map(_new_event, zip(
+        itertools.repeat(table), itertools.repeat(ADD), keys,
+        itertools.repeat(None), frozen)))
+    return dict(zip(keys, frozen)), events
+
+
+def _replace_rows(table, old, rows, freeze=_freeze):
+    """Rows and events turning ``old`` (a table's rows) into ``rows``.
+
+    ``freeze`` makes the cache's read-only row of a changed one.
+    """
+    new_rows = {}
+    events = []
+    for key, row in rows.items():
+        key = tuple(key)
+        previous = old.get(key)
+        if previous is not None and previous == row:
+            new_rows[key] = previous
+            continue
+        frozen = freeze(row)
+        new_rows[key] = frozen
+        events.append(Event(table, UPDATE if previous is not None
+                            else ADD, key, previous, frozen))
+    for key, previous in old.items():
+        if key not in new_rows:
+            events.append(Event(table, DELETE, key, previous, None))
+    return new_rows, events
 
 
 class View(object):
@@ -349,16 +394,13 @@ class Cache(object):
         with self._write_lock:
             current = self._view
             old = current._tables.get(table, _EMPTY)
-            if not old:
-                # First content (start, resume): every row is an add.
-                new_rows = {tuple(key): freeze(row)
-                            for key, row in rows.items()}
-                events = [Event(table, ADD, key, None, frozen)
-                          for key, frozen in new_rows.items()]
-            else:
-                new_rows, events = self._diff_table(table, old, rows,
-                                                    freeze)
-            new_table = immutables.Map(new_rows)
+            with gc_pause.paused():
+                if not old:
+                    new_rows, events = _fill_table(table, rows, owned)
+                else:
+                    new_rows, events = _replace_rows(table, old, rows,
+                                                     freeze)
+                new_table = immutables.Map(new_rows)
             indexes = current._indexes
             if table in self._declared:
                 indexes = indexes.set(table, self._build_indexes(
@@ -367,25 +409,6 @@ class Cache(object):
         LOG.debug('Replaced table %s: %d rows, %d events', table,
                   len(new_rows), len(events))
         return events
-
-    @staticmethod
-    def _diff_table(table, old, rows, freeze):
-        new_rows = {}
-        events = []
-        for key, row in rows.items():
-            key = tuple(key)
-            previous = old.get(key)
-            if previous is not None and previous == row:
-                new_rows[key] = previous
-                continue
-            frozen = freeze(row)
-            new_rows[key] = frozen
-            events.append(Event(table, UPDATE if previous is not None
-                                else ADD, key, previous, frozen))
-        for key, previous in old.items():
-            if key not in new_rows:
-                events.append(Event(table, DELETE, key, previous, None))
-        return new_rows, events
 
     def _build_indexes(self, table, rows):
         columns = {}

@@ -51,6 +51,11 @@ LOG = log.getLogger(__name__)
 _EPOCH = datetime.datetime(1970, 1, 1)
 _UTC = datetime.timezone.utc
 
+#: Kinds whose canonical values of this exact type are their own wire
+#: encoding (``wire.encode_value`` returns them as they are).
+_PLAIN_KINDS = {'boolean': bool, 'integer': int, 'string': str}
+_NONE = type(None)
+
 KINDS = ('boolean', 'integer', 'numeric', 'float', 'string', 'json',
          'json_text', 'datetime', 'date', 'time', 'interval', 'binary',
          'uuid', 'array', 'other')
@@ -151,6 +156,9 @@ class ColumnCodec(object):
         if self.kind == 'array':
             self.item = ColumnCodec(t.item_type, dialect)
         self._norm = getattr(self, '_' + self.kind)
+        #: The Python type whose values are already canonical and encode
+        #: to themselves (None: every value goes through encode()).
+        self.plain_type = _PLAIN_KINDS.get(self.kind)
 
     def normalize(self, value):
         """The canonical Python value of ``value`` (None stays None)."""
@@ -161,6 +169,20 @@ class ColumnCodec(object):
     def encode(self, value):
         """The wire encoding of ``value`` (canonical, then encoded)."""
         return wire.encode_value(self.normalize(value))
+
+    def encode_many(self, values):
+        """The wire encodings of a sequence of values, as a sequence.
+
+        The same as ``[self.encode(v) for v in values]``; when every value
+        already is of the column's :attr:`plain_type` (or None) the
+        sequence is returned as it is, checked at C speed.
+        """
+        plain = self.plain_type
+        if plain is not None and \
+                set(map(type, values)).issubset((plain, _NONE)):
+            return values
+        encode = self.encode
+        return [None if v is None else encode(v) for v in values]
 
     # ----------------------------------------------------------- kinds
 

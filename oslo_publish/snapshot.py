@@ -120,6 +120,23 @@ def _after_clause(columns, key):
     return sa.or_(*terms)
 
 
+def encode_page(published, rows):
+    """The wire rows of ``rows`` (tuples in ``published.columns`` order).
+
+    Encoded column by column with :meth:`ColumnCodec.encode_many
+    <oslo_publish.codec.ColumnCodec.encode_many>` (values that are their
+    own encoding pass at C speed), then zipped into one dict per row: the
+    same result as ``published.encode_row`` of each row.
+    """
+    if not rows:
+        return []
+    names = published.columns
+    codecs = published.codecs
+    columns = [codecs[name].encode_many(values)
+               for name, values in zip(names, zip(*rows))]
+    return [dict(zip(names, values)) for values in zip(*columns)]
+
+
 def _discard(conn):
     try:
         conn.invalidate()
@@ -605,14 +622,14 @@ class SnapshotServer(object):
         if key is not None:
             query = query.where(_after_clause(pk, key))
         result = session.conn.execute(query)
-        rows = [dict(r._mapping) for r in result.fetchmany(size + 1)]
+        rows = result.fetchmany(size + 1)
         result.close()
         following = None
         if len(rows) > size:
             rows = rows[:size]
-            following = published.encode_key(
-                [rows[-1][c] for c in published.pk])
-        return [published.encode_row(r) for r in rows], following
+            last = rows[-1]._mapping
+            following = published.encode_key([last[c] for c in published.pk])
+        return encode_page(published, rows), following
 
     def close(self, ctxt, snapshot_id):
         """Close a snapshot (idempotent)."""

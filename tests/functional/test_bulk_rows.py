@@ -81,6 +81,30 @@ class _BulkRowsContract(object):
         self.assertEqual(rows, dict(loaded))
         self.assertEqual(9, self.store.load('s', 'c', 'f')['t'].seq)
 
+    def test_failure_mid_stream_leaves_the_previous_table(self):
+        """A failure after some chunks were sent rolls all of it back."""
+        old = _rows(5)
+        self.store.replace_table('s', 'c', 'f', 't', old, 3, 'v1')
+        before = self.stored('s')
+
+        class Failing(dict):
+            def items(self):
+                for n, item in enumerate(dict.items(self)):
+                    if n == 3 * bulk_rows.STREAM_CHUNK + 1:
+                        raise RuntimeError('decoder died')
+                    yield item
+        new = Failing(_rows(4 * bulk_rows.STREAM_CHUNK))
+        self.assertRaises(RuntimeError, self.store.replace_table,
+                          's', 'c', 'f', 't', new, 9, 'v1')
+        self.assertEqual(before, self.stored('s'))
+        self.assertEqual(3, self.store.load('s', 'c', 'f')['t'].seq)
+
+    def test_streamed_copy_of_many_chunks(self):
+        """Several streamed chunks (and a partial last one) all arrive."""
+        rows = _rows(3 * bulk_rows.STREAM_CHUNK + 11)
+        self.store.replace_table('s', 'c', 'f', 't', rows, 4, 'v1')
+        self.assertEqual(rows, dict(self.store.load_rows('s', 't')))
+
 
 class TestBulkRowsSQLite(_BulkRowsContract, base.BackendTestCase):
     BACKEND = 'sqlite'

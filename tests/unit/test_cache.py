@@ -17,6 +17,7 @@ import threading
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
+import testtools
 
 from consumer import cache
 from oslo_publish import wire
@@ -309,6 +310,26 @@ class TestReplaceAndDrop(base.TestCase):
                          [(e.op, e.key) for e in events])
         self.assertEqual(['c'], [r['host'] for r in self.cache.view().by_index(
             'instances', 'host', 'c')])
+
+    def test_filling_an_empty_table_matches_the_general_path(self):
+        """The bulk fill of an empty table gives what a diff would give."""
+        rows = {(i,): {'id': i, 'host': 'h%d' % (i % 3)} for i in range(50)}
+        events = self.cache.replace_table('hosts', rows)
+        self.assertEqual([(cache.ADD, k, None, r) for k, r in rows.items()],
+                         [(e.op, e.key, e.before, dict(e.after))
+                          for e in events])
+        self.assertIsInstance(events[0], cache.Event)
+        self.assertEqual('hosts', events[0].table)
+        rows[(1,)]['host'] = 'changed'  # the cache holds its own copy
+        view = self.cache.view()
+        self.assertEqual('h1', view.get('hosts', (1,))['host'])
+        frozen = view.get('hosts', (2,))
+        with testtools.ExpectedException(TypeError):
+            frozen['host'] = 'x'
+        # Replacing it again goes through the diff: nothing changed but 1.
+        events = self.cache.replace_table('hosts', rows)
+        self.assertEqual([(cache.UPDATE, (1,))],
+                         [(e.op, e.key) for e in events])
 
     def test_drop_table_reports_deletes(self):
         """Dropping a table reports every row deleted and empties indexes."""

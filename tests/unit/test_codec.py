@@ -148,3 +148,36 @@ class TestPublishedTableCodecs(testtools.TestCase):
             'mysql+pymysql://root@127.0.0.1/db?charset=latin1'))
         self.assertEqual('sqlite:///x', schema.full_unicode_url(
             'sqlite:///x'))
+
+
+class TestEncodeMany(testtools.TestCase):
+    """encode_many is encode() of every value, whatever the values."""
+
+    def check(self, sqltype, dialect, values):
+        c = codec.ColumnCodec(sqltype, dialect)
+        got = list(c.encode_many(values))
+        self.assertEqual([c.encode(v) for v in values], got)
+        for want, have in zip([c.encode(v) for v in values], got):
+            self.assertIs(type(want), type(have))
+        return got
+
+    def test_plain_columns_pass_as_they_are(self):
+        """Values already canonical come back as the same sequence."""
+        values = (1, None, 3)
+        c = codec.ColumnCodec(sa.Integer(), 'postgresql')
+        self.assertIs(values, c.encode_many(values))
+        self.check(sa.String(10), 'postgresql', ('a', None, ''))
+        self.check(sa.Boolean(), 'postgresql', (True, False, None))
+
+    def test_other_shapes_go_through_the_codec(self):
+        """A bool in an integer column, an enum, a decimal: encoded."""
+        self.assertEqual([1, 2, None], self.check(
+            sa.Integer(), 'postgresql', (True, decimal.Decimal(2), None)))
+        self.assertEqual(['red', 'x'], self.check(
+            sa.String(10), 'postgresql', (Colour.red, 'x')))
+        self.assertEqual([True, False], self.check(
+            mysql.TINYINT(display_width=1), 'mysql', (1, 0)))
+        self.check(sa.Numeric(12, 3), 'postgresql',
+                   (decimal.Decimal('1.23456'), None, 2.5))
+        self.check(sa.DateTime(), 'mysql',
+                   (datetime.datetime(2026, 1, 1, 1, 2, 3, 456),))

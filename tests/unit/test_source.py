@@ -48,6 +48,49 @@ class TestRPCSnapshotSource(base.TestCase):
         self.assertEqual(datetime.datetime(2026, 1, 3), rows[(3,)]['at'])
         self.assertEqual({}, self.host._open)
 
+    def test_plain_page_rows_are_taken_as_they_are(self):
+        """A page of text/integers/booleans/nulls needs no decoding."""
+        encoded = [{'id': 1, 'name': 'a', 'ok': True, 'x': None},
+                   {'id': 2, 'name': 'b', 'ok': False, 'x': None}]
+        got = source.decode_page('t', ['id'], encoded)
+        self.assertEqual([((1,), encoded[0]), ((2,), encoded[1])], got)
+
+    def test_tagged_values_are_decoded(self):
+        """A page with a tagged value is decoded row by row."""
+        at = datetime.datetime(2026, 1, 2, 3, 4, 5)
+        encoded = [{'id': 1, 'at': wire.encode_value(at)},
+                   {'id': 2, 'at': None}]
+        got = source.decode_page('t', ['id'], encoded)
+        self.assertEqual([((1,), {'id': 1, 'at': at}),
+                          ((2,), {'id': 2, 'at': None})], got)
+
+    def test_composite_keys_in_pk_order(self):
+        """Key tuples follow the primary-key column order."""
+        encoded = [{'a': 1, 'b': 'x', 'v': 0}, {'a': 1, 'b': 'y', 'v': 1}]
+        got = source.decode_page('t', ['b', 'a'], encoded)
+        self.assertEqual([('x', 1), ('y', 1)], [k for k, _r in got])
+
+    def test_bad_pages_are_refused(self):
+        """Missing key column, non-object row, untagged object: refused."""
+        for encoded in ([{'name': 'a'}], [['id', 1]],
+                        [{'id': 1, 'x': {'a': 1}}],
+                        [{'id': 1, 'f': 1.5}, {1: 2}]):
+            self.assertRaises(exceptions.SnapshotFailed,
+                              source.decode_page, 't', ['id'], encoded)
+
+    def test_collector_paused_only_while_reading(self):
+        """The collector is paused during the read, running afterwards."""
+        import gc
+
+        from consumer import gc_pause
+        seen = []
+        with self.source().open() as snap:
+            for _item in snap.rows('instances'):
+                seen.append((gc_pause.depth(), gc.isenabled()))
+        self.assertEqual([(1, False)] * 7, seen)
+        self.assertEqual(0, gc_pause.depth())
+        self.assertTrue(gc.isenabled())
+
     def test_wrong_signature_fails_and_closes(self):
         """A response signed with another key is refused."""
         self.conf.set_override('signing_key', 'other', 'consumer')

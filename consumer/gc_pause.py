@@ -1,0 +1,61 @@
+# Copyright 2026 The oslo.publish Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Pausing Python's cyclic garbage collector around bulk work.
+
+An initial sync creates millions of container objects (decoded rows,
+frozen cache rows, events) that all stay alive. Each time the young
+generations overflow, CPython's collector may scan every tracked object
+of the process; with a large table most of the time of building the
+cache then goes into collections that find nothing (none of these
+objects form cycles, reference counting frees them).
+
+:func:`paused` disables the collector for the duration of a block. It
+is reference counted across threads: the collector is disabled by the
+first block that enters and enabled again when the last one leaves, and
+only if it was enabled before (an application that disabled it keeps it
+disabled). Garbage created meanwhile is collected once the collector
+runs again.
+"""
+
+import contextlib
+import gc
+import threading
+
+_lock = threading.Lock()
+_depth = 0
+_restore = False
+
+
+@contextlib.contextmanager
+def paused():
+    """Run the block with the cyclic garbage collector disabled."""
+    global _depth, _restore
+    with _lock:
+        if _depth == 0:
+            _restore = gc.isenabled()
+            gc.disable()
+        _depth += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _depth -= 1
+            if _depth == 0 and _restore:
+                gc.enable()
+
+
+def depth():
+    """Number of blocks holding the collector paused now."""
+    return _depth

@@ -1,0 +1,73 @@
+# Copyright 2026 The oslo.publish Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""consumer.gc_pause: nested and concurrent pauses of the collector."""
+
+import gc
+import threading
+
+from consumer import gc_pause
+from tests import base
+
+
+class TestPaused(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.addCleanup(gc.enable if gc.isenabled() else gc.disable)
+        gc.enable()
+
+    def test_nested_blocks_restore_on_the_last_exit(self):
+        """The collector runs again only when the outermost block ends."""
+        with gc_pause.paused():
+            self.assertFalse(gc.isenabled())
+            with gc_pause.paused():
+                self.assertEqual(2, gc_pause.depth())
+            self.assertFalse(gc.isenabled())
+        self.assertTrue(gc.isenabled())
+        self.assertEqual(0, gc_pause.depth())
+
+    def test_failure_inside_still_restores(self):
+        """An exception leaving the block re-enables the collector."""
+        def fail():
+            with gc_pause.paused():
+                raise ValueError('boom')
+        self.assertRaises(ValueError, fail)
+        self.assertTrue(gc.isenabled())
+
+    def test_collector_disabled_by_the_application_stays_disabled(self):
+        """A pause never enables a collector that was off before."""
+        gc.disable()
+        with gc_pause.paused():
+            pass
+        self.assertFalse(gc.isenabled())
+
+    def test_overlapping_threads(self):
+        """Two threads' blocks overlap: enabled after the later exit."""
+        entered = threading.Event()
+        release = threading.Event()
+
+        def other():
+            with gc_pause.paused():
+                entered.set()
+                release.wait(30)
+        thread = threading.Thread(target=other)
+        thread.start()
+        self.assertTrue(entered.wait(30))
+        with gc_pause.paused():
+            pass
+        self.assertFalse(gc.isenabled())  # the other block still runs
+        release.set()
+        thread.join(30)
+        self.assertTrue(gc.isenabled())
