@@ -1,0 +1,480 @@
+# Copyright 2026 The oslo.publish Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The MariaDB/MySQL row binlog reader (``capture = logical``).
+
+The reader connects to the server as a replica (the
+``mysql-replication`` package, module ``pymysqlreplication``) and reads
+the row-based binlog from the GTID after the last staged position. A
+thread of its own reads and decodes (:mod:`.binlog_decode`) and hands
+complete transactions to :meth:`Reader.read` through a bounded queue,
+so a slow staging step slows the reader instead of filling memory.
+
+Positions are GTIDs (see :func:`.binlog_decode.position_of`): unlike a
+binlog file name and offset they survive a ``FLUSH BINARY LOGS``, a
+server restart and a switch to a replica that has the same GTIDs, and
+the server answers a GTID it no longer has with an explicit error
+(1236), which :meth:`Reader.read` raises as :class:`LogPositionLost`.
+The binlog is not a slot: :meth:`Reader.confirm` records nothing on the
+server, the durable position is the one the staging step stored, and
+how long the server keeps the binlog is its own setting
+(``binlog_expire_logs_seconds`` / ``expire_logs_days``).
+"""
+
+import collections
+import queue
+import socket
+import threading
+import time
+
+from oslo_log import log
+import pymysql
+from pymysqlreplication import BinLogStreamReader
+from pymysqlreplication import event as binlog_event
+from pymysqlreplication import row_event
+import sqlalchemy as sa
+
+from oslo_publish import exceptions
+from oslo_publish import wire
+from oslo_publish.logcapture import base
+from oslo_publish.logcapture import binlog_decode
+
+LOG = log.getLogger(__name__)
+
+#: The server's answer to a replica asking for a position it lacks.
+ER_MASTER_FATAL_ERROR_READING_BINLOG = 1236
+
+#: Required server settings: ``{variable: accepted values}``.
+REQUIRED = {
+    'log_bin': ('ON', '1'),
+    'binlog_format': ('ROW',),
+    'binlog_row_image': ('FULL',),
+    'binlog_row_metadata': ('FULL',),
+}
+
+#: Decoded transactions the reader thread may hold ahead of read().
+QUEUE_SIZE = 64
+
+_ROWS = {row_event.WriteRowsEvent: wire.INSERT,
+         row_event.UpdateRowsEvent: wire.UPDATE,
+         row_event.DeleteRowsEvent: wire.DELETE}
+
+#: A GTID event's flag: the group is one statement without XID (DDL).
+FL_STANDALONE = 1
+
+# base.LogLost is the common "new epoch" error of every reader.
+_Lost = getattr(base, 'LogLost', exceptions.PublishError)
+
+
+class LogPositionLost(_Lost):
+    """The binlog at the stored position is gone.
+
+    Purged past the position, or another server: the stream must start
+    a new epoch and resync (never a silent loss).
+    """
+
+
+class PrerequisiteError(exceptions.ConfigError):
+    """The server lacks a setting or privilege binlog capture needs."""
+
+    def __init__(self, setting, value, reason):
+        exceptions.PublishError.__init__(
+            self, 'MariaDB %s = %r: %s' % (setting, value, reason))
+        self.option = setting
+        self.value = value
+        self.reason = reason
+
+
+def _connection_settings(engine):
+    url = engine.url
+    settings = {'host': url.host or '127.0.0.1',
+                'port': url.port or 3306,
+                'user': url.username or 'root',
+                'passwd': url.password or '',
+                'charset': 'utf8mb4'}
+    if url.query.get('unix_socket'):
+        settings['unix_socket'] = url.query['unix_socket']
+    return settings
+
+
+def _variables(conn, names):
+    rows = conn.exec_driver_sql(
+        'SHOW GLOBAL VARIABLES WHERE Variable_name IN (%s)'
+        % ', '.join("'%s'" % n for n in names)).fetchall()
+    return {r[0].lower(): r[1] for r in rows}
+
+
+class Reader(base.LogReader):
+    """Reads the row binlog of the host's MariaDB/MySQL database.
+
+    :param conf: the ConfigOpts (``[oslo_publish]`` options).
+    :param engine: an Engine on the host database; the replica
+        connection uses its host, port and credentials.
+    :param published: ``{name: PublishedTable}``.
+    :param stream: the stream name (for log messages).
+    """
+
+    def __init__(self, conf, engine, published, stream):
+        self.conf = conf
+        self.engine = engine
+        self.tables = dict(published)
+        self.stream = stream
+        self.schema = engine.url.database
+        self.builder = binlog_decode.TransactionBuilder(
+            published, self.schema, engine.dialect)
+        self._queue = queue.Queue(QUEUE_SIZE)
+        self._thread = None
+        self._closing = threading.Event()
+        self._stream = None
+        self._lock = threading.Lock()
+        self._read_through = None   # position of the last tx the thread saw
+        self._confirmed = None
+        self._pending = collections.deque()  # queued, not yet confirmed
+        self._file_pos = {}         # position -> (binlog file, end offset)
+        self._at = (None, None)     # where the thread is in the binlog
+
+    # ------------------------------------------------------ prerequisites
+
+    @classmethod
+    def check(cls, engine):
+        """Raise :class:`PrerequisiteError` naming what the server lacks."""
+        with engine.connect() as conn:
+            got = _variables(conn, list(REQUIRED) + [
+                'server_id', 'gtid_binlog_state'])
+            for name, accepted in REQUIRED.items():
+                value = got.get(name)
+                if value is None or value.upper() not in accepted:
+                    raise PrerequisiteError(
+                        name, value, 'binlog capture needs %s = %s'
+                        % (name, accepted[0]))
+            if not got.get('server_id') or got['server_id'] == '0':
+                raise PrerequisiteError('server_id', got.get('server_id'),
+                                        'the server needs a server_id')
+            domains = {g.split('-')[0] for g in
+                       (got.get('gtid_binlog_state') or '').split(',')
+                       if g.strip()}
+            if len(domains) > 1:
+                raise PrerequisiteError(
+                    'gtid_domain_id', ','.join(sorted(domains)),
+                    'binlog capture reads one GTID domain; the binlog has '
+                    'several')
+            grants = ' '.join(r[0] for r in conn.exec_driver_sql(
+                'SHOW GRANTS').fetchall()).upper()
+            if 'ALL PRIVILEGES ON *.*' not in grants:
+                for privilege in ('REPLICATION SLAVE', 'BINLOG MONITOR'):
+                    alias = {'REPLICATION SLAVE': 'REPLICATION REPLICA',
+                             'BINLOG MONITOR': 'REPLICATION CLIENT'}
+                    if privilege not in grants and \
+                            alias[privilege] not in grants:
+                        raise PrerequisiteError(
+                            'GRANT', privilege,
+                            'the connecting user needs %s' % privilege)
+
+    @classmethod
+    def setup(cls, conf, engine, published, stream):
+        """Nothing to create on the server; checks the settings."""
+        cls.check(engine)
+
+    @classmethod
+    def teardown(cls, conf, engine, published, stream):
+        """Nothing to drop: the binlog is not reserved for a reader."""
+
+    # --------------------------------------------------------- the cut
+
+    def cut_position(self, snapshot_conn):
+        """The position of the last transaction visible to S, or ''.
+
+        ``snapshot_conn`` (a SQLAlchemy Connection) holds S, opened with
+        ``START TRANSACTION WITH CONSISTENT SNAPSHOT``: MariaDB then
+        reports the binlog file and offset S corresponds to, which
+        ``BINLOG_GTID_POS`` maps to the GTID of the last transaction
+        before it. '' when the binlog holds no transaction yet.
+        """
+        status = dict(snapshot_conn.exec_driver_sql(
+            "SHOW STATUS LIKE 'binlog_snapshot_%'").fetchall())
+        path = status.get('Binlog_snapshot_file')
+        offset = status.get('Binlog_snapshot_position')
+        if not path:
+            raise PrerequisiteError('log_bin', 'OFF',
+                                    'the server reports no binlog position '
+                                    'for the snapshot')
+        gtids = snapshot_conn.exec_driver_sql(
+            'SELECT BINLOG_GTID_POS(%s, %s)',
+            (path, int(offset))).scalar()
+        if not gtids:
+            return ''
+        return binlog_decode.position_of(
+            binlog_decode.parse_gtid(gtids.split(',')[0]))
+
+    def snapshot_cut(self, snapshot_conn, timeout=60.0):
+        """The watermark's cut for the snapshot S held by ``snapshot_conn``.
+
+        Waits until every transaction visible to S has been read and,
+        if it touched a published table, confirmed (staged), then
+        returns ``visible(entry)``: True for the staged entries whose
+        log position is at or before S's.
+        """
+        cut = self.cut_position(snapshot_conn)
+        deadline = time.monotonic() + timeout
+        while not self._caught_up(cut):
+            if time.monotonic() > deadline:
+                raise exceptions.SnapshotError(
+                    'the binlog reader did not reach the snapshot position '
+                    '%s within %ss' % (cut, timeout))
+            time.sleep(0.01)
+
+        def visible(entry):
+            position = getattr(entry, 'position', None) or entry.txid
+            return position is not None and position <= cut
+        visible.position = cut
+        return visible
+
+    def _caught_up(self, cut):
+        """Every transaction up to ``cut`` read, and staged if published."""
+        with self._lock:
+            if (self._read_through or '') < cut:
+                return False
+            return not self._pending or self._pending[0] > cut
+
+    # ----------------------------------------------------------- reading
+
+    def start(self, after_position):
+        """Connect and read from the transaction after ``after_position``.
+
+        None: from the server's current end (``@@gtid_binlog_pos``).
+        """
+        if self._thread is not None:
+            raise RuntimeError('the binlog reader is already started')
+        if after_position is None:
+            with self.engine.connect() as conn:
+                gtid = conn.exec_driver_sql(
+                    'SELECT @@global.gtid_binlog_pos').scalar() or ''
+            gtid = gtid.split(',')[0]
+            start = (binlog_decode.position_of(
+                binlog_decode.parse_gtid(gtid)) if gtid else '')
+        else:
+            start = after_position
+            gtid = binlog_decode.gtid_of(after_position)
+        with self._lock:
+            self._read_through = start
+            self._pending.clear()
+            self._confirmed = start
+        self._closing.clear()
+        self._stream = stream = BinLogStreamReader(
+            connection_settings=_connection_settings(self.engine),
+            server_id=self._server_id(),
+            blocking=True,
+            is_mariadb=True,
+            auto_position=gtid,
+            only_schemas=[self.schema],
+            only_events=[binlog_event.MariadbGtidEvent,
+                         binlog_event.XidEvent, binlog_event.QueryEvent,
+                         row_event.WriteRowsEvent,
+                         row_event.UpdateRowsEvent,
+                         row_event.DeleteRowsEvent],
+            pymysql_wrapper=self._connect,
+            slave_heartbeat=1.0,
+            enable_logging=False)
+        self._thread = threading.Thread(
+            target=self._run, args=(stream,),
+            name='binlog-reader-%s' % self.stream,
+            daemon=True)
+        self._thread.start()
+        LOG.info('Binlog reader of stream %s started after GTID %s',
+                 self.stream, gtid or '(none)')
+
+    def _server_id(self):
+        configured = getattr(self.conf.oslo_publish, 'binlog_server_id',
+                             None)
+        if configured:
+            return configured
+        # Unique enough among the replicas of one server; two readers
+        # with one id would disconnect each other.
+        import zlib
+        seed = '%s/%s/%s' % (socket.gethostname(), self.stream,
+                             threading.get_native_id())
+        return 0x40000000 + zlib.crc32(seed.encode()) % 0x3fffffff
+
+    def _connect(self, **kwargs):
+        if self._closing.is_set():
+            raise pymysql.err.InterfaceError(0, 'the binlog reader is closed')
+        return pymysql.connect(**kwargs)
+
+    def _run(self, stream):
+        try:
+            for ev in stream:
+                if self._closing.is_set():
+                    return
+                self._event(stream, ev)
+        except pymysql.err.OperationalError as exc:
+            if self._closing.is_set():
+                return
+            if exc.args and exc.args[0] == \
+                    ER_MASTER_FATAL_ERROR_READING_BINLOG:
+                self._put(LogPositionLost(
+                    'stream %s: the binlog after %s is no longer on the '
+                    'server: %s' % (self.stream, self._read_through,
+                                    exc.args[-1])))
+            else:
+                self._put(exc)
+        except Exception as exc:  # noqa: handed to read(), which raises
+            if not self._closing.is_set():
+                LOG.exception('Binlog reader of stream %s failed',
+                              self.stream)
+                self._put(exc)
+
+    def _put(self, item):
+        while not self._closing.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def _event(self, stream, ev):
+        builder = self.builder
+        if isinstance(ev, binlog_event.MariadbGtidEvent):
+            builder.begin((ev.domain_id, ev.server_id, ev.gtid_seq_no),
+                          bool(ev.flags & FL_STANDALONE))
+            return
+        if isinstance(ev, row_event.RowsEvent):
+            if ev.schema == self.schema:
+                builder.rows_event(_ROWS[type(ev)], ev.table, ev.rows)
+            return
+        if isinstance(ev, binlog_event.QueryEvent):
+            schema = ev.schema.decode() if isinstance(
+                ev.schema, bytes) else ev.schema
+            query = ev.query.decode('utf-8', 'replace') if isinstance(
+                ev.query, bytes) else ev.query
+            changed, ends = builder.query(query, schema)
+            if changed:
+                self._relearn(changed)
+            if ends:
+                self._finish(stream, ev, None)
+            return
+        if isinstance(ev, binlog_event.XidEvent):
+            self._finish(stream, ev, ev.xid)
+
+    def _finish(self, stream, ev, xid):
+        tx = self.builder.tx
+        if tx is None:
+            return
+        gtid = tx.gtid
+        position = binlog_decode.position_of(gtid)
+        done = self.builder.end(position, xid, ev.timestamp)
+        # A reconnect inside pymysqlreplication resumes after this one.
+        stream.auto_position = binlog_decode.format_gtid(gtid)
+        with self._lock:
+            self._at = (stream.log_file, ev.packet.log_pos)
+            if done is not None:
+                self._file_pos[position] = self._at
+                self._pending.append(position)
+        if done is not None:
+            self._put(done)
+        with self._lock:
+            self._read_through = position
+
+    def _relearn(self, names):
+        """A published table's definition changed: resolve it again."""
+        from oslo_publish import schema
+        try:
+            fresh = schema.resolve_tables(self.conf, engine=self.engine)
+        except exceptions.ConfigError as exc:
+            LOG.error('Stream %s: the published tables cannot be resolved '
+                      'after DDL on %s: %s; keeping their old definition',
+                      self.stream, ', '.join(names), exc)
+            return
+        tables = dict(self.tables)
+        for name in names:
+            if name in fresh:
+                if fresh[name].version != tables[name].version:
+                    LOG.info('Stream %s: table %s now has schema version %s',
+                             self.stream, name, fresh[name].version)
+                tables[name] = fresh[name]
+        self.tables = tables
+        self.builder.set_published(tables)
+
+    def read(self, timeout):
+        """The next transactions (a list, maybe empty) within ``timeout``.
+
+        :raises LogPositionLost: the binlog after the position is gone.
+        """
+        out = []
+        try:
+            item = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return out
+        while True:
+            if isinstance(item, Exception):
+                raise item
+            out.append(item)
+            if len(out) >= QUEUE_SIZE:
+                break
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+        return out
+
+    def confirm(self, position):
+        """Staged durably up to ``position``: only remembered (for lag)."""
+        with self._lock:
+            if self._confirmed is None or position > self._confirmed:
+                self._confirmed = position
+            while self._pending and self._pending[0] <= position:
+                self._pending.popleft()
+            for old in [p for p in self._file_pos if p < position]:
+                del self._file_pos[old]
+
+    def lag(self):
+        """Binlog bytes after the last confirmed transaction, or None."""
+        with self._lock:
+            at = self._file_pos.get(self._confirmed) or self._at
+        if at[0] is None:
+            return None
+        try:
+            with self.engine.connect() as conn:
+                logs = conn.exec_driver_sql('SHOW BINARY LOGS').fetchall()
+        except sa.exc.SQLAlchemyError as exc:
+            LOG.debug('Cannot list the binary logs: %s', exc)
+            return None
+        total, seen = 0, False
+        for name, size in ((r[0], int(r[1])) for r in logs):
+            if name == at[0]:
+                seen = True
+                total += max(size - at[1], 0)
+            elif seen:
+                total += size
+        return total if seen else None
+
+    def close(self):
+        """Stop the reader thread and disconnect; safe to call twice."""
+        self._closing.set()
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            conn = getattr(stream, '_stream_connection', None)
+            sock = getattr(conn, '_sock', None)
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
+        if stream is not None:
+            try:
+                stream.close()
+            except Exception:  # noqa: closing a broken connection
+                LOG.debug('Closing the binlog stream failed', exc_info=True)

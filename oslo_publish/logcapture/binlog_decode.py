@@ -1,0 +1,370 @@
+# Copyright 2026 The oslo.publish Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""MariaDB row binlog events -> :class:`~.base.LogTransaction`.
+
+A :class:`TransactionBuilder` is fed the events of the binlog in order
+(the ``pymysqlreplication`` event objects) and returns a transaction
+when one ends: a GTID event opens it, the XID event (or, for a
+standalone group such as DDL, the end of its one statement, or a
+``COMMIT`` query of a non-transactional engine) closes it.
+
+Rows are consolidated per primary key exactly as session capture does
+(:mod:`oslo_publish.capture.consolidate`): insert then update is one
+insert of the final image, insert then delete is nothing, a primary-key
+change is a delete and an insert, an update that changes no published
+column is nothing. Values are taken from the binlog's row images (which
+carry what the database stores, the raw form a DB-API driver returns),
+run through the column's SQLAlchemy result processing for the MySQL
+dialect (a ``JSON`` text is parsed, an ``Enum`` becomes its member, a
+``TINYINT(1)`` a ``bool``...) and encoded by the table's
+:class:`~oslo_publish.codec.ColumnCodec`: the same values the other
+paths publish.
+
+What cannot be published exactly becomes a table invalidation at that
+transaction (never a wrong row): DDL or ``TRUNCATE`` of a published
+table (cause ``schema_change`` / ``truncate``), a row image whose
+columns are not the published table's (``schema_change``), a value the
+binlog could not decode or the wire cannot encode (``unencodable``).
+"""
+
+import datetime
+import re
+
+from oslo_log import log
+
+from oslo_publish import wire
+from oslo_publish.logcapture import base
+
+LOG = log.getLogger(__name__)
+
+_UTC = datetime.timezone.utc
+
+#: Statements that change a table's definition or empty it, with the
+#: (optionally schema-qualified, optionally quoted) table names they name.
+_NAME = r'(?:`[^`]+`|[A-Za-z0-9_$]+)(?:\s*\.\s*(?:`[^`]+`|[A-Za-z0-9_$]+))?'
+_DDL = re.compile(
+    r'^\s*(ALTER|CREATE|DROP|RENAME|TRUNCATE)\s+'
+    r'(?:(?:ONLINE|IGNORE|OR\s+REPLACE|TEMPORARY)\s+)*'
+    r'(TABLES?\s+)?(?:IF\s+(?:NOT\s+)?EXISTS\s+)?(.*)$',
+    re.IGNORECASE | re.DOTALL)
+_NAMES = re.compile(_NAME)
+_RENAME = re.compile(r'\bRENAME\s+(?!COLUMN\b|INDEX\b|KEY\b)'
+                     r'(?:TO\s+|AS\s+)?(%s)' % _NAME, re.IGNORECASE)
+
+
+def ddl_tables(query, default_schema):
+    """``(verb, [(schema, table), ...])`` of a table DDL, else None.
+
+    ``ALTER``/``CREATE``/``DROP``/``RENAME TABLE`` and ``TRUNCATE``;
+    names without a schema are in ``default_schema`` (the query event's
+    current database).
+    """
+    match = _DDL.match(query)
+    if match is None:
+        return None
+    verb, table_kw, rest = match.group(1).upper(), match.group(2), \
+        match.group(3)
+    if not table_kw and verb != 'TRUNCATE':
+        return None  # CREATE INDEX, DROP VIEW, ALTER USER...: not tables
+    if verb in ('DROP', 'RENAME'):
+        # DROP TABLE a, b / RENAME TABLE a TO b, c TO d
+        parts = re.split(r',|\bTO\b', rest, flags=re.IGNORECASE)
+        names = [_NAMES.search(p).group(0) for p in parts
+                 if _NAMES.search(p)]
+    else:
+        found = _NAMES.match(rest.strip())
+        names = [found.group(0)] if found else []
+        renamed = _RENAME.search(rest) if verb == 'ALTER' else None
+        if renamed:
+            names.append(renamed.group(1))  # ALTER TABLE a RENAME TO b
+    out = []
+    for name in names:
+        parts = [p.strip().strip('`') for p in name.split('.')]
+        out.append((parts[0], parts[1]) if len(parts) == 2
+                   else (default_schema, parts[0]))
+    return verb, out
+
+
+class _Row(object):
+    __slots__ = ('existed', 'orig', 'exists', 'after')
+
+    def __init__(self, existed, orig):
+        self.existed = existed
+        self.orig = orig
+        self.exists = True
+        self.after = None
+
+
+class _Unencodable(Exception):
+    pass
+
+
+class _Tx(object):
+    """The transaction being read."""
+
+    def __init__(self, gtid, standalone):
+        self.gtid = gtid
+        self.standalone = standalone
+        self.rows = {}
+        self.invalid = {}
+        self.ddl = set()
+
+
+class TransactionBuilder(object):
+    """Assembles and encodes the transactions of one database's binlog.
+
+    :param published: ``{name: PublishedTable}`` (replaced by
+        :meth:`set_published` after a schema change).
+    :param schema: the database (MariaDB schema) the tables live in.
+    :param dialect: the engine's SQLAlchemy dialect (for the columns'
+        result processing).
+    """
+
+    def __init__(self, published, schema, dialect):
+        self.schema = schema
+        self.dialect = dialect
+        self.tx = None
+        self.set_published(published)
+
+    def set_published(self, published):
+        self.published = dict(published)
+        self.processors = {}
+        for name, pt in self.published.items():
+            procs = {}
+            for column in pt.columns:
+                try:
+                    procs[column] = pt.table.c[column].type.result_processor(
+                        self.dialect, None)
+                except Exception as exc:  # noqa: a type without one
+                    LOG.debug('No result processor for %s.%s: %s',
+                              name, column, exc)
+                    procs[column] = None
+            self.processors[name] = procs
+
+    # ----------------------------------------------------------- events
+
+    def begin(self, gtid, standalone):
+        """A GTID event: ``gtid`` ``(domain, server_id, seq_no)``."""
+        if self.tx is not None:
+            LOG.warning('Binlog transaction %s has no end; dropped',
+                        format_gtid(self.tx.gtid))
+        self.tx = _Tx(gtid, standalone)
+
+    def rows_event(self, kind, table, rows):
+        """A write/update/delete rows event of ``table`` in our schema."""
+        if self.tx is None or table not in self.published:
+            return
+        tx = self.tx
+        if table in tx.invalid:
+            return
+        pt = self.published[table]
+        for row in rows:
+            try:
+                if kind == wire.UPDATE:
+                    before = self._image(pt, row['before_values'],
+                                         row.get('before_none_sources'))
+                    after = self._image(pt, row['after_values'],
+                                        row.get('after_none_sources'))
+                    self._update(tx, pt, before, after)
+                elif kind == wire.INSERT:
+                    self._insert(tx, pt, self._image(
+                        pt, row['values'], row.get('none_sources')))
+                else:
+                    self._delete(tx, pt, self._image(
+                        pt, row['values'], row.get('none_sources')))
+            except _Unencodable as exc:
+                LOG.warning('Invalidating published table %s in binlog '
+                            'transaction %s: %s', table,
+                            format_gtid(tx.gtid), exc)
+                tx.invalid.setdefault(table, exc.args[1])
+                return
+
+    def query(self, query, default_schema):
+        """A query event: DDL of a published table, or a ``COMMIT``.
+
+        :returns: the names of the published tables whose definition
+            changed (the caller re-learns them), and the transaction
+            when the statement ended it.
+        """
+        if self.tx is None:
+            return (), None
+        text = query.strip()
+        if text.upper() == 'COMMIT':
+            return (), True
+        parsed = ddl_tables(text, default_schema)
+        changed = []
+        if parsed is not None:
+            verb, names = parsed
+            for schema, table in names:
+                if schema == self.schema and table in self.published:
+                    cause = 'truncate' if verb == 'TRUNCATE' \
+                        else 'schema_change'
+                    self.tx.invalid.setdefault(table, cause)
+                    if verb != 'TRUNCATE':
+                        changed.append(table)
+        return changed, self.tx.standalone
+
+    def end(self, position, xid, when):
+        """The XID event (or end of a standalone group): the transaction.
+
+        :returns: a :class:`~.base.LogTransaction`, or None when the
+            transaction touched no published table.
+        """
+        tx, self.tx = self.tx, None
+        if tx is None:
+            return None
+        changes, used = [], {}
+        for (name, key), row in tx.rows.items():
+            if name in tx.invalid:
+                continue
+            pt = self.published[name]
+            try:
+                change = self._change(pt, key, row)
+            except _Unencodable as exc:
+                tx.invalid.setdefault(name, exc.args[1])
+                continue
+            if change is not None:
+                changes.append(change)
+                used[name] = pt
+        if tx.invalid:
+            changes = [c for c in changes if c['table'] not in tx.invalid]
+            for name, cause in sorted(tx.invalid.items()):
+                changes.append(wire.encode_change(
+                    wire.invalidation(name, cause)))
+                used[name] = self.published[name]
+        if not changes:
+            return None
+        committed_at = datetime.datetime.fromtimestamp(when, _UTC)
+        return base.LogTransaction(
+            position=position, xid=xid, committed_at=committed_at,
+            changes=changes,
+            tables={n: pt.header() for n, pt in used.items()})
+
+    # ------------------------------------------------------------- rows
+
+    def _image(self, pt, values, none_sources):
+        """The published columns of a binlog row image, processed."""
+        expected = set(pt.columns) | set(pt.excluded)
+        if set(values) != expected:
+            raise _Unencodable(
+                'the binlog row has columns %s, the published table %s'
+                % (sorted(values), sorted(expected)), 'schema_change')
+        procs = self.processors[pt.name]
+        out = {}
+        for column in pt.columns:
+            value = values[column]
+            if value is None:
+                source = (none_sources or {}).get(column)
+                if source not in (None, 'null'):
+                    raise _Unencodable(
+                        'column %s: the binlog has no value (%s)'
+                        % (column, source), 'unencodable')
+            else:
+                proc = procs[column]
+                if proc is not None:
+                    try:
+                        value = proc(value)
+                    except Exception as exc:  # noqa: any type's failure
+                        raise _Unencodable(
+                            'column %s: %s' % (column, exc), 'unencodable')
+            out[column] = value
+        return out
+
+    def _key(self, pt, image):
+        return tuple(image[c] for c in pt.pk)
+
+    def _insert(self, tx, pt, after):
+        key = self._key(pt, after)
+        row = tx.rows.get((pt.name, key))
+        if row is None:
+            row = tx.rows[(pt.name, key)] = _Row(False, None)
+        row.exists = True
+        row.after = after
+
+    def _delete(self, tx, pt, before):
+        key = self._key(pt, before)
+        row = tx.rows.get((pt.name, key))
+        if row is None:
+            row = tx.rows[(pt.name, key)] = _Row(True, before)
+        row.exists = False
+        row.after = None
+
+    def _update(self, tx, pt, before, after):
+        old, new = self._key(pt, before), self._key(pt, after)
+        if old != new:
+            self._delete(tx, pt, before)
+            self._insert(tx, pt, after)
+            return
+        row = tx.rows.get((pt.name, new))
+        if row is None:
+            row = tx.rows[(pt.name, new)] = _Row(True, before)
+        row.exists = True
+        row.after = after
+
+    def _encode(self, pt, image):
+        try:
+            return {c: pt.encode_value(c, v) for c, v in image.items()}
+        except (wire.WireError, ValueError, TypeError,
+                AttributeError) as exc:
+            raise _Unencodable('%s: %s' % (pt.name, exc), 'unencodable')
+
+    def _change(self, pt, key, row):
+        if row.existed and not row.exists:
+            change = {'table': pt.name, 'op': wire.DELETE,
+                      'before': self._encode(pt, row.orig)}
+        elif not row.existed:
+            if not row.exists:
+                return None
+            change = {'table': pt.name, 'op': wire.INSERT,
+                      'after': self._encode(pt, row.after)}
+        else:
+            orig = self._encode(pt, row.orig)
+            after = self._encode(pt, row.after)
+            changed = [c for c in pt.columns if orig[c] != after[c]]
+            if not changed:
+                return None
+            change = {'table': pt.name, 'op': wire.UPDATE, 'after': after,
+                      'before': {c: orig[c] for c in changed},
+                      'changed': changed}
+        image = row.after if row.after is not None else row.orig
+        change['key'] = [self._encode(pt, {c: image[c]})[c] for c in pt.pk]
+        return change
+
+
+def format_gtid(gtid):
+    return '%d-%d-%d' % gtid
+
+
+def parse_gtid(text):
+    """``'0-1-5'`` -> ``(0, 1, 5)``."""
+    domain, server, seq = (int(p) for p in text.strip().split('-'))
+    return domain, server, seq
+
+
+def position_of(gtid):
+    """The position text of a GTID: sorts by sequence number.
+
+    ``'00000000000000000005 0-1-5'``: the zero-padded ``seq_no`` first
+    (MariaDB numbers the transactions of a GTID domain in binlog order,
+    which is commit order, and keeps counting across a change of
+    ``server_id``), then the GTID itself, which is what a restart sends
+    the server as the replica's position.
+    """
+    return '%020d %s' % (gtid[2], format_gtid(gtid))
+
+
+def gtid_of(position):
+    """The GTID text of a position (inverse of :func:`position_of`)."""
+    return position.split(' ', 1)[1] if ' ' in position else position
