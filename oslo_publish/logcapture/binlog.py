@@ -108,6 +108,31 @@ def _connection_settings(engine):
     return settings
 
 
+def foreign_keys(engine, schema):
+    """The foreign keys of ``schema``, for cascade detection.
+
+    :returns: ``[(child, parent, parent_columns, on_delete, on_update)]``.
+    """
+    query = (
+        'SELECT rc.CONSTRAINT_NAME, rc.TABLE_NAME, rc.REFERENCED_TABLE_NAME,'
+        ' rc.DELETE_RULE, rc.UPDATE_RULE, k.REFERENCED_COLUMN_NAME'
+        ' FROM information_schema.REFERENTIAL_CONSTRAINTS rc'
+        ' JOIN information_schema.KEY_COLUMN_USAGE k'
+        ' ON k.CONSTRAINT_SCHEMA = rc.CONSTRAINT_SCHEMA'
+        ' AND k.CONSTRAINT_NAME = rc.CONSTRAINT_NAME'
+        ' AND k.TABLE_NAME = rc.TABLE_NAME'
+        ' WHERE rc.CONSTRAINT_SCHEMA = %s'
+        ' ORDER BY rc.CONSTRAINT_NAME, k.ORDINAL_POSITION')
+    keys = {}
+    with engine.connect() as conn:
+        for name, child, parent, on_delete, on_update, column in \
+                conn.exec_driver_sql(query, (schema,)):
+            entry = keys.setdefault((child, name), [
+                child, parent, [], on_delete, on_update])
+            entry[2].append(column)
+    return [tuple(v) for v in keys.values()]
+
+
 def _variables(conn, names):
     rows = conn.exec_driver_sql(
         'SHOW GLOBAL VARIABLES WHERE Variable_name IN (%s)'
@@ -202,7 +227,7 @@ class Reader(base.LogReader):
         before it. '' when the binlog holds no transaction yet.
         """
         status = dict(snapshot_conn.exec_driver_sql(
-            "SHOW STATUS LIKE 'binlog_snapshot_%'").fetchall())
+            "SHOW STATUS LIKE 'binlog_snapshot_%%'").fetchall())
         path = status.get('Binlog_snapshot_file')
         offset = status.get('Binlog_snapshot_position')
         if not path:
@@ -256,6 +281,7 @@ class Reader(base.LogReader):
         """
         if self._thread is not None:
             raise RuntimeError('the binlog reader is already started')
+        self.builder.set_foreign_keys(foreign_keys(self.engine, self.schema))
         if after_position is None:
             with self.engine.connect() as conn:
                 gtid = conn.exec_driver_sql(
@@ -404,6 +430,7 @@ class Reader(base.LogReader):
                 tables[name] = fresh[name]
         self.tables = tables
         self.builder.set_published(tables)
+        self.builder.set_foreign_keys(foreign_keys(self.engine, self.schema))
 
     def read(self, timeout):
         """The next transactions (a list, maybe empty) within ``timeout``.

@@ -34,7 +34,10 @@ paths publish.
 
 What cannot be published exactly becomes a table invalidation at that
 transaction (never a wrong row): DDL or ``TRUNCATE`` of a published
-table (cause ``schema_change`` / ``truncate``), a row image whose
+table (cause ``schema_change`` / ``truncate``); a delete (or a key
+update) of a row whose foreign keys cascade into a published table
+(cause ``cascade``: InnoDB makes the cascaded changes itself and the
+binlog does not carry them); a row image whose
 columns are not the published table's (``schema_change``), a value the
 binlog could not decode or the wire cannot encode (``unencodable``).
 """
@@ -50,6 +53,9 @@ from oslo_publish.logcapture import base
 LOG = log.getLogger(__name__)
 
 _UTC = datetime.timezone.utc
+
+#: Foreign-key actions that change the referencing rows.
+CHANGING_ACTIONS = frozenset(('CASCADE', 'SET NULL', 'SET DEFAULT'))
 
 #: Statements that change a table's definition or empty it, with the
 #: (optionally schema-qualified, optionally quoted) table names they name.
@@ -130,13 +136,55 @@ class TransactionBuilder(object):
     :param schema: the database (MariaDB schema) the tables live in.
     :param dialect: the engine's SQLAlchemy dialect (for the columns'
         result processing).
+    :param foreign_keys: ``[(child, parent, parent_columns, on_delete,
+        on_update), ...]``, the schema's foreign keys (see
+        :meth:`set_foreign_keys`).
     """
 
-    def __init__(self, published, schema, dialect):
+    def __init__(self, published, schema, dialect, foreign_keys=()):
         self.schema = schema
         self.dialect = dialect
         self.tx = None
         self.set_published(published)
+        self.set_foreign_keys(foreign_keys)
+
+    def set_foreign_keys(self, foreign_keys):
+        """Learn which deletes and key updates cascade where.
+
+        ``{parent: [(parent_columns, on_delete, on_update, children)]}``
+        where ``children`` are the published tables the action reaches,
+        directly or through further cascading keys.
+        """
+        self._foreign_keys = list(foreign_keys)
+        edges = {}
+        for child, parent, columns, on_delete, on_update in foreign_keys:
+            edges.setdefault(parent, []).append(
+                (child, tuple(columns), on_delete.upper(),
+                 on_update.upper()))
+
+        def reached(table, seen):
+            out = set()
+            if table in seen:
+                return out
+            seen.add(table)
+            if table in self.published:
+                out.add(table)
+            for child, _, on_delete, on_update in edges.get(table, ()):
+                if on_delete in CHANGING_ACTIONS or \
+                        on_update in CHANGING_ACTIONS:
+                    out |= reached(child, seen)
+            return out
+
+        self.cascades = {}
+        for parent, children in edges.items():
+            for child, columns, on_delete, on_update in children:
+                if on_delete not in CHANGING_ACTIONS and \
+                        on_update not in CHANGING_ACTIONS:
+                    continue
+                hit = reached(child, set())
+                if hit:
+                    self.cascades.setdefault(parent, []).append(
+                        (columns, on_delete, on_update, frozenset(hit)))
 
     def set_published(self, published):
         self.published = dict(published)
@@ -152,6 +200,8 @@ class TransactionBuilder(object):
                               name, column, exc)
                     procs[column] = None
             self.processors[name] = procs
+        if hasattr(self, '_foreign_keys'):
+            self.set_foreign_keys(self._foreign_keys)
 
     # ----------------------------------------------------------- events
 
@@ -164,10 +214,12 @@ class TransactionBuilder(object):
 
     def rows_event(self, kind, table, rows):
         """A write/update/delete rows event of ``table`` in our schema."""
-        if self.tx is None or table not in self.published:
+        if self.tx is None:
             return
         tx = self.tx
-        if table in tx.invalid:
+        if table in self.cascades:
+            self._cascade(tx, kind, table, rows)
+        if table not in self.published or table in tx.invalid:
             return
         pt = self.published[table]
         for row in rows:
@@ -190,6 +242,24 @@ class TransactionBuilder(object):
                             format_gtid(tx.gtid), exc)
                 tx.invalid.setdefault(table, exc.args[1])
                 return
+
+    def _cascade(self, tx, kind, table, rows):
+        for columns, on_delete, on_update, children in self.cascades[table]:
+            if kind == wire.DELETE:
+                hit = on_delete in CHANGING_ACTIONS
+            elif kind == wire.UPDATE and on_update in CHANGING_ACTIONS:
+                hit = any(row['before_values'].get(c) !=
+                          row['after_values'].get(c)
+                          for row in rows for c in columns)
+            else:
+                hit = False
+            if hit:
+                for child in children:
+                    if child not in tx.invalid:
+                        LOG.debug('A %s of %s cascades into published '
+                                  'table %s: invalidated', kind, table,
+                                  child)
+                        tx.invalid[child] = 'cascade'
 
     def query(self, query, default_schema):
         """A query event: DDL of a published table, or a ``COMMIT``.
