@@ -44,6 +44,7 @@ binlog could not decode or the wire cannot encode (``unencodable``).
 
 import datetime
 import re
+import uuid
 
 from oslo_log import log
 
@@ -239,7 +240,7 @@ class TransactionBuilder(object):
             except _Unencodable as exc:
                 LOG.warning('Invalidating published table %s in binlog '
                             'transaction %s: %s', table,
-                            format_gtid(tx.gtid), exc)
+                            format_gtid(tx.gtid), exc.args[0])
                 tx.invalid.setdefault(table, exc.args[1])
                 return
 
@@ -303,6 +304,9 @@ class TransactionBuilder(object):
             try:
                 change = self._change(pt, key, row)
             except _Unencodable as exc:
+                LOG.warning('Invalidating published table %s in binlog '
+                            'transaction %s: %s', name,
+                            format_gtid(tx.gtid), exc.args[0])
                 tx.invalid.setdefault(name, exc.args[1])
                 continue
             if change is not None:
@@ -342,6 +346,11 @@ class TransactionBuilder(object):
                         'column %s: the binlog has no value (%s)'
                         % (column, source), 'unencodable')
             else:
+                if isinstance(value, bytes) and len(value) == 16 and \
+                        pt.codecs[column].kind == 'uuid':
+                    # MariaDB's native UUID: 16 bytes in the binlog,
+                    # its text form from a driver.
+                    value = str(uuid.UUID(bytes=value))
                 proc = procs[column]
                 if proc is not None:
                     try:
