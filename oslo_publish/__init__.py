@@ -53,6 +53,8 @@ class Handle(object):
     :ivar sink: the delivery sink (outbox or direct), or None.
     :ivar relay: the in-process relay, or None.
     :ivar snapshot_server: the snapshot server, or None.
+    :ivar stager: the log reader's stager (``capture = logical`` with the
+        relay in this process), or None.
     :ivar engine: the host database's Engine, or None.
     :ivar enabled: False when ``[oslo_publish] enabled`` is false.
     """
@@ -68,6 +70,7 @@ class Handle(object):
         self.capture = None
         self.relay = None
         self.snapshot_server = None
+        self.stager = None
         self._cleanups = []
         self._pid = os.getpid()
         self._conf = None
@@ -193,6 +196,9 @@ def install(conf, target, metadata=None, transport=None, metrics=None,
         raise exceptions.UnsupportedTarget(
             'no engine known for %r: pass engine=' % (target,))
     stream = schema.stream_name(conf)
+    if opts.capture == 'logical':
+        from oslo_publish import logcapture
+        logcapture.check_config(conf, engine)
     tables = schema.resolve_tables(conf, metadata, engine)
     metrics = metrics or metrics_mod.HostMetrics()
     handle = Handle(enabled=True, stream=stream, tables=tables,
@@ -251,8 +257,11 @@ def _start(handle, conf, listen, transport, rpc_transport=None):
         handle._on_stop(sink.stop)
     handle.sink = sink
     if opts.snapshot_server:
-        _start_snapshot_server(handle, conf, relay, transport,
-                               rpc_transport)
+        relay = _start_snapshot_server(handle, conf, relay, transport,
+                                       rpc_transport)
+    if opts.capture == 'logical':
+        _start_log_capture(handle, conf, relay)
+        return
     cap = capture_mod.Capture(tables, sink, stream, handle.metrics,
                               reread_updates=opts.reread_updated_rows)
     cap.attach(listen)
@@ -281,3 +290,20 @@ def _start_snapshot_server(handle, conf, relay, transport, rpc=None):
     server.start()
     handle._on_stop(server.stop)
     handle.snapshot_server = server
+    return relay
+
+
+def _start_log_capture(handle, conf, relay):
+    """``capture = logical``: no session events, the log is read.
+
+    The in-process relay's stager reads it (else ``oslo-publish-relay``).
+    """
+    from oslo_publish import logcapture
+    if relay is None:
+        return
+    stager = logcapture.attach(conf, handle.engine, handle.tables,
+                               handle.stream, relay,
+                               run_reader=conf.oslo_publish.relay_in_process)
+    if stager is not None:
+        handle.stager = stager
+        handle._on_stop(stager.stop)

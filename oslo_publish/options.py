@@ -138,6 +138,19 @@ _opts = [
                     'oslo-publish-status (e.g. placement_database for '
                     'placement, api_database for nova\'s API database). '
                     'The commands\' --database-group flag overrides it.'),
+    cfg.StrOpt('capture', default='session',
+               choices=[('session', 'Capture the changes made through the '
+                                    'host\'s SQLAlchemy sessions, in the '
+                                    'transaction (every database).'),
+                        ('logical', 'Read the database\'s own change log '
+                                    '(PostgreSQL logical decoding, '
+                                    'MariaDB/MySQL row binlog): also sees '
+                                    'writes that bypass the sessions. '
+                                    'Needs delivery = outbox and '
+                                    'oslo-publish-manage capture-setup.')],
+               help='Where changes are captured. Both backends publish '
+                    'the same wire format; see the "Capture backends" '
+                    'page of the documentation.'),
 ]
 
 

@@ -33,6 +33,9 @@ upgrade`` with their own alembic version table
     the database is found restored). Relays lock this row (``SELECT ...
     FOR UPDATE``) to serialise every process that publishes the same
     stream from the same database.
+``oslo_publish_log_positions``
+    With ``capture = logical``: per stream, the log position of the last
+    transaction staged into the outbox (:mod:`oslo_publish.logcapture`).
 """
 
 import datetime
@@ -65,6 +68,9 @@ outbox = sa.Table(
     sa.Column('payload', LongText, nullable=False),
     sa.Column('seq', sa.BigInteger, nullable=True),
     sa.Column('published_at', Timestamp, nullable=True),
+    # The database transaction id of an entry staged by log-based capture
+    # (NULL for session capture); the snapshot watermark needs it.
+    sa.Column('xid', sa.BigInteger, nullable=True),
     sa.Index('oslo_publish_outbox_pending', 'stream', 'seq', 'id'),
     mysql_engine='InnoDB',
 )
@@ -75,6 +81,14 @@ streams = sa.Table(
     sa.Column('last_seq', sa.BigInteger, nullable=False, default=0),
     sa.Column('updated_at', Timestamp, nullable=True),
     sa.Column('epoch', sa.String(32), nullable=True),
+    mysql_engine='InnoDB',
+)
+
+log_positions = sa.Table(
+    'oslo_publish_log_positions', metadata,
+    sa.Column('stream', sa.String(255), primary_key=True),
+    sa.Column('position', sa.String(255), nullable=False),
+    sa.Column('updated_at', Timestamp, nullable=True),
     mysql_engine='InnoDB',
 )
 

@@ -19,6 +19,8 @@
 
     oslo-publish-manage --config-file /etc/nova/nova.conf upgrade
     oslo-publish-manage --config-file /etc/nova/nova.conf current
+    oslo-publish-manage --config-file /etc/nova/nova.conf capture-setup
+    oslo-publish-manage --config-file /etc/nova/nova.conf capture-drop
 
 The database is the service's own, ``[database] connection`` (oslo.db),
 or the ``connection`` of the group named by ``--database-group`` /
@@ -53,6 +55,55 @@ def _current(conf, url):
     print(migration.current(url) or 'none')
 
 
+def _log_reader(conf, url):
+    """(reader class, engine, tables, stream) for the capture commands."""
+    import sqlalchemy as sa
+
+    from oslo_publish import logcapture
+    from oslo_publish import schema
+    stream = conf.command.stream or conf.oslo_publish.stream
+    if not stream:
+        raise ValueError('set [oslo_publish] stream (or --stream) to the '
+                         'host service\'s stream name')
+    engine = sa.create_engine(url)
+    cls = logcapture.reader_class(engine.dialect.name)
+    return cls, engine, schema.resolve_tables(conf, engine=engine), stream
+
+
+def _capture_setup(conf, url):
+    from oslo_publish import exceptions
+    try:
+        cls, engine, tables, stream = _log_reader(conf, url)
+    except (ValueError, exceptions.PublishError) as exc:
+        print('oslo-publish-manage: %s' % exc, file=sys.stderr)
+        return 2
+    try:
+        cls.check(engine)
+        name = cls.setup(conf, engine, tables, stream)
+    except exceptions.ConfigError as exc:
+        print('oslo-publish-manage: %s' % exc, file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    print('log capture of stream %s ready: %s' % (stream, name))
+    return 0
+
+
+def _capture_drop(conf, url):
+    from oslo_publish import exceptions
+    try:
+        cls, engine, tables, stream = _log_reader(conf, url)
+    except (ValueError, exceptions.PublishError) as exc:
+        print('oslo-publish-manage: %s' % exc, file=sys.stderr)
+        return 2
+    try:
+        name = cls.teardown(conf, engine, tables, stream)
+    finally:
+        engine.dispose()
+    print('log capture of stream %s dropped: %s' % (stream, name))
+    return 0
+
+
 def _add_parsers(subparsers):
     upgrade = subparsers.add_parser(
         'upgrade', help='Create or upgrade the outbox tables.')
@@ -62,6 +113,21 @@ def _add_parsers(subparsers):
     current = subparsers.add_parser(
         'current', help='Print the applied revision ("none" if none).')
     current.set_defaults(func=_current)
+    setup = subparsers.add_parser(
+        'capture-setup',
+        help='capture = logical: check the database settings and create '
+             'the log reader\'s objects (PostgreSQL: publication of the '
+             'allow-listed tables, REPLICA IDENTITY FULL, replication '
+             'slot). Idempotent; run again after changing the tables.')
+    setup.add_argument('--stream', help='Stream name (overrides '
+                                        '[oslo_publish] stream).')
+    setup.set_defaults(func=_capture_setup)
+    drop = subparsers.add_parser(
+        'capture-drop',
+        help='Drop what capture-setup created (the slot frees its WAL).')
+    drop.add_argument('--stream', help='Stream name (overrides '
+                                       '[oslo_publish] stream).')
+    drop.set_defaults(func=_capture_drop)
 
 
 def main(argv=None, conf=None):
@@ -84,8 +150,7 @@ def main(argv=None, conf=None):
         print('oslo-publish-manage: [%s] connection is not set' % group,
               file=sys.stderr)
         return 2
-    conf.command.func(conf, url)
-    return 0
+    return conf.command.func(conf, url) or 0
 
 
 if __name__ == '__main__':

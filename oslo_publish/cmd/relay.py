@@ -26,7 +26,11 @@ Reads the host service's configuration: the database from oslo.db's
 default, the service's project name, is not known here). Run it when the
 host processes set ``relay_in_process = false``; with
 ``snapshot_server = true`` it also serves snapshots. Any number of
-relays may run: they serialise on the stream lock. ``--metrics-port``
+relays may run: they serialise on the stream lock. With ``[oslo_publish]
+capture = logical`` it also reads the database's change log and stages
+it into the outbox (:mod:`oslo_publish.logcapture`); of several relays
+one holds the log (a PostgreSQL slot streams to one reader at a time),
+the others take over when it stops. ``--metrics-port``
 serves the Prometheus metrics over HTTP. SIGTERM or SIGINT
 stops it cleanly (the current batch is finished or rolled back; nothing
 is lost).
@@ -104,6 +108,9 @@ def main(argv=None, conf=None):
             return _fail('table %s is missing: run oslo-publish-manage '
                          'upgrade' % outbox.outbox.name)
         tables = schema.resolve_tables(conf, engine=engine)
+        if conf.oslo_publish.capture == 'logical':
+            from oslo_publish import logcapture
+            logcapture.check_config(conf, engine).check(engine)
     except exceptions.ConfigError as exc:
         return _fail(str(exc))
     except sa.exc.OperationalError as exc:
@@ -138,6 +145,10 @@ def run(conf, engine, stream, tables, stop):
                                          relay, rpc, metrics)
         server.start()
     relay.start()
+    stager = None
+    if conf.oslo_publish.capture == 'logical':
+        from oslo_publish import logcapture
+        stager = logcapture.attach(conf, engine, tables, stream, relay)
     LOG.info('oslo-publish-relay running: stream %(stream)s, tables '
              '%(tables)s, snapshot server %(snap)s',
              {'stream': stream, 'tables': ', '.join(sorted(tables)),
@@ -146,6 +157,8 @@ def run(conf, engine, stream, tables, stop):
         while not stop.wait(1.0):
             pass
     finally:
+        if stager is not None:
+            stager.stop()
         relay.stop()
         if server is not None:
             server.stop()

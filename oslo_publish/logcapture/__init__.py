@@ -25,3 +25,83 @@ Modules: :mod:`.base` (the interface between a reader and the rest),
 one module per log format, and :mod:`.staging` (the durable mapping of
 log positions to outbox entries).
 """
+
+import importlib
+
+from oslo_publish import exceptions
+
+NAMESPACE = 'oslo_publish.log_readers'
+
+# Used when the package metadata is not installed (a source checkout).
+_BUILTIN = {
+    'postgresql': 'oslo_publish.logcapture.pgoutput:Reader',
+    'mysql': 'oslo_publish.logcapture.binlog:Reader',
+    'mariadb': 'oslo_publish.logcapture.binlog:Reader',
+}
+
+
+def reader_class(dialect):
+    """The :class:`~.base.LogReader` class for a SQLAlchemy dialect name.
+
+    Looked up in the ``oslo_publish.log_readers`` entry points.
+
+    :raises ConfigError: (option ``capture``) no reader for ``dialect``.
+    """
+    from stevedore import driver
+    try:
+        return driver.DriverManager(NAMESPACE, dialect,
+                                    invoke_on_load=False).driver
+    except Exception:  # noqa: not registered: try the built-in map
+        path = _BUILTIN.get(dialect)
+    if path is None:
+        raise exceptions.ConfigError(
+            'capture', 'logical',
+            'no log reader for the %s database (session capture only)'
+            % dialect)
+    module, _, attr = path.partition(':')
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise exceptions.ConfigError(
+            'capture', 'logical', 'the log reader of the %s database '
+            'cannot be loaded: %s' % (dialect, exc)) from exc
+
+
+def check_config(conf, engine):
+    """Refuse ``capture = logical`` where it cannot work (named option).
+
+    :returns: the reader class for ``engine``'s dialect.
+    """
+    opts = conf.oslo_publish
+    dialect = engine.dialect.name
+    if dialect == 'sqlite':
+        raise exceptions.ConfigError(
+            'capture', opts.capture,
+            'SQLite has no change log to read: use capture = session')
+    if opts.delivery != 'outbox':
+        raise exceptions.ConfigError(
+            'delivery', opts.delivery,
+            'capture = logical stages transactions into the outbox: '
+            'use delivery = outbox')
+    return reader_class(dialect)
+
+
+def attach(conf, engine, tables, stream, relay, run_reader=True):
+    """Give ``relay`` the watermark cut; start the stager if asked.
+
+    :param relay: the stream's :class:`~oslo_publish.relay.Relay`.
+    :param run_reader: read the log in this process (the in-process or
+        standalone relay); False for a process that serves snapshots
+        only.
+    :returns: the started :class:`~.staging.Stager`, or None.
+    """
+    from oslo_publish.logcapture import staging
+    cls = check_config(conf, engine)
+    reader = cls(conf, engine, tables, stream)
+    relay.snapshot_cut = cls(conf, engine, tables, stream).snapshot_cut
+    if not run_reader:
+        return None
+    stager = staging.Stager(engine, stream, reader, wake=relay.wake,
+                            relay=relay)
+    stager.start()
+    return stager

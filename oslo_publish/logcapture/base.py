@@ -36,6 +36,8 @@ doubled or renumbered.
 import abc
 import collections
 
+from oslo_publish import exceptions
+
 LogTransaction = collections.namedtuple(
     'LogTransaction', 'position xid committed_at changes tables')
 LogTransaction.__doc__ = """One committed transaction decoded from the log.
@@ -52,8 +54,58 @@ expects.
 """
 
 
+class LogLost(exceptions.PublishError):
+    """The log the reader needs is gone: a new epoch must start.
+
+    E.g. a PostgreSQL slot invalidated past ``max_slot_wal_keep_size``.
+    """
+
+
 class LogReader(object, metaclass=abc.ABCMeta):
-    """Reads committed transactions of allow-listed tables from a log."""
+    """Reads committed transactions of allow-listed tables from a log.
+
+    Made as ``Reader(conf, engine, published, stream)`` (``published``:
+    the ``{name: PublishedTable}`` of
+    :func:`oslo_publish.schema.resolve_tables`); making one connects to
+    nothing. The class methods are used by ``oslo-publish-manage``.
+    """
+
+    def __init__(self, conf, engine, published, stream):
+        self.conf = conf
+        self.engine = engine
+        self.tables = published
+        self.stream = stream
+
+    @classmethod
+    def check(cls, engine):
+        """Check the database's settings for log capture.
+
+        :raises ConfigError: naming the setting that is missing (e.g.
+            ``wal_level``).
+        """
+
+    @classmethod
+    def setup(cls, conf, engine, published, stream):
+        """Create what the reader needs (slot, publication); idempotent."""
+        raise NotImplementedError()
+
+    @classmethod
+    def teardown(cls, conf, engine, published, stream):
+        """Drop what :meth:`setup` created; idempotent."""
+        raise NotImplementedError()
+
+    def snapshot_cut(self, snapshot_conn):
+        """The watermark's cut for the snapshot transaction S.
+
+        Called by the snapshot server with the stream lock held and S
+        (``snapshot_conn``) open, its snapshot taken. Returns once every
+        transaction visible to S is staged, with a predicate
+        ``visible(entry)`` over staged, unnumbered outbox entries
+        (attributes ``id``, ``xid``, ``txid``): True for the entries
+        whose transaction S sees. Those are numbered first (up to the
+        watermark N), every other entry after N.
+        """
+        raise NotImplementedError()
 
     @abc.abstractmethod
     def start(self, after_position):

@@ -13,7 +13,16 @@
 # under the License.
 
 
-"""The watermark protocol of the snapshot server (DESIGN.md)."""
+"""The watermark protocol of the snapshot server (DESIGN.md).
+
+With log-based capture (``capture = logical``) the outbox entries are
+staged after their transactions committed, so S cannot see them: the
+relay's ``snapshot_cut`` (set by the code that starts the log reader,
+:meth:`oslo_publish.logcapture.base.LogReader.snapshot_cut`) waits until
+everything S sees is staged and says which staged entries S sees.
+"""
+
+import sqlalchemy as sa
 
 from oslo_publish import outbox
 
@@ -52,7 +61,7 @@ class Watermark(object):
         """
         relay = self._relay
         held = self._held
-        ids = [row[0] for row in snapshot_conn.execute(relay.visible_ids)]
+        ids = self._visible_ids(snapshot_conn)
         while True:
             rows = relay.assigned_rows(held)
             if not rows:
@@ -66,3 +75,18 @@ class Watermark(object):
             relay.publish_all(held, relay.assign(held, rows))
         self.value = held.last_seq
         return self.value
+
+    def _visible_ids(self, snapshot_conn):
+        """Ids of the pending entries whose transactions S sees."""
+        relay = self._relay
+        cut = getattr(relay, 'snapshot_cut', None)
+        if cut is None:
+            return [row[0] for row in
+                    snapshot_conn.execute(relay.visible_ids)]
+        visible = cut(snapshot_conn)
+        pending = (sa.select(_OUTBOX.c.id, _OUTBOX.c.xid, _OUTBOX.c.txid)
+                   .where(_OUTBOX.c.stream == relay.stream)
+                   .where(_OUTBOX.c.seq.is_(None))
+                   .order_by(_OUTBOX.c.id))
+        return [row.id for row in self._held.conn.execute(pending)
+                if visible(row)]

@@ -43,6 +43,11 @@ line on stdin, answering one JSON line each on stdout:
 
 The first line it prints is ``{"ready": true}``.
 
+``CONSUMER_HOST_CAPTURE=logical`` runs the host with ``[oslo_publish]
+capture = logical`` (PostgreSQL logical decoding: the database must run
+with ``wal_level = logical``); the publication and slot are created
+before install, and ``idle`` also waits for the log reader to catch up.
+
 ``CONSUMER_HOST_SCHEMA`` selects the code's model of ``items``: ``1``
 (default), ``2`` (adds ``zone``, server default ``'nova'``) or ``3``
 (``zone`` and no ``seen``), for the schema change tests; the database
@@ -67,6 +72,7 @@ from oslo_publish import migration
 
 Base = orm.declarative_base()
 SCHEMA = int(os.environ.get('CONSUMER_HOST_SCHEMA', '1'))
+CAPTURE = os.environ.get('CONSUMER_HOST_CAPTURE', 'session')
 
 
 class Item(Base):
@@ -253,12 +259,16 @@ def _conf(args):
                         ('heartbeat_interval', 0.2),
                         ('relay_poll_interval', 0.05),
                         ('snapshot_page_size', args.page_size),
-                        ('signing_key', args.signing_key)):
+                        ('signing_key', args.signing_key),
+                        ('capture', CAPTURE)):
         conf.set_override(name, value, 'oslo_publish')
     return conf
 
 
 def _idle(engine, handle):
+    if CAPTURE == 'logical':
+        from oslo_publish.logcapture import pgoutput
+        pgoutput.catch_up(engine, handle.stream, 60)
     return handle.relay.wait_drained(60)
 
 
@@ -277,6 +287,10 @@ def main(argv=None):
     migration.upgrade(engine)
     conf = _conf(args)
     maker = orm.sessionmaker(bind=engine)
+    if CAPTURE == 'logical':
+        from oslo_publish.logcapture import pgoutput
+        pgoutput.Reader.setup(conf, engine, oslo_publish.resolve_tables(
+            conf, Base.metadata, engine), args.stream)
     handle = oslo_publish.install(conf, maker, metadata=Base.metadata)
     workload = Workload(maker)
     workload.continue_ids()

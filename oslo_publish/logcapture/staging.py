@@ -1,0 +1,225 @@
+# Copyright 2026 The oslo.publish Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Staging: decoded transactions -> outbox rows, with their log position.
+
+:class:`Stager` runs a thread in the relay's process. It reads batches of
+:class:`~oslo_publish.logcapture.base.LogTransaction` from a reader and,
+in ONE database transaction per batch:
+
+1. locks the stream's ``oslo_publish_log_positions`` row (``SELECT ...
+   FOR UPDATE``) and reads the last staged position P;
+2. drops every transaction whose position is not after P (re-delivered
+   after a crash, or staged by another process reading the same log);
+3. INSERTs each remaining transaction with changes as one outbox row,
+   the payload exactly as session capture writes it
+   (:meth:`oslo_publish.outbox.OutboxSink.stage`), ``txid`` = its
+   position, ``xid`` = the database transaction id;
+4. sets the position to the batch's last one and commits.
+
+Only after the commit does it :meth:`~.base.LogReader.confirm` the
+position (the database may then discard the log before it) and wake the
+relay, which numbers and publishes the entries as for session capture.
+A process killed at any point therefore loses nothing and stages nothing
+twice: the log is kept until the staging commit, and what was committed
+is never staged again. Entries are staged in commit order, so the relay's
+id order is commit order.
+
+When the reader reports its log lost (:class:`~.base.LogLost`, e.g. a
+PostgreSQL slot invalidated past ``max_slot_wal_keep_size``), the stager
+recreates it (:meth:`~.base.LogReader.setup`) and gives the stream a new
+epoch: consumers resynchronise (counted, cause ``epoch``) instead of
+missing what the lost log held.
+"""
+
+import datetime
+import json
+import threading
+
+from oslo_log import log
+import sqlalchemy as sa
+
+from oslo_publish import outbox
+from oslo_publish.logcapture import base
+from oslo_publish.relay import numbering
+
+LOG = log.getLogger(__name__)
+
+_OUTBOX = outbox.outbox
+_POSITIONS = outbox.log_positions
+
+
+def payload(changes, tables):
+    """The outbox payload of a transaction (as session capture's)."""
+    return json.dumps({'changes': changes, 'tables': tables},
+                      separators=(',', ':'), allow_nan=False)
+
+
+class Stager(object):
+    """Stages a reader's transactions into the outbox (a thread).
+
+    :param engine: the host database (outbox and positions).
+    :param stream: the stream name.
+    :param reader: a :class:`~.base.LogReader` (not started).
+    :param wake: called after each staging commit (the relay's wake), or
+        None.
+    :param relay: the stream's :class:`~oslo_publish.relay.Relay`, used
+        to renew the epoch when the log is lost (None: not renewed).
+    :param read_timeout: seconds one :meth:`LogReader.read` waits.
+    """
+
+    def __init__(self, engine, stream, reader, wake=None, relay=None,
+                 read_timeout=0.5):
+        self._engine = engine
+        self._stream = stream
+        self.reader = reader
+        self._wake = wake
+        self._relay = relay
+        self._timeout = read_timeout
+        self._stopping = threading.Event()
+        self._thread = None
+        #: Set once the reader streams (tests, tools).
+        self.streaming = threading.Event()
+        #: The last position staged by this process (or read at start).
+        self.position = None
+        self._lock_row = (
+            sa.select(_POSITIONS.c.position)
+            .where(_POSITIONS.c.stream == stream).with_for_update())
+        self._set_position = (
+            _POSITIONS.update().where(_POSITIONS.c.stream == stream)
+            .values(position=sa.bindparam('position'),
+                    updated_at=sa.bindparam('now')))
+
+    # ------------------------------------------------------------ thread
+
+    def start(self):
+        if self._thread is not None:
+            return
+        self._stopping.clear()
+        self._thread = threading.Thread(
+            target=self._run, name='oslo-publish-stager-%s' % self._stream,
+            daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout=30.0):
+        thread, self._thread = self._thread, None
+        self._stopping.set()
+        if thread is not None:
+            thread.join(timeout)
+        self.reader.close()
+
+    def _run(self):
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                self.reader.start(self.staged_position())
+                self.streaming.set()
+                failures = 0
+                while not self._stopping.is_set():
+                    self.stage(self.reader.read(self._timeout))
+            except base.LogLost as exc:
+                LOG.error('Stream %(stream)s: the database log is lost '
+                          '(%(exc)s); starting a new epoch, consumers '
+                          'will resynchronise', {'stream': self._stream,
+                                                 'exc': exc})
+                try:
+                    self.recover_lost_log()
+                except Exception as exc2:  # noqa: retried below
+                    LOG.warning('Recreating the log of stream %s failed: '
+                                '%s', self._stream, exc2)
+                    failures += 1
+            except Exception as exc:  # noqa: broad - keep it alive
+                failures += 1
+                level = LOG.debug if failures > 1 else LOG.warning
+                level('Log reader of stream %(stream)s failed, retrying: '
+                      '%(exc)s', {'stream': self._stream, 'exc': exc})
+            self.streaming.clear()
+            self.reader.close()
+            if failures:
+                self._stopping.wait(numbering.backoff(failures, 5.0))
+
+    # ------------------------------------------------------------- steps
+
+    def staged_position(self):
+        """The stream's staged position (the row is made if missing)."""
+        with self._engine.begin() as conn:
+            got = conn.execute(
+                sa.select(_POSITIONS.c.position)
+                .where(_POSITIONS.c.stream == self._stream)).first()
+            if got is None:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(_POSITIONS.insert().values(
+                            stream=self._stream, position='',
+                            updated_at=numbering.utcnow()))
+                except sa.exc.IntegrityError:
+                    pass
+                got = ('',)
+        self.position = got[0] or None
+        return self.position
+
+    def stage(self, transactions):
+        """Stage ``transactions`` (commit order) in one DB transaction.
+
+        :returns: the number of outbox entries written.
+        """
+        if not transactions:
+            return 0
+        written = 0
+        with self._engine.begin() as conn:
+            staged = conn.execute(self._lock_row).scalar() or ''
+            rows = []
+            last = None
+            for tx in transactions:
+                if tx.position <= staged or \
+                        (last is not None and tx.position <= last):
+                    continue
+                last = tx.position
+                if not tx.changes:
+                    continue
+                committed_at = tx.committed_at.astimezone(
+                    datetime.timezone.utc).replace(tzinfo=None)
+                rows.append({'stream': self._stream, 'txid': tx.position,
+                             'committed_at': committed_at,
+                             'payload': payload(tx.changes, tx.tables),
+                             'xid': tx.xid})
+            if last is None:
+                # All re-delivered: the log may still move on.
+                self.reader.confirm(staged) if staged else None
+                return 0
+            if rows:
+                conn.execute(_OUTBOX.insert(), rows)
+                written = len(rows)
+            conn.execute(self._set_position,
+                         {'position': last, 'now': numbering.utcnow()})
+        self.position = last
+        self.reader.confirm(last)
+        if written and self._wake is not None:
+            self._wake()
+        return written
+
+    def recover_lost_log(self):
+        """Recreate the reader's log and start a new epoch."""
+        reader = self.reader
+        type(reader).teardown(reader.conf, self._engine, reader.tables,
+                              self._stream)
+        type(reader).setup(reader.conf, self._engine, reader.tables,
+                           self._stream)
+        with self._engine.begin() as conn:
+            conn.execute(self._set_position,
+                         {'position': '', 'now': numbering.utcnow()})
+        if self._relay is not None:
+            with self._relay.holding() as held:
+                with held.marking() as conn:
+                    held.epoch = self._relay.stream_lock.renew_epoch(conn)

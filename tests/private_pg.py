@@ -1,0 +1,66 @@
+# Copyright 2026 The oslo.publish Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""A private PostgreSQL cluster with ``wal_level = logical`` for tests.
+
+The machine's PostgreSQL runs with ``wal_level = replica``, so the tests
+of ``capture = logical`` start their own cluster (initdb in a temporary
+directory, another port; :mod:`benchmarks.pgcluster`) once per test
+class with :class:`LogicalPGMixin`, and fail loudly when it cannot start.
+"""
+
+import contextlib
+
+from benchmarks import pgcluster
+
+
+class LogicalPGMixin(object):
+    """``setUpClass`` starts a private cluster: ``cls.pg_server_url``.
+
+    ``cls.pg_settings`` adds server settings (e.g. a small
+    ``max_slot_wal_keep_size``). Each test makes its databases with
+    :meth:`private_database`.
+    """
+
+    pg_settings = ()
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        settings = dict((('wal_level', 'logical'),
+                         ('max_replication_slots', '10'),
+                         ('max_wal_senders', '10'),
+                         ('max_connections', '60'),
+                         ('fsync', 'off')))
+        settings.update(dict(cls.pg_settings))
+        cls._pg_stack = contextlib.ExitStack()
+        try:
+            cls.pg_server_url = cls._pg_stack.enter_context(
+                pgcluster.cluster(tuple(settings.items())))
+        except pgcluster.ClusterError as exc:
+            cls._pg_stack.close()
+            raise RuntimeError('cannot start the private PostgreSQL '
+                               'cluster with wal_level=logical: %s' % exc)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls._pg_stack.close()
+        super().tearDownClass()
+
+    def private_database(self):
+        """A fresh database on the private cluster (dropped at cleanup)."""
+        stack = contextlib.ExitStack()
+        url = stack.enter_context(pgcluster.database(self.pg_server_url))
+        self.addCleanup(stack.close)
+        return url
