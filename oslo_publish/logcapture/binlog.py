@@ -32,11 +32,12 @@ how long the server keeps the binlog is its own setting
 (``binlog_expire_logs_seconds`` / ``expire_logs_days``).
 """
 
-import collections
 import queue
 import socket
+import random
 import threading
 import time
+import zlib
 
 from oslo_log import log
 import pymysql
@@ -65,6 +66,12 @@ REQUIRED = {
 
 #: Decoded transactions the reader thread may hold ahead of read().
 QUEUE_SIZE = 64
+
+#: Seconds between two progress marks: transactions that touched no
+#: published table are handed to staging (empty) at most this often, so
+#: the staged position follows the binlog without a write per
+#: transaction.
+PROGRESS_INTERVAL = 1.0
 
 _ROWS = {row_event.WriteRowsEvent: wire.INSERT,
          row_event.UpdateRowsEvent: wire.UPDATE,
@@ -133,6 +140,30 @@ def foreign_keys(engine, schema):
     return [tuple(v) for v in keys.values()]
 
 
+def _staged(engine, stream):
+    """The stream's staged position ('' when none)."""
+    from oslo_publish import outbox
+    table = outbox.log_positions
+    with engine.connect() as conn:
+        return conn.execute(sa.select(table.c.position).where(
+            table.c.stream == stream)).scalar() or ''
+
+
+def catch_up(engine, stream, conf, published, timeout):
+    """Wait until every transaction committed before this call is staged.
+
+    :returns: the staged position.
+    """
+    reader = Reader(conf, engine, published, stream)
+    with engine.connect() as conn:
+        gtid = (conn.exec_driver_sql(
+            'SELECT @@global.gtid_binlog_pos').scalar() or '').split(',')[0]
+    if not gtid:
+        return _staged(engine, stream)
+    return reader.wait_staged_through(
+        binlog_decode.position_of(binlog_decode.parse_gtid(gtid)), timeout)
+
+
 def _variables(conn, names):
     rows = conn.exec_driver_sql(
         'SHOW GLOBAL VARIABLES WHERE Variable_name IN (%s)'
@@ -165,7 +196,6 @@ class Reader(base.LogReader):
         self._lock = threading.Lock()
         self._read_through = None   # position of the last tx the thread saw
         self._confirmed = None
-        self._pending = collections.deque()  # queued, not yet confirmed
         self._file_pos = {}         # position -> (binlog file, end offset)
         self._at = (None, None)     # where the thread is in the binlog
 
@@ -245,32 +275,66 @@ class Reader(base.LogReader):
     def snapshot_cut(self, snapshot_conn, timeout=60.0):
         """The watermark's cut for the snapshot S held by ``snapshot_conn``.
 
-        Waits until every transaction visible to S has been read and,
-        if it touched a published table, confirmed (staged), then
-        returns ``visible(entry)``: True for the staged entries whose
-        log position is at or before S's.
+        Works in any process (the stager may run elsewhere): the binlog
+        between the stream's staged position and S's position is read
+        for the last transaction with published changes, and this waits
+        until the stream's staged position reaches it. Returns
+        ``visible(entry)``: True for the staged outbox entries whose
+        position (``txid``) is at or before S's.
         """
         cut = self.cut_position(snapshot_conn)
-        deadline = time.monotonic() + timeout
-        while not self._caught_up(cut):
-            if time.monotonic() > deadline:
-                raise exceptions.SnapshotError(
-                    'the binlog reader did not reach the snapshot position '
-                    '%s within %ss' % (cut, timeout))
-            time.sleep(0.01)
+        self.wait_staged_through(cut, timeout)
 
         def visible(entry):
-            position = getattr(entry, 'position', None) or entry.txid
-            return position is not None and position <= cut
+            return entry.txid is not None and entry.txid <= cut
         visible.position = cut
         return visible
 
-    def _caught_up(self, cut):
-        """Every transaction up to ``cut`` read, and staged if published."""
-        with self._lock:
-            if (self._read_through or '') < cut:
-                return False
-            return not self._pending or self._pending[0] > cut
+    def wait_staged_through(self, position, timeout):
+        """Wait until the published transactions to ``position`` are staged.
+
+        The stream's staged position (which :class:`~.staging.Stager`
+        records) must reach the last of them.
+        """
+        staged = _staged(self.engine, self.stream)
+        if staged >= position:
+            return staged
+        needed = self._last_published(staged, position)
+        if needed is None:
+            return staged
+        from oslo_publish.logcapture import pgoutput
+        return pgoutput.wait_staged(self.engine, self.stream, needed,
+                                    timeout)
+
+    def _last_published(self, after, upto):
+        """The last transaction with published changes in (after, upto].
+
+        Reads that part of the binlog; None when there is none.
+        """
+        upto_seq = int(upto.split(' ', 1)[0])
+        builder = binlog_decode.TransactionBuilder(
+            self.tables, self.schema, self.engine.dialect,
+            foreign_keys(self.engine, self.schema))
+        stream = self._binlog_stream(
+            binlog_decode.gtid_of(after) if after else '', blocking=False,
+            server_id=random.randint(0x40000000, 0x7ffffffe))
+        last = None
+        try:
+            for ev in stream:
+                if isinstance(ev, binlog_event.MariadbGtidEvent) and \
+                        ev.gtid_seq_no > upto_seq:
+                    break
+                done = self._feed(builder, stream, ev)
+                if isinstance(done, base.LogTransaction) and done.changes:
+                    last = done.position
+        except pymysql.err.OperationalError as exc:
+            if exc.args and exc.args[0] == \
+                    ER_MASTER_FATAL_ERROR_READING_BINLOG:
+                raise LogPositionLost(str(exc)) from exc
+            raise
+        finally:
+            stream.close()
+        return last
 
     # ----------------------------------------------------------- reading
 
@@ -294,13 +358,27 @@ class Reader(base.LogReader):
             gtid = binlog_decode.gtid_of(after_position)
         with self._lock:
             self._read_through = start
-            self._pending.clear()
             self._confirmed = start
         self._closing.clear()
-        self._stream = stream = BinLogStreamReader(
+        self.builder.tx = None
+        if after_position is None and start:
+            # Staged as the stream's position: the start is known to
+            # every process (snapshot_cut reads the binlog from there).
+            self._queue.put(base.LogTransaction(start, None, None, [], {}))
+        self._last_put = time.monotonic()
+        self._stream = stream = self._binlog_stream(gtid, blocking=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(stream,),
+            name='binlog-reader-%s' % self.stream, daemon=True)
+        self._thread.start()
+        LOG.info('Binlog reader of stream %s started after GTID %s',
+                 self.stream, gtid or '(none)')
+
+    def _binlog_stream(self, gtid, blocking, server_id=None):
+        return BinLogStreamReader(
             connection_settings=_connection_settings(self.engine),
-            server_id=self._server_id(),
-            blocking=True,
+            server_id=server_id or self._server_id(),
+            blocking=blocking,
             is_mariadb=True,
             auto_position=gtid,
             only_schemas=[self.schema],
@@ -310,15 +388,8 @@ class Reader(base.LogReader):
                          row_event.UpdateRowsEvent,
                          row_event.DeleteRowsEvent],
             pymysql_wrapper=self._connect,
-            slave_heartbeat=1.0,
+            slave_heartbeat=1.0 if blocking else None,
             enable_logging=False)
-        self._thread = threading.Thread(
-            target=self._run, args=(stream,),
-            name='binlog-reader-%s' % self.stream,
-            daemon=True)
-        self._thread.start()
-        LOG.info('Binlog reader of stream %s started after GTID %s',
-                 self.stream, gtid or '(none)')
 
     def _server_id(self):
         configured = getattr(self.conf.oslo_publish, 'binlog_server_id',
@@ -327,7 +398,6 @@ class Reader(base.LogReader):
             return configured
         # Unique enough among the replicas of one server; two readers
         # with one id would disconnect each other.
-        import zlib
         seed = '%s/%s/%s' % (socket.gethostname(), self.stream,
                              threading.get_native_id())
         return 0x40000000 + zlib.crc32(seed.encode()) % 0x3fffffff
@@ -342,7 +412,9 @@ class Reader(base.LogReader):
             for ev in stream:
                 if self._closing.is_set():
                     return
-                self._event(stream, ev)
+                done = self._feed(self.builder, stream, ev, self._relearn)
+                if done is not None:
+                    self._done(stream, ev, done)
         except pymysql.err.OperationalError as exc:
             if self._closing.is_set():
                 return
@@ -368,46 +440,50 @@ class Reader(base.LogReader):
             except queue.Full:
                 continue
 
-    def _event(self, stream, ev):
-        builder = self.builder
+    def _feed(self, builder, stream, ev, relearn=None):
+        """One binlog event; returns the transaction it ended, if any."""
         if isinstance(ev, binlog_event.MariadbGtidEvent):
             builder.begin((ev.domain_id, ev.server_id, ev.gtid_seq_no),
                           bool(ev.flags & FL_STANDALONE))
-            return
+            return None
         if isinstance(ev, row_event.RowsEvent):
             if ev.schema == self.schema:
                 builder.rows_event(_ROWS[type(ev)], ev.table, ev.rows)
-            return
+            return None
+        ends, xid = False, None
         if isinstance(ev, binlog_event.QueryEvent):
             schema = ev.schema.decode() if isinstance(
                 ev.schema, bytes) else ev.schema
             query = ev.query.decode('utf-8', 'replace') if isinstance(
                 ev.query, bytes) else ev.query
             changed, ends = builder.query(query, schema)
-            if changed:
-                self._relearn(changed)
-            if ends:
-                self._finish(stream, ev, None)
-            return
-        if isinstance(ev, binlog_event.XidEvent):
-            self._finish(stream, ev, ev.xid)
-
-    def _finish(self, stream, ev, xid):
-        tx = self.builder.tx
-        if tx is None:
-            return
-        gtid = tx.gtid
-        position = binlog_decode.position_of(gtid)
-        done = self.builder.end(position, xid, ev.timestamp)
+            if changed and relearn is not None:
+                relearn(changed)
+        elif isinstance(ev, binlog_event.XidEvent):
+            ends, xid = True, ev.xid
+        if not ends or builder.tx is None:
+            return None
+        gtid = builder.tx.gtid
         # A reconnect inside pymysqlreplication resumes after this one.
         stream.auto_position = binlog_decode.format_gtid(gtid)
+        return builder.end(binlog_decode.position_of(gtid), xid,
+                           ev.timestamp) or binlog_decode.position_of(gtid)
+
+    def _done(self, stream, ev, done):
+        """Queue a transaction (or, now and then, a progress mark)."""
+        position = done if isinstance(done, str) else done.position
         with self._lock:
             self._at = (stream.log_file, ev.packet.log_pos)
-            if done is not None:
+        put = None
+        if not isinstance(done, str):
+            now = time.monotonic()
+            if done.changes or now - self._last_put >= PROGRESS_INTERVAL:
+                put = done
+        if put is not None:
+            with self._lock:
                 self._file_pos[position] = self._at
-                self._pending.append(position)
-        if done is not None:
-            self._put(done)
+            self._last_put = time.monotonic()
+            self._put(put)
         with self._lock:
             self._read_through = position
 
@@ -459,8 +535,6 @@ class Reader(base.LogReader):
         with self._lock:
             if self._confirmed is None or position > self._confirmed:
                 self._confirmed = position
-            while self._pending and self._pending[0] <= position:
-                self._pending.popleft()
             for old in [p for p in self._file_pos if p < position]:
                 del self._file_pos[old]
 

@@ -55,6 +55,10 @@ LOG = log.getLogger(__name__)
 
 _UTC = datetime.timezone.utc
 
+#: oslo.publish's own tables (outbox, stream positions): their writes are
+#: the pipeline's bookkeeping, never published nor reported as progress.
+OWN_PREFIX = 'oslo_publish_'
+
 #: Foreign-key actions that change the referencing rows.
 CHANGING_ACTIONS = frozenset(('CASCADE', 'SET NULL', 'SET DEFAULT'))
 
@@ -126,7 +130,8 @@ class _Tx(object):
         self.standalone = standalone
         self.rows = {}
         self.invalid = {}
-        self.ddl = set()
+        self.own_rows = False     # rows of oslo.publish's own tables
+        self.other_rows = False   # rows of any other table
 
 
 class TransactionBuilder(object):
@@ -218,6 +223,10 @@ class TransactionBuilder(object):
         if self.tx is None:
             return
         tx = self.tx
+        if table.startswith(OWN_PREFIX):
+            tx.own_rows = True
+        else:
+            tx.other_rows = True
         if table in self.cascades:
             self._cascade(tx, kind, table, rows)
         if table not in self.published or table in tx.invalid:
@@ -290,8 +299,9 @@ class TransactionBuilder(object):
     def end(self, position, xid, when):
         """The XID event (or end of a standalone group): the transaction.
 
-        :returns: a :class:`~.base.LogTransaction`, or None when the
-            transaction touched no published table.
+        :returns: a :class:`~.base.LogTransaction` (its ``changes``
+            empty when it touched no published table), or None for a
+            transaction that only wrote oslo.publish's own tables.
         """
         tx, self.tx = self.tx, None
         if tx is None:
@@ -318,7 +328,7 @@ class TransactionBuilder(object):
                 changes.append(wire.encode_change(
                     wire.invalidation(name, cause)))
                 used[name] = self.published[name]
-        if not changes:
+        if not changes and tx.own_rows and not tx.other_rows:
             return None
         committed_at = datetime.datetime.fromtimestamp(when, _UTC)
         return base.LogTransaction(

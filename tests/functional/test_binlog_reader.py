@@ -29,6 +29,9 @@ import sqlalchemy as sa
 from oslo_publish.logcapture import base as log_base
 from oslo_publish.logcapture import binlog
 from oslo_publish.logcapture import binlog_decode
+from oslo_publish.logcapture import staging
+from oslo_publish import migration
+from oslo_publish import outbox
 from oslo_publish import schema
 from tests import base
 from tests import private_mariadb
@@ -51,14 +54,17 @@ DDL = (
 
 
 def collect(reader, count, timeout=30.0):
-    """Read until ``count`` transactions came (or fail)."""
+    """Read until ``count`` transactions with changes came (or fail).
+
+    Progress marks (no changes) are left out.
+    """
     out = []
     deadline = time.monotonic() + timeout
     while len(out) < count:
         if time.monotonic() > deadline:
             raise AssertionError('%d of %d transactions read: %r'
                                  % (len(out), count, out))
-        out.extend(reader.read(0.2))
+        out.extend(tx for tx in reader.read(0.2) if tx.changes)
     return out
 
 
@@ -267,28 +273,57 @@ class TestBinlogReader(BinlogTestCase):
         exc = self.assertRaises(binlog.LogPositionLost, collect, again, 1)
         self.assertIn(binlog_decode.gtid_of(tx.position), str(exc))
 
-    def test_snapshot_cut(self):
-        reader = self.reader()
+    def test_snapshot_cut_with_the_stager(self):
+        migration.upgrade(self.engine)
+        stager = staging.Stager(self.engine, 'bl', binlog.Reader(
+            self.conf, self.engine, self.pub, 'bl'))
+        stager.start()
+        self.addCleanup(stager.stop)
+        self.assertTrue(stager.streaming.wait(30))
         self.sql("INSERT INTO parent (id, name) VALUES (1, 'a')")
-        self.sql("INSERT INTO other VALUES (1, 1)")   # not published
-        first, = collect(reader, 1)
+        self.sql('INSERT INTO other VALUES (1, 1)')   # not published
+        # Another instance, as the snapshot server's: no shared memory.
+        cutter = binlog.Reader(self.conf, self.engine, self.pub, 'bl')
         with self.engine.connect() as conn:
             conn.exec_driver_sql(
                 'SET TRANSACTION ISOLATION LEVEL REPEATABLE READ')
             conn.exec_driver_sql(
                 'START TRANSACTION WITH CONSISTENT SNAPSHOT')
-            cut = reader.cut_position(conn)
+            visible = cutter.snapshot_cut(conn, timeout=30)
             self.sql("INSERT INTO parent (id, name) VALUES (2, 'b')")
-            later, = collect(reader, 1)
-            reader.confirm(first.position)
-            visible = reader.snapshot_cut(conn, timeout=10)
             seen = conn.exec_driver_sql(
                 'SELECT id FROM parent').scalars().all()
         self.assertEqual([1], seen)
-        self.assertLess(first.position, cut)   # the insert into other
-        self.assertLess(cut, later.position)
-        entry = type('Entry', (), {})
-        entry.txid = first.position
-        self.assertTrue(visible(entry))
-        entry.txid = later.position
-        self.assertFalse(visible(entry))
+        table = outbox.outbox
+        query = sa.select(table.c.id, table.c.xid, table.c.txid).order_by(
+            table.c.id)
+
+        def entries():
+            with self.engine.connect() as conn:
+                rows = conn.execute(query).fetchall()
+            return rows if len(rows) == 2 else None
+        first, second = base.wait_for(entries, 30,
+                                      message='second entry not staged')
+        self.assertTrue(visible(first))
+        self.assertFalse(visible(second))
+        self.assertLess(first.txid, visible.position)
+        self.assertLess(visible.position, second.txid)
+
+    def test_catch_up_waits_for_staging(self):
+        migration.upgrade(self.engine)
+        stager = staging.Stager(self.engine, 'bl', binlog.Reader(
+            self.conf, self.engine, self.pub, 'bl'))
+        stager.start()
+        self.addCleanup(stager.stop)
+        self.assertTrue(stager.streaming.wait(30))
+        for i in range(1, 6):
+            self.sql("INSERT INTO plain VALUES (%d, 'n')" % i)
+        self.sql('INSERT INTO other VALUES (1, 1)')   # not published
+        staged = binlog.catch_up(self.engine, 'bl', self.conf, self.pub, 30)
+        with self.engine.connect() as conn:
+            count = conn.execute(sa.select(sa.func.count()).select_from(
+                outbox.outbox)).scalar()
+            last = conn.execute(sa.select(sa.func.max(
+                outbox.outbox.c.txid))).scalar()
+        self.assertEqual(5, count)
+        self.assertLessEqual(last, staged)
