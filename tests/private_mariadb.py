@@ -205,8 +205,11 @@ class DatabaseFixture(fixtures.Fixture):
     """A fresh database on the private binlog server.
 
     Attributes after setUp: ``server``, ``name``, ``url``
-    (``charset=utf8mb4``) and ``engine``.
+    (``charset=utf8mb4``) and ``engine``; ``backend`` is ``'mysql'``
+    (the API of :class:`tests.base.DatabaseFixture`).
     """
+
+    backend = 'mysql'
 
     def _setUp(self):
         self.server = server()
