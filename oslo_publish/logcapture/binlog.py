@@ -296,15 +296,31 @@ class Reader(base.LogReader):
         The stream's staged position (which :class:`~.staging.Stager`
         records) must reach the last of them.
         """
-        staged = _staged(self.engine, self.stream)
-        if staged >= position:
-            return staged
-        needed = self._last_published(staged, position)
-        if needed is None:
-            return staged
-        from oslo_publish.logcapture import pgoutput
-        return pgoutput.wait_staged(self.engine, self.stream, needed,
-                                    timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            staged = _staged(self.engine, self.stream)
+            if staged >= position:
+                return staged
+            if staged:
+                try:
+                    needed = self._last_published(staged, position)
+                except LogPositionLost:
+                    needed = False   # the stager starts a new epoch
+                if needed is None:
+                    return staged
+                if needed:
+                    from oslo_publish.logcapture import pgoutput
+                    return pgoutput.wait_staged(
+                        self.engine, self.stream, needed,
+                        max(deadline - time.monotonic(), 0.01))
+            # Nothing staged yet (or the log lost): the stager records
+            # its start position first.
+            if time.monotonic() > deadline:
+                raise exceptions.SnapshotError(
+                    'the binlog reader of stream %s did not reach %s '
+                    'within %ss (is oslo-publish-relay running?)'
+                    % (self.stream, position, timeout))
+            time.sleep(0.02)
 
     def _last_published(self, after, upto):
         """The last transaction with published changes in (after, upto].

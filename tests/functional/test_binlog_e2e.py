@@ -26,7 +26,9 @@ exactly with the periodic resync off.
 """
 
 import fixtures
+import sqlalchemy as sa
 
+from oslo_publish import outbox
 from tests import base
 from tests.functional import test_consumer_e2e as e2e
 from tests import private_mariadb
@@ -114,3 +116,83 @@ class TestBinlogBypassingWrites(_BinlogHost, e2e._Base, base.TestCase):
                          self.resyncs(consumer, 'invalidate'))
         for cause in ('periodic', 'gap'):
             self.assertEqual(0, self.resyncs(consumer, cause), cause)
+
+
+class TestBinlogFaults(_BinlogHost, e2e._Base, base.TestCase):
+    """The host killed mid large transaction; the binlog purged."""
+
+    STATE_BACKEND = 'sqlite'
+
+    def raw(self, *statements):
+        with self.host_db.engine.begin() as conn:
+            for sql in statements:
+                conn.exec_driver_sql(sql)
+
+    def restart_host(self):
+        self.host = self.useFixture(e2e.HostProcess(
+            self.host_db.url, self.transport, self.stream, self.topic))
+
+    def test_sigkill_mid_large_transaction(self):
+        self.conf.set_override('resync_interval', 0.0, 'consumer')
+        self.host.command('preload', rows=20)
+        consumer = self.consumer()
+        self.assertTrue(consumer.wait_synced(60))
+        self.assertConverges(consumer)
+        self.wait_caught_up(consumer)
+        before = self.host_last_seq()
+        # One transaction of 1000 rows, the host killed while its reader
+        # decodes, stages or publishes it.
+        self.raw('INSERT INTO pairs (a, b, v) SELECT i.id, CONCAT("r", '
+                 'j.seq), j.seq FROM items i JOIN seq_1_to_50 j')
+        self.host.proc.kill()
+        self.host.proc.wait()
+        self.raw("UPDATE items SET name = 'after' WHERE id = 1")
+        self.restart_host()
+        self.settle()
+        self.assertConverges(consumer)
+        self.wait_caught_up(consumer)
+        # Two transactions, staged and numbered once each: not one
+        # more sequence number (a transaction staged twice would be).
+        self.assertEqual(before + 2, self.host_last_seq())
+        with self.host_db.engine.connect() as conn:
+            staged = conn.execute(sa.select(outbox.outbox.c.txid).where(
+                outbox.outbox.c.seq > before)).scalars().all()
+        self.assertEqual(len(set(staged)), len(staged))
+        self.assertEqual(1000, len(consumer.view().rows('pairs')))
+        self.assertEqual(1, self.resyncs(consumer, 'initial'))
+        for cause in ('periodic', 'gap', 'epoch', 'invalidate'):
+            self.assertEqual(0, self.resyncs(consumer, cause), cause)
+
+    def test_binlog_purged_past_the_staged_position(self):
+        self.conf.set_override('resync_interval', 0.0, 'consumer')
+        self.host.command('preload', rows=20)
+        consumer = self.consumer()
+        self.assertTrue(consumer.wait_synced(60))
+        self.assertConverges(consumer)
+        self.host.command('quit')
+        self.host.proc.wait(30)
+        admin = sa.create_engine(self.host_db.server.url)
+        self.addCleanup(admin.dispose)
+        with admin.connect() as conn:
+            conn.exec_driver_sql('FLUSH BINARY LOGS')
+            # Written while the host is down, and then purged.
+            self.raw("UPDATE items SET name = 'lost' WHERE id = 2")
+            conn.exec_driver_sql('FLUSH BINARY LOGS')
+            last = conn.exec_driver_sql('SHOW BINARY LOGS').fetchall()[-1]
+
+            def purged():
+                conn.exec_driver_sql("PURGE BINARY LOGS TO '%s'" % last[0])
+                return [r[0] for r in conn.exec_driver_sql(
+                    'SHOW BINARY LOGS')] == [last[0]]
+            base.wait_for(purged, 30, interval=0.1,
+                          message='the binlog was not purged')
+        self.restart_host()
+        self.raw("UPDATE items SET name = 'later' WHERE id = 3")
+        self.settle()
+        # Never a silent loss: a new epoch, a counted resync.
+        base.wait_for(lambda: self.resyncs(consumer, 'epoch') >= 1, 60,
+                      message='no epoch resync')
+        self.assertConverges(consumer)
+        view = consumer.view()
+        self.assertEqual('lost', view.get('items', (2,))['name'])
+        self.assertEqual('later', view.get('items', (3,))['name'])
