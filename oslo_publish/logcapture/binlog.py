@@ -205,6 +205,11 @@ class Reader(base.LogReader):
     def check(cls, engine):
         """Raise :class:`PrerequisiteError` naming what the server lacks."""
         with engine.connect() as conn:
+            version = conn.exec_driver_sql('SELECT VERSION()').scalar()
+            if 'mariadb' not in (version or '').lower():
+                raise PrerequisiteError(
+                    'version', version, 'the binlog reader follows MariaDB '
+                    'GTIDs; MySQL servers are not supported yet')
             got = _variables(conn, list(REQUIRED) + [
                 'server_id', 'gtid_binlog_state'])
             for name, accepted in REQUIRED.items():
