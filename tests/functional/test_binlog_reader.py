@@ -126,6 +126,19 @@ class TestBinlogReader(BinlogTestCase):
         self.assertEqual('log_bin', exc.option)
         self.assertIn('log_bin', str(exc))
 
+    def test_check_names_the_missing_privilege(self):
+        user = base.unique_name('u')
+        self.sql("CREATE USER %s@'127.0.0.1' IDENTIFIED BY 'pw'" % user,
+                 "GRANT ALL ON %s.* TO %s@'127.0.0.1'" % (self.db.name, user))
+        self.addCleanup(self.sql, "DROP USER %s@'127.0.0.1'" % user)
+        limited = sa.create_engine(self.engine.url.set(
+            username=user, password='pw'))
+        self.addCleanup(limited.dispose)
+        exc = self.assertRaises(binlog.PrerequisiteError,
+                                binlog.Reader.check, limited)
+        self.assertEqual('GRANT', exc.option)
+        self.assertIn('REPLICATION SLAVE', str(exc))
+
     def test_multi_table_transaction_excluded_and_skipped(self):
         reader = self.reader()
         self.sql("INSERT INTO parent VALUES (1, 'p1', 's1', 1, "
