@@ -308,7 +308,8 @@ class Reader(base.LogReader):
                 return staged
             if staged:
                 try:
-                    needed = self._last_published(staged, position)
+                    needed = self._last_published(staged, position,
+                                                  deadline)
                 except LogPositionLost:
                     needed = False   # the stager starts a new epoch
                 if needed is None:
@@ -327,27 +328,38 @@ class Reader(base.LogReader):
                     % (self.stream, position, timeout))
             time.sleep(0.02)
 
-    def _last_published(self, after, upto):
+    def _last_published(self, after, upto, deadline):
         """The last transaction with published changes in (after, upto].
 
-        Reads that part of the binlog; None when there is none.
+        Reads that part of the binlog, up to the end of the transaction
+        ``upto`` (which the binlog holds: it is the GTID of a committed
+        transaction); None when there is none.
         """
         upto_seq = int(upto.split(' ', 1)[0])
         builder = binlog_decode.TransactionBuilder(
             self.tables, self.schema, self.engine.dialect,
             foreign_keys(self.engine, self.schema))
         stream = self._binlog_stream(
-            binlog_decode.gtid_of(after) if after else '', blocking=False,
-            server_id=random.randint(0x40000000, 0x7ffffffe))
+            binlog_decode.gtid_of(after) if after else '', blocking=True,
+            server_id=random.randint(0x40000000, 0x7ffffffe),
+            heartbeat=0.5)
         last = None
         try:
             for ev in stream:
+                if time.monotonic() > deadline:
+                    raise exceptions.SnapshotError(
+                        'stream %s: the binlog up to %s was not read in '
+                        'time' % (self.stream, upto))
                 if isinstance(ev, binlog_event.MariadbGtidEvent) and \
                         ev.gtid_seq_no > upto_seq:
                     break
                 done = self._feed(builder, stream, ev)
                 if isinstance(done, base.LogTransaction) and done.changes:
                     last = done.position
+                if done is not None and (
+                        done if isinstance(done, str)
+                        else done.position) >= upto:
+                    break
         except pymysql.err.OperationalError as exc:
             if exc.args and exc.args[0] == \
                     ER_MASTER_FATAL_ERROR_READING_BINLOG:
@@ -395,7 +407,13 @@ class Reader(base.LogReader):
         LOG.info('Binlog reader of stream %s started after GTID %s',
                  self.stream, gtid or '(none)')
 
-    def _binlog_stream(self, gtid, blocking, server_id=None):
+    def _binlog_stream(self, gtid, blocking, server_id=None, heartbeat=1.0):
+        events = [binlog_event.MariadbGtidEvent, binlog_event.XidEvent,
+                  binlog_event.QueryEvent, row_event.WriteRowsEvent,
+                  row_event.UpdateRowsEvent, row_event.DeleteRowsEvent]
+        if server_id is not None:
+            # A scan gets control back while the server has nothing.
+            events.append(binlog_event.HeartbeatLogEvent)
         return BinLogStreamReader(
             connection_settings=_connection_settings(self.engine),
             server_id=server_id or self._server_id(),
@@ -403,13 +421,9 @@ class Reader(base.LogReader):
             is_mariadb=True,
             auto_position=gtid,
             only_schemas=[self.schema],
-            only_events=[binlog_event.MariadbGtidEvent,
-                         binlog_event.XidEvent, binlog_event.QueryEvent,
-                         row_event.WriteRowsEvent,
-                         row_event.UpdateRowsEvent,
-                         row_event.DeleteRowsEvent],
+            only_events=events,
             pymysql_wrapper=self._connect,
-            slave_heartbeat=1.0 if blocking else None,
+            slave_heartbeat=heartbeat,
             enable_logging=False)
 
     def _server_id(self):

@@ -30,6 +30,7 @@ from oslo_publish.logcapture import base as log_base
 from oslo_publish.logcapture import binlog
 from oslo_publish.logcapture import binlog_decode
 from oslo_publish.logcapture import staging
+from oslo_publish import exceptions
 from oslo_publish import migration
 from oslo_publish import outbox
 from oslo_publish import schema
@@ -340,3 +341,30 @@ class TestBinlogReader(BinlogTestCase):
                 outbox.outbox.c.txid))).scalar()
         self.assertEqual(5, count)
         self.assertLessEqual(last, staged)
+
+    def test_snapshot_cut_reads_the_binlog_up_to_s_only(self):
+        """Nothing written after S: the cut neither blocks nor guesses."""
+        migration.upgrade(self.engine)
+        with self.engine.connect() as conn:
+            gtid = conn.exec_driver_sql(
+                'SELECT @@global.gtid_binlog_pos').scalar()
+        with self.engine.begin() as conn:
+            conn.execute(outbox.log_positions.insert().values(
+                stream='bl', position=binlog_decode.position_of(
+                    binlog_decode.parse_gtid(gtid))))
+        self.sql('INSERT INTO other VALUES (1, 1)')   # not published
+        cutter = binlog.Reader(self.conf, self.engine, self.pub, 'bl')
+
+        def cut():
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql(
+                    'START TRANSACTION WITH CONSISTENT SNAPSHOT')
+                return cutter.snapshot_cut(conn, timeout=2)
+        visible = cut()   # no stager runs: nothing needed staging
+        with self.engine.connect() as conn:
+            now = conn.exec_driver_sql(
+                'SELECT @@global.gtid_binlog_pos').scalar()
+        self.assertEqual(now, binlog_decode.gtid_of(visible.position))
+        self.sql("INSERT INTO plain VALUES (1, 'a')")
+        exc = self.assertRaises(exceptions.SnapshotError, cut)
+        self.assertIn('bl', str(exc))
