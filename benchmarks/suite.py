@@ -19,7 +19,7 @@
     python -m benchmarks [--quick] [--only NAME[,NAME...]]
         [--duration SECONDS] [--sync-rows N] [--output DIR]
 
-Runs the benchmarks in order (figures 1-7 of doc/source/benchmarks.rst)
+Runs the benchmarks in order (figures 1-8 of doc/source/benchmarks.rst)
 on the real services of the machine. A full run writes
 ``benchmarks/results/results.json``, ``benchmarks/results/results.md``,
 the PNG plots and the same table for the docs (``results.rst.inc``) in
@@ -44,7 +44,7 @@ import traceback
 from benchmarks import common
 
 BENCHMARKS = ('write_path', 'keeping_up', 'latency', 'initial_sync',
-              'polling', 'readers', 'restart')
+              'polling', 'readers', 'restart', 'capture_backends')
 MODULES = {'write_path': 'benchmarks.write_overhead'}
 RESULTS_DIR = os.path.join(common.ROOT, 'benchmarks', 'results')
 QUICK_DIR = os.path.join(RESULTS_DIR, 'quick')

@@ -95,8 +95,15 @@ def attach(conf, engine, tables, stream, relay, run_reader=True):
         only.
     :returns: the started :class:`~.staging.Stager`, or None.
     """
+    import sqlalchemy as sa
+
     from oslo_publish.logcapture import staging
+    from oslo_publish import outbox
     cls = check_config(conf, engine)
+    if not sa.inspect(engine).has_table(outbox.log_positions.name):
+        raise exceptions.NotInstalled(
+            'table %s is missing: run oslo-publish-manage upgrade'
+            % outbox.log_positions.name)
     reader = cls(conf, engine, tables, stream)
     relay.snapshot_cut = cls(conf, engine, tables, stream).snapshot_cut
     if not run_reader:

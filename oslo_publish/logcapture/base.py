@@ -94,6 +94,26 @@ class LogReader(object, metaclass=abc.ABCMeta):
         """Drop what :meth:`setup` created; idempotent."""
         raise NotImplementedError()
 
+    @classmethod
+    def reset_log(cls, conf, engine, published, stream):
+        """Recreate a lost log (after :class:`LogLost`).
+
+        A new epoch follows. The default is :meth:`teardown`, then
+        :meth:`setup`.
+        """
+        cls.teardown(conf, engine, published, stream)
+        cls.setup(conf, engine, published, stream)
+
+    def wait_visible(self, conn, transactions):
+        """Return once ``transactions`` are visible to new snapshots.
+
+        Called by the staging step (``conn``: its transaction) before it
+        writes them. A database that logs a commit before the commit is
+        visible (PostgreSQL; InnoDB with the binlog) must wait here, or
+        an entry could be numbered before a snapshot that cannot see
+        it. The default does nothing.
+        """
+
     def snapshot_cut(self, snapshot_conn):
         """The watermark's cut for the snapshot transaction S.
 

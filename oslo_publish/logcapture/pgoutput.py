@@ -286,6 +286,21 @@ class Reader(base.LogReader):
             conn.exec_driver_sql('DROP PUBLICATION IF EXISTS %s' % name)
         return name
 
+    @classmethod
+    def reset_log(cls, conf, engine, published, stream):
+        """Drop and create the slot only (the relay's privileges)."""
+        name = object_name(stream)
+        with engine.connect() as conn:
+            conn = conn.execution_options(isolation_level='AUTOCOMMIT')
+            if conn.exec_driver_sql(
+                    'SELECT 1 FROM pg_replication_slots WHERE slot_name = '
+                    '%(n)s', {'n': name}).first():
+                conn.exec_driver_sql('SELECT pg_drop_replication_slot(%(n)s)',
+                                     {'n': name})
+            conn.exec_driver_sql(
+                "SELECT pg_create_logical_replication_slot(%(n)s, "
+                "'pgoutput')", {'n': name})
+
     # ------------------------------------------------------------ stream
 
     def start(self, after_position):
@@ -477,24 +492,57 @@ class Reader(base.LogReader):
     # --------------------------------------------------------- watermark
 
     def snapshot_cut(self, snapshot_conn):
-        snap, lsn = snapshot_conn.exec_driver_sql(
-            'SELECT pg_current_snapshot()::text, '
-            'pg_current_wal_insert_lsn()::text').one()
-        xmin, xmax, xip = snap.split(':')
-        xmin, xmax = int(xmin), int(xmax)
-        running = frozenset(int(x) for x in xip.split(',') if x)
+        snap = snapshot_conn.exec_driver_sql(
+            'SELECT pg_current_snapshot()::text').scalar()
+        sees = visibility(snap)
         catch_up(self.engine, self.stream, self.cut_timeout)
-        epoch_base = xmax & ~0xFFFFFFFF
+        return lambda entry: entry.xid is not None and sees(entry.xid)
 
-        def visible(entry):
-            xid = entry.xid
-            if xid is None:
-                return False
-            full = epoch_base | (xid & 0xFFFFFFFF)
-            if full > xmax:
-                full -= 1 << 32
-            return full < xmin or (full < xmax and full not in running)
-        return visible
+    def wait_visible(self, conn, transactions, timeout=60.0):
+        """Wait until every one of ``transactions`` is visible.
+
+        PostgreSQL writes (and flushes) a commit record before the
+        transaction becomes visible to new snapshots, so the log can
+        show a commit a snapshot taken right after does not see. Staging
+        waits for visibility, so that every entry the relay numbered
+        before a snapshot S opened is seen by S (the watermark).
+        """
+        xids = [tx.xid for tx in transactions
+                if tx.xid is not None and tx.changes]
+        if not xids:
+            return
+        deadline = time.monotonic() + timeout
+        while True:
+            sees = visibility(conn.exec_driver_sql(
+                'SELECT pg_current_snapshot()::text').scalar())
+            if all(sees(xid) for xid in xids):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError('transactions %s stay invisible' % xids)
+            time.sleep(0.0005)
+
+
+def visibility(snapshot):
+    """A predicate ``sees(xid)`` for a ``pg_current_snapshot()`` text.
+
+    ``xid`` is the 32-bit transaction id of the log (pgoutput's BEGIN);
+    it is widened to the snapshot's 64-bit epoch.
+    """
+    xmin, xmax, xip = snapshot.split(':')
+    xmin, xmax = int(xmin), int(xmax)
+    running = frozenset(int(x) for x in xip.split(',') if x)
+    epoch_base = xmax & ~0xFFFFFFFF
+
+    def sees(xid):
+        # The 32-bit id is within 2**31 of xmax (PostgreSQL's wraparound
+        # horizon): widen it to the nearest 64-bit id.
+        full = epoch_base | (xid & 0xFFFFFFFF)
+        if full > xmax + (1 << 31):
+            full -= 1 << 32
+        elif full < xmax - (1 << 31):
+            full += 1 << 32
+        return full < xmin or (full < xmax and full not in running)
+    return sees
 
 
 def catch_up(engine, stream, timeout):

@@ -199,6 +199,9 @@ class Stager(object):
                 self.reader.confirm(staged) if staged else None
                 return 0
             if rows:
+                wait = getattr(self.reader, 'wait_visible', None)
+                if wait is not None:
+                    wait(conn, transactions)
                 conn.execute(_OUTBOX.insert(), rows)
                 written = len(rows)
             conn.execute(self._set_position,
@@ -212,10 +215,8 @@ class Stager(object):
     def recover_lost_log(self):
         """Recreate the reader's log and start a new epoch."""
         reader = self.reader
-        type(reader).teardown(reader.conf, self._engine, reader.tables,
-                              self._stream)
-        type(reader).setup(reader.conf, self._engine, reader.tables,
-                           self._stream)
+        type(reader).reset_log(reader.conf, self._engine, reader.tables,
+                               self._stream)
         with self._engine.begin() as conn:
             conn.execute(self._set_position,
                          {'position': '', 'now': numbering.utcnow()})

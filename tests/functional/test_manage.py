@@ -48,6 +48,7 @@ class _ManageTests(object):
         """upgrade creates the outbox tables exactly as outbox.py has them."""
         self.assertEqual(0, self.manage('upgrade'))
         self.assertEqual({'oslo_publish_outbox', 'oslo_publish_streams',
+                          'oslo_publish_log_positions',
                           outbox.VERSION_TABLE}, self.tables())
         inspector = sa.inspect(self.engine)
         for table in outbox.metadata.sorted_tables:

@@ -1,0 +1,201 @@
+# Copyright 2026 The oslo.publish Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Figure 8, capture backends: ``capture = session`` beside ``logical``.
+
+All on one private PostgreSQL cluster with ``wal_level = logical``
+(:mod:`benchmarks.pgcluster`), one database per side, in this process:
+
+* write overhead: two writer threads committing single-row UPDATE
+  transactions as fast as they can for a fixed time on a database
+  without the middleware (baseline), one with ``capture = session`` and
+  one with ``capture = logical`` (pgoutput slot read by the in-process
+  relay's stager); the sides run one after the other, in alternating
+  order, several repetitions; the figures are the medians of the
+  per-repetition ratios side / baseline of committed transactions per
+  second (expected ~1.0x for logical, whose capture runs after commit);
+* latency commit -> consumer cache, paced at 200 transactions a second,
+  for both backends (push consumer on RabbitMQ, state store on the
+  machine's PostgreSQL), p50 and p99 medians over the repetitions.
+"""
+
+import sqlalchemy as sa
+from sqlalchemy import orm
+
+from benchmarks import common
+from benchmarks import host as host_mod
+from benchmarks import latency
+from benchmarks import pgcluster
+
+TABLE_ROWS = 10000
+RATE = 200
+SIDES = ('baseline', 'session', 'logical')
+
+
+class _Side(object):
+
+    def __init__(self, name, url, state_url=None):
+        import oslo_publish
+        self.name = name
+        self.engine = sa.create_engine(url, pool_size=10)
+        maker = orm.sessionmaker(bind=self.engine)
+        self.writers = host_mod.Writers(maker)
+        self.handle = None
+        self._consumer = None
+        if name == 'baseline':
+            return
+        self.nm = common.names('cap' + name[0])
+        conf = common.host_conf(url, self.nm)
+        conf.set_override('capture', name, 'oslo_publish')
+        if name == 'logical':
+            from oslo_publish.logcapture import pgoutput
+            tables = oslo_publish.resolve_tables(
+                conf, common.Base.metadata, self.engine)
+            pgoutput.Reader.setup(conf, self.engine, tables,
+                                  self.nm['stream'])
+        self.handle = oslo_publish.install(conf, maker,
+                                           metadata=common.Base.metadata)
+        self.seen = latency._Seen()
+        self._consumer = common.consumer(
+            common.consumer_conf(state_url, self.nm))
+        self.consumer = self._consumer.__enter__()
+        self.consumer.add_handler('latency', latency._handler(self.seen))
+        if not self.consumer.wait_synced(120):
+            raise RuntimeError('%s consumer did not sync' % name)
+
+    def throughput(self, duration):
+        self.writers.start({'kind': 'update', 'rows': 1, 'threads': 2,
+                            'duration': duration,
+                            'table_rows': TABLE_ROWS})
+        done = self.writers.wait(False)
+        self.settle()
+        return done['committed'] / done['elapsed']
+
+    def settle(self):
+        if self.handle is None:
+            return
+        if self.name == 'logical':
+            from oslo_publish.logcapture import pgoutput
+            pgoutput.catch_up(self.engine, self.nm['stream'], 120)
+        self.handle.relay.wait_drained(120)
+
+    def latency(self, duration):
+        self.writers.start({'kind': 'update', 'rows': 1, 'threads': 2,
+                            'rate': RATE, 'duration': duration,
+                            'table_rows': TABLE_ROWS, 'record': True})
+        done = self.writers.wait(True)
+        got, missing = self.seen.latencies(done['commits'], 30)
+        return latency._summary(got, missing, done['committed'],
+                                done['elapsed'])
+
+    def close(self):
+        if self._consumer is not None:
+            self._consumer.__exit__(None, None, None)
+        if self.handle is not None:
+            self.handle.stop()
+            common.cleanup_broker(self.nm)
+        self.engine.dispose()
+
+
+def run(opts):
+    duration, reps = (2.0, 2) if opts.quick else (8.0, 5)
+    ratios = {'session': [], 'logical': []}
+    rates = {name: [] for name in SIDES}
+    lat = {'session': [], 'logical': []}
+    with pgcluster.cluster() as server, \
+            pgcluster.database(server) as base_url, \
+            pgcluster.database(server) as session_url, \
+            pgcluster.database(server) as logical_url, \
+            common.database() as state_a, common.database() as state_b:
+        urls = {'baseline': base_url, 'session': session_url,
+                'logical': logical_url}
+        for url in urls.values():
+            common.create_host_tables(url, TABLE_ROWS)
+        sides = {}
+        try:
+            sides['baseline'] = _Side('baseline', base_url)
+            sides['session'] = _Side('session', session_url, state_a)
+            sides['logical'] = _Side('logical', logical_url, state_b)
+            for rep in range(reps):
+                order = SIDES if rep % 2 == 0 else tuple(reversed(SIDES))
+                got = {name: sides[name].throughput(duration)
+                       for name in order}
+                for name, value in got.items():
+                    rates[name].append(value)
+                for name in ratios:
+                    ratios[name].append(got[name] / got['baseline'])
+                for name in (('session', 'logical') if rep % 2 == 0
+                             else ('logical', 'session')):
+                    lat[name].append(sides[name].latency(duration))
+        finally:
+            for side in sides.values():
+                side.close()
+    med_rate = {name: common.median(values) for name, values in
+                rates.items()}
+    med_ratio = {name: common.median(values) for name, values in
+                 ratios.items()}
+    med_lat = {name: {key: common.median([r[key] for r in got])
+                      for key in ('p50_ms', 'p99_ms')}
+               for name, got in lat.items()}
+    figures = [
+        common.figure('8 write overhead, capture = logical (tx/s)',
+                      med_rate['logical'], 'tx/s', med_rate['baseline'],
+                      'no middleware, same cluster',
+                      target=('ratio', '>=', 0.95),
+                      ratio_label='x baseline (median of paired ratios '
+                                  '%.3g)' % med_ratio['logical']),
+        common.figure('8 write overhead, capture = session (tx/s)',
+                      med_rate['session'], 'tx/s', med_rate['baseline'],
+                      'no middleware, same cluster',
+                      ratio_label='x baseline (median of paired ratios '
+                                  '%.3g)' % med_ratio['session']),
+    ]
+    for key, label in (('p50_ms', 'p50'), ('p99_ms', 'p99')):
+        figures.append(common.figure(
+            '8 latency commit -> cache, capture = logical, %s at %d tx/s'
+            % (label, RATE), med_lat['logical'][key], 'ms',
+            med_lat['session'][key], 'capture = session',
+            ratio_label='x session'))
+    return {'name': 'capture_backends',
+            'title': 'Capture backends: session and logical',
+            'figures': figures,
+            'data': {'duration_s': duration, 'repetitions': reps,
+                     'rate': RATE, 'tx_per_s': rates,
+                     'ratios': ratios, 'median_ratios': med_ratio,
+                     'latency': lat, 'median_latency': med_lat}}
+
+
+def plot(result, plt):
+    data = result['data']
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    names = [n for n in SIDES if data['tx_per_s'].get(n)]
+    left.bar(range(len(names)), [common.median(data['tx_per_s'][n])
+                                 for n in names])
+    left.set_xticks(range(len(names)))
+    left.set_xticklabels(names)
+    left.set_ylabel('committed tx/s (2 writers)')
+    left.set_title('Write throughput by capture backend')
+    backends = ('session', 'logical')
+    x = range(len(backends))
+    right.bar([i - 0.2 for i in x], [data['median_latency'][n]['p50_ms']
+                                     for n in backends], 0.4, label='p50')
+    right.bar([i + 0.2 for i in x], [data['median_latency'][n]['p99_ms']
+                                     for n in backends], 0.4, label='p99')
+    right.set_xticks(list(x))
+    right.set_xticklabels(backends)
+    right.set_ylabel('milliseconds')
+    right.set_title('Commit -> cache at %d tx/s' % data['rate'])
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    return {'capture_backends.png': fig}
