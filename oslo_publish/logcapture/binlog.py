@@ -277,6 +277,35 @@ class Reader(base.LogReader):
         return binlog_decode.position_of(
             binlog_decode.parse_gtid(gtids.split(',')[0]))
 
+    def wait_visible(self, conn, transactions, timeout=60.0):
+        """Wait until ``transactions`` are visible to new snapshots.
+
+        MariaDB writes a transaction to the binlog (and may send it to a
+        replica) before InnoDB makes it visible. Staging waits here, so
+        that every entry the relay numbers before a snapshot S opens is
+        seen by S: a consistent snapshot taken now must report a binlog
+        position at or after the last of them.
+        """
+        wanted = max((tx.position for tx in transactions if tx.changes),
+                     default=None)
+        if wanted is None:
+            return
+        deadline = time.monotonic() + timeout
+        with self.engine.connect() as check:
+            while True:
+                check.exec_driver_sql(
+                    'START TRANSACTION WITH CONSISTENT SNAPSHOT')
+                try:
+                    seen = self.cut_position(check)
+                finally:
+                    check.rollback()
+                if seen >= wanted:
+                    return
+                if time.monotonic() > deadline:
+                    raise exceptions.SnapshotError(
+                        'binlog transaction %s stays invisible' % wanted)
+                time.sleep(0.0005)
+
     def snapshot_cut(self, snapshot_conn, timeout=60.0):
         """The watermark's cut for the snapshot S held by ``snapshot_conn``.
 

@@ -368,3 +368,16 @@ class TestBinlogReader(BinlogTestCase):
         self.sql("INSERT INTO plain VALUES (1, 'a')")
         exc = self.assertRaises(exceptions.SnapshotError, cut)
         self.assertIn('bl', str(exc))
+
+    def test_wait_visible(self):
+        reader = self.reader()
+        self.sql("INSERT INTO plain VALUES (1, 'a')")
+        tx, = collect(reader, 1)
+        with self.engine.connect() as conn:
+            reader.wait_visible(conn, [tx], timeout=10)
+        later = tx._replace(position=binlog_decode.position_of(
+            binlog_decode.parse_gtid(binlog_decode.gtid_of(tx.position))[
+                :2] + (10 ** 9,)))
+        with self.engine.connect() as conn:
+            self.assertRaises(exceptions.SnapshotError, reader.wait_visible,
+                              conn, [later], timeout=0.2)
