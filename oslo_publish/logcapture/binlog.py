@@ -512,7 +512,8 @@ class Reader(base.LogReader):
             return None
         if isinstance(ev, row_event.RowsEvent):
             if ev.schema == self.schema:
-                builder.rows_event(_ROWS[type(ev)], ev.table, ev.rows)
+                builder.rows_event(_ROWS[type(ev)], ev.table,
+                                   lambda: ev.rows)
             return None
         ends, xid = False, None
         if isinstance(ev, binlog_event.QueryEvent):

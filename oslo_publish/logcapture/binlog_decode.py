@@ -219,7 +219,12 @@ class TransactionBuilder(object):
         self.tx = _Tx(gtid, standalone)
 
     def rows_event(self, kind, table, rows):
-        """A write/update/delete rows event of ``table`` in our schema."""
+        """A write/update/delete rows event of ``table`` in our schema.
+
+        :param rows: the row images, or a callable returning them: the
+            rows of tables that are neither published nor cascade into
+            one (the outbox's payloads among them) are never decoded.
+        """
         if self.tx is None:
             return
         tx = self.tx
@@ -227,9 +232,14 @@ class TransactionBuilder(object):
             tx.own_rows = True
         else:
             tx.other_rows = True
+        published = table in self.published and table not in tx.invalid
+        if not published and table not in self.cascades:
+            return
+        if callable(rows):
+            rows = rows()
         if table in self.cascades:
             self._cascade(tx, kind, table, rows)
-        if table not in self.published or table in tx.invalid:
+        if not published or table in tx.invalid:
             return
         pt = self.published[table]
         for row in rows:
