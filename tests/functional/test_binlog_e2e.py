@@ -38,11 +38,13 @@ class _BinlogHost(object):
 
     HOST_BACKEND = 'mysql'
 
+    def host_database(self):
+        return self.useFixture(private_mariadb.DatabaseFixture())
+
     def setUpConsumerSide(self, state_backend, **consumer_options):
         super().setUpConsumerSide(state_backend, **consumer_options)
         self.useFixture(fixtures.EnvironmentVariable(
             'CONSUMER_HOST_CAPTURE', 'logical'))
-        self.host_db = self.useFixture(private_mariadb.DatabaseFixture())
 
 
 class TestBinlogFlows(_BinlogHost, e2e._Flows, base.TestCase):

@@ -121,11 +121,15 @@ class TestBinlogReader(BinlogTestCase):
         binlog.Reader.teardown(self.conf, self.engine, self.pub, 'bl')
 
     def test_check_names_the_missing_setting(self):
-        plain = self.useFixture(base.DatabaseFixture('mysql'))
+        # The private server is this process's own: a global setting
+        # changed for one test is put back at its end.
+        self.sql('SET GLOBAL binlog_row_metadata = MINIMAL')
+        self.addCleanup(self.sql, 'SET GLOBAL binlog_row_metadata = FULL')
         exc = self.assertRaises(binlog.PrerequisiteError,
-                                binlog.Reader.check, plain.engine)
-        self.assertEqual('log_bin', exc.option)
-        self.assertIn('log_bin', str(exc))
+                                binlog.Reader.check, self.engine)
+        self.assertEqual('binlog_row_metadata', exc.option)
+        self.assertIn('binlog_row_metadata', str(exc))
+        self.assertIn('FULL', str(exc))
 
     def test_check_names_the_missing_privilege(self):
         user = base.unique_name('u')
