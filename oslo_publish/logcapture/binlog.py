@@ -243,12 +243,21 @@ class Reader(base.LogReader):
 
     @classmethod
     def setup(cls, conf, engine, published, stream):
-        """Nothing to create on the server; checks the settings."""
+        """Nothing to create on the server; checks the settings.
+
+        :returns: what the reader will read (for ``capture-setup``).
+        """
         cls.check(engine)
+        with engine.connect() as conn:
+            gtid = conn.exec_driver_sql(
+                'SELECT @@global.gtid_binlog_pos').scalar()
+        return 'the row binlog of database %s (now at GTID %s)' % (
+            engine.url.database, gtid or 'none')
 
     @classmethod
     def teardown(cls, conf, engine, published, stream):
         """Nothing to drop: the binlog is not reserved for a reader."""
+        return 'nothing (the binlog belongs to the server)'
 
     # --------------------------------------------------------- the cut
 

@@ -385,3 +385,10 @@ class TestBinlogReader(BinlogTestCase):
         with self.engine.connect() as conn:
             self.assertRaises(exceptions.SnapshotError, reader.wait_visible,
                               conn, [later], timeout=0.2)
+
+
+def staged_position(engine, stream):
+    """The stream's staged position, '' when none (or no row yet)."""
+    with engine.connect() as conn:
+        return conn.execute(sa.select(outbox.log_positions.c.position).where(
+            outbox.log_positions.c.stream == stream)).scalar() or ''
