@@ -574,13 +574,41 @@ class Reader(base.LogReader):
         tables = dict(self.tables)
         for name in names:
             if name in fresh:
-                if fresh[name].version != tables[name].version:
+                new = self._merged(tables[name], fresh[name])
+                if new.version != tables[name].version:
                     LOG.info('Stream %s: table %s now has schema version %s',
-                             self.stream, name, fresh[name].version)
-                tables[name] = fresh[name]
+                             self.stream, name, new.version)
+                tables[name] = new
         self.tables = tables
         self.builder.set_published(tables)
         self.builder.set_foreign_keys(foreign_keys(self.engine, self.schema))
+
+    def _merged(self, old, fresh):
+        """The re-resolved table, with the old table's column types.
+
+        Columns the table still has keep the types the host declared
+        (their codecs and result processing: a ``JSON``, an ``Enum``, an
+        ``Interval`` stay what session capture publishes); new columns
+        take the types the database reports. The schema version is the
+        one a restarted host computes (from the stored types).
+        """
+        from oslo_publish import codec
+        from oslo_publish import schema
+        columns = [sa.Column(c.name, (old.table.c[c.name].type
+                                      if c.name in old.table.c else c.type))
+                   for c in fresh.table.columns]
+        table = sa.Table(fresh.table.name, sa.MetaData(), *columns,
+                         sa.PrimaryKeyConstraint(*fresh.pk),
+                         schema=fresh.table.schema)
+        json_columns = [c for c in fresh.columns if c not in old.table.c
+                        and fresh.codecs[c].kind == 'json_text']
+        if not json_columns:
+            json_columns = codec.json_checked_columns(self.engine, table)
+            json_columns = [c for c in json_columns
+                            if c not in old.table.c]
+        return schema.PublishedTable(
+            old.name, table, fresh.excluded, stored=fresh.table,
+            dialect=self.engine.dialect.name, json_columns=json_columns)
 
     def read(self, timeout):
         """The next transactions (a list, maybe empty) within ``timeout``.

@@ -40,6 +40,8 @@ update) of a row whose foreign keys cascade into a published table
 binlog does not carry them); a row image whose
 columns are not the published table's (``schema_change``), a value the
 binlog could not decode or the wire cannot encode (``unencodable``).
+Columns a row image has beyond the published ones (excluded columns, a
+column added after the table was resolved) are dropped.
 """
 
 import datetime
@@ -350,11 +352,12 @@ class TransactionBuilder(object):
 
     def _image(self, pt, values, none_sources):
         """The published columns of a binlog row image, processed."""
-        expected = set(pt.columns) | set(pt.excluded)
-        if set(values) != expected:
+        missing = [c for c in pt.columns if c not in values]
+        if missing:
+            # Columns the row lacks: the table changed under us.
             raise _Unencodable(
-                'the binlog row has columns %s, the published table %s'
-                % (sorted(values), sorted(expected)), 'schema_change')
+                'the binlog row lacks published columns %s'
+                % ', '.join(missing), 'schema_change')
         procs = self.processors[pt.name]
         out = {}
         for column in pt.columns:

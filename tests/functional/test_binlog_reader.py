@@ -234,6 +234,31 @@ class TestBinlogReader(BinlogTestCase):
         self.assertNotEqual(version, new.version)
         self.assertEqual(new.header(), insert.tables['child'])
 
+    def test_ddl_keeps_the_declared_types(self):
+        metadata = sa.MetaData()
+        sa.Table('jdoc', metadata,
+                 sa.Column('id', sa.Integer, primary_key=True,
+                           autoincrement=False),
+                 sa.Column('doc', sa.JSON), sa.Column('span', sa.Interval),
+                 mysql_engine='InnoDB')
+        metadata.create_all(self.engine)
+        self.conf.set_override('tables', ['jdoc'], 'oslo_publish')
+        self.conf.set_override('exclude_columns', [], 'oslo_publish')
+        pub = self.published(metadata)
+        reader = self.reader(pub)
+        self.sql('ALTER TABLE jdoc ADD COLUMN extra INT')
+        self.sql("INSERT INTO jdoc VALUES "
+                 "(1, '{\"a\": [1]}', '1970-01-03 00:00:01', 5)")
+        ddl, insert = collect(reader, 2)
+        self.assertEqual('schema_change', ddl.changes[0]['cause'])
+        jdoc = pub['jdoc']
+        self.assertEqual({
+            'id': 1, 'doc': jdoc.encode_value('doc', {'a': [1]}),
+            'span': jdoc.encode_value('span', datetime.timedelta(
+                days=2, seconds=1)),
+            'extra': 5}, insert.changes[0]['after'])
+        self.assertNotEqual(jdoc.version, insert.tables['jdoc']['version'])
+
     def test_large_transaction(self):
         reader = self.reader()
         rows = ', '.join("(%d, %d, '%s')" % (i, 0, 'x' * 200)
