@@ -86,6 +86,9 @@ class Server(object):
     def __init__(self):
         self.root = tempfile.mkdtemp(prefix='oslo_publish_mariadb_')
         self.datadir = os.path.join(self.root, 'data')
+        # Its own temporary directory: nothing else cleaning /tmp can
+        # take a temporary table from under it.
+        self.tmpdir = os.path.join(self.root, 'tmp')
         self.socket = os.path.join(self.root, 'mariadb.sock')
         self.log = os.path.join(self.root, 'error.log')
         self.proc = None
@@ -93,8 +96,10 @@ class Server(object):
         self.url = None
 
     def _install(self):
+        os.makedirs(self.tmpdir, exist_ok=True)
         result = subprocess.run(
             [INSTALL_DB, '--no-defaults', '--datadir=%s' % self.datadir,
+             '--tmpdir=%s' % self.tmpdir,
              '--user=%s' % _user(), '--auth-root-authentication-method=normal',
              '--skip-test-db'],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
@@ -107,7 +112,7 @@ class Server(object):
         return [
             MARIADBD, '--no-defaults', '--datadir=%s' % self.datadir,
             '--port=%d' % self.port, '--bind-address=127.0.0.1',
-            '--socket=%s' % self.socket,
+            '--socket=%s' % self.socket, '--tmpdir=%s' % self.tmpdir,
             '--pid-file=%s' % os.path.join(self.root, 'mariadb.pid'),
             '--log-error=%s' % self.log, '--user=%s' % _user(),
             '--log-bin=%s' % os.path.join(self.datadir, self.BINLOG),

@@ -92,6 +92,10 @@ class LogPositionLost(_Lost):
     """
 
 
+class ReaderBusy(exceptions.PublishError):
+    """Another process reads the binlog of this stream."""
+
+
 class PrerequisiteError(exceptions.ConfigError):
     """The server lacks a setting or privilege binlog capture needs."""
 
@@ -182,10 +186,7 @@ class Reader(base.LogReader):
     """
 
     def __init__(self, conf, engine, published, stream):
-        self.conf = conf
-        self.engine = engine
-        self.tables = dict(published)
-        self.stream = stream
+        super().__init__(conf, engine, dict(published), stream)
         self.schema = engine.url.database
         self.builder = binlog_decode.TransactionBuilder(
             published, self.schema, engine.dialect)
@@ -198,6 +199,7 @@ class Reader(base.LogReader):
         self._confirmed = None
         self._file_pos = {}         # position -> (binlog file, end offset)
         self._at = (None, None)     # where the thread is in the binlog
+        self._owner = None          # (connection, name) of the lock
 
     # ------------------------------------------------------ prerequisites
 
@@ -416,7 +418,13 @@ class Reader(base.LogReader):
         """
         if self._thread is not None:
             raise RuntimeError('the binlog reader is already started')
+        self._take_lock()
         self.builder.set_foreign_keys(foreign_keys(self.engine, self.schema))
+        while True:   # what a previous run left unread
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
         if after_position is None:
             with self.engine.connect() as conn:
                 gtid = conn.exec_driver_sql(
@@ -444,6 +452,31 @@ class Reader(base.LogReader):
         self._thread.start()
         LOG.info('Binlog reader of stream %s started after GTID %s',
                  self.stream, gtid or '(none)')
+
+    def _take_lock(self):
+        """One reader per stream and database (``GET_LOCK``).
+
+        Several relay processes of a stream (API workers with the relay
+        in process, or a standby ``oslo-publish-relay``) would otherwise
+        all decode the whole binlog; the others retry and take over when
+        the holder's connection ends (the server frees the lock of a
+        killed process's connection too).
+        """
+        name = 'oslo_publish.binlog.%s.%s' % (self.schema, self.stream)
+        if len(name) > 64:
+            name = 'oslo_publish.binlog.%08x' % zlib.crc32(name.encode())
+        conn = self.engine.connect()
+        try:
+            got = conn.exec_driver_sql('SELECT GET_LOCK(%s, 0)',
+                                       (name,)).scalar()
+        except BaseException:
+            conn.close()
+            raise
+        if got != 1:
+            conn.close()
+            raise ReaderBusy('another process reads the binlog of stream %s '
+                             '(lock %s held); retrying' % (self.stream, name))
+        self._owner = (conn, name)
 
     def _binlog_stream(self, gtid, blocking, server_id=None, heartbeat=1.0):
         events = [binlog_event.MariadbGtidEvent, binlog_event.XidEvent,
@@ -676,6 +709,17 @@ class Reader(base.LogReader):
         if self._thread is not None:
             self._thread.join(10)
             self._thread = None
+        owner, self._owner = self._owner, None
+        if owner is not None:
+            conn, name = owner
+            try:
+                # The connection goes back to the pool: free the lock.
+                conn.exec_driver_sql('SELECT RELEASE_LOCK(%s)', (name,))
+                conn.rollback()
+            except Exception:  # noqa: a broken connection frees it too
+                LOG.debug('Releasing the lock failed', exc_info=True)
+                conn.invalidate()
+            conn.close()
         if stream is not None:
             try:
                 stream.close()

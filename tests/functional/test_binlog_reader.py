@@ -411,6 +411,20 @@ class TestBinlogReader(BinlogTestCase):
             self.assertRaises(exceptions.SnapshotError, reader.wait_visible,
                               conn, [later], timeout=0.2)
 
+    def test_one_reader_per_stream(self):
+        first = self.reader()
+        second = binlog.Reader(self.conf, self.engine, self.pub, 'bl')
+        self.addCleanup(second.close)
+        self.assertRaises(binlog.ReaderBusy, second.start, None)
+        other = binlog.Reader(self.conf, self.engine, self.pub, 'bl2')
+        self.addCleanup(other.close)
+        other.start(None)   # another stream: another lock
+        first.close()
+        second.start(None)
+        self.sql("INSERT INTO plain VALUES (1, 'a')")
+        self.assertEqual(1, len(collect(second, 1)))
+        other.close()
+
 
 def staged_position(engine, stream):
     """The stream's staged position, '' when none (or no row yet)."""
