@@ -419,7 +419,6 @@ class Reader(base.LogReader):
         if self._thread is not None:
             raise RuntimeError('the binlog reader is already started')
         self._take_lock()
-        self.builder.set_foreign_keys(foreign_keys(self.engine, self.schema))
         while True:   # what a previous run left unread
             try:
                 self._queue.get_nowait()
@@ -435,6 +434,9 @@ class Reader(base.LogReader):
         else:
             start = after_position
             gtid = binlog_decode.gtid_of(after_position)
+        # After the position is known: a foreign key made later comes as
+        # DDL in the stream (and is learnt then).
+        self.builder.set_foreign_keys(foreign_keys(self.engine, self.schema))
         with self._lock:
             self._read_through = start
             self._confirmed = start
