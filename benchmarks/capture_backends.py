@@ -21,7 +21,8 @@ All on one private PostgreSQL cluster with ``wal_level = logical``
   transactions as fast as they can for a fixed time on a database
   without the middleware (baseline), one with ``capture = session`` and
   one with ``capture = logical`` (pgoutput slot read by the in-process
-  relay's stager); the sides run one after the other, in alternating
+  relay's stager; relays in process as by default, no consumer running
+  yet); the sides run one after the other, in alternating
   order, several repetitions; the figures are the medians of the
   per-repetition ratios side / baseline of committed transactions per
   second (expected ~1.0x for logical, whose capture runs after commit);
@@ -66,13 +67,17 @@ class _Side(object):
                                   self.nm['stream'])
         self.handle = oslo_publish.install(conf, maker,
                                            metadata=common.Base.metadata)
+        self._state_url = state_url
+
+    def start_consumer(self):
+        """The latency phase's consumer (in this process)."""
         self.seen = latency._Seen()
         self._consumer = common.consumer(
-            common.consumer_conf(state_url, self.nm))
+            common.consumer_conf(self._state_url, self.nm))
         self.consumer = self._consumer.__enter__()
         self.consumer.add_handler('latency', latency._handler(self.seen))
         if not self.consumer.wait_synced(120):
-            raise RuntimeError('%s consumer did not sync' % name)
+            raise RuntimeError('%s consumer did not sync' % self.name)
 
     def throughput(self, duration):
         self.writers.start({'kind': 'update', 'rows': 1, 'threads': 2,
@@ -135,6 +140,11 @@ def run(opts):
                     rates[name].append(value)
                 for name in ratios:
                     ratios[name].append(got[name] / got['baseline'])
+            # Consumers only now: in this process they would take the
+            # writers' CPU (and GIL) during the throughput phase.
+            for name in lat:
+                sides[name].start_consumer()
+            for rep in range(reps):
                 for name in (('session', 'logical') if rep % 2 == 0
                              else ('logical', 'session')):
                     lat[name].append(sides[name].latency(duration))

@@ -68,9 +68,11 @@ outbox = sa.Table(
     sa.Column('payload', LongText, nullable=False),
     sa.Column('seq', sa.BigInteger, nullable=True),
     sa.Column('published_at', Timestamp, nullable=True),
-    # The database transaction id of an entry staged by log-based capture
-    # (NULL for session capture); the snapshot watermark needs it.
+    # The database transaction id and log position of an entry staged by
+    # log-based capture (NULL for session capture); the snapshot
+    # watermark needs them.
     sa.Column('xid', sa.BigInteger, nullable=True),
+    sa.Column('log_position', sa.String(255), nullable=True),
     sa.Index('oslo_publish_outbox_pending', 'stream', 'seq', 'id'),
     mysql_engine='InnoDB',
 )

@@ -21,6 +21,10 @@ class with :class:`LogicalPGMixin`, and fail loudly when it cannot start.
 """
 
 import contextlib
+import os
+import time
+
+import sqlalchemy as sa
 
 from benchmarks import pgcluster
 
@@ -59,8 +63,41 @@ class LogicalPGMixin(object):
         super().tearDownClass()
 
     def private_database(self):
-        """A fresh database on the private cluster (dropped at cleanup)."""
-        stack = contextlib.ExitStack()
-        url = stack.enter_context(pgcluster.database(self.pg_server_url))
-        self.addCleanup(stack.close)
-        return url
+        """A fresh database on the private cluster (dropped at cleanup).
+
+        Its replication slots are dropped first: a slot whose reader just
+        went away stays active a moment, and blocks ``DROP DATABASE``.
+        """
+        name = 'test_%s' % os.urandom(5).hex()
+        admin = sa.create_engine(self.pg_server_url,
+                                 isolation_level='AUTOCOMMIT')
+        self.addCleanup(admin.dispose)
+        with admin.connect() as conn:
+            conn.exec_driver_sql('CREATE DATABASE %s' % name)
+        self.addCleanup(_drop_database, admin, name)
+        return sa.engine.make_url(self.pg_server_url).set(
+            database=name).render_as_string(hide_password=False)
+
+
+def _drop_database(admin, name, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with admin.connect() as conn:
+                for slot, pid in conn.exec_driver_sql(
+                        'SELECT slot_name, active_pid FROM '
+                        'pg_replication_slots WHERE database = %(d)s',
+                        {'d': name}).all():
+                    if pid is not None:
+                        conn.exec_driver_sql(
+                            'SELECT pg_terminate_backend(%(p)s)', {'p': pid})
+                        continue
+                    conn.exec_driver_sql(
+                        'SELECT pg_drop_replication_slot(%(s)s)', {'s': slot})
+                conn.exec_driver_sql(
+                    'DROP DATABASE IF EXISTS %s WITH (FORCE)' % name)
+            return
+        except sa.exc.DBAPIError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)  # the walsender is still exiting

@@ -108,6 +108,7 @@ def attach(conf, engine, tables, stream, relay, run_reader=True):
     relay.snapshot_cut = cls(conf, engine, tables, stream).snapshot_cut
     if not run_reader:
         return None
+    cls.check(engine)  # e.g. wal_level, named, at start
     stager = staging.Stager(engine, stream, reader, wake=relay.wake,
                             relay=relay)
     stager.start()

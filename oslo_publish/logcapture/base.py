@@ -42,15 +42,17 @@ LogTransaction = collections.namedtuple(
     'LogTransaction', 'position xid committed_at changes tables')
 LogTransaction.__doc__ = """One committed transaction decoded from the log.
 
-``position``: a text that sorts (as text) in commit order within one
-stream and identifies the transaction in the log (PostgreSQL: the commit
-LSN as 16 hex digits; MariaDB: the GTID sequence number zero-padded, or
-binlog file and offset); ``xid``: the database's transaction id (int) or
-None; ``committed_at``: an aware UTC :class:`datetime.datetime`;
-``changes``: list of wire change dicts (insert / update / delete, or an
-invalidation); ``tables``: ``{table: {"pk": [...], "version": ...}}`` for
-every table ``changes`` mentions, as :func:`oslo_publish.wire.delta_message`
-expects.
+``position``: a text (at most 255 characters) that sorts (as text) in
+commit order within one stream and identifies the transaction in the
+log (PostgreSQL: the commit's end LSN as 16 hex digits; MariaDB: the
+GTID sequence number zero-padded, or binlog file and offset);
+``xid``: the database's transaction id (int) or None;
+``committed_at``: an aware UTC :class:`datetime.datetime`;
+``changes``: list of wire change dicts (insert / update / delete, or
+an invalidation), empty for a transaction that only moves the staged
+position; ``tables``: ``{table: {"pk": [...], "version": ...}}`` for
+every table ``changes`` mentions, as
+:func:`oslo_publish.wire.delta_message` expects.
 """
 
 
@@ -118,11 +120,21 @@ class LogReader(object, metaclass=abc.ABCMeta):
         """The watermark's cut for the snapshot transaction S.
 
         Called by the snapshot server with the stream lock held and S
-        (``snapshot_conn``) open, its snapshot taken. Returns once every
-        transaction visible to S is staged, with a predicate
-        ``visible(entry)`` over staged, unnumbered outbox entries
-        (attributes ``id``, ``xid``, ``txid``): True for the entries
-        whose transaction S sees. Those are numbered first (up to the
+        (``snapshot_conn``, a SQLAlchemy Connection) open, its snapshot
+        taken: PostgreSQL ``REPEATABLE READ`` after a first statement,
+        MySQL/MariaDB ``START TRANSACTION WITH CONSISTENT SNAPSHOT``
+        (see ``SnapshotServer._begin``). It may run in another process
+        than the stager and on another reader object than the one
+        streaming: it waits for the *staged* position in
+        ``oslo_publish_log_positions``
+        (:func:`~oslo_publish.logcapture.staging.wait_staged`), which a
+        reader moves past a point with no published change by returning
+        a :class:`LogTransaction` with no changes at that position.
+        Returns once every transaction visible to S is staged, with a
+        predicate ``visible(entry)`` over staged, unnumbered outbox
+        entries (attributes ``id``, ``xid``, ``txid`` and ``position``,
+        the :attr:`LogTransaction.position`): True for the entries whose
+        transaction S sees. Those are numbered first (up to the
         watermark N), every other entry after N.
         """
         raise NotImplementedError()

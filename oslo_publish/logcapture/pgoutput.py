@@ -560,28 +560,9 @@ def catch_up(engine, stream, timeout):
         mark = conn.exec_driver_sql(
             'SELECT pg_logical_emit_message(false, %(p)s, %(t)s)::text',
             {'p': MARK_PREFIX, 't': uuid.uuid4().hex}).scalar()
-    return wait_staged(engine, stream, lsn_text(lsn_int(mark)), timeout)
-
-
-def wait_staged(engine, stream, position, timeout):
-    """Wait until the stream's staged position reaches ``position``."""
-    from oslo_publish import outbox
-    table = outbox.log_positions
-    query = sa.select(table.c.position).where(table.c.stream == stream)
-    deadline = time.monotonic() + timeout
-    delay = 0.002
-    while True:
-        with engine.connect() as conn:
-            staged = conn.execute(query).scalar()
-        if staged is not None and staged >= position:
-            return staged
-        if time.monotonic() > deadline:
-            raise exceptions.SnapshotError(
-                'the log reader of stream %s did not reach %s within %ss '
-                '(is oslo-publish-relay running?)'
-                % (stream, position, timeout))
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
+    from oslo_publish.logcapture import staging
+    return staging.wait_staged(engine, stream, lsn_text(lsn_int(mark)),
+                               timeout)
 
 
 def _quoted(engine, table):

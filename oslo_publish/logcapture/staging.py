@@ -24,8 +24,10 @@ in ONE database transaction per batch:
    after a crash, or staged by another process reading the same log);
 3. INSERTs each remaining transaction with changes as one outbox row,
    the payload exactly as session capture writes it
-   (:meth:`oslo_publish.outbox.OutboxSink.stage`), ``txid`` = its
-   position, ``xid`` = the database transaction id;
+   (:meth:`oslo_publish.outbox.OutboxSink.stage`), ``txid`` = 32 hex
+   digits derived from the stream and position (like session capture's),
+   ``log_position`` = its position, ``xid`` = the database transaction
+   id;
 4. sets the position to the batch's last one and commits.
 
 Only after the commit does it :meth:`~.base.LogReader.confirm` the
@@ -46,10 +48,13 @@ missing what the lost log held.
 import datetime
 import json
 import threading
+import time
+import uuid
 
 from oslo_log import log
 import sqlalchemy as sa
 
+from oslo_publish import exceptions
 from oslo_publish import outbox
 from oslo_publish.logcapture import base
 from oslo_publish.relay import numbering
@@ -58,6 +63,41 @@ LOG = log.getLogger(__name__)
 
 _OUTBOX = outbox.outbox
 _POSITIONS = outbox.log_positions
+_TXID_NAMESPACE = uuid.UUID('6f1d2c3b-8a4e-5b7c-9d0e-1f2a3b4c5d6e')
+
+
+def txid(stream, position):
+    """The wire ``txid`` of a staged transaction (32 hex digits).
+
+    Made from the stream and the position, so a restaged transaction
+    keeps it.
+    """
+    return uuid.uuid5(_TXID_NAMESPACE, '%s/%s' % (stream, position)).hex
+
+
+def wait_staged(engine, stream, position, timeout):
+    """Wait until the stream's staged position reaches ``position``.
+
+    For :meth:`~.base.LogReader.snapshot_cut`, which may run in another
+    process than the stager: the staged position is in the database.
+
+    :raises SnapshotError: not reached within ``timeout`` seconds.
+    """
+    query = sa.select(_POSITIONS.c.position).where(
+        _POSITIONS.c.stream == stream)
+    deadline = time.monotonic() + timeout
+    delay = 0.002
+    while True:
+        with engine.connect() as conn:
+            staged = conn.execute(query).scalar()
+        if staged and staged >= position:
+            return staged
+        if time.monotonic() > deadline:
+            raise exceptions.SnapshotError(
+                'the log reader of stream %s did not reach %s within %ss '
+                '(is its relay running?)' % (stream, position, timeout))
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
 
 
 def payload(changes, tables):
@@ -182,6 +222,8 @@ class Stager(object):
             rows = []
             last = None
             for tx in transactions:
+                # An empty transaction only moves the staged position
+                # (a watermark mark, a skipped transaction).
                 if tx.position <= staged or \
                         (last is not None and tx.position <= last):
                     continue
@@ -190,7 +232,9 @@ class Stager(object):
                     continue
                 committed_at = tx.committed_at.astimezone(
                     datetime.timezone.utc).replace(tzinfo=None)
-                rows.append({'stream': self._stream, 'txid': tx.position,
+                rows.append({'stream': self._stream,
+                             'txid': txid(self._stream, tx.position),
+                             'log_position': tx.position,
                              'committed_at': committed_at,
                              'payload': payload(tx.changes, tx.tables),
                              'xid': tx.xid})

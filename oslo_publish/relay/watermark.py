@@ -84,7 +84,8 @@ class Watermark(object):
             return [row[0] for row in
                     snapshot_conn.execute(relay.visible_ids)]
         visible = cut(snapshot_conn)
-        pending = (sa.select(_OUTBOX.c.id, _OUTBOX.c.xid, _OUTBOX.c.txid)
+        pending = (sa.select(_OUTBOX.c.id, _OUTBOX.c.xid, _OUTBOX.c.txid,
+                             _OUTBOX.c.log_position.label('position'))
                    .where(_OUTBOX.c.stream == relay.stream)
                    .where(_OUTBOX.c.seq.is_(None))
                    .order_by(_OUTBOX.c.id))

@@ -410,8 +410,8 @@ class TestSigkillPostgreSQL(_LogicalCase):
         self.assertEqual(first, entries[:len(first)])
         self.assertEqual(2, len(entries))
         self.assertLess(entries[0][0], entries[1][0])
-        update = wire.decode_change(entries[1][2]['changes'][0])
-        self.assertEqual(20000, len(entries[1][2]['changes']))
+        update = wire.decode_change(entries[1][3]['changes'][0])
+        self.assertEqual(20000, len(entries[1][3]['changes']))
         self.assertEqual(1, update.after['n'])
 
     def _staged_count(self):
@@ -422,7 +422,7 @@ class TestSigkillPostgreSQL(_LogicalCase):
     def _entries(self):
         import json
         with self.engine.connect() as conn:
-            return [(r.txid, r.xid, json.loads(r.payload))
+            return [(r.log_position, r.xid, r.txid, json.loads(r.payload))
                     for r in conn.execute(sa.select(outbox.outbox)
                                           .order_by(outbox.outbox.c.id))]
 

@@ -17,9 +17,10 @@
 
 ``oslo_publish_log_positions`` keeps, per stream, the log position of
 the last transaction staged into the outbox by ``capture = logical``;
-``oslo_publish_outbox.xid`` the database transaction id of a staged
-entry (the snapshot watermark decides visibility by it). Session
-capture leaves both alone.
+``oslo_publish_outbox.xid`` and ``log_position`` the database
+transaction id and log position of a staged entry (the snapshot
+watermark decides visibility by them). Session capture leaves them
+alone.
 
 Revision ID: 0003
 Revises: 0002
@@ -42,6 +43,8 @@ Timestamp = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mysql',
 def upgrade():
     with op.batch_alter_table('oslo_publish_outbox') as batch:
         batch.add_column(sa.Column('xid', sa.BigInteger, nullable=True))
+        batch.add_column(sa.Column('log_position', sa.String(255),
+                                   nullable=True))
     op.create_table(
         'oslo_publish_log_positions',
         sa.Column('stream', sa.String(255), primary_key=True),
@@ -54,4 +57,5 @@ def upgrade():
 def downgrade():
     op.drop_table('oslo_publish_log_positions')
     with op.batch_alter_table('oslo_publish_outbox') as batch:
+        batch.drop_column('log_position')
         batch.drop_column('xid')
