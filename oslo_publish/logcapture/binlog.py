@@ -325,13 +325,13 @@ class Reader(base.LogReader):
         for the last transaction with published changes, and this waits
         until the stream's staged position reaches it. Returns
         ``visible(entry)``: True for the staged outbox entries whose
-        position (``txid``) is at or before S's.
+        log position (``position``) is at or before S's.
         """
         cut = self.cut_position(snapshot_conn)
         self.wait_staged_through(cut, timeout)
 
         def visible(entry):
-            return entry.txid is not None and entry.txid <= cut
+            return entry.position is not None and entry.position <= cut
         visible.position = cut
         return visible
 
@@ -355,8 +355,8 @@ class Reader(base.LogReader):
                 if needed is None:
                     return staged
                 if needed:
-                    from oslo_publish.logcapture import pgoutput
-                    return pgoutput.wait_staged(
+                    from oslo_publish.logcapture import staging
+                    return staging.wait_staged(
                         self.engine, self.stream, needed,
                         max(deadline - time.monotonic(), 0.01))
             # Nothing staged yet (or the log lost): the stager records

@@ -157,7 +157,8 @@ class TestBinlogFaults(_BinlogHost, e2e._Base, base.TestCase):
         # more sequence number (a transaction staged twice would be).
         self.assertEqual(before + 2, self.host_last_seq())
         with self.host_db.engine.connect() as conn:
-            staged = conn.execute(sa.select(outbox.outbox.c.txid).where(
+            staged = conn.execute(sa.select(
+                outbox.outbox.c.log_position).where(
                 outbox.outbox.c.seq > before)).scalars().all()
         self.assertEqual(len(set(staged)), len(staged))
         self.assertEqual(1000, len(consumer.view().rows('pairs')))
