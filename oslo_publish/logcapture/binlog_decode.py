@@ -20,11 +20,12 @@ when one ends: a GTID event opens it, the XID event (or, for a
 standalone group such as DDL, the end of its one statement, or a
 ``COMMIT`` query of a non-transactional engine) closes it.
 
-Rows are consolidated per primary key exactly as session capture does
-(:mod:`oslo_publish.capture.consolidate`): insert then update is one
-insert of the final image, insert then delete is nothing, a primary-key
-change is a delete and an insert, an update that changes no published
-column is nothing. Values are taken from the binlog's row images (which
+Rows are consolidated per primary key exactly as session capture does,
+by the readers' common :class:`~oslo_publish.logcapture.rows.
+TransactionBuilder` (insert then update is one insert of the final
+image, insert then delete is nothing, a primary-key change is a delete
+and an insert, an update that changes no published column is nothing).
+Values are taken from the binlog's row images (which
 carry what the database stores, the raw form a DB-API driver returns),
 run through the column's SQLAlchemy result processing for the MySQL
 dialect (a ``JSON`` text is parsed, an ``Enum`` becomes its member, a
@@ -52,6 +53,7 @@ from oslo_log import log
 
 from oslo_publish import wire
 from oslo_publish.logcapture import base
+from oslo_publish.logcapture import rows as rows_mod
 
 LOG = log.getLogger(__name__)
 
@@ -110,16 +112,6 @@ def ddl_tables(query, default_schema):
     return verb, out
 
 
-class _Row(object):
-    __slots__ = ('existed', 'orig', 'exists', 'after')
-
-    def __init__(self, existed, orig):
-        self.existed = existed
-        self.orig = orig
-        self.exists = True
-        self.after = None
-
-
 class _Unencodable(Exception):
     pass
 
@@ -130,7 +122,7 @@ class _Tx(object):
     def __init__(self, gtid, standalone):
         self.gtid = gtid
         self.standalone = standalone
-        self.rows = {}
+        self.rows = None          # rows.TransactionBuilder, set by begin()
         self.invalid = {}
         self.own_rows = False     # rows of oslo.publish's own tables
         self.other_rows = False   # rows of any other table
@@ -219,6 +211,7 @@ class TransactionBuilder(object):
             LOG.warning('Binlog transaction %s has no end; dropped',
                         format_gtid(self.tx.gtid))
         self.tx = _Tx(gtid, standalone)
+        self.tx.rows = rows_mod.TransactionBuilder(self.published)
 
     def rows_event(self, kind, table, rows):
         """A write/update/delete rows event of ``table`` in our schema.
@@ -251,19 +244,19 @@ class TransactionBuilder(object):
                                          row.get('before_none_sources'))
                     after = self._image(pt, row['after_values'],
                                         row.get('after_none_sources'))
-                    self._update(tx, pt, before, after)
                 elif kind == wire.INSERT:
-                    self._insert(tx, pt, self._image(
-                        pt, row['values'], row.get('none_sources')))
+                    before, after = None, self._image(
+                        pt, row['values'], row.get('none_sources'))
                 else:
-                    self._delete(tx, pt, self._image(
-                        pt, row['values'], row.get('none_sources')))
+                    before, after = self._image(
+                        pt, row['values'], row.get('none_sources')), None
             except _Unencodable as exc:
                 LOG.warning('Invalidating published table %s in binlog '
                             'transaction %s: %s', table,
                             format_gtid(tx.gtid), exc.args[0])
-                tx.invalid.setdefault(table, exc.args[1])
+                self._invalidate(tx, table, exc.args[1])
                 return
+            tx.rows.add(table, kind, before, after)
 
     def _cascade(self, tx, kind, table, rows):
         for columns, on_delete, on_update, children in self.cascades[table]:
@@ -281,7 +274,7 @@ class TransactionBuilder(object):
                         LOG.debug('A %s of %s cascades into published '
                                   'table %s: invalidated', kind, table,
                                   child)
-                        tx.invalid[child] = 'cascade'
+                        self._invalidate(tx, child, 'cascade')
 
     def query(self, query, default_schema):
         """A query event: DDL of a published table, or a ``COMMIT``.
@@ -303,7 +296,7 @@ class TransactionBuilder(object):
                 if schema == self.schema and table in self.published:
                     cause = 'truncate' if verb == 'TRUNCATE' \
                         else 'schema_change'
-                    self.tx.invalid.setdefault(table, cause)
+                    self._invalidate(self.tx, table, cause)
                     if verb != 'TRUNCATE':
                         changed.append(table)
         return changed, self.tx.standalone
@@ -318,37 +311,21 @@ class TransactionBuilder(object):
         tx, self.tx = self.tx, None
         if tx is None:
             return None
-        changes, used = [], {}
-        for (name, key), row in tx.rows.items():
-            if name in tx.invalid:
-                continue
-            pt = self.published[name]
-            try:
-                change = self._change(pt, key, row)
-            except _Unencodable as exc:
-                LOG.warning('Invalidating published table %s in binlog '
-                            'transaction %s: %s', name,
-                            format_gtid(tx.gtid), exc.args[0])
-                tx.invalid.setdefault(name, exc.args[1])
-                continue
-            if change is not None:
-                changes.append(change)
-                used[name] = pt
-        if tx.invalid:
-            changes = [c for c in changes if c['table'] not in tx.invalid]
-            for name, cause in sorted(tx.invalid.items()):
-                changes.append(wire.encode_change(
-                    wire.invalidation(name, cause)))
-                used[name] = self.published[name]
+        changes, tables = tx.rows.finish()
         if not changes and tx.own_rows and not tx.other_rows:
             return None
         committed_at = datetime.datetime.fromtimestamp(when, _UTC)
         return base.LogTransaction(
             position=position, xid=xid, committed_at=committed_at,
-            changes=changes,
-            tables={n: pt.header() for n, pt in used.items()})
+            changes=changes, tables=tables)
 
     # ------------------------------------------------------------- rows
+
+    @staticmethod
+    def _invalidate(tx, table, cause):
+        if table not in tx.invalid:
+            tx.invalid[table] = cause
+            tx.rows.invalidate(table, cause)
 
     def _image(self, pt, values, none_sources):
         """The published columns of a binlog row image, processed."""
@@ -383,66 +360,6 @@ class TransactionBuilder(object):
                             'column %s: %s' % (column, exc), 'unencodable')
             out[column] = value
         return out
-
-    def _key(self, pt, image):
-        return tuple(image[c] for c in pt.pk)
-
-    def _insert(self, tx, pt, after):
-        key = self._key(pt, after)
-        row = tx.rows.get((pt.name, key))
-        if row is None:
-            row = tx.rows[(pt.name, key)] = _Row(False, None)
-        row.exists = True
-        row.after = after
-
-    def _delete(self, tx, pt, before):
-        key = self._key(pt, before)
-        row = tx.rows.get((pt.name, key))
-        if row is None:
-            row = tx.rows[(pt.name, key)] = _Row(True, before)
-        row.exists = False
-        row.after = None
-
-    def _update(self, tx, pt, before, after):
-        old, new = self._key(pt, before), self._key(pt, after)
-        if old != new:
-            self._delete(tx, pt, before)
-            self._insert(tx, pt, after)
-            return
-        row = tx.rows.get((pt.name, new))
-        if row is None:
-            row = tx.rows[(pt.name, new)] = _Row(True, before)
-        row.exists = True
-        row.after = after
-
-    def _encode(self, pt, image):
-        try:
-            return {c: pt.encode_value(c, v) for c, v in image.items()}
-        except (wire.WireError, ValueError, TypeError,
-                AttributeError) as exc:
-            raise _Unencodable('%s: %s' % (pt.name, exc), 'unencodable')
-
-    def _change(self, pt, key, row):
-        if row.existed and not row.exists:
-            change = {'table': pt.name, 'op': wire.DELETE,
-                      'before': self._encode(pt, row.orig)}
-        elif not row.existed:
-            if not row.exists:
-                return None
-            change = {'table': pt.name, 'op': wire.INSERT,
-                      'after': self._encode(pt, row.after)}
-        else:
-            orig = self._encode(pt, row.orig)
-            after = self._encode(pt, row.after)
-            changed = [c for c in pt.columns if orig[c] != after[c]]
-            if not changed:
-                return None
-            change = {'table': pt.name, 'op': wire.UPDATE, 'after': after,
-                      'before': {c: orig[c] for c in changed},
-                      'changed': changed}
-        image = row.after if row.after is not None else row.orig
-        change['key'] = [self._encode(pt, {c: image[c]})[c] for c in pt.pk]
-        return change
 
 
 def format_gtid(gtid):
