@@ -30,11 +30,14 @@ The binlog is not a slot: :meth:`Reader.confirm` records nothing on the
 server, the durable position is the one the staging step stored, and
 how long the server keeps the binlog is its own setting
 (``binlog_expire_logs_seconds`` / ``expire_logs_days``).
+
+The server's prerequisites are in :mod:`.binlog_server`, the snapshot
+cut in :mod:`.binlog_cut`, the decoding of events into transactions in
+:mod:`.binlog_decode`.
 """
 
 import queue
 import socket
-import random
 import threading
 import time
 import zlib
@@ -49,20 +52,15 @@ import sqlalchemy as sa
 from oslo_publish import exceptions
 from oslo_publish import wire
 from oslo_publish.logcapture import base
+from oslo_publish.logcapture import binlog_cut
 from oslo_publish.logcapture import binlog_decode
+from oslo_publish.logcapture import binlog_server
+from oslo_publish.logcapture.binlog_server import foreign_keys
+from oslo_publish.logcapture.binlog_server import LogPositionLost  # noqa
+from oslo_publish.logcapture.binlog_server import PrerequisiteError  # noqa
+from oslo_publish.logcapture.binlog_server import ReaderBusy  # noqa
 
 LOG = log.getLogger(__name__)
-
-#: The server's answer to a replica asking for a position it lacks.
-ER_MASTER_FATAL_ERROR_READING_BINLOG = 1236
-
-#: Required server settings: ``{variable: accepted values}``.
-REQUIRED = {
-    'log_bin': ('ON', '1'),
-    'binlog_format': ('ROW',),
-    'binlog_row_image': ('FULL',),
-    'binlog_row_metadata': ('FULL',),
-}
 
 #: Decoded transactions the reader thread may hold ahead of read().
 QUEUE_SIZE = 64
@@ -80,78 +78,6 @@ _ROWS = {row_event.WriteRowsEvent: wire.INSERT,
 #: A GTID event's flag: the group is one statement without XID (DDL).
 FL_STANDALONE = 1
 
-# base.LogLost is the common "new epoch" error of every reader.
-_Lost = getattr(base, 'LogLost', exceptions.PublishError)
-
-
-class LogPositionLost(_Lost):
-    """The binlog at the stored position is gone.
-
-    Purged past the position, or another server: the stream must start
-    a new epoch and resync (never a silent loss).
-    """
-
-
-class ReaderBusy(exceptions.PublishError):
-    """Another process reads the binlog of this stream."""
-
-
-class PrerequisiteError(exceptions.ConfigError):
-    """The server lacks a setting or privilege binlog capture needs."""
-
-    def __init__(self, setting, value, reason):
-        exceptions.PublishError.__init__(
-            self, 'MariaDB %s = %r: %s' % (setting, value, reason))
-        self.option = setting
-        self.value = value
-        self.reason = reason
-
-
-def _connection_settings(engine):
-    url = engine.url
-    settings = {'host': url.host or '127.0.0.1',
-                'port': url.port or 3306,
-                'user': url.username or 'root',
-                'passwd': url.password or '',
-                'charset': 'utf8mb4'}
-    if url.query.get('unix_socket'):
-        settings['unix_socket'] = url.query['unix_socket']
-    return settings
-
-
-def foreign_keys(engine, schema):
-    """The foreign keys of ``schema``, for cascade detection.
-
-    :returns: ``[(child, parent, parent_columns, on_delete, on_update)]``.
-    """
-    query = (
-        'SELECT rc.CONSTRAINT_NAME, rc.TABLE_NAME, rc.REFERENCED_TABLE_NAME,'
-        ' rc.DELETE_RULE, rc.UPDATE_RULE, k.REFERENCED_COLUMN_NAME'
-        ' FROM information_schema.REFERENTIAL_CONSTRAINTS rc'
-        ' JOIN information_schema.KEY_COLUMN_USAGE k'
-        ' ON k.CONSTRAINT_SCHEMA = rc.CONSTRAINT_SCHEMA'
-        ' AND k.CONSTRAINT_NAME = rc.CONSTRAINT_NAME'
-        ' AND k.TABLE_NAME = rc.TABLE_NAME'
-        ' WHERE rc.CONSTRAINT_SCHEMA = %s'
-        ' ORDER BY rc.CONSTRAINT_NAME, k.ORDINAL_POSITION')
-    keys = {}
-    with engine.connect() as conn:
-        for name, child, parent, on_delete, on_update, column in \
-                conn.exec_driver_sql(query, (schema,)):
-            entry = keys.setdefault((child, name), [
-                child, parent, [], on_delete, on_update])
-            entry[2].append(column)
-    return [tuple(v) for v in keys.values()]
-
-
-def _staged(engine, stream):
-    """The stream's staged position ('' when none)."""
-    from oslo_publish import outbox
-    table = outbox.log_positions
-    with engine.connect() as conn:
-        return conn.execute(sa.select(table.c.position).where(
-            table.c.stream == stream)).scalar() or ''
-
 
 def catch_up(engine, stream, conf, published, timeout):
     """Wait until every transaction committed before this call is staged.
@@ -163,19 +89,12 @@ def catch_up(engine, stream, conf, published, timeout):
         gtid = (conn.exec_driver_sql(
             'SELECT @@global.gtid_binlog_pos').scalar() or '').split(',')[0]
     if not gtid:
-        return _staged(engine, stream)
+        return binlog_cut.staged_position(engine, stream)
     return reader.wait_staged_through(
         binlog_decode.position_of(binlog_decode.parse_gtid(gtid)), timeout)
 
 
-def _variables(conn, names):
-    rows = conn.exec_driver_sql(
-        'SHOW GLOBAL VARIABLES WHERE Variable_name IN (%s)'
-        % ', '.join("'%s'" % n for n in names)).fetchall()
-    return {r[0].lower(): r[1] for r in rows}
-
-
-class Reader(base.LogReader):
+class Reader(binlog_cut.CutMixin, base.LogReader):
     """Reads the row binlog of the host's MariaDB/MySQL database.
 
     :param conf: the ConfigOpts (``[oslo_publish]`` options).
@@ -206,42 +125,7 @@ class Reader(base.LogReader):
     @classmethod
     def check(cls, engine):
         """Raise :class:`PrerequisiteError` naming what the server lacks."""
-        with engine.connect() as conn:
-            version = conn.exec_driver_sql('SELECT VERSION()').scalar()
-            if 'mariadb' not in (version or '').lower():
-                raise PrerequisiteError(
-                    'version', version, 'the binlog reader follows MariaDB '
-                    'GTIDs; MySQL servers are not supported yet')
-            got = _variables(conn, list(REQUIRED) + [
-                'server_id', 'gtid_binlog_state'])
-            for name, accepted in REQUIRED.items():
-                value = got.get(name)
-                if value is None or value.upper() not in accepted:
-                    raise PrerequisiteError(
-                        name, value, 'binlog capture needs %s = %s'
-                        % (name, accepted[0]))
-            if not got.get('server_id') or got['server_id'] == '0':
-                raise PrerequisiteError('server_id', got.get('server_id'),
-                                        'the server needs a server_id')
-            domains = {g.split('-')[0] for g in
-                       (got.get('gtid_binlog_state') or '').split(',')
-                       if g.strip()}
-            if len(domains) > 1:
-                raise PrerequisiteError(
-                    'gtid_domain_id', ','.join(sorted(domains)),
-                    'binlog capture reads one GTID domain; the binlog has '
-                    'several')
-            grants = ' '.join(r[0] for r in conn.exec_driver_sql(
-                'SHOW GRANTS').fetchall()).upper()
-            if 'ALL PRIVILEGES ON *.*' not in grants:
-                for privilege in ('REPLICATION SLAVE', 'BINLOG MONITOR'):
-                    alias = {'REPLICATION SLAVE': 'REPLICATION REPLICA',
-                             'BINLOG MONITOR': 'REPLICATION CLIENT'}
-                    if privilege not in grants and \
-                            alias[privilege] not in grants:
-                        raise PrerequisiteError(
-                            'GRANT', privilege,
-                            'the connecting user needs %s' % privilege)
+        binlog_server.check(engine)
 
     @classmethod
     def setup(cls, conf, engine, published, stream):
@@ -262,152 +146,6 @@ class Reader(base.LogReader):
         return 'nothing (the binlog belongs to the server)'
 
     # --------------------------------------------------------- the cut
-
-    def cut_position(self, snapshot_conn):
-        """The position of the last transaction visible to S, or ''.
-
-        ``snapshot_conn`` (a SQLAlchemy Connection) holds S, opened with
-        ``START TRANSACTION WITH CONSISTENT SNAPSHOT``: MariaDB then
-        reports the binlog file and offset S corresponds to, which
-        ``BINLOG_GTID_POS`` maps to the GTID of the last transaction
-        before it. '' when the binlog holds no transaction yet.
-        """
-        status = dict(snapshot_conn.exec_driver_sql(
-            "SHOW STATUS LIKE 'binlog_snapshot_%%'").fetchall())
-        path = status.get('Binlog_snapshot_file')
-        offset = status.get('Binlog_snapshot_position')
-        if not path:
-            raise PrerequisiteError('log_bin', 'OFF',
-                                    'the server reports no binlog position '
-                                    'for the snapshot')
-        gtids = snapshot_conn.exec_driver_sql(
-            'SELECT BINLOG_GTID_POS(%s, %s)',
-            (path, int(offset))).scalar()
-        if not gtids:
-            return ''
-        return binlog_decode.position_of(
-            binlog_decode.parse_gtid(gtids.split(',')[0]))
-
-    def wait_visible(self, conn, transactions, timeout=60.0):
-        """Wait until ``transactions`` are visible to new snapshots.
-
-        MariaDB writes a transaction to the binlog (and may send it to a
-        replica) before InnoDB makes it visible. Staging waits here, so
-        that every entry the relay numbers before a snapshot S opens is
-        seen by S: a consistent snapshot taken now must report a binlog
-        position at or after the last of them.
-        """
-        wanted = max((tx.position for tx in transactions if tx.changes),
-                     default=None)
-        if wanted is None:
-            return
-        deadline = time.monotonic() + timeout
-        with self.engine.connect() as check:
-            while True:
-                check.exec_driver_sql(
-                    'START TRANSACTION WITH CONSISTENT SNAPSHOT')
-                try:
-                    seen = self.cut_position(check)
-                finally:
-                    check.rollback()
-                if seen >= wanted:
-                    return
-                if time.monotonic() > deadline:
-                    raise exceptions.SnapshotError(
-                        'binlog transaction %s stays invisible' % wanted)
-                time.sleep(0.0005)
-
-    def snapshot_cut(self, snapshot_conn, timeout=60.0):
-        """The watermark's cut for the snapshot S held by ``snapshot_conn``.
-
-        Works in any process (the stager may run elsewhere): the binlog
-        between the stream's staged position and S's position is read
-        for the last transaction with published changes, and this waits
-        until the stream's staged position reaches it. Returns
-        ``visible(entry)``: True for the staged outbox entries whose
-        log position (``position``) is at or before S's.
-        """
-        cut = self.cut_position(snapshot_conn)
-        self.wait_staged_through(cut, timeout)
-
-        def visible(entry):
-            return entry.position is not None and entry.position <= cut
-        visible.position = cut
-        return visible
-
-    def wait_staged_through(self, position, timeout):
-        """Wait until the published transactions to ``position`` are staged.
-
-        The stream's staged position (which :class:`~.staging.Stager`
-        records) must reach the last of them.
-        """
-        deadline = time.monotonic() + timeout
-        while True:
-            staged = _staged(self.engine, self.stream)
-            if staged >= position:
-                return staged
-            if staged:
-                try:
-                    needed = self._last_published(staged, position,
-                                                  deadline)
-                except LogPositionLost:
-                    needed = False   # the stager starts a new epoch
-                if needed is None:
-                    return staged
-                if needed:
-                    from oslo_publish.logcapture import staging
-                    return staging.wait_staged(
-                        self.engine, self.stream, needed,
-                        max(deadline - time.monotonic(), 0.01))
-            # Nothing staged yet (or the log lost): the stager records
-            # its start position first.
-            if time.monotonic() > deadline:
-                raise exceptions.SnapshotError(
-                    'the binlog reader of stream %s did not reach %s '
-                    'within %ss (is oslo-publish-relay running?)'
-                    % (self.stream, position, timeout))
-            time.sleep(0.02)
-
-    def _last_published(self, after, upto, deadline):
-        """The last transaction with published changes in (after, upto].
-
-        Reads that part of the binlog, up to the end of the transaction
-        ``upto`` (which the binlog holds: it is the GTID of a committed
-        transaction); None when there is none.
-        """
-        upto_seq = int(upto.split(' ', 1)[0])
-        builder = binlog_decode.TransactionBuilder(
-            self.tables, self.schema, self.engine.dialect,
-            foreign_keys(self.engine, self.schema))
-        stream = self._binlog_stream(
-            binlog_decode.gtid_of(after) if after else '', blocking=True,
-            server_id=random.randint(0x40000000, 0x7ffffffe),
-            heartbeat=0.5)
-        last = None
-        try:
-            for ev in stream:
-                if time.monotonic() > deadline:
-                    raise exceptions.SnapshotError(
-                        'stream %s: the binlog up to %s was not read in '
-                        'time' % (self.stream, upto))
-                if isinstance(ev, binlog_event.MariadbGtidEvent) and \
-                        ev.gtid_seq_no > upto_seq:
-                    break
-                done = self._feed(builder, stream, ev)
-                if isinstance(done, base.LogTransaction) and done.changes:
-                    last = done.position
-                if done is not None and (
-                        done if isinstance(done, str)
-                        else done.position) >= upto:
-                    break
-        except pymysql.err.OperationalError as exc:
-            if exc.args and exc.args[0] == \
-                    ER_MASTER_FATAL_ERROR_READING_BINLOG:
-                raise LogPositionLost(str(exc)) from exc
-            raise
-        finally:
-            stream.close()
-        return last
 
     # ----------------------------------------------------------- reading
 
@@ -488,7 +226,7 @@ class Reader(base.LogReader):
             # A scan gets control back while the server has nothing.
             events.append(binlog_event.HeartbeatLogEvent)
         return BinLogStreamReader(
-            connection_settings=_connection_settings(self.engine),
+            connection_settings=binlog_server.connection_settings(self.engine),
             server_id=server_id or self._server_id(),
             blocking=blocking,
             is_mariadb=True,
@@ -527,7 +265,7 @@ class Reader(base.LogReader):
             if self._closing.is_set():
                 return
             if exc.args and exc.args[0] == \
-                    ER_MASTER_FATAL_ERROR_READING_BINLOG:
+                    binlog_server.ER_MASTER_FATAL_ERROR_READING_BINLOG:
                 self._put(LogPositionLost(
                     'stream %s: the binlog after %s is no longer on the '
                     'server: %s' % (self.stream, self._read_through,
