@@ -151,6 +151,14 @@ _opts = [
                help='Where changes are captured. Both backends publish '
                     'the same wire format; see the "Capture backends" '
                     'page of the documentation.'),
+    cfg.IntOpt('binlog_server_id', min=1, max=4294967295,
+               help='With capture = logical on MariaDB/MySQL: the '
+                    'server_id the binlog reader presents as a replica. '
+                    'It must differ from every server\'s and every other '
+                    'replica\'s (the server disconnects the older of two '
+                    'connections with one id). Unset: derived from the '
+                    'host name, stream and thread, in 1073741824 and '
+                    'above.'),
 ]
 
 

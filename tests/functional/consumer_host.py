@@ -45,8 +45,9 @@ The first line it prints is ``{"ready": true}``.
 
 ``CONSUMER_HOST_CAPTURE=logical`` runs the host with ``[oslo_publish]
 capture = logical`` (PostgreSQL logical decoding: the database must run
-with ``wal_level = logical``); the publication and slot are created
-before install, and ``idle`` also waits for the log reader to catch up.
+with ``wal_level = logical``; MariaDB: a row binlog with full metadata);
+the reader's setup (publication and slot) runs before install, and
+``idle`` also waits for the log reader to catch up.
 
 ``CONSUMER_HOST_SCHEMA`` selects the code's model of ``items``: ``1``
 (default), ``2`` (adds ``zone``, server default ``'nova'``) or ``3``
@@ -266,9 +267,13 @@ def _conf(args):
 
 
 def _idle(engine, handle):
-    if CAPTURE == 'logical':
+    if CAPTURE == 'logical' and engine.dialect.name == 'postgresql':
         from oslo_publish.logcapture import pgoutput
         pgoutput.catch_up(engine, handle.stream, 60)
+    elif CAPTURE == 'logical':
+        from oslo_publish.logcapture import binlog
+        binlog.catch_up(engine, handle.stream, handle._conf, handle.tables,
+                        60)
     return handle.relay.wait_drained(60)
 
 
@@ -288,9 +293,10 @@ def main(argv=None):
     conf = _conf(args)
     maker = orm.sessionmaker(bind=engine)
     if CAPTURE == 'logical':
-        from oslo_publish.logcapture import pgoutput
-        pgoutput.Reader.setup(conf, engine, oslo_publish.resolve_tables(
-            conf, Base.metadata, engine), args.stream)
+        from oslo_publish import logcapture
+        logcapture.reader_class(engine.dialect.name).setup(
+            conf, engine, oslo_publish.resolve_tables(
+                conf, Base.metadata, engine), args.stream)
     handle = oslo_publish.install(conf, maker, metadata=Base.metadata)
     workload = Workload(maker)
     workload.continue_ids()

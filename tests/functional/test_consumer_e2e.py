@@ -135,8 +135,7 @@ class _Base(object):
         ``consumer_options`` override ``[consumer]`` options after the
         defaults of these tests.
         """
-        self.host_db = self.useFixture(base.DatabaseFixture(
-            self.HOST_BACKEND))
+        self.host_db = self.host_database()
         self.state_db = self.useFixture(base.DatabaseFixture(
             state_backend))
         self.transport = self.useFixture(base.TransportFixture(self.conf))
@@ -170,6 +169,10 @@ class _Base(object):
         self.conf.set_override('retry_interval', 1, 'consumer_database')
         self.conf.set_override('rabbit_interval_max', 2,
                                'oslo_messaging_rabbit')
+
+    def host_database(self):
+        """The host's database fixture (a fresh ``HOST_BACKEND`` one)."""
+        return self.useFixture(base.DatabaseFixture(self.HOST_BACKEND))
 
     def _delete_queues(self):
         try:

@@ -446,3 +446,80 @@ class _PrivateDatabase(object):
         self.url = case.private_database()
         self.engine = sa.create_engine(self.url)
         case.addCleanup(self.engine.dispose)
+
+
+class TestEncodingContractBinlog(base.TestCase):
+    """The MariaDB row binlog path gives session capture's exact values.
+
+    One session writes the matrix (insert), changes every column
+    (update) and removes it (delete) with session capture on; the
+    binlog reader (``capture = logical``) on the private binlog server
+    must return, transaction by transaction, the very changes session
+    capture put in the outbox.
+    """
+
+    def setUp(self):
+        super().setUp()
+        from tests import private_mariadb
+        self.db = self.useFixture(private_mariadb.DatabaseFixture())
+        self.engine = self.db.engine
+        for name, value in (('tables', [TABLE]), ('stream', 'enc_bl'),
+                            ('relay_in_process', False),
+                            ('snapshot_server', False)):
+            self.conf.set_override(name, value, 'oslo_publish')
+        self.conf.set_override('transport_url', 'fake://')
+        METADATA['mysql'].create_all(self.engine)
+        migration.upgrade(self.engine)
+        self.maker = orm.sessionmaker(bind=self.engine)
+        self.model = MODELS['mysql'][1]
+
+    def outbox_changes(self):
+        from oslo_publish import outbox
+        import json
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(outbox.outbox.c.payload)
+                                .order_by(outbox.outbox.c.id)).scalars()
+            return [json.loads(p) for p in rows]
+
+    def test_binlog_path_encodes_like_session_capture(self):
+        from oslo_publish.logcapture import binlog
+        from oslo_publish import schema
+        from tests.functional import test_binlog_reader
+        handle = oslo_publish.install(self.conf, self.maker,
+                                      metadata=METADATA['mysql'])
+        self.addCleanup(handle.stop)
+        published = schema.resolve_tables(self.conf, METADATA['mysql'],
+                                          self.engine)
+        reader = binlog.Reader(self.conf, self.engine, published, 'enc_bl')
+        self.addCleanup(reader.close)
+        reader.start(None)
+        rows = _rows('mysql')
+        with self.maker.begin() as session:
+            for row_id, values in rows.items():
+                session.add(self.model(id=row_id, **values))
+        # Every row takes another row's values: every column changes
+        # somewhere (and NULLs become values and back).
+        ids = sorted(rows)
+        with self.maker.begin() as session:
+            for obj in session.scalars(sa.select(self.model)):
+                donor = rows[ids[(ids.index(obj.id) + 1) % len(ids)]]
+                for column in self.model.__table__.columns.keys():
+                    if column != 'id':
+                        setattr(obj, column, donor.get(column))
+        with self.maker.begin() as session:
+            for obj in session.scalars(sa.select(self.model)):
+                session.delete(obj)
+        staged = self.outbox_changes()
+        self.assertEqual(3, len(staged))
+        logged = test_binlog_reader.collect(reader, 3, timeout=60)
+        for op, session_tx, log_tx in zip(('insert', 'update', 'delete'),
+                                          staged, logged):
+            self.assertEqual({op}, {c['op'] for c in log_tx.changes},
+                             [c for c in log_tx.changes
+                              if c['op'] == 'invalidate'])
+            self.assertEqual(session_tx['tables'], log_tx.tables)
+            by_key = {tuple(c['key']): c for c in log_tx.changes}
+            self.assertEqual(len(session_tx['changes']), len(by_key))
+            for change in session_tx['changes']:
+                self.assertEqual(change, by_key[tuple(change['key'])],
+                                 '%s of row %s' % (op, change['key']))
