@@ -53,6 +53,11 @@ class Relay(object):
     :param metrics: a :class:`~oslo_publish.metrics.HostMetrics`.
     :param listen: wait for PostgreSQL ``NOTIFY`` of the stream (None:
         when ``relay_in_process`` is false, i.e. a standalone relay).
+
+    :ivar activity: the :class:`~oslo_publish.relay.pacing.Activity` of
+        the writers of this process (set by ``install()`` for an
+        in-process relay), or None: how the thread paces itself
+        (:meth:`~oslo_publish.relay.pacing.Pacer.pause`).
     """
 
     def __init__(self, conf, engine, stream, tables, publisher,
@@ -66,6 +71,7 @@ class Relay(object):
         self._key = self._opts.signing_key
         self._lock = lock_mod.StreamLock(engine, stream)
         self._waker = wake_mod.Waker()
+        self.activity = None
         self._stopping = threading.Event()
         self._thread = None
         self._last_sent = time.monotonic()
@@ -227,13 +233,15 @@ class Relay(object):
         busy = False  # work arrived while the last cycle ran
         listener = (wake_mod.Listener(self._engine, self._stream)
                     if self._listen else None)
-        pacer = pacing.Pacer(self._opts.relay_cpu_share)
+        pacer = pacing.Pacer(self._opts.relay_cpu_share,
+                             self._opts.relay_max_pause)
         try:
             while not self._stopping.is_set():
-                # Busy: space cycles by their cost; what commits in the
-                # pause is published by the next cycle.
-                pause = pacer.delay() if busy else 0.0
-                if pause and self._stopping.wait(pause):
+                # Busy or writers running: space cycles by their cost;
+                # what commits in the pause is published by the next
+                # cycle. Wake-ups from forked writers: those are unseen.
+                activity = None if self._waker.foreign else self.activity
+                if pacer.pause(busy, activity, self._stopping):
                     break
                 if self._waker.drain():
                     woken = self._woken_ever = True
