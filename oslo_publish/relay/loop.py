@@ -119,6 +119,16 @@ class Relay(object):
             .where(_OUTBOX.c.seq.is_(None)).order_by(_OUTBOX.c.id))
         ids = sa.bindparam('ids', expanding=True)
         self._delete_ids = _OUTBOX.delete().where(_OUTBOX.c.id.in_(ids))
+        # PostgreSQL: delete the confirmed entries and move last_seq in
+        # one statement (a data-modifying WITH).
+        self._mark_in_one = None
+        if engine.dialect.name == 'postgresql':
+            streams = outbox.streams
+            self._mark_in_one = (
+                streams.update().where(streams.c.stream == stream)
+                .values(last_seq=sa.bindparam('seq'),
+                        updated_at=sa.bindparam('now'))
+                .add_cte(self._delete_ids.cte('confirmed')))
         self._stamp_ids = (_OUTBOX.update().where(_OUTBOX.c.id.in_(ids))
                            .values(published_at=sa.bindparam('now')))
         self._expire = (_OUTBOX.delete().where(mine)
@@ -470,6 +480,13 @@ class Relay(object):
         seq = max(held.last_seq, confirmed[-1][1]['seq'])
         now = numbering.utcnow()
         retention = self._opts.outbox_retention
+        if retention <= 0 and self._mark_in_one is not None and \
+                len(ids) <= 500:
+            with held.marking() as conn:
+                conn.execute(self._mark_in_one,
+                             {'ids': ids, 'seq': seq, 'now': now})
+            held.last_seq = seq
+            return
         with held.marking() as conn:
             for start in range(0, len(ids), 500):
                 chunk = ids[start:start + 500]
