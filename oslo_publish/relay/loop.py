@@ -39,6 +39,7 @@ from oslo_publish import wire
 LOG = log.getLogger(__name__)
 
 _OUTBOX = outbox.outbox
+_NUMBERED = _OUTBOX.alias('numbered')
 
 
 class Relay(object):
@@ -428,16 +429,22 @@ class Relay(object):
         entries = [publishing.Entry(row.id, first + n, row.txid,
                                     row.committed_at, row.payload)
                    for n, row in enumerate(rows)]
+        alone = self._lock.autocommit_writes
         with held.assigning() as conn:
             for start in range(0, len(entries), 500):
                 chunk = entries[start:start + 500]
+                ids = [e.id for e in chunk]
                 numbers = sa.case({e.id: e.seq for e in chunk},
                                   value=_OUTBOX.c.id)
-                done = conn.execute(
-                    _OUTBOX.update()
-                    .where(_OUTBOX.c.id.in_([e.id for e in chunk]))
-                    .where(_OUTBOX.c.seq.is_(None))
-                    .values(seq=numbers)).rowcount
+                update = (_OUTBOX.update().where(_OUTBOX.c.id.in_(ids))
+                          .where(_OUTBOX.c.seq.is_(None)))
+                if alone:
+                    # Committed by itself: all or nothing, so that a
+                    # mismatch below leaves no number behind.
+                    update = update.where(~sa.exists().where(
+                        _NUMBERED.c.id.in_(ids),
+                        _NUMBERED.c.seq.isnot(None)))
+                done = conn.execute(update.values(seq=numbers)).rowcount
                 if done != len(chunk):
                     raise RuntimeError('numbered %d of %d entries of '
                                        'stream %s' % (done, len(chunk),
