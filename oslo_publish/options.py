@@ -92,16 +92,17 @@ _opts = [
                  help='Largest share of the time the relay (and the direct '
                       'delivery thread) spends publishing while the '
                       'service is busy: while transactions of the service '
-                      'are in flight in its process (or, for wake-ups it '
+                      'are in flight in its process now and during at '
+                      'least half of the last 100 ms (or, for wake-ups it '
                       'cannot attribute, while commits kept arriving '
                       'during the last cycle), the next cycle starts no '
                       'sooner than the last one\'s elapsed time divided '
                       'by this share after it began (see '
                       'relay_max_pause), or as soon as no transaction is '
                       'in flight any more. What commits meanwhile goes '
-                      'into that cycle. A relay whose writers are idle '
-                      'publishes a commit at once. 1.0 runs a cycle for '
-                      'every wake-up at once.'),
+                      'into that cycle. A relay whose writers are idle or '
+                      'leave gaps publishes a commit at once. 1.0 runs a '
+                      'cycle for every wake-up at once.'),
     cfg.FloatOpt('relay_max_pause', default=0.02, min=0.0, max=1.0,
                  help='Upper bound in seconds of the pause relay_cpu_share '
                       'adds between two cycles (beyond the last cycle\'s '

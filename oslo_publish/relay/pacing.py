@@ -29,10 +29,20 @@ itself (a few milliseconds per cycle) and only taken while the writers
 run; the writers keep the rest of the CPU.
 """
 
+import collections
 import os
 import threading
 import time
 import weakref
+
+#: Writers are *saturating* when at least one transaction was in flight
+#: this share of the recent time (:meth:`Activity.utilization`): only
+#: then does a cycle wait for them. Writers that leave gaps (a service
+#: answering requests as they come) get their commits published at once.
+SATURATED = 0.5
+
+#: Seconds over which :meth:`Activity.utilization` is measured.
+WINDOW = 0.1
 
 
 class Activity(object):
@@ -59,8 +69,15 @@ class Activity(object):
         self._running = weakref.WeakSet()
         self._idle = threading.Event()
         self._idle.set()
+        # Time with a transaction in flight: the sum of the ended busy
+        # periods, and when the current one began (None: none runs).
+        self._busy_total = 0.0
+        self._busy_since = None
+        self._samples = collections.deque()
 
     def begin(self, transaction):
+        if not self._running:
+            self._busy_since = time.monotonic()
         self._running.add(transaction)
         if self._idle.is_set():
             self._idle.clear()
@@ -69,7 +86,40 @@ class Activity(object):
         running = self._running
         running.discard(transaction)
         if not running:
+            since, self._busy_since = self._busy_since, None
+            if since is not None:
+                self._busy_total += time.monotonic() - since
             self._idle.set()
+
+    def busy_time(self, now=None):
+        """Seconds so far with at least one transaction in flight."""
+        total, since = self._busy_total, self._busy_since
+        if since is not None:
+            total += (now or time.monotonic()) - since
+        return total
+
+    def utilization(self, window=WINDOW):
+        """Share of about the last ``window`` seconds with writers running.
+
+        Measured between the calls (the publishing thread calls it once
+        per cycle): from the newest earlier call at least ``window`` ago,
+        or the oldest one kept, to now. 1.0 on the first call while a
+        transaction is in flight, else 0.0.
+        """
+        now = time.monotonic()
+        busy = self.busy_time(now)
+        samples = self._samples
+        samples.append((now, busy))
+        while len(samples) > 1 and samples[1][0] <= now - window:
+            samples.popleft()
+        then, was = samples[0]
+        if now - then <= 0:
+            return 1.0 if self._running else 0.0
+        return min(1.0, max(0.0, (busy - was) / (now - then)))
+
+    def saturated(self):
+        """True when writers run now and ran most of the recent time."""
+        return bool(self._running) and self.utilization() >= SATURATED
 
     @property
     def active(self):
@@ -133,7 +183,9 @@ class Pacer(object):
             other processes). Known writers: the cycle is paced while a
             transaction is in flight, until the spacing passed or every
             transaction in flight ended, and not at all while none is.
-            Unknown writers: the cycle is paced when ``busy``.
+            Unknown writers: the cycle is paced when ``busy``. Known
+            writers that leave gaps (in flight less than
+            :data:`SATURATED` of the recent time) are not waited for.
         :param stopping: a ``threading.Event`` ending the wait when set.
         :returns: True when ``stopping`` was set.
         """
@@ -141,6 +193,8 @@ class Pacer(object):
         if delay <= 0:
             return False
         if activity is not None:
+            if not activity.saturated():
+                return False
             # A writer that begins its next transaction at once keeps
             # the cycle waiting up to the spacing.
             deadline = time.monotonic() + delay

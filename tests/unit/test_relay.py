@@ -19,6 +19,7 @@ import fcntl
 import os
 import threading
 import time
+import types
 
 import fixtures
 from oslo_config import cfg
@@ -390,6 +391,55 @@ class TestPacer(base.TestCase):
         del tx
         self.assertFalse(activity.active)
         self.assertTrue(activity.wait_idle(0))
+
+
+class TestUtilization(base.TestCase):
+    """Writers that leave gaps are not waited for; saturating ones are."""
+
+    def setUp(self):
+        super().setUp()
+        self.now = 100.0
+        clock = types.SimpleNamespace(monotonic=lambda: self.now)
+        self.useFixture(fixtures.MonkeyPatch(
+            'oslo_publish.relay.pacing.time', clock))
+
+    def test_share_of_time_with_a_transaction_in_flight(self):
+        """utilization() is busy time over the time since a sample."""
+        activity = pacing.Activity()
+        self.assertEqual(0.0, activity.utilization())
+        tx = _Tx()
+        activity.begin(tx)
+        self.now += 0.01
+        activity.end(tx)
+        self.now += 0.19
+        later = _Tx()
+        activity.begin(later)
+        self.assertAlmostEqual(0.05, activity.utilization(), places=6)
+        self.assertFalse(activity.saturated())
+        self.now += 0.3  # in flight all along since
+        self.assertTrue(activity.saturated())
+        activity.end(later)
+        self.assertFalse(activity.saturated())  # none in flight now
+
+    def test_writers_with_gaps_do_not_delay_a_cycle(self):
+        """A transaction in flight after a mostly idle time: no pause."""
+        activity = _NeverWaited()
+        activity.utilization()
+        self.now += 1.0
+        tx = _Tx()
+        activity.begin(tx)
+        pacer = pacing.Pacer(0.1, max_pause=1.0)
+        pacer.begin()
+        self.now += 0.01
+        pacer.end(True)
+        self.assertGreater(pacer.delay(), 0.05)
+        self.assertFalse(pacer.pause(False, activity))
+
+
+class _NeverWaited(pacing.Activity):
+
+    def wait_idle(self, timeout):
+        raise AssertionError('waited for the writers')
 
 
 class _Tx(object):
