@@ -93,7 +93,7 @@ _opts = [
                       'delivery thread) spends publishing while the '
                       'service is busy: while transactions of the service '
                       'are in flight in its process now and during at '
-                      'least half of the last 100 ms (or, for wake-ups it '
+                      'least half of the recent time (or, for wake-ups it '
                       'cannot attribute, while commits kept arriving '
                       'during the last cycle), the next cycle starts no '
                       'sooner than the last one\'s elapsed time divided '

@@ -29,7 +29,7 @@ itself (a few milliseconds per cycle) and only taken while the writers
 run; the writers keep the rest of the CPU.
 """
 
-import collections
+import math
 import os
 import threading
 import time
@@ -41,8 +41,10 @@ import weakref
 #: answering requests as they come) get their commits published at once.
 SATURATED = 0.5
 
-#: Seconds over which :meth:`Activity.utilization` is measured.
-WINDOW = 0.1
+#: Time constant in seconds of :meth:`Activity.utilization` (an
+#: exponentially decaying average: a writer that starts running without
+#: gaps saturates after about 0.7 of it).
+WINDOW = 0.02
 
 
 class Activity(object):
@@ -69,15 +71,28 @@ class Activity(object):
         self._running = weakref.WeakSet()
         self._idle = threading.Event()
         self._idle.set()
-        # Time with a transaction in flight: the sum of the ended busy
-        # periods, and when the current one began (None: none runs).
-        self._busy_total = 0.0
-        self._busy_since = None
-        self._samples = collections.deque()
+        # The share of the recent time with a transaction in flight: an
+        # exponentially decaying average, brought up to date at each
+        # begin, end and query (approximate under races, never wrong by
+        # more than one period).
+        self._share = 0.0
+        self._since = time.monotonic()
+        self._busy = False
+
+    def _update(self, now):
+        elapsed = now - self._since
+        if elapsed > 0:
+            keep = math.exp(-elapsed / WINDOW)
+            share = self._share * keep
+            if self._busy:
+                share += 1.0 - keep
+            self._share = share
+            self._since = now
 
     def begin(self, transaction):
         if not self._running:
-            self._busy_since = time.monotonic()
+            self._update(time.monotonic())
+            self._busy = True
         self._running.add(transaction)
         if self._idle.is_set():
             self._idle.clear()
@@ -86,36 +101,18 @@ class Activity(object):
         running = self._running
         running.discard(transaction)
         if not running:
-            since, self._busy_since = self._busy_since, None
-            if since is not None:
-                self._busy_total += time.monotonic() - since
+            self._update(time.monotonic())
+            self._busy = False
             self._idle.set()
 
-    def busy_time(self, now=None):
-        """Seconds so far with at least one transaction in flight."""
-        total, since = self._busy_total, self._busy_since
-        if since is not None:
-            total += (now or time.monotonic()) - since
-        return total
+    def utilization(self):
+        """Share of the recent time with a transaction in flight (0-1).
 
-    def utilization(self, window=WINDOW):
-        """Share of about the last ``window`` seconds with writers running.
-
-        Measured between the calls (the publishing thread calls it once
-        per cycle): from the newest earlier call at least ``window`` ago,
-        or the oldest one kept, to now. 1.0 on the first call while a
-        transaction is in flight, else 0.0.
+        An exponentially decaying average with time constant
+        :data:`WINDOW`.
         """
-        now = time.monotonic()
-        busy = self.busy_time(now)
-        samples = self._samples
-        samples.append((now, busy))
-        while len(samples) > 1 and samples[1][0] <= now - window:
-            samples.popleft()
-        then, was = samples[0]
-        if now - then <= 0:
-            return 1.0 if self._running else 0.0
-        return min(1.0, max(0.0, (busy - was) / (now - then)))
+        self._update(time.monotonic())
+        return self._share
 
     def saturated(self):
         """True when writers run now and ran most of the recent time."""

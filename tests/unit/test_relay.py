@@ -16,6 +16,7 @@
 
 import datetime
 import fcntl
+import math
 import os
 import threading
 import time
@@ -346,7 +347,7 @@ class TestPacer(base.TestCase):
     def test_running_writers_pause_until_they_end(self):
         """A transaction in flight pauses the cycle until it ends."""
         pacer = self._paced()
-        activity = pacing.Activity()
+        activity = _Saturated()
         tx = _Tx()
         activity.begin(tx)
         self.assertTrue(activity.active)
@@ -373,7 +374,7 @@ class TestPacer(base.TestCase):
         pacer.begin()
         self._burn(0.01)
         pacer.end(True)
-        activity = pacing.Activity()
+        activity = _Saturated()
         tx = _Tx()
         activity.begin(tx)
         before = time.monotonic()
@@ -404,19 +405,20 @@ class TestUtilization(base.TestCase):
             'oslo_publish.relay.pacing.time', clock))
 
     def test_share_of_time_with_a_transaction_in_flight(self):
-        """utilization() is busy time over the time since a sample."""
+        """utilization() decays with time constant WINDOW."""
         activity = pacing.Activity()
         self.assertEqual(0.0, activity.utilization())
         tx = _Tx()
         activity.begin(tx)
-        self.now += 0.01
+        self.now += pacing.WINDOW
         activity.end(tx)
-        self.now += 0.19
+        self.assertAlmostEqual(1 - math.exp(-1), activity.utilization())
+        self.now += 10 * pacing.WINDOW
         later = _Tx()
         activity.begin(later)
-        self.assertAlmostEqual(0.05, activity.utilization(), places=6)
+        self.assertLess(activity.utilization(), 0.001)
         self.assertFalse(activity.saturated())
-        self.now += 0.3  # in flight all along since
+        self.now += pacing.WINDOW  # in flight all along since
         self.assertTrue(activity.saturated())
         activity.end(later)
         self.assertFalse(activity.saturated())  # none in flight now
@@ -424,7 +426,6 @@ class TestUtilization(base.TestCase):
     def test_writers_with_gaps_do_not_delay_a_cycle(self):
         """A transaction in flight after a mostly idle time: no pause."""
         activity = _NeverWaited()
-        activity.utilization()
         self.now += 1.0
         tx = _Tx()
         activity.begin(tx)
@@ -434,6 +435,13 @@ class TestUtilization(base.TestCase):
         pacer.end(True)
         self.assertGreater(pacer.delay(), 0.05)
         self.assertFalse(pacer.pause(False, activity))
+
+
+class _Saturated(pacing.Activity):
+    """Writers that ran without gaps so far."""
+
+    def saturated(self):
+        return self.active
 
 
 class _NeverWaited(pacing.Activity):
