@@ -230,6 +230,8 @@ def _start(handle, conf, listen, transport, rpc_transport=None):
     opts = conf.oslo_publish
     stream, tables, engine = handle.stream, handle.tables, handle.engine
     relay = None
+    from oslo_publish.relay import pacing
+    activity = pacing.Activity()
     if opts.delivery == 'outbox':
         _check_tables(engine, outbox.outbox, outbox.streams)
         sink = outbox.OutboxSink(stream, notify=not opts.relay_in_process)
@@ -246,6 +248,7 @@ def _start(handle, conf, listen, transport, rpc_transport=None):
             if opts.relay_in_process:
                 relay.start()
                 sink.wake = relay.wake
+                relay.activity = activity
                 handle.relay = relay
     else:
         from oslo_publish import direct
@@ -253,6 +256,7 @@ def _start(handle, conf, listen, transport, rpc_transport=None):
         notifier = _notification_transport(handle, conf, transport)
         sink = direct.DirectSink(conf, engine, stream, tables, notifier,
                                  handle.metrics)
+        sink.activity = activity
         sink.start()
         handle._on_stop(sink.stop)
     handle.sink = sink
@@ -263,7 +267,8 @@ def _start(handle, conf, listen, transport, rpc_transport=None):
         _start_log_capture(handle, conf, relay)
         return
     cap = capture_mod.Capture(tables, sink, stream, handle.metrics,
-                              reread_updates=opts.reread_updated_rows)
+                              reread_updates=opts.reread_updated_rows,
+                              activity=activity)
     cap.attach(listen)
     handle.capture = cap
     handle._on_stop(cap.detach)

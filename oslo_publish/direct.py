@@ -87,7 +87,11 @@ class DirectSink(object):
         self._thread = None
         self._deadline = 0.0
         self._last_sent = time.monotonic()
-        self._pacer = pacing.Pacer(self._opts.relay_cpu_share)
+        self._pacer = pacing.Pacer(self._opts.relay_cpu_share,
+                                   self._opts.relay_max_pause)
+        #: The writers' :class:`~oslo_publish.relay.pacing.Activity`
+        #: (set by ``install()``), or None.
+        self.activity = None
 
     @property
     def stream(self):
@@ -192,11 +196,10 @@ class DirectSink(object):
         except queue.Empty:
             return []
         # No fixed window: an idle thread publishes at once; a busy one
-        # spaces its cycles by their cost (relay_cpu_share) and takes
-        # what queued meanwhile.
-        pause = self._pacer.delay() if busy else 0.0
-        if pause and not self._stopping.is_set():
-            self._stopping.wait(pause)
+        # (or one whose writers run) spaces its cycles by their cost
+        # (relay_cpu_share) and takes what queued meanwhile.
+        if not self._stopping.is_set():
+            self._pacer.pause(busy, self.activity, self._stopping)
         while len(batch) < self._opts.batch_size:
             try:
                 batch.append(self._queue.get_nowait())

@@ -88,14 +88,26 @@ _opts = [
                  help='Seconds between relay polls of the outbox when no '
                       'commit woke it (a backstop; commits wake it at '
                       'once).'),
-    cfg.FloatOpt('relay_cpu_share', default=0.25, min=0.01, max=1.0,
-                 help='Largest share of one CPU the relay (and the direct '
-                      'delivery thread) spends while commits keep arriving. '
-                      'An idle relay publishes a commit at once; a busy one '
-                      'spaces its cycles by their own CPU cost and batches '
-                      'what arrives meanwhile, so the service keeps the '
-                      'rest of the CPU. 1.0 runs a cycle for every wake-up '
-                      'at once.'),
+    cfg.FloatOpt('relay_cpu_share', default=0.1, min=0.01, max=1.0,
+                 help='Largest share of the time the relay (and the direct '
+                      'delivery thread) spends publishing while the '
+                      'service is busy: while transactions of the service '
+                      'are in flight in its process now and during at '
+                      'least half of the recent time (or, for wake-ups it '
+                      'cannot attribute, while commits kept arriving '
+                      'during the last cycle), the next cycle starts no '
+                      'sooner than the last one\'s elapsed time divided '
+                      'by this share after it began (see '
+                      'relay_max_pause), or as soon as no transaction is '
+                      'in flight any more. What commits meanwhile goes '
+                      'into that cycle. A relay whose writers are idle or '
+                      'leave gaps publishes a commit at once. 1.0 runs a '
+                      'cycle for every wake-up at once.'),
+    cfg.FloatOpt('relay_max_pause', default=0.02, min=0.0, max=1.0,
+                 help='Upper bound in seconds of the pause relay_cpu_share '
+                      'adds between two cycles (beyond the last cycle\'s '
+                      'own duration), so that latency while the service '
+                      'is busy stays bounded.'),
     cfg.FloatOpt('retry_max_backoff', default=30.0, min=0.1,
                  help='Cap in seconds of the jittered exponential backoff '
                       'between publish attempts while the broker is '

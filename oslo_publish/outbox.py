@@ -96,6 +96,20 @@ log_positions = sa.Table(
 
 
 _INSERT = outbox.insert()
+_COLUMNS = ('stream', 'txid', 'committed_at', 'payload')
+
+
+def _insert_and_notify(channel):
+    """PostgreSQL: the entry's INSERT that also sends ``NOTIFY channel``.
+
+    One round trip instead of two: the row is selected from
+    ``pg_notify()`` (which, like ``NOTIFY``, is delivered at the commit).
+    """
+    notify = sa.func.pg_notify(sa.literal(channel), sa.literal(''))
+    values = sa.select(*[sa.bindparam(name, type_=outbox.c[name].type)
+                         for name in _COLUMNS]).select_from(
+        notify.table_valued().alias('notified'))
+    return outbox.insert().from_select(list(_COLUMNS), values)
 
 
 def count_unpublished(stream=None):
@@ -125,17 +139,19 @@ class OutboxSink(object):
         (the relay's ``wake``), or None; may be set later.
     :param notify: on PostgreSQL, also send ``NOTIFY`` on the stream's
         channel in the transaction (delivered at its commit), for a
-        standalone relay (``relay_in_process = false``) to wake up.
+        standalone relay (``relay_in_process = false``) to wake up; the
+        same statement as the INSERT (:func:`_insert_and_notify`).
     """
 
     def __init__(self, stream, wake=None, notify=False):
         self.stream = stream
         self.wake = wake
         self.notify = notify
-        self._notify_sql = None
+        self._notify_insert = None
         if notify:
             from oslo_publish.relay import wake as wake_mod
-            self._notify_sql = sa.text(wake_mod.notify_statement(stream))
+            self._notify_insert = _insert_and_notify(
+                wake_mod.channel(stream))
 
     def stage(self, session, txid, committed_at, changes, tables):
         """INSERT the transaction's entry through the session connection."""
@@ -145,12 +161,13 @@ class OutboxSink(object):
         payload = json.dumps({'changes': changes, 'tables': tables},
                              separators=(',', ':'), allow_nan=False)
         conn = session.connection()
-        conn.execute(_INSERT, {
+        insert = _INSERT
+        if self._notify_insert is not None and \
+                conn.dialect.name == 'postgresql':
+            insert = self._notify_insert
+        conn.execute(insert, {
             'stream': self.stream, 'txid': txid,
             'committed_at': committed_at, 'payload': payload})
-        if self._notify_sql is not None and \
-                conn.dialect.name == 'postgresql':
-            conn.execute(self._notify_sql)
 
     def committed(self, session):
         """Wake the relay (no SQL here: the transaction is over)."""

@@ -78,6 +78,9 @@ class Capture(flush.FlushMixin, returning.ReturningMixin,
         ``discarded``).
     :param stream: the stream name (metric label).
     :param metrics: a :class:`~oslo_publish.metrics.HostMetrics` or None.
+    :param activity: a :class:`~oslo_publish.relay.pacing.Activity` told
+        when the target's sessions begin and end transactions (the
+        publishing thread paces itself while they run), or None.
     """
 
     _EVENTS = ('before_flush', 'after_flush', 'do_orm_execute',
@@ -85,8 +88,9 @@ class Capture(flush.FlushMixin, returning.ReturningMixin,
                'before_commit', 'after_commit')
 
     def __init__(self, tables, sink, stream=None, metrics=None,
-                 reread_updates=True):
+                 reread_updates=True, activity=None):
         self.tables = tables
+        self.activity = activity
         self.sink = sink
         self.stream = stream or ''
         self.metrics = metrics
@@ -177,8 +181,13 @@ class Capture(flush.FlushMixin, returning.ReturningMixin,
     def _on_after_transaction_create(self, session, transaction):
         if transaction.nested:
             frames.state(session).frames.append(frames.Frame(transaction))
+        elif transaction.parent is None and self.activity is not None:
+            self.activity.begin(transaction)
 
     def _on_after_transaction_end(self, session, transaction):
+        if transaction.parent is None and not transaction.nested and \
+                self.activity is not None:
+            self.activity.end(transaction)
         st = session.info.get(frames.KEY)
         if st is None:
             return

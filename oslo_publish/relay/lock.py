@@ -257,12 +257,27 @@ class StreamLock(object):
         self._pid = os.getpid()
         self._local = threading.Lock()
 
+    @property
+    def autocommit_writes(self):
+        """True when :meth:`assigning` runs each statement on its own.
+
+        PostgreSQL: W is in autocommit, so that a numbering ``UPDATE`` is
+        one round trip instead of three (``BEGIN``, the statement,
+        ``COMMIT``); each statement must then be all-or-nothing by itself
+        (:meth:`Relay.assign <oslo_publish.relay.Relay.assign>` guards
+        it).
+        """
+        return self._engine.dialect.name == 'postgresql'
+
     def _conn(self, name):
         """A kept READ COMMITTED connection (PostgreSQL, MariaDB/MySQL)."""
         conn = self._conns.get(name)
         if conn is None or conn.closed or conn.invalidated:
             conn = self._engine.connect()
-            conn.execution_options(isolation_level='READ COMMITTED')
+            level = 'READ COMMITTED'
+            if name == 'write' and self.autocommit_writes:
+                level = 'AUTOCOMMIT'
+            conn.execution_options(isolation_level=level)
             self._conns[name] = conn
         return conn
 
@@ -362,7 +377,8 @@ class StreamLock(object):
         """A write committed on exit: SQLite on ``conn``, else on W.
 
         W is a connection of its own, so the numbers are durable before
-        anything is published while L keeps the lock.
+        anything is published while L keeps the lock. On PostgreSQL each
+        statement on W commits by itself (:attr:`autocommit_writes`).
         """
         if self._sqlite:
             with _immediate(conn):

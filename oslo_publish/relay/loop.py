@@ -39,6 +39,7 @@ from oslo_publish import wire
 LOG = log.getLogger(__name__)
 
 _OUTBOX = outbox.outbox
+_NUMBERED = _OUTBOX.alias('numbered')
 
 
 class Relay(object):
@@ -53,6 +54,11 @@ class Relay(object):
     :param metrics: a :class:`~oslo_publish.metrics.HostMetrics`.
     :param listen: wait for PostgreSQL ``NOTIFY`` of the stream (None:
         when ``relay_in_process`` is false, i.e. a standalone relay).
+
+    :ivar activity: the :class:`~oslo_publish.relay.pacing.Activity` of
+        the writers of this process (set by ``install()`` for an
+        in-process relay), or None: how the thread paces itself
+        (:meth:`~oslo_publish.relay.pacing.Pacer.pause`).
     """
 
     def __init__(self, conf, engine, stream, tables, publisher,
@@ -66,6 +72,7 @@ class Relay(object):
         self._key = self._opts.signing_key
         self._lock = lock_mod.StreamLock(engine, stream)
         self._waker = wake_mod.Waker()
+        self.activity = None
         self._stopping = threading.Event()
         self._thread = None
         self._last_sent = time.monotonic()
@@ -113,6 +120,16 @@ class Relay(object):
             .where(_OUTBOX.c.seq.is_(None)).order_by(_OUTBOX.c.id))
         ids = sa.bindparam('ids', expanding=True)
         self._delete_ids = _OUTBOX.delete().where(_OUTBOX.c.id.in_(ids))
+        # PostgreSQL: delete the confirmed entries and move last_seq in
+        # one statement (a data-modifying WITH).
+        self._mark_in_one = None
+        if engine.dialect.name == 'postgresql':
+            streams = outbox.streams
+            self._mark_in_one = (
+                streams.update().where(streams.c.stream == stream)
+                .values(last_seq=sa.bindparam('seq'),
+                        updated_at=sa.bindparam('now'))
+                .add_cte(self._delete_ids.cte('confirmed')))
         self._stamp_ids = (_OUTBOX.update().where(_OUTBOX.c.id.in_(ids))
                            .values(published_at=sa.bindparam('now')))
         self._expire = (_OUTBOX.delete().where(mine)
@@ -227,13 +244,15 @@ class Relay(object):
         busy = False  # work arrived while the last cycle ran
         listener = (wake_mod.Listener(self._engine, self._stream)
                     if self._listen else None)
-        pacer = pacing.Pacer(self._opts.relay_cpu_share)
+        pacer = pacing.Pacer(self._opts.relay_cpu_share,
+                             self._opts.relay_max_pause)
         try:
             while not self._stopping.is_set():
-                # Busy: space cycles by their cost; what commits in the
-                # pause is published by the next cycle.
-                pause = pacer.delay() if busy else 0.0
-                if pause and self._stopping.wait(pause):
+                # Busy or writers running: space cycles by their cost;
+                # what commits in the pause is published by the next
+                # cycle. Wake-ups from forked writers: those are unseen.
+                activity = None if self._waker.foreign else self.activity
+                if pacer.pause(busy, activity, self._stopping):
                     break
                 if self._waker.drain():
                     woken = self._woken_ever = True
@@ -410,16 +429,22 @@ class Relay(object):
         entries = [publishing.Entry(row.id, first + n, row.txid,
                                     row.committed_at, row.payload)
                    for n, row in enumerate(rows)]
+        alone = self._lock.autocommit_writes
         with held.assigning() as conn:
             for start in range(0, len(entries), 500):
                 chunk = entries[start:start + 500]
+                ids = [e.id for e in chunk]
                 numbers = sa.case({e.id: e.seq for e in chunk},
                                   value=_OUTBOX.c.id)
-                done = conn.execute(
-                    _OUTBOX.update()
-                    .where(_OUTBOX.c.id.in_([e.id for e in chunk]))
-                    .where(_OUTBOX.c.seq.is_(None))
-                    .values(seq=numbers)).rowcount
+                update = (_OUTBOX.update().where(_OUTBOX.c.id.in_(ids))
+                          .where(_OUTBOX.c.seq.is_(None)))
+                if alone:
+                    # Committed by itself: all or nothing, so that a
+                    # mismatch below leaves no number behind.
+                    update = update.where(~sa.exists().where(
+                        _NUMBERED.c.id.in_(ids),
+                        _NUMBERED.c.seq.isnot(None)))
+                done = conn.execute(update.values(seq=numbers)).rowcount
                 if done != len(chunk):
                     raise RuntimeError('numbered %d of %d entries of '
                                        'stream %s' % (done, len(chunk),
@@ -462,6 +487,13 @@ class Relay(object):
         seq = max(held.last_seq, confirmed[-1][1]['seq'])
         now = numbering.utcnow()
         retention = self._opts.outbox_retention
+        if retention <= 0 and self._mark_in_one is not None and \
+                len(ids) <= 500:
+            with held.marking() as conn:
+                conn.execute(self._mark_in_one,
+                             {'ids': ids, 'seq': seq, 'now': now})
+            held.last_seq = seq
+            return
         with held.marking() as conn:
             for start in range(0, len(ids), 500):
                 chunk = ids[start:start + 500]

@@ -16,17 +16,124 @@
 """Pacing: batch while busy, by the cost of the work, not a window.
 
 A publishing thread (the relay, direct delivery) runs a cycle as soon as
-work arrives while it is idle (blocked, waiting for work). When work
-arrived while a cycle ran (it is busy), a :class:`Pacer` spaces its
-cycles so that the thread spends at most ``share`` of one CPU: after a
-cycle that cost ``c`` seconds of the thread's CPU time, the next starts
-no sooner than ``c / share`` seconds after it began. Everything
-committed in between goes into that next cycle. The added wait is
-proportional to the work itself (a few milliseconds per cycle); the
-writers keep the rest of the CPU.
+work arrives while it is idle (blocked, waiting for work) and the
+service's writers are idle too. It is *busy* when work arrived while a
+cycle ran, or when a transaction of the service is in flight
+(:class:`Activity`): then a :class:`Pacer` spaces its cycles so that the
+thread spends at most ``share`` of one CPU: after a cycle that cost
+``c`` seconds of the thread's CPU time, the next starts no sooner than
+``c / share`` seconds after it began, or as soon as every transaction in
+flight has ended, whichever comes first. Everything committed in between
+goes into that next cycle. The added wait is proportional to the work
+itself (a few milliseconds per cycle) and only taken while the writers
+run; the writers keep the rest of the CPU.
 """
 
+import math
+import os
+import threading
 import time
+import weakref
+
+#: Writers are *saturating* when at least one transaction was in flight
+#: this share of the recent time (:meth:`Activity.utilization`): only
+#: then does a cycle wait for them. Writers that leave gaps (a service
+#: answering requests as they come) get their commits published at once.
+SATURATED = 0.5
+
+#: Time constant in seconds of :meth:`Activity.utilization` (an
+#: exponentially decaying average: a writer that starts running without
+#: gaps saturates after about 0.7 of it).
+WINDOW = 0.02
+
+
+class Activity(object):
+    """The service's transactions in flight in this process.
+
+    The capture calls :meth:`begin` when a session of its target begins a
+    (root) transaction and :meth:`end` when it ended. A transaction that
+    is never ended (its session dropped without ``close()``) stops
+    counting when it is garbage collected. Lock-free (a waiter checks
+    again after each wake-up), and made anew in a forked child.
+    """
+
+    def __init__(self):
+        self._reset()
+        ref = weakref.ref(self)
+
+        def after_fork():
+            me = ref()
+            if me is not None:
+                me._reset()
+        os.register_at_fork(after_in_child=after_fork)
+
+    def _reset(self):
+        self._running = weakref.WeakSet()
+        self._idle = threading.Event()
+        self._idle.set()
+        # The share of the recent time with a transaction in flight: an
+        # exponentially decaying average, brought up to date at each
+        # begin, end and query (approximate under races, never wrong by
+        # more than one period).
+        self._share = 0.0
+        self._since = time.monotonic()
+        self._busy = False
+
+    def _update(self, now):
+        elapsed = now - self._since
+        if elapsed > 0:
+            keep = math.exp(-elapsed / WINDOW)
+            share = self._share * keep
+            if self._busy:
+                share += 1.0 - keep
+            self._share = share
+            self._since = now
+
+    def begin(self, transaction):
+        if not self._running:
+            self._update(time.monotonic())
+            self._busy = True
+        self._running.add(transaction)
+        if self._idle.is_set():
+            self._idle.clear()
+
+    def end(self, transaction):
+        running = self._running
+        running.discard(transaction)
+        if not running:
+            self._update(time.monotonic())
+            self._busy = False
+            self._idle.set()
+
+    def utilization(self):
+        """Share of the recent time with a transaction in flight (0-1).
+
+        An exponentially decaying average with time constant
+        :data:`WINDOW`.
+        """
+        self._update(time.monotonic())
+        return self._share
+
+    def saturated(self):
+        """True when writers run now and ran most of the recent time."""
+        return bool(self._running) and self.utilization() >= SATURATED
+
+    @property
+    def active(self):
+        """True while a transaction is in flight."""
+        return bool(self._running)
+
+    def wait_idle(self, timeout):
+        """Wait up to ``timeout`` seconds for no transaction in flight.
+
+        :returns: True when none is in flight.
+        """
+        if not self._running:
+            return True
+        if timeout <= 0:
+            return False
+        self._idle.wait(timeout)
+        return not self._running
 
 
 class Pacer(object):
@@ -36,24 +143,24 @@ class Pacer(object):
         thread spends while busy; 1 means no pacing.
     """
 
-    def __init__(self, share):
+    def __init__(self, share, max_pause=0.02):
         self._share = share
+        self._max_pause = max_pause
         self._began = 0.0
-        self._cpu = 0.0
         self._next = 0.0
 
     def begin(self):
         """A cycle begins now."""
         self._began = time.monotonic()
-        self._cpu = time.thread_time()
 
     def end(self, worked):
         """The cycle ended; ``worked``: it published anything."""
         if not worked or self._share >= 1.0:
             self._next = 0.0
             return
-        cost = time.thread_time() - self._cpu
-        self._next = self._began + cost / self._share
+        cost = time.monotonic() - self._began
+        self._next = self._began + min(cost / self._share,
+                                       cost + self._max_pause)
 
     @property
     def next_start(self):
@@ -63,3 +170,39 @@ class Pacer(object):
     def delay(self):
         """Seconds to wait before the next cycle (0 when idle long enough)."""
         return max(0.0, self._next - time.monotonic())
+
+    def pause(self, busy, activity=None, stopping=None):
+        """Wait before a cycle while busy; at once when nothing runs.
+
+        :param busy: work arrived while the last cycle ran.
+        :param activity: the service's :class:`Activity`, or None when
+            the writers are not known (a standalone relay, wake-ups from
+            other processes). Known writers: the cycle is paced while a
+            transaction is in flight, until the spacing passed or every
+            transaction in flight ended, and not at all while none is.
+            Unknown writers: the cycle is paced when ``busy``. Known
+            writers that leave gaps (in flight less than
+            :data:`SATURATED` of the recent time) are not waited for.
+        :param stopping: a ``threading.Event`` ending the wait when set.
+        :returns: True when ``stopping`` was set.
+        """
+        delay = self.delay()
+        if delay <= 0:
+            return False
+        if activity is not None:
+            if not activity.saturated():
+                return False
+            # A writer that begins its next transaction at once keeps
+            # the cycle waiting up to the spacing.
+            deadline = time.monotonic() + delay
+            while not activity.wait_idle(delay):
+                delay = deadline - time.monotonic()
+                if delay <= 0:
+                    break
+            return stopping is not None and stopping.is_set()
+        if not busy:
+            return False
+        if stopping is not None:
+            return stopping.wait(delay)
+        time.sleep(delay)
+        return False

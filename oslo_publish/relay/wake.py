@@ -41,6 +41,9 @@ LOG = log.getLogger(__name__)
 #: wakes (doubles up to ``relay_poll_interval`` while idle).
 FAST_POLL = 0.005
 
+_OWN = b'!'
+_FOREIGN = b'f'
+
 
 def channel(stream):
     """The PostgreSQL ``NOTIFY`` channel of ``stream`` (an identifier)."""
@@ -63,11 +66,16 @@ class Waker(object):
         self._fds = (self._read, self._write)
         os.set_blocking(self._read, False)
         os.set_blocking(self._write, False)
+        self._pid = os.getpid()
+        #: Set by :meth:`drain` when a wake-up came from another process
+        #: (a fork): the waiting thread does not see those writers.
+        self.foreign = False
 
     def wake(self):
         """Make the next (or current) :meth:`wait` return at once."""
         try:
-            os.write(self._write, b'!')
+            os.write(self._write,
+                     _OWN if os.getpid() == self._pid else _FOREIGN)
         except BlockingIOError:
             pass  # full: a wake-up is pending anyway
         except OSError as exc:
@@ -86,6 +94,8 @@ class Waker(object):
             if not data:
                 return woken
             woken = True
+            if _FOREIGN in data:
+                self.foreign = True
 
     def wait(self, timeout, others=()):
         """Wait for a wake-up (or readable ``others``) up to ``timeout``.

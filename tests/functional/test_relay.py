@@ -98,6 +98,26 @@ class _RelayTests(delivery.RelayTestMixin):
         self.assertTrue(all(r.published_at is not None for r in rows))
         self.assertEqual([1, 2], self.receiver.wait_seqs(2))
 
+    def test_numbering_is_all_or_nothing(self):
+        """Numbering rows one of which got a number meanwhile numbers none.
+
+        (On PostgreSQL the numbering UPDATE commits by itself, so the
+        statement itself must refuse.)
+        """
+        r = self.make_relay()
+        delivery.write_entries(self.engine, self.stream, 3)
+        with r.holding() as held:
+            rows = held.conn.execute(r.pending_query()).all()
+            self.assertEqual(3, len(rows))
+            o = outbox.outbox
+            with self.engine.begin() as conn:  # behind the relay's back
+                conn.execute(o.update().where(o.c.id == rows[1].id)
+                             .values(seq=99))
+            self.assertRaises(RuntimeError, r.assign, held, rows)
+        self.assertEqual([None, 99, None],
+                         [row.seq for row in delivery.outbox_rows(
+                             self.engine, self.stream)])
+
     def test_refused_broker_marks_nothing(self):
         """A broker that refuses leaves entries pending, then they go."""
         txids = delivery.write_entries(self.engine, self.stream, 2)

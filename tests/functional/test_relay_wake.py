@@ -15,12 +15,15 @@
 
 """The relay is woken by commits, works in few statements, keeps epochs."""
 
+import datetime
 import logging
+import threading
 import time
 
 import fixtures
 import oslo_messaging
 import sqlalchemy as sa
+from sqlalchemy import orm
 
 from oslo_publish import outbox
 from oslo_publish import relay
@@ -186,13 +189,45 @@ class TestWakePostgreSQL(_WakeTests, base.BackendTestCase):
         self.addCleanup(standalone.stop)
         standalone.start()
         base.wait_for(standalone.idle.is_set)  # waits on LISTEN now
+        # The sink's INSERT carries the NOTIFY (one round trip).
         sink = outbox.OutboxSink(self.stream, notify=True)
-        self.assertIsNotNone(sink._notify_sql)
+        statements = []
+
+        me = threading.get_ident()
+
+        def note(conn, cursor, statement, *args):
+            if threading.get_ident() == me:  # not the relay's
+                statements.append(statement)
+        sa.event.listen(self.engine, 'before_cursor_execute', note)
+        self.addCleanup(sa.event.remove, self.engine,
+                        'before_cursor_execute', note)
+        with orm.Session(self.engine) as session:
+            sink.stage(session, 'tx-notify', datetime.datetime.now(
+                datetime.timezone.utc), [delivery.item_change(1, 'n')],
+                {'items': delivery.ITEMS_HEADER})
+            session.commit()
+        self.assertEqual(1, len(statements))
+        self.assertIn('pg_notify', statements[0])
+        began = time.monotonic()
+        self.assertEqual([1], self.receiver.wait_seqs(1, timeout=10))
+        self.assertLess(time.monotonic() - began, 5.0)
+        self.assertEqual(['tx-notify'],
+                         [tx['txid'] for tx in self.receiver.transactions()])
+
+    def test_notify_statement_still_wakes(self):
+        """The plain NOTIFY statement (other writers' way) wakes too."""
+        self.conf.set_override('relay_poll_interval', 30.0, 'oslo_publish')
+        self.conf.set_override('heartbeat_interval', 60.0, 'oslo_publish')
+        r = self.relay()
+        r.run_once()
+        standalone = relay.Relay(self.conf, self.engine, self.stream, {},
+                                 r._publisher, self.metrics, listen=True)
+        self.addCleanup(standalone.stop)
+        standalone.start()
+        base.wait_for(standalone.idle.is_set)
         with self.engine.begin() as conn:
             row = delivery.outbox_row(self.stream,
                                       [delivery.item_change(1, 'n')])
             conn.execute(outbox.outbox.insert().values(**row))
             conn.execute(sa.text(wake.notify_statement(self.stream)))
-        began = time.monotonic()
         self.assertEqual([1], self.receiver.wait_seqs(1, timeout=10))
-        self.assertLess(time.monotonic() - began, 5.0)

@@ -345,3 +345,42 @@ class TestInstallTargets(base.TestCase):
         self.assertFalse(handle.enabled)
         self.assertEqual({}, handle.tables)
         handle.stop()
+
+
+class TestActivity(base.TestCase):
+    """The capture tells the pacing which transactions are in flight."""
+
+    def setUp(self):
+        super().setUp()
+        from oslo_publish.relay import pacing
+        self.conf.set_override('tables', ['items'], 'oslo_publish')
+        self.tables = schema.resolve_tables(self.conf, metadata)
+        self.engine = sa.create_engine('sqlite://')
+        self.addCleanup(self.engine.dispose)
+        metadata.create_all(self.engine)
+        self.maker = orm.sessionmaker(bind=self.engine)
+        self.activity = pacing.Activity()
+        self.cap = capture.Capture(self.tables, _Sink(),
+                                   activity=self.activity)
+        self.cap.attach(self.maker)
+        self.addCleanup(self.cap.detach)
+
+    def test_a_transaction_is_in_flight_until_it_ends(self):
+        """Begin counts; commit, rollback, close end it; not savepoints."""
+        session = self.maker()
+        self.assertFalse(self.activity.active)
+        session.execute(sa.select(items.c.id))
+        self.assertTrue(self.activity.active)
+        with session.begin_nested():
+            session.execute(sa.select(items.c.id))
+        self.assertTrue(self.activity.active)
+        session.commit()
+        self.assertFalse(self.activity.active)
+        session.execute(sa.select(items.c.id))
+        self.assertTrue(self.activity.active)
+        session.rollback()
+        self.assertFalse(self.activity.active)
+        session.execute(sa.select(items.c.id))
+        session.close()
+        self.assertFalse(self.activity.active)
+        self.assertTrue(self.activity.wait_idle(0))

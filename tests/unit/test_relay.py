@@ -16,8 +16,11 @@
 
 import datetime
 import fcntl
+import math
 import os
+import threading
 import time
+import types
 
 import fixtures
 from oslo_config import cfg
@@ -218,6 +221,16 @@ class TestWaker(base.TestCase):
                 os._exit(0)
         os.waitpid(pid, 0)
         self.assertNotEqual([], self.waker.wait(5))
+        self.assertFalse(self.waker.foreign)
+        self.assertTrue(self.waker.drain())
+        # The relay no longer trusts its own process's writer activity.
+        self.assertTrue(self.waker.foreign)
+
+    def test_own_wakes_are_not_foreign(self):
+        """Wake-ups from the waker's own process leave foreign unset."""
+        self.waker.wake()
+        self.assertTrue(self.waker.drain())
+        self.assertFalse(self.waker.foreign)
 
     def test_many_wakes_never_block(self):
         """Waking with the pipe full neither blocks nor raises."""
@@ -283,9 +296,9 @@ class TestPacer(base.TestCase):
         unpaced.end(True)
         self.assertEqual(0.0, unpaced.delay())
 
-    def test_busy_cycle_waits_its_cpu_cost_over_the_share(self):
+    def test_busy_cycle_waits_its_cost_over_the_share(self):
         """After a busy cycle the next begins cost / share after it began."""
-        pacer = pacing.Pacer(0.25)
+        pacer = pacing.Pacer(0.25, max_pause=1.0)
         before = time.monotonic()
         pacer.begin()
         self._burn(0.01)
@@ -293,3 +306,149 @@ class TestPacer(base.TestCase):
         spacing = pacer.next_start - before
         self.assertGreaterEqual(spacing, 0.04)
         self.assertLessEqual(spacing, 4 * (time.monotonic() - before))
+
+    def test_pause_is_bounded_by_max_pause(self):
+        """The spacing never exceeds the cycle's cost plus max_pause."""
+        pacer = pacing.Pacer(0.01, max_pause=0.005)
+        before = time.monotonic()
+        pacer.begin()
+        self._burn(0.01)
+        pacer.end(True)
+        elapsed = time.monotonic() - before
+        spacing = pacer.next_start - before
+        self.assertLessEqual(spacing, elapsed + 0.005 + 1e-6)
+        self.assertGreaterEqual(spacing, 0.01)
+
+    def _paced(self):
+        pacer = pacing.Pacer(0.01, max_pause=5.0)
+        pacer.begin()
+        self._burn(0.01)
+        pacer.end(True)
+        self.assertGreater(pacer.delay(), 0.5)
+        return pacer
+
+    def test_idle_writers_mean_no_pause_even_when_busy(self):
+        """Known writers, none in flight: the cycle starts at once."""
+        pacer = self._paced()
+        before = time.monotonic()
+        self.assertFalse(pacer.pause(True, pacing.Activity()))
+        self.assertLess(time.monotonic() - before, 0.5)
+
+    def test_unknown_writers_pace_only_when_busy(self):
+        """Without an Activity, the busy flag decides (standalone relay)."""
+        pacer = self._paced()
+        before = time.monotonic()
+        self.assertFalse(pacer.pause(False, None))
+        self.assertLess(time.monotonic() - before, 0.5)
+        stopping = threading.Event()
+        stopping.set()
+        self.assertTrue(pacer.pause(True, None, stopping))
+
+    def test_running_writers_pause_until_they_end(self):
+        """A transaction in flight pauses the cycle until it ends."""
+        pacer = self._paced()
+        activity = _Saturated()
+        tx = _Tx()
+        activity.begin(tx)
+        self.assertTrue(activity.active)
+        paused = threading.Event()
+        done = threading.Event()
+
+        def cycle():
+            paused.set()
+            pacer.pause(False, activity)
+            done.set()
+
+        thread = threading.Thread(target=cycle)
+        thread.start()
+        self.addCleanup(thread.join, 10)
+        paused.wait(10)
+        self.assertFalse(done.wait(0.05))
+        activity.end(tx)
+        self.assertTrue(done.wait(5))
+        self.assertFalse(activity.active)
+
+    def test_running_writers_pause_at_most_the_spacing(self):
+        """A writer that never ends delays a cycle up to the spacing."""
+        pacer = pacing.Pacer(0.5, max_pause=1.0)
+        pacer.begin()
+        self._burn(0.01)
+        pacer.end(True)
+        activity = _Saturated()
+        tx = _Tx()
+        activity.begin(tx)
+        before = time.monotonic()
+        self.assertFalse(pacer.pause(False, activity))
+        self.assertGreaterEqual(time.monotonic(), pacer.next_start)
+        self.assertLess(time.monotonic() - before, 1.0)
+        self.assertTrue(activity.active)
+
+    def test_abandoned_transaction_stops_counting(self):
+        """A transaction collected without end() is not in flight."""
+        activity = pacing.Activity()
+        tx = _Tx()
+        activity.begin(tx)
+        self.assertTrue(activity.active)
+        del tx
+        self.assertFalse(activity.active)
+        self.assertTrue(activity.wait_idle(0))
+
+
+class TestUtilization(base.TestCase):
+    """Writers that leave gaps are not waited for; saturating ones are."""
+
+    def setUp(self):
+        super().setUp()
+        self.now = 100.0
+        clock = types.SimpleNamespace(monotonic=lambda: self.now)
+        self.useFixture(fixtures.MonkeyPatch(
+            'oslo_publish.relay.pacing.time', clock))
+
+    def test_share_of_time_with_a_transaction_in_flight(self):
+        """utilization() decays with time constant WINDOW."""
+        activity = pacing.Activity()
+        self.assertEqual(0.0, activity.utilization())
+        tx = _Tx()
+        activity.begin(tx)
+        self.now += pacing.WINDOW
+        activity.end(tx)
+        self.assertAlmostEqual(1 - math.exp(-1), activity.utilization())
+        self.now += 10 * pacing.WINDOW
+        later = _Tx()
+        activity.begin(later)
+        self.assertLess(activity.utilization(), 0.001)
+        self.assertFalse(activity.saturated())
+        self.now += pacing.WINDOW  # in flight all along since
+        self.assertTrue(activity.saturated())
+        activity.end(later)
+        self.assertFalse(activity.saturated())  # none in flight now
+
+    def test_writers_with_gaps_do_not_delay_a_cycle(self):
+        """A transaction in flight after a mostly idle time: no pause."""
+        activity = _NeverWaited()
+        self.now += 1.0
+        tx = _Tx()
+        activity.begin(tx)
+        pacer = pacing.Pacer(0.1, max_pause=1.0)
+        pacer.begin()
+        self.now += 0.01
+        pacer.end(True)
+        self.assertGreater(pacer.delay(), 0.05)
+        self.assertFalse(pacer.pause(False, activity))
+
+
+class _Saturated(pacing.Activity):
+    """Writers that ran without gaps so far."""
+
+    def saturated(self):
+        return self.active
+
+
+class _NeverWaited(pacing.Activity):
+
+    def wait_idle(self, timeout):
+        raise AssertionError('waited for the writers')
+
+
+class _Tx(object):
+    """Stands for a SessionTransaction (weak-referenceable)."""
