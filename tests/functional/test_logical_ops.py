@@ -1,0 +1,100 @@
+# Copyright 2026 The oslo.publish Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""``capture = logical`` on PostgreSQL: operating it.
+
+The retained WAL as a metric and in ``oslo-publish-status``; a real
+restart of the database server while writers run (see
+:mod:`tests.functional.test_logical_capture` for the pipeline tests).
+"""
+
+import contextlib
+import io
+import json
+import os
+
+import fixtures
+
+from oslo_publish.cmd import status
+from oslo_publish import outbox
+from tests import base
+from tests.functional import test_logical_capture as lc
+
+_GAUGE = 'oslo_publish_log_retained_bytes'
+
+
+class TestRetainedLogPostgreSQL(lc._LogicalCase):
+
+    def status_json(self):
+        tmp = self.useFixture(fixtures.TempDir()).path
+        path = os.path.join(tmp, 'status.conf')
+        with open(path, 'w') as f:
+            f.write('[database]\nconnection = %s\n' % self.url)
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), \
+                contextlib.redirect_stderr(err):
+            code = status.main(['--config-file', path, '--json'])
+        self.assertEqual((0, ''), (code, err.getvalue()))
+        return dict((s['stream'], s) for s in json.loads(out.getvalue()))
+
+    def gauge(self):
+        return self.relay.metrics.registry.get_sample_value(
+            _GAUGE, {'stream': self.stream})
+
+    def write(self, first, count):
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO items SELECT g, repeat('x', 200), 0, NULL, "
+                "NULL FROM generate_series(%d, %d) g"
+                % (first, first + count - 1))
+
+    def test_retained_wal_is_measured_and_released(self):
+        """Gauge and status grow while the stager is down, then fall."""
+        self.start_relay()
+        self.stager.lag_interval = 0.0
+        self.write(1, 10)
+        self.settle()
+        base.wait_for(lambda: self.gauge() is not None, 30,
+                      message='the retained-log gauge was never set')
+        self.stager.stop()
+        self.write(100, 2000)
+        held = self.status_json()[self.stream]['log_retained_bytes']
+        self.assertGreater(held, 2000 * 200)
+        # Only grows while nothing reads the slot.
+        self.assertLessEqual(held, self.stager.reader.lag())
+
+        self.stager.start()
+        self.settle()
+        base.wait_for(
+            lambda: self.status_json()[self.stream]['log_retained_bytes']
+            < held / 10, 30, message='the slot did not release its WAL')
+        base.wait_for(lambda: self.gauge() < held / 10, 30,
+                      message='the gauge did not fall')
+        rows, seqs = self.publisher.replay()
+        self.assertEqual(self.table(), rows)
+        self.assertEqual([1, 2], seqs)
+
+    def test_status_without_a_slot_shows_a_dash(self):
+        """A stream without a replication slot: the key is null."""
+        self.start_relay()
+        self.write(1, 1)
+        self.settle()
+        other = lc.make_conf(base.unique_name('other'))
+        with self.engine.begin() as conn:
+            conn.execute(outbox.streams.insert().values(
+                stream=other.oslo_publish.stream, last_seq=0))
+        got = self.status_json()
+        self.assertIsNone(got[other.oslo_publish.stream][
+            'log_retained_bytes'])
+        self.assertIsInstance(got[self.stream]['log_retained_bytes'], int)
