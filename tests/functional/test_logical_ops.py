@@ -24,13 +24,22 @@ import io
 import json
 import os
 import threading
+import time
 
 import fixtures
+import oslo_messaging
+from oslo_messaging import transport as transport_mod
 import sqlalchemy as sa
+from sqlalchemy import orm
+
+import oslo_publish
 
 from oslo_publish.cmd import status
 from oslo_publish import outbox
+from oslo_publish import metrics as metrics_mod
+from oslo_publish import wire
 from tests import base
+from tests.functional import delivery
 from tests.functional import test_logical_capture as lc
 
 _GAUGE = 'oslo_publish_log_retained_bytes'
@@ -199,3 +208,88 @@ class TestServerRestartPostgreSQL(lc._LogicalCase):
                 conn.exec_driver_sql(
                     "INSERT INTO items VALUES (%d, 'c', 0, NULL, NULL)"
                     % (n * 1000000))
+
+
+class TestBrokerOutageLogical(lc._LogicalCase):
+    """RabbitMQ stopped during writes (as test_faults for session)."""
+
+    def test_broker_outage_loses_and_duplicates_nothing(self):
+        """Private RabbitMQ node stopped ~10s: seqs exact, rows all there.
+
+        The writes are raw SQL on a connection of their own: the log, not
+        a session, captures them.
+        """
+        node = self.useFixture(base.RabbitNodeFixture())
+        self.conf.register_opts(transport_mod._transport_opts)
+        delivery.durable_broker(self.conf)   # queues survive stop_app
+        tf = self.useFixture(base.TransportFixture(self.conf, url=node.url))
+        self.conf.set_override('topics', [tf.topic], 'oslo_publish')
+        for name, value in (('relay_poll_interval', 0.1),
+                            ('retry_max_backoff', 1.0),
+                            ('snapshot_server', False)):
+            self.conf.set_override(name, value, 'oslo_publish')
+        transport = oslo_messaging.get_notification_transport(self.conf)
+        self.addCleanup(transport.cleanup)
+        receiver = self.useFixture(delivery.Receiver(transport, tf))
+        metrics = metrics_mod.HostMetrics()
+        metadata = sa.MetaData()
+        sa.Table('items', metadata, autoload_with=self.engine)
+        handle = oslo_publish.install(
+            self.conf, orm.sessionmaker(bind=self.engine),
+            metadata=metadata, transport=transport, metrics=metrics)
+        self.addCleanup(handle.stop)
+        written, errors, during = [], [], []
+        stop, outage = threading.Event(), threading.Event()
+
+        def write():
+            n = 0
+            while not stop.is_set():
+                n += 1
+                try:
+                    with self.engine.begin() as conn:
+                        conn.exec_driver_sql(
+                            "INSERT INTO items VALUES (%d, 'n', 0, NULL, "
+                            "'pw')" % n)
+                except Exception as exc:  # noqa: asserted below
+                    errors.append(exc)
+                    return
+                written.append(n)
+                if outage.is_set():
+                    during.append(n)
+                stop.wait(0.05)
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        self.addCleanup(writer.join)
+        self.addCleanup(stop.set)
+        base.wait_for(lambda: len(set(receiver.seqs())) >= 5, 60)
+        self.addCleanup(node.start_app)
+        node.stop_app()
+        outage.set()
+        began = time.monotonic()
+        base.wait_for(lambda: time.monotonic() - began >= 10.0
+                      and len(during) >= 10, 30)
+        node.start_app()
+        outage.clear()
+        count = len(written)
+        base.wait_for(lambda: len(written) >= count + 5, 30)
+        stop.set()
+        writer.join()
+        self.assertEqual([], errors)
+        lc.pgoutput.catch_up(self.engine, self.stream, 60)
+        base.wait_for(lambda: delivery.pending(self.engine, self.stream)
+                      == 0, 60)
+        total = delivery.last_seq(self.engine, self.stream)
+        self.assertEqual(len(written), total)
+        receiver.wait_seqs(total, 60)
+        got = receiver.transactions()
+        delivery.assert_gapless(self, got, total)
+        by_seq = dict((t['seq'], t) for t in got)
+        keys = sorted(c['key'][0] for tx in by_seq.values()
+                      for c in tx['changes'])
+        self.assertEqual(written, keys)
+        self.assertTrue(all(c['op'] == wire.INSERT and
+                            'secret' not in c['after']
+                            for tx in got for c in tx['changes']))
+        self.assertGreater(metrics.value(
+            'oslo_publish_broker_retries_total', stream=self.stream), 0)
