@@ -23,6 +23,9 @@ temporary directory with the ``initdb`` of ``/usr/lib/postgresql/*/bin``
 which PostgreSQL refuses), yields its ``postgresql+psycopg2://`` URL (trust
 authentication, database ``postgres``), then stops it and removes the
 directory. It raises :class:`ClusterError` when it cannot start.
+:func:`running` yields a :class:`Cluster` instead, whose
+:meth:`~Cluster.restart` stops and starts the server (tests of a
+database restart).
 """
 
 import contextlib
@@ -92,13 +95,48 @@ def _run(args, uid, timeout=120):
     return got.stdout
 
 
+_DEFAULTS = (('wal_level', 'logical'),
+             ('max_replication_slots', '10'),
+             ('max_wal_senders', '10'),
+             ('max_connections', '40'),
+             ('fsync', 'on'))
+
+
+class Cluster(object):
+    """A started private cluster: its ``url`` and ``data`` directory."""
+
+    def __init__(self, url, data, bindir, uid, options, log):
+        self.url = url
+        self.data = data
+        self._bindir = bindir
+        self._uid = uid
+        self._options = options
+        self._log = log
+
+    def pg_ctl(self, *args):
+        return _run([os.path.join(self._bindir, 'pg_ctl'), '-D', self.data,
+                     '-w', '-t', '60'] + list(args), self._uid)
+
+    def restart(self, mode='fast'):
+        """Stop the server (``fast``, ``immediate`` = crash) and start it.
+
+        Every connection breaks; the data directory, the port and the
+        replication slots stay.
+        """
+        self.pg_ctl('-m', mode, 'stop')
+        self.pg_ctl('-l', self._log, '-o', self._options, 'start')
+
+
 @contextlib.contextmanager
-def cluster(settings=(('wal_level', 'logical'),
-                      ('max_replication_slots', '10'),
-                      ('max_wal_senders', '10'),
-                      ('max_connections', '40'),
-                      ('fsync', 'on'))):
+def cluster(settings=_DEFAULTS):
     """Yield the URL of a private, started cluster; stop it afterwards."""
+    with running(settings) as handle:
+        yield handle.url
+
+
+@contextlib.contextmanager
+def running(settings=_DEFAULTS):
+    """Yield a started :class:`Cluster`; stop and remove it afterwards."""
     path = bindir()
     uid, gid = _runner()
     top = tempfile.mkdtemp(prefix='bench_pg_')
@@ -130,7 +168,8 @@ def cluster(settings=(('wal_level', 'logical'),
         shutil.rmtree(top, ignore_errors=True)
         raise
     try:
-        yield url
+        yield Cluster(url, data, path, uid, options,
+                      os.path.join(top, 'server.log'))
     finally:
         _stop(path, data, uid, started)
         shutil.rmtree(top, ignore_errors=True)

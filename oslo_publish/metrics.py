@@ -87,3 +87,7 @@ class HostMetrics(_Metrics):
             'Age of the oldest unpublished committed entry')
         self.last_seq = g(
             'oslo_publish_last_seq', 'Last sequence number published')
+        self.log_retained = g(
+            'oslo_publish_log_retained_bytes',
+            'Bytes of database log (PostgreSQL WAL) the stream\'s '
+            'replication slot keeps for capture = logical')

@@ -32,6 +32,9 @@ from benchmarks import pgcluster
 class LogicalPGMixin(object):
     """``setUpClass`` starts a private cluster: ``cls.pg_server_url``.
 
+    ``cls.pg_cluster`` is its :class:`benchmarks.pgcluster.Cluster`
+    (``restart()``, ``data``).
+
     ``cls.pg_settings`` adds server settings (e.g. a small
     ``max_slot_wal_keep_size``). Each test makes its databases with
     :meth:`private_database`.
@@ -50,8 +53,9 @@ class LogicalPGMixin(object):
         settings.update(dict(cls.pg_settings))
         cls._pg_stack = contextlib.ExitStack()
         try:
-            cls.pg_server_url = cls._pg_stack.enter_context(
-                pgcluster.cluster(tuple(settings.items())))
+            cls.pg_cluster = cls._pg_stack.enter_context(
+                pgcluster.running(tuple(settings.items())))
+            cls.pg_server_url = cls.pg_cluster.url
         except pgcluster.ClusterError as exc:
             cls._pg_stack.close()
             raise RuntimeError('cannot start the private PostgreSQL '

@@ -20,28 +20,42 @@
 
 For each stream: the last published sequence number, the backlog
 (committed entries the broker has not confirmed yet, numbered or not),
-the age of the oldest of them and the number of delivered entries still
-retained (``outbox_retention``). Exit status 0; 1 when the middleware's tables
+the age of the oldest of them, the number of delivered entries still
+retained (``outbox_retention``) and, for ``capture = logical`` on
+PostgreSQL, the bytes of WAL the stream's replication slot retains
+(``-`` without a slot). ``--json`` prints one object per stream instead
+of the table. Exit status 0; 1 when the middleware's tables
 are missing or the database cannot be reached (one line on stderr
 says which); 2 for a configuration error.
 """
 
 import datetime
+import json
 import sys
 
 from oslo_config import cfg
 import sqlalchemy as sa
 
 from oslo_publish.cmd import common
+from oslo_publish.logcapture import pgoutput
 from oslo_publish import outbox
 from oslo_publish import relay
 
 _HEADER = ('STREAM', 'LAST_SEQ', 'BACKLOG', 'OLDEST_PENDING_S',
-           'DELIVERED_RETAINED')
+           'DELIVERED_RETAINED', 'LOG_RETAINED_BYTES')
+_KEYS = ('stream', 'last_seq', 'backlog', 'oldest_pending_s',
+         'delivered_retained', 'log_retained_bytes')
+
+_json_opt = cfg.BoolOpt('json', default=False,
+                        help='Print a JSON list, one object per stream, '
+                             'instead of the table.')
 
 
 def collect(engine):
-    """``[(stream, last_seq, backlog, oldest_age_s or None, retained)]``.
+    """``[(stream, last_seq, backlog, oldest_age_s, retained, log_bytes)]``.
+
+    ``oldest_age_s`` is None without backlog; ``log_bytes`` is None when
+    the stream has no replication slot (session capture, not PostgreSQL).
 
     :raises LookupError: when the middleware's tables are missing.
     """
@@ -61,23 +75,38 @@ def collect(engine):
     with engine.connect() as conn:
         for name, last_seq in conn.execute(sa.select(s.c.stream,
                                                      s.c.last_seq)):
-            out[name] = [name, last_seq, 0, None, 0]
+            out[name] = [name, last_seq, 0, None, 0, None]
         for name, backlog, first, retained in conn.execute(
                 sa.select(o.c.stream, sa.func.sum(pending),
                           sa.func.min(oldest), sa.func.sum(delivered))
                 .group_by(o.c.stream)):
-            row = out.setdefault(name, [name, 0, 0, None, 0])
+            row = out.setdefault(name, [name, 0, 0, None, 0, None])
             row[2] = int(backlog or 0)
             row[4] = int(retained or 0)
             if first is not None:
                 row[3] = round((now - relay.as_utc(first))
                                .total_seconds(), 3)
+        if engine.dialect.name == 'postgresql':
+            _slot_retained(conn, out)
     return [tuple(out[name]) for name in sorted(out)]
+
+
+def _slot_retained(conn, out):
+    """Fill each stream's WAL retained by its slot (``capture = logical``)."""
+    slots = dict((pgoutput.object_name(name), row)
+                 for name, row in out.items())
+    for slot, retained in conn.exec_driver_sql(
+            'SELECT slot_name, pg_wal_lsn_diff(pg_current_wal_lsn(), '
+            'confirmed_flush_lsn)::bigint FROM pg_replication_slots '
+            "WHERE plugin = 'pgoutput'"):
+        if slot in slots and retained is not None:
+            slots[slot][5] = int(retained)
 
 
 def _render(rows):
     lines = [_HEADER] + [(r[0], str(r[1]), str(r[2]),
-                          '-' if r[3] is None else '%.3f' % r[3], str(r[4]))
+                          '-' if r[3] is None else '%.3f' % r[3], str(r[4]),
+                          '-' if r[5] is None else str(r[5]))
                          for r in rows]
     widths = [max(len(line[i]) for line in lines)
               for i in range(len(_HEADER))]
@@ -90,6 +119,7 @@ def main(argv=None, conf=None):
     """Entry point; returns the process exit status."""
     conf = conf or cfg.ConfigOpts()
     common.register_cli_opts(conf)
+    conf.register_cli_opt(_json_opt)
     conf(sys.argv[1:] if argv is None else argv, project='oslo_publish')
     try:
         group, url = common.connection(conf)
@@ -114,7 +144,11 @@ def main(argv=None, conf=None):
         return 1
     finally:
         engine.dispose()
-    print(_render(rows))
+    if conf.json:
+        print(json.dumps([dict(zip(_KEYS, row)) for row in rows],
+                         indent=2))
+    else:
+        print(_render(rows))
     return 0
 
 

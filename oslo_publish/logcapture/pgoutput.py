@@ -218,6 +218,9 @@ class Reader(base.LogReader):
         self._returned = 0
         self._confirmed = 0
         self._by_name = {}
+        #: {published table: column names of its last Relation message},
+        #: kept across reconnects: a change of them is a DDL.
+        self._defined = {}
         for name, pt in published.items():
             table = pt.table
             full = '%s.%s' % (table.schema or 'public', table.name)
@@ -401,9 +404,17 @@ class Reader(base.LogReader):
         casts = [self._caster(type_oid) for _, type_oid in columns]
         names = [c for c, _ in columns]
         if published is not None:
-            pt = self.tables[published]
-            if set(names) != set(c.name for c in pt.table.columns):
-                self._reload(published, pt)
+            # Only a change of the database's definition reloads. The
+            # first Relation is the baseline, whatever the host's model
+            # maps: during expand / contract the model lags or leads the
+            # database on purpose, and reloading on that difference
+            # would publish a version neither the model, the snapshot
+            # server nor the later database has (e.g. the contract
+            # step's dropped column back in, until it is dropped).
+            before = self._defined.get(published)
+            self._defined[published] = set(names)
+            if before is not None and before != set(names):
+                self._reload(published, self.tables[published])
         self._relations[oid] = _Relation(published, names, casts)
 
     def _reload(self, name, pt):

@@ -119,14 +119,22 @@ class Stager(object):
     :param read_timeout: seconds one :meth:`LogReader.read` waits.
     """
 
+    #: Seconds between two readings of the log retained for the reader.
+    lag_interval = 5.0
+
     def __init__(self, engine, stream, reader, wake=None, relay=None,
-                 read_timeout=0.5):
+                 read_timeout=0.5, metrics=None):
         self._engine = engine
         self._stream = stream
         self.reader = reader
         self._wake = wake
         self._relay = relay
         self._timeout = read_timeout
+        self._metrics = metrics if metrics is not None else getattr(
+            relay, 'metrics', None)
+        self._lag_due = 0.0
+        #: Bytes of log retained for the reader at the last reading.
+        self.retained = None
         self._stopping = threading.Event()
         self._thread = None
         #: Set once the reader streams (tests, tools).
@@ -168,6 +176,7 @@ class Stager(object):
                 failures = 0
                 while not self._stopping.is_set():
                     self.stage(self.reader.read(self._timeout))
+                    self._measure_lag()
             except base.LogLost as exc:
                 LOG.error('Stream %(stream)s: the database log is lost '
                           '(%(exc)s); starting a new epoch, consumers '
@@ -188,6 +197,22 @@ class Stager(object):
             self.reader.close()
             if failures:
                 self._stopping.wait(numbering.backoff(failures, 5.0))
+
+    def _measure_lag(self):
+        """Every ``lag_interval`` seconds: the log retained, as a gauge."""
+        now = time.monotonic()
+        if now < self._lag_due:
+            return
+        self._lag_due = now + self.lag_interval
+        try:
+            retained = self.reader.lag()
+        except Exception as exc:  # noqa: monitoring must not stop staging
+            LOG.debug('Reading the retained log of stream %s failed: %s',
+                      self._stream, exc)
+            return
+        self.retained = retained
+        if retained is not None and self._metrics is not None:
+            self._metrics.log_retained.labels(self._stream).set(retained)
 
     # ------------------------------------------------------------- steps
 

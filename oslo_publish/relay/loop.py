@@ -149,6 +149,11 @@ class Relay(object):
         return self._engine
 
     @property
+    def metrics(self):
+        """The :class:`~oslo_publish.metrics.HostMetrics` it updates."""
+        return self._metrics
+
+    @property
     def batch_size(self):
         return self._batch_size
 

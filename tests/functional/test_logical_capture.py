@@ -199,6 +199,41 @@ class TestStagingPostgreSQL(_LogicalCase):
         reflected = schema.resolve_tables(self.conf, engine=self.engine)
         self.assertEqual(reflected['items'].version, versions[-1])
 
+    def test_model_without_a_column_keeps_its_version(self):
+        """Contract step: the model drops a column before the database.
+
+        The log's first Relation still lists the column; that is no DDL,
+        so the deltas keep the model's version (the one the snapshot
+        server uses) and the DROP COLUMN publishes no other version.
+        """
+        model = sa.MetaData()
+        sa.Table('items', model, sa.Column('id', sa.Integer,
+                                           primary_key=True),
+                 sa.Column('name', sa.Text, nullable=False),
+                 sa.Column('price', sa.Numeric(10, 2)),
+                 sa.Column('secret', sa.Text))
+        self.tables = schema.resolve_tables(self.conf, metadata=model,
+                                            engine=self.engine)
+        version = self.tables['items'].version
+        self.start_relay()
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO items VALUES (1, 'a', 0, "
+                                 "NULL, NULL)")
+        self.settle()
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql('ALTER TABLE items DROP COLUMN n')
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE items SET name = 'b'")
+        self.settle()
+        versions = [m['tables']['items']['version']
+                    for m in self.publisher.messages
+                    if m.get('kind') == 'delta']
+        self.assertEqual([version], sorted(set(versions)))
+        self.assertNotIn('n', self.publisher.transactions[1]['changes'][0]
+                         ['after'])
+        self.assertEqual('b', self.publisher.transactions[2]['changes'][0]
+                         ['after']['name'])
+
     def test_server_closing_every_connection_loses_nothing(self):
         """Connections killed (a restart's effect): the stager resumes."""
         self.start_relay()

@@ -321,11 +321,12 @@ class _CommandTests(delivery.RelayTestMixin):
         self.assertEqual((0, ''), (code, err))
         header, line = out.splitlines()
         self.assertEqual(['STREAM', 'LAST_SEQ', 'BACKLOG',
-                          'OLDEST_PENDING_S', 'DELIVERED_RETAINED'],
+                          'OLDEST_PENDING_S', 'DELIVERED_RETAINED',
+                          'LOG_RETAINED_BYTES'],
                          header.split())
-        name, last, backlog, age, retained = line.split()
-        self.assertEqual((self.stream, '2', '3', '2'),
-                         (name, last, backlog, retained))
+        name, last, backlog, age, retained, log_bytes = line.split()
+        self.assertEqual((self.stream, '2', '3', '2', '-'),
+                         (name, last, backlog, retained, log_bytes))
         self.assertGreaterEqual(float(age), 0.0)
 
     def test_status_fails_clearly_without_tables(self):

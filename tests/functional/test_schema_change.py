@@ -32,7 +32,9 @@ cache and state store), the new schema versions, and the host's last
 sequence number applied: no delta lost, no gap resync. The default steps
 read ``items`` again at each change; the ``IN_PLACE`` variant registers
 :class:`consumer.migrations.ColumnDefaults`, which reshapes the held rows
-instead.
+instead. The ``Logical`` variant captures with ``capture = logical``
+(a private PostgreSQL cluster): the reader publishes a new version when
+the database's definition changes, from the log.
 """
 
 from alembic import migration as alembic_migration
@@ -47,6 +49,7 @@ from oslo_publish import schema
 from tests import base
 from tests.functional import consumer_host
 from tests.functional import test_consumer_e2e
+from tests.functional import test_logical_e2e
 
 
 class _Watch(migrations.MigrationStep):
@@ -174,3 +177,8 @@ class TestSchemaChangeInPlaceMariaDB(_SchemaChange, base.TestCase):
     HOST_BACKEND = 'mysql'
     STATE_BACKEND = 'sqlite'
     IN_PLACE = True
+
+
+class TestSchemaChangeLogicalPostgreSQL(test_logical_e2e._LogicalHost,
+                                        _SchemaChange, base.TestCase):
+    STATE_BACKEND = 'sqlite'
