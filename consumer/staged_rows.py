@@ -60,6 +60,7 @@ class StagedTables(object):
         self._done = threading.Event()
         self._open = False
         self._closed = False
+        self._aborted = False
         self._loaded = 0
         #: The exception that ended the writer, if any.
         self.error = None
@@ -111,10 +112,16 @@ class StagedTables(object):
         if self._loaded:
             self._store._analyze_rows()
 
+    @property
+    def aborted(self):
+        """True once :meth:`abort` was called."""
+        return self._aborted
+
     def abort(self):
         """Roll back (idempotent; waits for the writer to end)."""
         if not self._done.is_set() and not self._closed:
             self._closed = True
+            self._aborted = True
             self._queue.put(_ABORT)
         self._done.wait()
 

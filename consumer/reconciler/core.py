@@ -822,6 +822,8 @@ class Reconciler(object):
                 stage = self._stage_tables()
                 contents = {name: install_mod.read_table(snap, name, stage)
                             for name in tables}
+            if stage is not None and stage.aborted:
+                stage = None  # a repeated key: whole tables at install
             read = time.monotonic()
             drift = None
             if cause == 'periodic' and self._applied is not None:

@@ -22,9 +22,6 @@ still coming.
 """
 
 import itertools
-
-from consumer import exceptions
-
 #: Rows handed to the state store writer at a time.
 PAGE = 1000
 
@@ -32,14 +29,20 @@ PAGE = 1000
 def read_table(snap, name, stage=None):
     """``{key tuple: row dict}`` of table ``name`` of ``snap``.
 
+    A key read twice keeps its last row, as in a dict (a table without a
+    primary key has the one key ``()``). A streamed load cannot take a
+    key twice: then ``stage`` is aborted before the repeated page reaches
+    it and the caller writes the whole tables at the install instead
+    (``stage.aborted``).
+
     :param stage: a :class:`consumer.staged_rows.StagedTables` or None.
-    :raises consumer.exceptions.SnapshotFailed: the snapshot failed, or
-        repeated a key (which a streamed load could not store).
+    :raises consumer.exceptions.SnapshotFailed: the snapshot failed.
     """
     rows = snap.rows(name)
-    if stage is None:
-        return dict(rows)
-    stage.table(name)
+    if stage is not None and stage.aborted:
+        stage = None
+    if stage is not None:
+        stage.table(name)
     contents = {}
     count = 0
     islice = itertools.islice
@@ -49,8 +52,11 @@ def read_table(snap, name, stage=None):
             break
         count += len(page)
         contents.update(page)
+        if stage is None:
+            continue
+        if count != len(contents):
+            stage.abort()
+            stage = None
+            continue
         stage.add(page)
-    if count != len(contents):
-        raise exceptions.SnapshotFailed(
-            'snapshot of %s repeats a primary key' % name)
     return contents

@@ -16,7 +16,6 @@
 
 import testtools
 
-from consumer import exceptions
 from consumer.reconciler import install
 
 
@@ -36,8 +35,14 @@ class _Stage(object):
         self.snap = snap
         self.calls = []
 
+    aborted = False
+
     def table(self, name):
         self.calls.append(('table', name))
+
+    def abort(self):
+        self.aborted = True
+        self.calls.append(('abort',))
 
     def add(self, items):
         # What was read when the page was handed on.
@@ -62,7 +67,23 @@ class TestReadTable(testtools.TestCase):
              ('add', install.PAGE, 2 * install.PAGE),
              ('add', 7, len(items))], stage.calls)
 
-    def test_repeated_key_fails(self):
-        snap = _Snap([((1,), {'id': 1}), ((1,), {'id': 1})])
-        self.assertRaises(exceptions.SnapshotFailed, install.read_table,
-                          snap, 't', _Stage(snap))
+    def test_repeated_key_aborts_the_stage(self):
+        items = [((i,), {'id': i}) for i in range(install.PAGE)]
+        items += [((1,), {'id': 1, 'last': True}), ((5000,), {'id': 5000})]
+        snap = _Snap(items)
+        stage = _Stage(snap)
+        got = install.read_table(snap, 't', stage)
+        self.assertEqual(dict(items), got)
+        self.assertEqual({'id': 1, 'last': True}, got[(1,)])
+        self.assertEqual([('table', 't'), ('add', install.PAGE, install.PAGE),
+                          ('abort',)], stage.calls)
+        self.assertTrue(stage.aborted)
+        # The next table is not staged either.
+        snap.items = [((1,), {'id': 1})]
+        got = install.read_table(snap, 'u', stage)
+        self.assertEqual({(1,): {'id': 1}}, got)
+        self.assertEqual(3, len(stage.calls))
+
+    def test_table_without_primary_key_keeps_the_last_row(self):
+        snap = _Snap([((), {'a': 1}), ((), {'a': 2})])
+        self.assertEqual({(): {'a': 2}}, install.read_table(snap, 't'))
