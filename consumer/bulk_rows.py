@@ -83,6 +83,12 @@ def _records(stream, table, items):
                text, encode_row(row))
 
 
+def streams(engine):
+    """True if loads into ``engine`` are one streamed ``COPY``."""
+    return engine.dialect.name == 'postgresql' and \
+        engine.dialect.driver == 'psycopg2'
+
+
 def _copy_target(conn):
     if conn.dialect.name != 'postgresql' or \
             conn.dialect.driver != 'psycopg2':

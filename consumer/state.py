@@ -61,6 +61,7 @@ from sqlalchemy.dialects import mysql
 from consumer import bulk_rows
 from consumer import migration
 from consumer import row_upsert
+from consumer import staged_rows
 from consumer import store_codec
 from oslo_publish import wire
 
@@ -476,22 +477,44 @@ class StateStore(object):
         :param seq: the snapshot's watermark; the position is set to it
             exactly.
         """
-        now = _utcnow()
         with self._write() as conn:
             if self.persist_rows:
-                conn.execute(rows.delete().where(
-                    rows.c.stream == stream, rows.c.table_name == table))
-                bulk_rows.insert_rows(conn, rows, stream, table,
-                                      rows_by_key.items())
-            ident = self._position_id(conn, table, stream, collector,
-                                      fetcher)
-            conn.execute(positions.update().where(
-                positions.c.id == ident).values(
-                    seq=seq, schema_version=schema_version,
-                    committed_at=_to_db_time(committed_at),
-                    last_error=None, updated_at=now))
+                self._refill_rows(conn, stream, table, rows_by_key.items())
+            self._set_snapshot_position(conn, stream, collector, fetcher,
+                                        table, seq, schema_version,
+                                        committed_at)
         if self.persist_rows and rows_by_key:
             self._analyze_rows()
+
+    def _refill_rows(self, conn, stream, table, items):
+        # A table's mirrored rows replaced by ``items`` (caller's
+        # transaction).
+        conn.execute(rows.delete().where(
+            rows.c.stream == stream, rows.c.table_name == table))
+        bulk_rows.insert_rows(conn, rows, stream, table, items)
+
+    def _set_snapshot_position(self, conn, stream, collector, fetcher, table,
+                               seq, schema_version, committed_at=None):
+        ident = self._position_id(conn, table, stream, collector, fetcher)
+        conn.execute(positions.update().where(
+            positions.c.id == ident).values(
+                seq=seq, schema_version=schema_version,
+                committed_at=_to_db_time(committed_at),
+                last_error=None, updated_at=_utcnow()))
+
+    def stage_tables(self, stream, collector, fetcher):
+        """A writer of snapshot tables while they are still being read.
+
+        Returns a started :class:`consumer.staged_rows.StagedTables`
+        whose one transaction replaces the mirrored rows table by table
+        as the pages come (a ``COPY`` fed page by page) and sets the
+        positions when it is finished; or None when rows are not
+        persisted or the backend has no streamed load (then
+        :meth:`replace_table` writes each whole table).
+        """
+        if not self.persist_rows or not bulk_rows.streams(self.engine):
+            return None
+        return staged_rows.StagedTables(self, stream, collector, fetcher)
 
     def _analyze_rows(self):
         # PostgreSQL: without statistics after a bulk load the planner

@@ -63,6 +63,7 @@ from consumer import persister as persister_mod
 from consumer.reconciler import buffer as buffer_mod
 from consumer.reconciler import drift as drift_mod
 from consumer.reconciler import epochs as epochs_mod
+from consumer.reconciler import install as install_mod
 from consumer.reconciler import timers
 from consumer.reconciler import turns as turns_mod
 from oslo_publish import wire
@@ -812,12 +813,17 @@ class Reconciler(object):
                 return
         with self._lock:
             requested = self._arrivals
+        stage = None
         try:
             with self._source.open(self._tables_filter) as snap:
                 watermark = snap.watermark
                 epoch = getattr(snap, 'epoch', None)
                 tables = dict(snap.tables)
-                contents = {name: dict(snap.rows(name)) for name in tables}
+                stage = self._stage_tables()
+                contents = {name: install_mod.read_table(snap, name, stage)
+                            for name in tables}
+            if stage is not None and stage.aborted:
+                stage = None  # a repeated key: whole tables at install
             read = time.monotonic()
             drift = None
             if cause == 'periodic' and self._applied is not None:
@@ -828,8 +834,10 @@ class Reconciler(object):
             with self._lock:
                 self._drop_impossible(watermark, requested)
                 self._install(watermark, tables, contents, cause, drift,
-                              epoch)
+                              epoch, stage)
         except Exception as exc:  # noqa: every failure is retried
+            if stage is not None:
+                stage.abort()  # the previous rows and positions stay
             self._resync_failed(cause, exc)
             return
         done = time.monotonic()
@@ -891,19 +899,45 @@ class Reconciler(object):
         LOG.info('Stream %s: re-read %s at watermark %d', self.stream,
                  ', '.join(names), watermark)
 
-    def _store_tables(self, watermark, replace, drop=(), epoch=None):
+    def _stage_tables(self):
+        """A state store writer fed while the snapshot is read, or None.
+
+        The persister's queue is written first: nothing is applied while
+        the resync buffers, so no older write can follow the snapshot's
+        rows into the store.
+
+        :raises StateUnavailable: the state store failed.
+        """
+        stage_tables = getattr(self._state, 'stage_tables', None)
+        if stage_tables is None:
+            return None
+        self._flush_state()
+        try:
+            return stage_tables(self.stream, self.collector, self.fetcher)
+        except Exception as exc:
+            raise StateUnavailable(str(exc)[:200]) from exc
+
+    def _store_tables(self, watermark, replace, drop=(), epoch=None,
+                      stage=None):
         """Write snapshot tables to the state store (caller: _lock).
 
         First persists what the cache already shows (the persister's
         queue), then replaces ``replace`` (``{table: (rows, version)}``)
         at ``watermark``, drops the tables of ``drop`` and records
-        ``epoch`` (when given).
+        ``epoch`` (when given). With ``stage`` (a
+        :class:`consumer.staged_rows.StagedTables` that already holds
+        the rows of ``replace``) only its transaction is finished.
 
         :raises StateUnavailable: the state store failed.
         """
         self._flush_state()
         unit = (self.stream, self.collector, self.fetcher)
         try:
+            if stage is not None:
+                stage.finish(watermark, {
+                    table: version
+                    for table, (_rows, version) in replace.items()})
+                replace = {}
             for table, (rows, version) in replace.items():
                 self._state.replace_table(*unit, table, rows, watermark,
                                           version)
@@ -1073,11 +1107,12 @@ class Reconciler(object):
                          % (min(bogus), max(bogus), watermark))
 
     def _install(self, watermark, tables, contents, cause, drift=None,
-                 epoch=None):
+                 epoch=None, stage=None):
         """Swap the snapshot in; caller holds _lock.
 
         ``epoch``: the snapshot's (None: the host did not say; then the
-        epoch the stream changed to, or the current one).
+        epoch the stream changed to, or the current one). ``stage``: the
+        state store transaction that already holds the rows (or None).
         """
         gone = [t for t in self._known if t not in tables]
         coming = self._epochs.coming
@@ -1085,7 +1120,7 @@ class Reconciler(object):
         self._store_tables(
             watermark, {table: (contents[table], info.get('version'))
                         for table, info in tables.items()},
-            drop=gone, epoch=epoch)
+            drop=gone, epoch=epoch, stage=stage)
         if coming is not None and epoch != coming:
             self._buffer.clear()  # numbered in another epoch
         self._epochs.installed(epoch)
