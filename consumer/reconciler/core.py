@@ -490,12 +490,16 @@ class Reconciler(object):
                 self._request('initial', now, first=True)
                 return
             events = []
-            for table, scope in positions.items():
-                rows = self._state.load_table(self.stream, table)
-                events.extend(self._cache.replace_table(
-                    table, rows, owned=True))
-                self._known[table] = {'pk': None,
-                                      'version': scope.schema_version}
+            # The loaded rows all stay alive: no collection while they
+            # are read (see consumer.gc_pause), frozen below.
+            with gc_pause.paused():
+                for table, scope in positions.items():
+                    rows = self._state.load_table(self.stream, table)
+                    events.extend(self._cache.replace_table(
+                        table, rows, owned=True))
+                    self._known[table] = {'pk': None,
+                                          'version': scope.schema_version}
+                del rows
             self._applied = min(seqs)
             epochs = set(scope.epoch for scope in positions.values())
             self._epochs = epochs_mod.EpochTracker(
