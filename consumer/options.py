@@ -146,6 +146,17 @@ _opts = [
                      '(the control_exchange of the publishing service, '
                      'e.g. nova:nova,neutron:neutron). Streams not listed '
                      'use this service\'s control_exchange.'),
+    cfg.BoolOpt('gc_freeze_after_resume', default=True,
+                help='After a restart has loaded the mirrored rows from '
+                     'the state store, move every object alive in the '
+                     'process to the garbage collector\'s permanent '
+                     'generation (Python gc.freeze()): the rows stay '
+                     'alive anyway, and without it the first full '
+                     'collections after a large resume rescan all of '
+                     'them while the pending deltas are being applied. '
+                     'Reference cycles among the frozen objects are '
+                     'never collected afterwards; turn it off when the '
+                     'service manages the collector itself.'),
 ]
 
 _poll_opts = [

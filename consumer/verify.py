@@ -158,6 +158,10 @@ class Verifier(object):
         self._max_bytes = opts.max_message_bytes
         self._tables = frozenset(opts.tables) if opts.tables else None
         self._publishers = frozenset(opts.allowed_publishers)
+        #: Publishers accepted: the configured ones, else the owner of
+        #: each followed stream (computed once, not per message).
+        self._allowed = self._publishers or frozenset(
+            wire.publisher_id(s) for s in self._streams)
         self._metrics = metrics
 
     def stream_label(self, stream):
@@ -235,9 +239,7 @@ class Verifier(object):
         return self._decode_delta(payload, stream, publisher_id)
 
     def _check_origin(self, publisher_id, stream):
-        allowed = self._publishers or frozenset(
-            wire.publisher_id(s) for s in self._streams)
-        if publisher_id not in allowed:
+        if publisher_id not in self._allowed:
             raise exceptions.Rejected(
                 'unknown_publisher', 'publisher %r' % (publisher_id,))
         if stream not in self._streams:

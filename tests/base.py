@@ -273,6 +273,10 @@ class ConfFixture(config_fixture.Config):
                   default_config_files=[])
         self.tempdir = self.useFixture(fixtures.TempDir()).path
         self.conf.set_override('state_path', self.tempdir, 'consumer')
+        # A test process runs many consumers one after another: freezing
+        # the objects of one test would keep its cycles for the whole run
+        # (the tests of the option turn it back on).
+        self.conf.set_override('gc_freeze_after_resume', False, 'consumer')
 
 
 def _env_flag(name, default=True):

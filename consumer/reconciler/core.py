@@ -58,6 +58,7 @@ import time
 from oslo_log import log
 
 from consumer import exceptions
+from consumer import gc_pause
 from consumer import migrations
 from consumer import persister as persister_mod
 from consumer.reconciler import buffer as buffer_mod
@@ -138,6 +139,7 @@ class Reconciler(object):
             list(migration_steps)
         self._extra_steps = []
         self._persist_rows = opts.persist_rows
+        self._gc_freeze = opts.gc_freeze_after_resume
         self._window = opts.reorder_window
         self._gap_timeout = opts.gap_timeout
         self._inactivity = opts.inactivity_timeout
@@ -489,12 +491,16 @@ class Reconciler(object):
                 self._request('initial', now, first=True)
                 return
             events = []
-            for table, scope in positions.items():
-                rows = self._state.load_table(self.stream, table)
-                events.extend(self._cache.replace_table(
-                    table, rows, owned=True))
-                self._known[table] = {'pk': None,
-                                      'version': scope.schema_version}
+            # The loaded rows all stay alive: no collection while they
+            # are read (see consumer.gc_pause), frozen below.
+            with gc_pause.paused():
+                for table, scope in positions.items():
+                    rows = self._state.load_table(self.stream, table)
+                    events.extend(self._cache.replace_table(
+                        table, rows, owned=True))
+                    self._known[table] = {'pk': None,
+                                          'version': scope.schema_version}
+                del rows
             self._applied = min(seqs)
             epochs = set(scope.epoch for scope in positions.values())
             self._epochs = epochs_mod.EpochTracker(
@@ -507,9 +513,11 @@ class Reconciler(object):
             self._metrics.applied_seq.labels(stream=self.stream).set(
                 self._applied)
             self._dispatch(events)
+            del events
+            frozen = gc_pause.freeze_survivors() if self._gc_freeze else 0
             LOG.info('Stream %s resumed at seq %d from the state store '
-                     '(%d tables)', self.stream, self._applied,
-                     len(positions))
+                     '(%d tables, %d objects frozen)', self.stream,
+                     self._applied, len(positions), frozen)
             try:
                 self._drain(now)
             except StateUnavailable:

@@ -16,6 +16,7 @@
 
 import gc
 import threading
+import weakref
 
 from consumer import gc_pause
 from tests import base
@@ -71,3 +72,46 @@ class TestPaused(base.TestCase):
         release.set()
         thread.join(30)
         self.assertTrue(gc.isenabled())
+
+
+class TestFreezeSurvivors(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.addCleanup(gc.enable if gc.isenabled() else gc.disable)
+        self.addCleanup(gc.unfreeze)
+        gc.enable()
+
+    def test_live_objects_leave_the_collected_generations(self):
+        """What is alive is frozen; a later full collection skips it."""
+        rows = [{'id': i} for i in range(1000)]
+        frozen = gc_pause.freeze_survivors()
+        self.assertGreaterEqual(frozen, len(rows))
+        tracked = set(map(id, gc.get_objects()))
+        self.assertNotIn(id(rows[0]), tracked)
+
+    def test_young_garbage_cycles_are_collected_not_frozen(self):
+        """A cycle already unreachable is freed before the freeze."""
+        class Node(object):
+            pass
+        freed = threading.Event()
+        node = Node()
+        node.self = node
+        weakref.finalize(node, freed.set)
+        del node
+        gc_pause.freeze_survivors()
+        self.assertTrue(freed.is_set())
+
+    def test_skipped_while_a_pause_runs(self):
+        """No freeze inside a paused block (its objects are not settled)."""
+        before = gc.get_freeze_count()
+        with gc_pause.paused():
+            self.assertEqual(0, gc_pause.freeze_survivors())
+        self.assertEqual(before, gc.get_freeze_count())
+
+    def test_skipped_when_the_application_disabled_the_collector(self):
+        """An application that manages the collector keeps it as it is."""
+        gc.disable()
+        before = gc.get_freeze_count()
+        self.assertEqual(0, gc_pause.freeze_survivors())
+        self.assertEqual(before, gc.get_freeze_count())

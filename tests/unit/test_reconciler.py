@@ -24,6 +24,7 @@ import os
 import random
 import threading
 
+import fixtures
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -532,6 +533,27 @@ class TestResume(ReconcilerTestCase):
         self.feed(again, self.host.write('instances', wire.INSERT,
                                          {'id': 51, 'name': 'after'}))
         self.assertConverged(again)
+
+    def _resume_freezes(self, enabled):
+        self.conf.set_override('gc_freeze_after_resume', enabled,
+                               'consumer')
+        calls = []
+        self.useFixture(fixtures.MonkeyPatch(
+            'consumer.gc_pause.freeze_survivors',
+            lambda: calls.append(True) or 7))
+        self.synced().stop()
+        self.assertEqual([], calls)  # a snapshot freezes nothing here
+        again = self.make()
+        self.assertTrue(again.synced)
+        return calls
+
+    def test_resume_freezes_the_loaded_rows(self):
+        """gc_freeze_after_resume: the resume freezes what it loaded."""
+        self.assertEqual([True], self._resume_freezes(True))
+
+    def test_resume_without_freeze(self):
+        """Turned off, the resume leaves the collector alone."""
+        self.assertEqual([], self._resume_freezes(False))
 
     def test_state_failure_is_not_durable_until_retried(self):
         """A failed state write leaves the delta unsettled; a retry saves it.
