@@ -146,7 +146,7 @@ _opts = [
                      '(the control_exchange of the publishing service, '
                      'e.g. nova:nova,neutron:neutron). Streams not listed '
                      'use this service\'s control_exchange.'),
-    cfg.BoolOpt('gc_freeze_after_resume', default=True,
+    cfg.BoolOpt('gc_freeze_after_resume', default=False,
                 help='After a restart has loaded the mirrored rows from '
                      'the state store, move every object alive in the '
                      'process to the garbage collector\'s permanent '
@@ -155,8 +155,9 @@ _opts = [
                      'collections after a large resume rescan all of '
                      'them while the pending deltas are being applied. '
                      'Reference cycles among the frozen objects are '
-                     'never collected afterwards; turn it off when the '
-                     'service manages the collector itself.'),
+                     'never collected afterwards, which is why it is off '
+                     'by default: turn it on for a dedicated consumer '
+                     'process (consumer-sync) that owns its collector.'),
 ]
 
 _poll_opts = [

@@ -116,10 +116,13 @@ class Consumer(object):
     def stop(self):
         """Stop cleanly: no applied position is lost."""
         self._stopping.set()
-        self.driver.stop()
+        # The status loop ends first: a write of its still in flight must
+        # not land after the final "stopped" one (consumer-sync may write
+        # that one itself when the driver's stop outlasts stop_timeout).
         if self._status_thread is not None:
             self._status_thread.join(10.0)
             self._status_thread = None
+        self.driver.stop()
         self.write_status()
         self.notifications.stop()
         self.dispatcher.stop()
@@ -158,6 +161,12 @@ class Consumer(object):
     def status(self):
         """List of per-stream status dicts."""
         return self.driver.status()
+
+    def join_status(self, timeout):
+        """Wait up to ``timeout`` for the status loop to end (stopping)."""
+        thread = self._status_thread
+        if thread is not None:
+            thread.join(timeout)
 
     def write_status(self):
         """Write every stream's status to the state store."""

@@ -85,6 +85,10 @@ def _bounded_stop(consumer, timeout):
                                daemon=True)
     stopper.start()
     stopper.join(timeout)
+    if stopper.is_alive():
+        # Let the status loop finish its last write (it ends at once once
+        # stopping) before the final status is written below.
+        consumer.join_status(2.0)
     if not stopper.is_alive():
         return True
     LOG.warning('Stop did not finish within %.1fs (snapshot read or broker '

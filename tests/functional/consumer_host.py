@@ -199,8 +199,11 @@ class Workload(object):
                         with self._lock:
                             self.committed += 1
                     break
-                except (sa.exc.OperationalError, sa.exc.IntegrityError):
-                    session.rollback()  # deadlock or racing insert: retry
+                except (sa.exc.OperationalError, sa.exc.IntegrityError,
+                        orm.exc.StaleDataError):
+                    # Deadlock, racing insert, or a row another writer
+                    # deleted under this one's UPDATE: retry.
+                    session.rollback()
                 finally:
                     session.close()
 

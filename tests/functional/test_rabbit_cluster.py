@@ -134,10 +134,10 @@ class RabbitClusterFixtureTest(base.TestCase):
 
         stop, errors = threading.Event(), []
 
-        def write():
-            seed = 0
+        def write(first):
+            seed = first
             while not stop.is_set():
-                seed += 1
+                seed += 2
                 try:
                     workload._writer(1, seed)
                 except Exception as exc:  # noqa: asserted below
@@ -145,7 +145,8 @@ class RabbitClusterFixtureTest(base.TestCase):
                     return
                 stop.wait(0.02)
 
-        writers = [threading.Thread(target=write) for _ in range(2)]
+        writers = [threading.Thread(target=write, args=(i,))
+                   for i in range(2)]
         for thread in writers:
             thread.start()
         self.addCleanup(lambda: [t.join() for t in writers])
