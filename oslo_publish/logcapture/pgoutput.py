@@ -29,6 +29,7 @@ The position of a transaction is the end LSN of its commit record as 16
 hex digits; confirming it moves the slot's ``confirmed_flush_lsn``.
 """
 
+import contextlib
 import datetime
 import re
 import select
@@ -263,15 +264,9 @@ class Reader(base.LogReader):
             elif not exists:
                 conn.exec_driver_sql('CREATE PUBLICATION %s%s' % (
                     name, ' FOR TABLE %s' % tables if tables else ''))
-        with engine.connect() as conn:
-            conn = conn.execution_options(isolation_level='AUTOCOMMIT')
-            exists = conn.exec_driver_sql(
-                'SELECT 1 FROM pg_replication_slots WHERE slot_name = '
-                '%(n)s', {'n': name}).first()
-            if not exists:
-                conn.exec_driver_sql(
-                    "SELECT pg_create_logical_replication_slot(%(n)s, "
-                    "'pgoutput')", {'n': name})
+        with _autocommit(engine) as conn:
+            if not _slot_exists(conn, name):
+                _create_slot(conn, name)
         LOG.info('Publication and slot %s ready for tables %s', name,
                  ', '.join(sorted(published)))
         return name
@@ -279,13 +274,8 @@ class Reader(base.LogReader):
     @classmethod
     def teardown(cls, conf, engine, published, stream):
         name = object_name(stream)
-        with engine.connect() as conn:
-            conn = conn.execution_options(isolation_level='AUTOCOMMIT')
-            if conn.exec_driver_sql(
-                    'SELECT 1 FROM pg_replication_slots WHERE slot_name = '
-                    '%(n)s', {'n': name}).first():
-                conn.exec_driver_sql('SELECT pg_drop_replication_slot(%(n)s)',
-                                     {'n': name})
+        with _autocommit(engine) as conn:
+            _drop_slot_if_exists(conn, name)
             conn.exec_driver_sql('DROP PUBLICATION IF EXISTS %s' % name)
         return name
 
@@ -293,16 +283,9 @@ class Reader(base.LogReader):
     def reset_log(cls, conf, engine, published, stream):
         """Drop and create the slot only (the relay's privileges)."""
         name = object_name(stream)
-        with engine.connect() as conn:
-            conn = conn.execution_options(isolation_level='AUTOCOMMIT')
-            if conn.exec_driver_sql(
-                    'SELECT 1 FROM pg_replication_slots WHERE slot_name = '
-                    '%(n)s', {'n': name}).first():
-                conn.exec_driver_sql('SELECT pg_drop_replication_slot(%(n)s)',
-                                     {'n': name})
-            conn.exec_driver_sql(
-                "SELECT pg_create_logical_replication_slot(%(n)s, "
-                "'pgoutput')", {'n': name})
+        with _autocommit(engine) as conn:
+            _drop_slot_if_exists(conn, name)
+            _create_slot(conn, name)
 
     # ------------------------------------------------------------ stream
 
@@ -579,3 +562,28 @@ def catch_up(engine, stream, timeout):
 def _quoted(engine, table):
     prep = engine.dialect.identifier_preparer
     return prep.format_table(table)
+
+
+@contextlib.contextmanager
+def _autocommit(engine):
+    # Slot functions cannot run inside a transaction block that wrote.
+    with engine.connect() as conn:
+        yield conn.execution_options(isolation_level='AUTOCOMMIT')
+
+
+def _slot_exists(conn, name):
+    return conn.exec_driver_sql(
+        'SELECT 1 FROM pg_replication_slots WHERE slot_name = %(n)s',
+        {'n': name}).first() is not None
+
+
+def _create_slot(conn, name):
+    conn.exec_driver_sql(
+        "SELECT pg_create_logical_replication_slot(%(n)s, 'pgoutput')",
+        {'n': name})
+
+
+def _drop_slot_if_exists(conn, name):
+    if _slot_exists(conn, name):
+        conn.exec_driver_sql('SELECT pg_drop_replication_slot(%(n)s)',
+                             {'n': name})

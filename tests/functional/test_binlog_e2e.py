@@ -60,11 +60,6 @@ class TestBinlogBypassingWrites(_BinlogHost, e2e._Base, base.TestCase):
 
     STATE_BACKEND = 'sqlite'
 
-    def raw(self, *statements):
-        with self.host_db.engine.begin() as conn:
-            for sql in statements:
-                conn.exec_driver_sql(sql)
-
     def test_writes_without_middleware_are_mirrored(self):
         self.conf.set_override('resync_interval', 0.0, 'consumer')
         self.host.command('preload', rows=20)
@@ -124,11 +119,6 @@ class TestBinlogFaults(_BinlogHost, e2e._Base, base.TestCase):
     """The host killed mid large transaction; the binlog purged."""
 
     STATE_BACKEND = 'sqlite'
-
-    def raw(self, *statements):
-        with self.host_db.engine.begin() as conn:
-            for sql in statements:
-                conn.exec_driver_sql(sql)
 
     def restart_host(self):
         self.host = self.useFixture(e2e.HostProcess(

@@ -202,6 +202,12 @@ class _Base(object):
         return base.table_rows(self.host_db.engine,
                                consumer_host.Base.metadata.sorted_tables)
 
+    def raw(self, *statements):
+        """Run SQL on the host database, bypassing any middleware."""
+        with self.host_db.engine.begin() as conn:
+            for sql in statements:
+                conn.exec_driver_sql(sql)
+
     def host_last_seq(self):
         with self.host_db.engine.connect() as conn:
             return conn.execute(sa.select(outbox.streams.c.last_seq).where(

@@ -72,11 +72,6 @@ class TestLogicalBypassingWrites(_LogicalHost, e2e._Base, base.TestCase):
 
     STATE_BACKEND = 'sqlite'
 
-    def raw(self, *statements):
-        with self.host_db.engine.begin() as conn:
-            for sql in statements:
-                conn.exec_driver_sql(sql)
-
     def test_writes_without_middleware_are_mirrored(self):
         self.conf.set_override('resync_interval', 0.0, 'consumer')
         self.host.command('preload', rows=20)
