@@ -16,9 +16,9 @@
 
 Used by :meth:`consumer.state.StateStore.replace_table` (a whole table
 after a snapshot) and :meth:`~consumer.state.StateStore.load_rows`
-(resume). The stored texts are exactly those of
-:func:`consumer.state.key_text` and the wire encoding of the row, so the
-delta path (``commit_batch``) and this path store the same bytes.
+(resume). Keys and rows are encoded by :mod:`consumer.store_codec`,
+the same functions the delta path (``commit_batch``) uses, so both store
+the same bytes.
 
 Loading into PostgreSQL through psycopg2 uses ``COPY ... FROM STDIN``
 (CSV), one statement streamed in chunks of :data:`STREAM_CHUNK` rows
@@ -29,13 +29,12 @@ runs as one prepared statement).
 """
 
 import csv
-import hashlib
 import io
 import itertools
 import json
-import math
 
 from consumer import gc_pause
+from consumer import store_codec
 from oslo_publish import wire
 
 #: Rows encoded per read of the COPY (PostgreSQL) stream.
@@ -44,43 +43,18 @@ STREAM_CHUNK = 1000
 INSERT_CHUNK = 5000
 
 _PLAIN = (str, int, bool, type(None))
-_PLAIN_SET = frozenset(_PLAIN)
-_INT_ONLY = frozenset((int,))
 
-_ENCODER = json.JSONEncoder(sort_keys=True, separators=(',', ':'),
-                            ensure_ascii=False, allow_nan=False)
-_json = _ENCODER.encode
 _DECODER = json.JSONDecoder()
 _loads = _DECODER.decode
 
 
-def _fast_value(value):
-    kind = type(value)
-    if kind in _PLAIN or (kind is float and math.isfinite(value)):
-        return value
-    return wire.encode_value(value)
-
-
-def encode_row(row):
-    """The stored JSON text of a row (same bytes as the delta path)."""
-    if _PLAIN_SET.issuperset(map(type, row.values())):
-        return _json(row)
-    return _json({name: _fast_value(value) for name, value in row.items()})
-
-
-def key_text(key):
-    """The stored text of a key tuple (same as ``state.key_text``)."""
-    if _INT_ONLY.issuperset(map(type, key)):
-        return '[%s]' % ','.join(map(int.__repr__, key))  # JSON's text
-    return _json([_fast_value(part) for part in key])
-
-
 def _records(stream, table, items):
-    sha256 = hashlib.sha256
+    row_text = store_codec.row_text
+    key_text = store_codec.key_text
+    key_hash = store_codec.key_hash
     for key, row in items:
         text = key_text(key)
-        yield (stream, table, sha256(text.encode('utf-8')).hexdigest(),
-               text, encode_row(row))
+        yield (stream, table, key_hash(text), text, row_text(row))
 
 
 def streams(engine):

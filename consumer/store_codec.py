@@ -48,6 +48,10 @@ _decode = json.JSONDecoder().decode
 
 #: Value types whose wire encoding is the value itself (floats: finite).
 _PLAIN = frozenset((str, int, bool, type(None)))
+#: ... and finite floats, which JSON also carries as themselves.
+_PLAIN_OR_FLOAT = _PLAIN | {float}
+#: Key parts whose JSON text needs no encoder.
+_INT_ONLY = frozenset((int,))
 #: Key part types a decoded key may hold as they come out of JSON.
 _KEY_PLAIN = frozenset((int, str))
 #: The tag of an encoded non-plain value, as it appears in a row text.
@@ -63,11 +67,10 @@ def _value(value):
 
 def row_text(row):
     """The stored text of a row dict (``wire.encode_row``, as JSON)."""
-    for value in row.values():
-        kind = type(value)
-        if kind not in _PLAIN and kind is not float:
-            break
-    else:
+    kinds = set(map(type, row.values()))
+    if _PLAIN.issuperset(kinds):
+        return _json(row)
+    if _PLAIN_OR_FLOAT.issuperset(kinds):
         try:
             return _json(row)
         except ValueError:
@@ -77,14 +80,9 @@ def row_text(row):
 
 def key_text(key):
     """The stored text of a key tuple (canonical wire JSON)."""
-    if len(key) == 1:
-        part = key[0]
-        kind = type(part)
-        if kind is int:
-            return '[%d]' % part
-        if kind is str:
-            return _json(key)
-    elif all(type(part) in _KEY_PLAIN for part in key):
+    if _INT_ONLY.issuperset(map(type, key)):
+        return '[%s]' % ','.join(map(int.__repr__, key))  # JSON's text
+    if _KEY_PLAIN.issuperset(map(type, key)):
         return _json(key)
     return _json([_value(part) for part in key])
 
