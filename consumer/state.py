@@ -596,17 +596,23 @@ class StateStore(object):
         values = {'state': state, 'last_error': last_error,
                   'counters': _json(counters or {}),
                   'updated_at': _utcnow()}
+        # The UPDATE comes first: on SQLite a transaction that has read
+        # cannot wait for the write lock (the busy timeout applies only
+        # to a transaction's first access), so a SELECT first made the
+        # write fail at once with "database is locked" whenever the
+        # persister was writing.
         with self._write() as conn:
-            exists = conn.execute(sa.select(streams.c.stream).where(
-                streams.c.stream == stream)).first()
-            if exists is None:
-                try:
-                    with conn.begin_nested():
-                        conn.execute(streams.insert().values(
-                            stream=stream, **values))
-                    return
-                except db_exc.DBDuplicateEntry:
-                    pass
+            updated = conn.execute(streams.update().where(
+                streams.c.stream == stream).values(**values)).rowcount
+            if updated:
+                return
+            try:
+                with conn.begin_nested():
+                    conn.execute(streams.insert().values(
+                        stream=stream, **values))
+                return
+            except db_exc.DBDuplicateEntry:
+                pass
             conn.execute(streams.update().where(
                 streams.c.stream == stream).values(**values))
 

@@ -430,6 +430,52 @@ class _StateStoreContract(object):
 class TestStateStoreSQLite(_StateStoreContract, base.BackendTestCase):
     BACKEND = 'sqlite'
 
+    def test_status_write_waits_for_another_writer(self):
+        """A status write waits for the write lock, never fails at once.
+
+        Another connection holds the write lock when the status UPDATE
+        starts and gives it back shortly after: a transaction that read
+        before writing got "database is locked" at once (SQLite's busy
+        timeout covers a transaction's first access only).
+        """
+        import sqlite3
+        self.store.set_status(STREAM, 'initial')
+        path = self.db.url[len('sqlite:///'):]
+        holder = sqlite3.connect(path, isolation_level=None)
+        self.addCleanup(holder.close)
+        holder.execute('BEGIN IMMEDIATE')
+        holder.execute("UPDATE consumer_streams SET last_error = 'held'")
+        writing = threading.Event()
+
+        def _statement(conn, cursor, statement, *args):
+            if statement.lstrip().upper().startswith(
+                    'UPDATE CONSUMER_STREAMS'):
+                writing.set()
+
+        engine = self.store.engine
+        sa.event.listen(engine, 'before_cursor_execute', _statement)
+        self.addCleanup(sa.event.remove, engine, 'before_cursor_execute',
+                        _statement)
+        errors = []
+
+        def _write():
+            try:
+                self.store.set_status(STREAM, 'live', None, {'a': 3})
+            except Exception as exc:  # noqa: reported by the test
+                errors.append(exc)
+
+        writer = threading.Thread(target=_write)
+        writer.start()
+        self.assertTrue(writing.wait(30))
+        # Let the UPDATE reach the lock before giving it back.
+        writer.join(0.3)
+        holder.execute('COMMIT')
+        writer.join(30)
+        self.assertFalse(writer.is_alive())
+        self.assertEqual([], errors)
+        self.assertEqual(('live', None, {'a': 3}),
+                         self.store.status()[STREAM][:3])
+
 
 class TestStateStorePostgreSQL(_StateStoreContract, base.BackendTestCase):
     BACKEND = 'postgresql'
