@@ -25,7 +25,8 @@ encoding (:func:`oslo_publish.wire.encode_row`), keys sorted. Without
 ``--stream`` the table must be held by exactly one stream.
 
 Exit status: 0 rows printed (none for an empty table, or in the chosen
-``--stream``), 1 no stream mirrors a table of that name, 2 bad usage
+``--stream``), 1 no stream mirrors a table of that name (or the state
+store cannot be read: one line says what to check), 2 bad usage
 (missing ``--table``, several streams hold it). A reader that closes the
 pipe early (``| head``) ends the command quietly.
 """
@@ -35,9 +36,11 @@ import os
 import sys
 
 from oslo_config import cfg
+from oslo_db import exception as db_exc
 from oslo_log import log
 import sqlalchemy as sa
 
+from consumer.cmd import store_errors
 from consumer import options
 from consumer import state
 
@@ -104,13 +107,18 @@ def main(argv=None):
     log.setup(conf, 'consumer')
     store = state.StateStore(conf)
     try:
-        count = dump(store, conf.table, conf.stream)
+        with store_errors.quiet():
+            count = dump(store, conf.table, conf.stream)
         sys.stdout.flush()
     except ValueError as exc:
         sys.stderr.write('consumer-dump: %s\n' % exc)
         return 2
     except LookupError as exc:
         sys.stderr.write('consumer-dump: %s\n' % exc)
+        return 1
+    except (db_exc.DBError, sa.exc.SQLAlchemyError) as exc:
+        sys.stderr.write('consumer-dump: %s\n'
+                         % store_errors.describe(exc, store))
         return 1
     except BrokenPipeError:
         # The reader is gone (``| head``): stop quietly; point stdout at

@@ -26,7 +26,8 @@ heartbeat or delta of the host was heard within twice
 stderr says what to check.
 
 Exit status: 0 every stream synced, 1 some stream not synced, 2 nothing
-to show (no status recorded).
+to show (no status recorded, or the state store cannot be read: one line
+on stderr says what to check).
 """
 
 import json
@@ -36,6 +37,7 @@ import time
 from oslo_config import cfg
 
 from consumer import health as health_mod
+from consumer.cmd import store_errors
 from consumer import options
 from consumer import state as state_mod
 
@@ -69,7 +71,14 @@ def main(argv=None):
     conf = _conf(sys.argv[1:] if argv is None else argv)
     store = state_mod.StateStore(conf)
     try:
-        found = store.status()
+        with store_errors.quiet():
+            found = store.status()
+    except Exception as exc:
+        line = store_errors.describe(exc, store)
+        if line is None:
+            raise
+        sys.stderr.write('consumer-status: %s\n' % line)
+        return 2
     finally:
         store.close()
     if not found:

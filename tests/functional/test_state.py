@@ -403,6 +403,35 @@ class _StateStoreContract(object):
         self.assertEqual({'instances': 7, 'hosts': 3},
                          {t: s.seq for t, s in loaded.items()})
 
+    def _fails(self, *argv):
+        result = subprocess.run(list(argv), capture_output=True, text=True,
+                                timeout=120)
+        return result.returncode, result.stdout, result.stderr
+
+    def _assert_one_line(self, command, code, expected_code, err, *words):
+        self.assertEqual(expected_code, code, err)
+        lines = err.splitlines()
+        self.assertEqual(1, len(lines), err)
+        self.assertTrue(lines[0].startswith(command + ': '), err)
+        for word in words:
+            self.assertIn(word, lines[0])
+
+    def test_commands_on_a_store_without_tables_say_so(self):
+        """status and dump name the store and the fix in one line."""
+        fresh = self.useFixture(base.DatabaseFixture(self.BACKEND))
+        path = self._config_file(fresh.url)
+        code, out, err = self._fails(_script('consumer-status'),
+                                     '--config-file', path)
+        self._assert_one_line('consumer-status', code, 2, err,
+                              'no consumer tables', 'consumer-manage')
+        self.assertEqual('', out)
+        code, out, err = self._fails(_script('consumer-dump'),
+                                     '--config-file', path,
+                                     '--table', 'instances')
+        self._assert_one_line('consumer-dump', code, 1, err,
+                              'no consumer tables', 'consumer-manage')
+        self.assertEqual('', out)
+
     def test_dump_prints_rows_in_key_order(self):
         """consumer-dump prints wire-encoded rows, key order, keys sorted."""
         self._commit(1, [ins((k,), id=k, at=self.t0, name='r%d' % k)
@@ -475,6 +504,19 @@ class TestStateStoreSQLite(_StateStoreContract, base.BackendTestCase):
         self.assertEqual([], errors)
         self.assertEqual(('live', None, {'a': 3}),
                          self.store.status()[STREAM][:3])
+
+    def test_commands_on_an_unreachable_store_say_so(self):
+        """status and dump: one line naming the store, password hidden."""
+        path = self._config_file(
+            'postgresql+psycopg2://u:secret@127.0.0.1:%d/x'
+            % base._free_port())
+        for argv, expected in ((['consumer-status'], 2),
+                               (['consumer-dump', '--table', 't'], 1)):
+            code, out, err = self._fails(_script(argv[0]), '--config-file',
+                                         path, *argv[1:])
+            self._assert_one_line(argv[0], code, expected, err,
+                                  'cannot read the state store', '***')
+            self.assertNotIn('secret', err)
 
 
 class TestStateStorePostgreSQL(_StateStoreContract, base.BackendTestCase):
