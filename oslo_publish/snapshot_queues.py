@@ -27,9 +27,12 @@ for ``rabbit_transient_queues_ttl``). :func:`delete_queues` deletes them
 after the server stopped, with a short-lived connection cloned from the
 transport's own (same hosts, credentials and TLS settings).
 
-A process that is killed cannot clean up: its ``<topic>.<server>``
-queue then stays until an operator deletes it (its name says which
-host and pid it belonged to).
+A process that is killed cannot clean up, and oslo.messaging declares
+``<topic>.<server>`` without an expiry (a durable queue then stays
+forever). A RabbitMQ policy gives these queues one: with ``expires``
+set for :data:`SERVER_QUEUE_PATTERN` (``doc/source/operations.rst``,
+"Queues of killed hosts") the broker deletes a killed host's queue once
+it has had no consumer for that long; a running server always has one.
 
 Other drivers (``fake://``, Kafka has no RPC) have nothing to delete.
 """
@@ -37,6 +40,12 @@ Other drivers (``fake://``, Kafka has no RPC) have nothing to delete.
 from oslo_log import log
 
 LOG = log.getLogger(__name__)
+
+#: The names of the per-process queues ``<topic>.<host>.<pid>.<random>``
+#: (:func:`oslo_publish.snapshot.server_name`), as a RabbitMQ policy
+#: pattern. The shared ``<topic>`` queue of a stream does not match
+#: (unless the stream's own name ends in ``.<digits>.<6 hex digits>``).
+SERVER_QUEUE_PATTERN = r'^oslo_publish_snapshot\..+\.[0-9]+\.[0-9a-f]{6}$'
 
 
 def _kombu_connection(transport):

@@ -61,8 +61,10 @@ TOPIC = 'oslo_publish_demo'
 
 DemoError = checks.DemoError
 
-#: Seconds each half may take to stop before the demo exits anyway.
-STOP_TIMEOUT = 1.5
+#: Seconds each half may take to stop before the demo exits anyway. A
+#: half stops in about 1.5 s (listeners end their 1 s polls); a host cut
+#: short leaves its snapshot server's queues on the broker.
+STOP_TIMEOUT = 5.0
 
 
 def parse_args(argv):
@@ -155,22 +157,47 @@ def pool_name(stream):
     return 'oslo-publish-demo-%s-%s' % (stream, uuid.uuid4().hex[:8])
 
 
-def delete_pool(conf, args):
-    """Delete the run's pool queue on RabbitMQ (best effort)."""
+def delete_queues(args, names, if_unused=False):
+    """Delete queues ``names`` on RabbitMQ at exit (best effort).
+
+    :param if_unused: only a queue nobody consumes from (another process
+        of the same stream may still serve it).
+    """
     if not args.transport_url.startswith(('rabbit://', 'amqp://')):
         return
     import kombu
     first = args.transport_url.split('://', 1)[1].split(',')[0]
-    try:
-        with kombu.Connection('amqp://' + first,
-                              connect_timeout=checks.BROKER_TIMEOUT) as c:
-            c.channel().queue_delete(conf.consumer.pool)
-    except Exception:  # noqa: broad - best effort at exit
-        LOG.debug('cannot delete pool %s', conf.consumer.pool, exc_info=True)
+    for name in names:
+        try:
+            with kombu.Connection(
+                    'amqp://' + first,
+                    connect_timeout=checks.BROKER_TIMEOUT) as c:
+                c.channel().queue_delete(name, if_unused=if_unused)
+        except Exception:  # noqa: broad - best effort at exit
+            LOG.debug('cannot delete queue %s', name, exc_info=True)
+
+
+def delete_pool(conf, args):
+    """Delete the run's pool queue on RabbitMQ (best effort)."""
+    delete_queues(args, [conf.consumer.pool])
+
+
+def delete_host_queues(args, stream):
+    """Delete what a demo host leaves on RabbitMQ (best effort).
+
+    The ``<topic>.info`` queue oslo.messaging declares for every
+    notification topic (nobody reads it: consumers have their pools, so
+    it only accumulates the runs' deltas) and the stream's shared
+    snapshot queue unless another host process still serves it (each
+    host database is a stream of its own, so a fresh ``--data-dir``
+    would add one).
+    """
+    delete_queues(args, ['%s.info' % TOPIC])
+    delete_queues(args, [wire.snapshot_topic(stream)], if_unused=True)
 
 
 def stop_bounded(parts, timeout=STOP_TIMEOUT):
-    """Stop ``parts`` in order within ``timeout``; True when all did."""
+    """Stop ``parts`` in order, ``timeout`` each; True when all did."""
     def _stop():
         for part in parts:
             try:
@@ -179,7 +206,7 @@ def stop_bounded(parts, timeout=STOP_TIMEOUT):
                 LOG.debug('stop failed', exc_info=True)
     stopper = threading.Thread(target=_stop, name='demo-stop', daemon=True)
     stopper.start()
-    stopper.join(timeout)
+    stopper.join(timeout * len(parts))
     return not stopper.is_alive()
 
 
@@ -455,5 +482,7 @@ def run(args, out=sys.stdout):
             args.clean_exit = False
         if consumer is not None:
             delete_pool(conf, args)
+        if host is not None:
+            delete_host_queues(args, stream)
         if args.clean_exit:
             notify.cleanup()

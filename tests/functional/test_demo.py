@@ -15,6 +15,7 @@
 """The README's first command: the demo runs and converges."""
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -55,6 +56,14 @@ class TestDemo(base.TestCase):
                          '--data-dir', os.path.join(self.tmpdir, 'd'))
             self.assertEqual(0, proc.returncode, proc.stdout + proc.stderr)
             self.assertIn('CONVERGED (0 differences)', proc.stdout)
+        # Nothing of the runs' stream stays on the broker: the pools, the
+        # per-process snapshot queues and the stream's shared one.
+        stream = re.search(r"stream '([^']+)'", proc.stdout).group(1)
+        out = subprocess.run(['rabbitmqctl', 'list_queues', '-q',
+                              '--no-table-headers', 'name'],
+                             capture_output=True, text=True, timeout=60,
+                             check=True).stdout
+        self.assertEqual([], [q for q in out.split() if stream in q])
 
     def test_unreachable_broker_is_one_clear_line(self):
         """A dead broker prints what to check, not a traceback."""
@@ -130,6 +139,6 @@ class TestDemoBadInput(base.TestCase):
                          base.TRANSPORT_URL, '--converge-timeout', '3')
         elapsed = time.monotonic() - start
         self.assertOneLine(proc, 'did not sync within 3.0s')
-        # 3 s of waiting, the bounded stop (1.5 s) and interpreter start
+        # 3 s of waiting, the bounded stop (about 1 s) and interpreter start
         # and imports on a loaded machine; it took 29.7 s with 8 s before.
         self.assertLess(elapsed, 15.0)
