@@ -21,6 +21,7 @@ forms the help shows work with the drivers that are installed
 MySQLdb/PyMySQL).
 """
 
+import argparse
 import importlib.util
 import os
 import socket
@@ -121,6 +122,42 @@ def data_dir(path):
         raise DemoError('--data-dir %s is not a writable directory (%s)'
                         % (path, exc.strerror or exc)) from None
     return path
+
+
+def _number(kind, convert, minimum, inclusive):
+    def check(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError('%r is not %s' % (text, kind))
+        if value < minimum or (value == minimum and not inclusive) or \
+                value != value:
+            raise argparse.ArgumentTypeError('%r is not %s' % (text, kind))
+        return value
+    check.__name__ = kind
+    return check
+
+
+#: argparse types: seconds >= 0, a rate > 0, a count >= 1.
+seconds = _number('a number of seconds >= 0', float, 0, True)
+positive = _number('a number > 0', float, 0, False)
+count = _number('a whole number >= 1', int, 1, True)
+
+
+def transport_url(url):
+    """Refuse a transport URL whose scheme no installed driver serves."""
+    scheme = url.split('://', 1)[0] if '://' in url else ''
+    try:
+        from importlib import metadata
+        names = {ep.name for ep in metadata.entry_points(
+            group='oslo.messaging.drivers')}
+    except Exception:  # noqa: cannot tell; oslo.messaging will say
+        return
+    if scheme not in names:
+        raise DemoError('--transport-url %s: no oslo.messaging driver for '
+                        '%r; use fake:// (in-process) or '
+                        'rabbit://user:password@host:5672/'
+                        % (url.split('@')[-1], scheme))
 
 
 def broker(url):

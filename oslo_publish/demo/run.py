@@ -73,13 +73,13 @@ def parse_args(argv):
         description='A host service under a steady random workload and a '
                     'consumer mirroring it; ends with a verification '
                     'table.')
-    p.add_argument('--duration', type=float, default=15.0,
+    p.add_argument('--duration', type=checks.seconds, default=15.0,
                    help='seconds of workload (default 15)')
-    p.add_argument('--rate', type=float, default=40.0,
+    p.add_argument('--rate', type=checks.positive, default=40.0,
                    help='target transactions per second (default 40)')
     p.add_argument('--seed', type=int, default=1,
                    help='random seed of the workload (default 1)')
-    p.add_argument('--writers', type=int, default=2,
+    p.add_argument('--writers', type=checks.count, default=2,
                    help='concurrent writer threads (default 2)')
     p.add_argument('--role', choices=('both', 'host', 'consumer'),
                    default='both',
@@ -95,13 +95,17 @@ def parse_args(argv):
                    help='oslo.messaging URL (default fake://, in-process)')
     p.add_argument('--data-dir', default='demo-data',
                    help='directory of the default SQLite files')
-    p.add_argument('--linger', type=float, default=60.0,
+    p.add_argument('--linger', type=checks.seconds, default=60.0,
                    help='--role host: seconds to keep relaying and '
                         'serving snapshots after the workload')
-    p.add_argument('--converge-timeout', type=float, default=60.0,
+    p.add_argument('--converge-timeout', type=checks.seconds, default=60.0,
                    help='seconds to wait for the mirror to converge')
     p.add_argument('--verbose', action='store_true')
     args = p.parse_args(argv)
+    try:
+        checks.transport_url(args.transport_url)
+    except checks.DemoError as exc:
+        p.error(str(exc))
     if args.transport_url.startswith('fake') and args.role != 'both':
         p.error('--role host/consumer need a real bus: --transport-url '
                 'rabbit://...')

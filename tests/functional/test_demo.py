@@ -96,6 +96,22 @@ class TestDemoBadInput(base.TestCase):
         self.assertOneLine(self.demo('--connection', 'notadb://x'),
                            '--connection', 'unsupported')
 
+    def test_unknown_transport_scheme(self):
+        """--transport-url notatransport://x: no stevedore warning too."""
+        self.assertOneLine(self.demo('--transport-url', 'notatransport://x'),
+                           '--transport-url', 'notatransport')
+
+    def test_out_of_range_numbers(self):
+        """A negative duration or no writers: argparse's one error line."""
+        for args in (('--duration', '-1'), ('--writers', '0')):
+            proc = self.demo(*args)
+            self.assertEqual(2, proc.returncode, proc.stderr)
+            self.assertNotIn('Traceback', proc.stderr)
+            errors = [li for li in proc.stderr.splitlines()
+                      if 'error:' in li]
+            self.assertEqual(1, len(errors), proc.stderr)
+            self.assertIn(args[0], errors[0])
+
     def test_bare_file_path(self):
         """A file path instead of a URL says what a URL looks like."""
         self.assertOneLine(self.demo('--connection', '/tmp/x.sqlite'),

@@ -61,3 +61,26 @@ class TestDataDir(base.TestCase):
         path = os.path.join(self.tmpdir, 'a', 'b')
         self.assertEqual(path, checks.data_dir(path))
         self.assertTrue(os.path.isdir(path))
+
+
+class TestNumbersAndTransport(base.TestCase):
+
+    def test_numbers_out_of_range_are_refused(self):
+        """Negative seconds, a rate of 0 and no writers are bad input."""
+        import argparse
+        for check, bad in ((checks.seconds, '-1'), (checks.seconds, 'x'),
+                           (checks.positive, '0'), (checks.positive, 'nan'),
+                           (checks.count, '0'), (checks.count, '1.5')):
+            self.assertRaises(argparse.ArgumentTypeError, check, bad)
+        self.assertEqual(0.0, checks.seconds('0'))
+        self.assertEqual(0.5, checks.positive('0.5'))
+        self.assertEqual(3, checks.count('3'))
+
+    def test_unknown_transport_scheme_is_refused(self):
+        """Only a scheme an installed driver serves gets through."""
+        err = self.assertRaises(checks.DemoError, checks.transport_url,
+                                'notatransport://u:secret@x')
+        self.assertIn("'notatransport'", str(err))
+        self.assertNotIn('secret', str(err))
+        for good in ('fake://', 'rabbit://guest:guest@127.0.0.1:5672/'):
+            checks.transport_url(good)
