@@ -102,10 +102,6 @@ def parse_args(argv):
                    help='seconds to wait for the mirror to converge')
     p.add_argument('--verbose', action='store_true')
     args = p.parse_args(argv)
-    try:
-        checks.transport_url(args.transport_url)
-    except checks.DemoError as exc:
-        p.error(str(exc))
     if args.transport_url.startswith('fake') and args.role != 'both':
         p.error('--role host/consumer need a real bus: --transport-url '
                 'rabbit://...')
@@ -432,6 +428,7 @@ def run(args, out=sys.stdout):
     if args.role == 'consumer':
         checks.engine(url, 'host').dispose()
     stream = stream_for(url)
+    checks.transport_url(args.transport_url)
     checks.broker(args.transport_url)
     conf = build_conf(args, data_dir, stream, state_url)
     notify, rpc = transports(conf, args)
