@@ -35,6 +35,10 @@ def main(argv=None):
         # Every demo on a broker shares the demo's topic; a consumer
         # rejects (and would warn about) the deltas of other demo hosts.
         logging.getLogger('consumer.verify').setLevel(logging.ERROR)
+        # py-amqp warns of each delivery that arrives while a channel
+        # closes ("Received method (60, 60) during closing channel"):
+        # other demos' deltas on that shared topic, harmless at exit.
+        logging.getLogger('amqp').setLevel(logging.ERROR)
         # Libraries log their failures with tracebacks; the demo says
         # what went wrong in one line, --verbose shows the details.
         for handler in logging.getLogger().handlers:
