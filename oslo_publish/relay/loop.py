@@ -112,6 +112,11 @@ class Relay(object):
             sa.select(self._pending_query.limit(self.batch_size)
                       .subquery()))
         self._max_seq = sa.select(sa.func.max(_OUTBOX.c.seq)).where(mine)
+        # Committed by itself on PostgreSQL: all or nothing, so that a
+        # mismatch leaves no number behind (the guard).
+        self._number = numbering.number_statement(
+            _OUTBOX, _NUMBERED, engine.dialect.name,
+            guard=self._lock.autocommit_writes)
         self._any_pending = (
             sa.select(_OUTBOX.c.id).where(mine)
             .where(_OUTBOX.c.published_at.is_(None)).limit(1))
@@ -363,6 +368,9 @@ class Relay(object):
             self._set_gauges(0, 0.0, self._metrics_last_seq())
             return 0
         with self.holding() as held:
+            # Every wake-up so far came after its commit: the read below
+            # sees those entries, so they need no cycle of their own.
+            self._waker.drain()
             assigned, pending = [], []
             for row in held.conn.execute(self._cycle_batch,
                                          {'last_seq': held.last_seq}):
@@ -434,22 +442,20 @@ class Relay(object):
         entries = [publishing.Entry(row.id, first + n, row.txid,
                                     row.committed_at, row.payload)
                    for n, row in enumerate(rows)]
-        alone = self._lock.autocommit_writes
         with held.assigning() as conn:
             for start in range(0, len(entries), 500):
                 chunk = entries[start:start + 500]
                 ids = [e.id for e in chunk]
-                numbers = sa.case({e.id: e.seq for e in chunk},
-                                  value=_OUTBOX.c.id)
-                update = (_OUTBOX.update().where(_OUTBOX.c.id.in_(ids))
-                          .where(_OUTBOX.c.seq.is_(None)))
-                if alone:
-                    # Committed by itself: all or nothing, so that a
-                    # mismatch below leaves no number behind.
-                    update = update.where(~sa.exists().where(
-                        _NUMBERED.c.id.in_(ids),
-                        _NUMBERED.c.seq.isnot(None)))
-                done = conn.execute(update.values(seq=numbers)).rowcount
+                if self._number is not None:
+                    done = conn.execute(self._number, numbering.number_params(
+                        ids, chunk[0].seq)).rowcount
+                else:
+                    numbers = sa.case({e.id: e.seq for e in chunk},
+                                      value=_OUTBOX.c.id)
+                    done = conn.execute(
+                        _OUTBOX.update().where(_OUTBOX.c.id.in_(ids))
+                        .where(_OUTBOX.c.seq.is_(None))
+                        .values(seq=numbers)).rowcount
                 if done != len(chunk):
                     raise RuntimeError('numbered %d of %d entries of '
                                        'stream %s' % (done, len(chunk),
