@@ -414,11 +414,21 @@ class StreamLock(object):
         block's end sends ``COMMIT`` unless :meth:`Held.write_and_commit`
         did; anything raised rolls back (a failing ``ROLLBACK`` drops the
         connection, which ends the transaction too).
+
+        L commits without waiting for its WAL flush (``SET LOCAL
+        synchronous_commit TO OFF``): what it writes (entries marked
+        published, ``last_seq``, a renewed epoch) may be lost by a crash
+        of the database server, and only so as a whole and together with
+        nothing numbered after it (the numbering commits on W, with the
+        server's own setting, and its flush covers every commit written
+        before it). Losing it is the state of a relay that died after
+        the broker confirmed: the entries are republished with their
+        numbers and content, and a relay that saw ``last_seq`` go back
+        starts a new epoch.
         """
         try:
-            row = conn.exec_driver_sql(
-                'BEGIN ISOLATION LEVEL READ COMMITTED; ' + _LOCK_SQL,
-                {'stream': self._stream}).first()
+            row = conn.exec_driver_sql(_BEGIN_SQL + _LOCK_SQL,
+                                       {'stream': self._stream}).first()
             if row is None:
                 self._row_ready = False
                 raise _RowMissing('the row of stream %s is missing'
@@ -487,8 +497,12 @@ class StreamLock(object):
         return row[0] or 0, row[1] or self.epoch
 
 
-#: PostgreSQL: the lock of :meth:`StreamLock.hold_relay` as driver SQL
-#: (sent after ``BEGIN`` in the same round trip).
+#: PostgreSQL: how :meth:`StreamLock.hold_relay` begins L (the same
+#: round trip as the lock).
+_BEGIN_SQL = ('BEGIN ISOLATION LEVEL READ COMMITTED; '
+              'SET LOCAL synchronous_commit TO OFF; ')
+
+#: PostgreSQL: the lock of :meth:`StreamLock.hold_relay` as driver SQL.
 _LOCK_SQL = ('SELECT last_seq, epoch FROM oslo_publish_streams '
              'WHERE stream = %(stream)s FOR UPDATE')
 

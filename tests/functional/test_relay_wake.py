@@ -206,6 +206,9 @@ class TestWakePostgreSQL(_WakeTests, base.BackendTestCase):
         self.assertEqual([1, 2, 3, 4], self.receiver.wait_seqs(4))
         self.assertEqual(4, len(statements), statements)
         self.assertTrue(statements[0].startswith('BEGIN'), statements)
+        # The marking does not wait for its WAL flush; the numbering does.
+        self.assertIn('synchronous_commit TO OFF', statements[0])
+        self.assertNotIn('synchronous_commit', ' '.join(statements[1:]))
         self.assertTrue(statements[-1].endswith('; COMMIT'), statements)
         self.assertEqual([], commits)  # none of the driver's own
         self.assertEqual([], delivery.outbox_rows(self.engine, self.stream))
