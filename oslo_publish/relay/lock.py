@@ -245,8 +245,14 @@ class StreamLock(object):
         return last_seq, epoch
 
     def renew_epoch(self, conn):
-        """Give the stream a new epoch (written on ``conn``, in L)."""
+        """Give the stream a new epoch (written on ``conn``, in L).
+
+        On PostgreSQL the transaction then waits for its WAL flush at its
+        commit (L otherwise does not): a new epoch is never lost.
+        """
         epoch = wire.new_epoch()
+        if self.explicit:
+            conn.exec_driver_sql('SET LOCAL synchronous_commit TO ON')
         conn.execute(self._set_epoch, {'epoch': epoch})
         LOG.warning('Stream %(stream)s starts epoch %(epoch)s',
                     {'stream': self._stream, 'epoch': epoch})
@@ -417,14 +423,15 @@ class StreamLock(object):
 
         L commits without waiting for its WAL flush (``SET LOCAL
         synchronous_commit TO OFF``): what it writes (entries marked
-        published, ``last_seq``, a renewed epoch) may be lost by a crash
-        of the database server, and only so as a whole and together with
-        nothing numbered after it (the numbering commits on W, with the
-        server's own setting, and its flush covers every commit written
-        before it). Losing it is the state of a relay that died after
-        the broker confirmed: the entries are republished with their
-        numbers and content, and a relay that saw ``last_seq`` go back
-        starts a new epoch.
+        published, ``last_seq``) may be lost by a crash of the database
+        server, and only so as a whole and together with nothing
+        numbered after it (the numbering commits on W, with the server's
+        own setting, and its flush covers every commit written before
+        it). A renewed epoch waits for the flush (:meth:`renew_epoch`).
+        Losing a marking is the state of a relay that died after the
+        broker confirmed: the entries are republished with their numbers
+        and content, and a relay that saw ``last_seq`` go back starts a
+        new epoch.
         """
         try:
             row = conn.exec_driver_sql(_BEGIN_SQL + _LOCK_SQL,

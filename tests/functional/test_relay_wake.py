@@ -214,6 +214,28 @@ class TestWakePostgreSQL(_WakeTests, base.BackendTestCase):
         self.assertEqual([], delivery.outbox_rows(self.engine, self.stream))
         self.assertEqual(4, delivery.last_seq(self.engine, self.stream))
 
+    def test_new_epoch_waits_for_its_flush(self):
+        """PostgreSQL: L renewing the epoch commits synchronously."""
+        r = self.relay()
+        r.stream_lock.keep = True
+        delivery.write_entries(self.engine, self.stream, 1)
+        r.run_once()
+        statements = []
+
+        def count(conn, cursor, statement, *args):
+            statements.append(' '.join(statement.split()))
+        sa.event.listen(self.engine, 'before_cursor_execute', count)
+        self.addCleanup(sa.event.remove, self.engine,
+                        'before_cursor_execute', count)
+        with r.holding() as held:
+            held.epoch = r.stream_lock.renew_epoch(held.conn)
+            setting = held.conn.exec_driver_sql(
+                'SHOW synchronous_commit').scalar()
+        self.assertEqual('on', setting)
+        self.assertIn('synchronous_commit TO OFF', statements[0])
+        self.assertEqual(held.epoch, relay.read_epoch(self.engine,
+                                                      self.stream))
+
     def test_failed_cycle_rolls_back_and_frees_the_lock(self):
         """PostgreSQL: an error in a hold rolls L back; the lock is free."""
         r = self.relay()
