@@ -288,8 +288,11 @@ class StreamLock(object):
         ``BEGIN`` with the lock's ``SELECT ... FOR UPDATE`` and ``COMMIT``
         with the cycle's last write (:meth:`write_and_commit`), one round
         trip each instead of separate ones for ``BEGIN`` and ``COMMIT``.
+        Only with psycopg2, which sends several statements with client-side
+        parameters in one round trip.
         """
-        return self._engine.dialect.name == 'postgresql'
+        dialect = self._engine.dialect
+        return dialect.name == 'postgresql' and dialect.driver == 'psycopg2'
 
     @property
     def autocommit_writes(self):
