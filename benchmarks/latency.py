@@ -15,9 +15,13 @@
 """Figure 3, latency: commit -> visible in the consumer's cache.
 
 One process holds the host (``oslo_publish.install``, outbox delivery,
-relay in process, PostgreSQL), two writer threads paced to 200
-single-row UPDATE transactions per second in all, and a push consumer
-(RabbitMQ, state store on PostgreSQL) with a change handler. Each
+relay in process, PostgreSQL) and two writer threads paced to 200
+single-row UPDATE transactions per second in all; a push consumer
+(RabbitMQ, state store on PostgreSQL) with a change handler runs in a
+process of its own, as another service would (the deployment shape). The
+same is measured with the consumer in the host's process too (``shape``
+``inline``): one interpreter lock then serves writers, relay and
+consumer, which shows what sharing it costs. Each
 update writes a unique ``value``; the writer notes the wall-clock time
 when it called ``commit()`` (logical decoding often delivers a change
 before ``commit()`` has returned to Python, so the call is the common
@@ -38,6 +42,7 @@ to the consumer -> visible to the consumer's handlers), from the
 timestamps the messages carry and a tap queue beside the consumer's.
 """
 
+import multiprocessing
 import threading
 import time
 
@@ -109,38 +114,131 @@ def _summary(samples, missing, committed, duration):
             'tx_per_s': committed / duration}
 
 
-class _Library(object):
+class _Observer(object):
+    """The consumer with the latency handler, and the stage tap."""
 
-    def __init__(self, host_url, state_url):
+    def __init__(self, state_url, nm):
+        self.seen = _Seen()
+        self._consumer = common.consumer(common.consumer_conf(state_url, nm))
+        consumer = self._consumer.__enter__()
+        try:
+            consumer.add_handler('latency', _handler(self.seen))
+            if not consumer.wait_synced(120):
+                raise RuntimeError('latency consumer did not sync')
+            self.tap = stages.Tap(nm)
+        except BaseException:
+            self._consumer.__exit__(None, None, None)
+            raise
+
+    def collect(self, commits, timeout):
+        """``(handled {(id, value): time}, tapped)`` once all were seen."""
+        self.seen.latencies(commits, timeout)
+        with self.seen._lock:
+            handled = dict(self.seen.times)
+        with self.tap._lock:
+            tapped = dict(self.tap.seen)
+        return handled, tapped
+
+    def close(self):
+        self.tap.close()
+        self._consumer.__exit__(None, None, None)
+
+
+def _observer_main(pipe, state_url, nm):
+    """The consumer's own process: answers ``collect`` requests."""
+    try:
+        observer = _Observer(state_url, nm)
+    except BaseException as exc:
+        pipe.send(('error', repr(exc)))
+        return
+    pipe.send(('ready', None))
+    try:
+        while True:
+            request = pipe.recv()
+            if request[0] == 'stop':
+                break
+            pipe.send(('collected', observer.collect(*request[1:])))
+    finally:
+        observer.close()
+
+
+class _RemoteObserver(object):
+    """:class:`_Observer` in a process of its own (spawned, not forked)."""
+
+    def __init__(self, state_url, nm):
+        context = multiprocessing.get_context('spawn')
+        self._pipe, child = context.Pipe()
+        self._proc = context.Process(target=_observer_main, daemon=True,
+                                     args=(child, state_url, nm))
+        self._proc.start()
+        child.close()
+        if not self._pipe.poll(180):
+            self.close()
+            raise RuntimeError('latency consumer process did not start')
+        kind, detail = self._pipe.recv()
+        if kind != 'ready':
+            self.close()
+            raise RuntimeError('latency consumer process: %s' % detail)
+
+    def collect(self, commits, timeout):
+        self._pipe.send(('collect', commits, timeout))
+        if not self._pipe.poll(timeout + 60):
+            raise RuntimeError('latency consumer process did not answer')
+        return self._pipe.recv()[1]
+
+    def close(self):
+        try:
+            self._pipe.send(('stop',))
+        except OSError:
+            pass
+        self._proc.join(30)
+        if self._proc.is_alive():
+            self._proc.terminate()
+            self._proc.join(10)
+
+
+def _latencies(commits, handled):
+    got = [(handled[(k, v)] - t) * 1000.0 for k, v, t in commits
+           if (k, v) in handled]
+    return got, len(commits) - len(got)
+
+
+class _Library(object):
+    """The host in this process; the consumer in its own or this one.
+
+    :param shape: ``'process'`` (the consumer in a process of its own)
+        or ``'inline'`` (in this process, sharing its interpreter lock).
+    """
+
+    def __init__(self, host_url, state_url, shape='process'):
         import oslo_publish
         self.nm = common.names('lat')
         self.engine, maker = _writers(host_url)
         self.handle = oslo_publish.install(
             common.host_conf(host_url, self.nm), maker,
             metadata=common.Base.metadata)
-        self.seen = _Seen()
         self.writers = host_mod.Writers(maker)
-        self._consumer = common.consumer(
-            common.consumer_conf(state_url, self.nm))
-        self.consumer = self._consumer.__enter__()
-        self.consumer.add_handler('latency', _handler(self.seen))
-        if not self.consumer.wait_synced(120):
-            raise RuntimeError('latency consumer did not sync')
-        self.tap = stages.Tap(self.nm)
+        try:
+            if shape == 'inline':
+                self.observer = _Observer(state_url, self.nm)
+            else:
+                self.observer = _RemoteObserver(state_url, self.nm)
+        except BaseException:
+            self.handle.stop()
+            self.engine.dispose()
+            raise
 
     def measure(self, duration):
         done = _write(self.writers, duration)
-        got, missing = self.seen.latencies(done['commits'], 30)
+        commits = [tuple(c) for c in done['commits']]
+        handled, tapped = self.observer.collect(commits, 30)
+        got, missing = _latencies(commits, handled)
         result = _summary(got, missing, done['committed'], done['elapsed'])
-        with self.seen._lock:
-            handled = dict(self.seen.times)
-        result['stages'] = stages.breakdown(done['commits'], handled,
-                                            self.tap.seen)
+        result['stages'] = stages.breakdown(commits, handled, tapped)
         return result
 
     def close(self):
-        self.tap.close()
-        self._consumer.__exit__(None, None, None)
+        self.observer.close()
         self.handle.stop()
         self.engine.dispose()
         common.cleanup_broker(self.nm)
@@ -172,15 +270,19 @@ class _Logical(object):
 
 def run(opts):
     duration, reps = (3.0, 2) if opts.quick else (10.0, 3)
-    runs = {'library': [], 'logical': []}
+    runs = {'library': [], 'inline': [], 'logical': []}
     with common.database() as host_url, common.database() as state_url, \
+            common.database() as inline_host_url, \
+            common.database() as inline_state_url, \
             pgcluster.cluster() as server, \
             pgcluster.database(server) as slot_url:
-        common.create_host_tables(host_url, TABLE_ROWS)
-        common.create_host_tables(slot_url, TABLE_ROWS)
+        for url in (host_url, inline_host_url, slot_url):
+            common.create_host_tables(url, TABLE_ROWS)
         sides = {}
         try:
             sides['library'] = _Library(host_url, state_url)
+            sides['inline'] = _Library(inline_host_url, inline_state_url,
+                                       shape='inline')
             sides['logical'] = _Logical(slot_url)
             for rep in range(reps):
                 order = sorted(sides, reverse=bool(rep % 2))
@@ -193,12 +295,9 @@ def run(opts):
                   for key in ('p50_ms', 'p99_ms', 'tx_per_s')}
            for name, got in runs.items() if got}
     lib, ref = med['library'], med['logical']
-    breakdown = {
-        stage: {key: common.median([r['stages'][stage][key]
-                                    for r in runs['library']
-                                    if r['stages'][stage][key] is not None])
-                for key in ('p50_ms', 'p99_ms')}
-        for stage in stages.STAGES}
+    breakdowns = {name: _breakdown(runs[name])
+                  for name in ('library', 'inline')}
+    breakdown = breakdowns['library']
     figures = []
     for key, target, limit, label in (
             ('p50_ms', TARGET_P50_MS, LIMIT_P50_MS, 'p50'),
@@ -214,15 +313,34 @@ def run(opts):
                 stage.replace('_', ' '),
                 _fmt_ms(breakdown[stage]['p99_ms'])),
             breakdown[stage]['p50_ms'], 'ms'))
+    for key, label in (('p50_ms', 'p50'), ('p99_ms', 'p99')):
+        figures.append(common.figure(
+            '3 latency commit -> cache, consumer in the host process, %s'
+            % label, med['inline'][key], 'ms', lib[key],
+            'consumer in its own process', ratio_label='x own process'))
     return {'name': 'latency', 'title': 'Latency commit -> consumer cache',
             'figures': figures,
             'data': {'rate': RATE, 'duration_s': duration,
                      'repetitions': reps, 'medians': med, 'runs': runs,
-                     'stages': breakdown, 'logical': True,
+                     'stages': breakdown,
+                     'stages_inline': breakdowns['inline'],
+                     'consumer': 'own process (stages, main figures); '
+                                 'inline: in the host process',
+                     'logical': True,
                      'targets_ms': {'p50': TARGET_P50_MS,
                                     'p99': TARGET_P99_MS},
                      'limits_ms': {'p50': LIMIT_P50_MS,
                                    'p99': LIMIT_P99_MS}}}
+
+
+def _breakdown(runs):
+    """Medians over the repetitions of each stage's p50 and p99."""
+    return {stage: {key: common.median([r['stages'][stage][key]
+                                        for r in runs
+                                        if r['stages'][stage][key]
+                                        is not None])
+                    for key in ('p50_ms', 'p99_ms')}
+            for stage in stages.STAGES}
 
 
 def _fmt_ms(value):
@@ -232,8 +350,10 @@ def _fmt_ms(value):
 def plot(result, plt):
     data = result['data']
     fig, (ax, right) = plt.subplots(1, 2, figsize=(11, 4))
-    names = [n for n in ('library', 'logical') if n in data['medians']]
-    labels = {'library': 'oslo.publish\n(outbox, RabbitMQ)',
+    names = [n for n in ('library', 'inline', 'logical')
+             if n in data['medians']]
+    labels = {'library': 'oslo.publish\n(consumer: own process)',
+              'inline': 'oslo.publish\n(consumer in host process)',
               'logical': 'PG logical decoding\n(private cluster)'}
     x = range(len(names))
     ax.bar([i - 0.2 for i in x], [data['medians'][n]['p50_ms']

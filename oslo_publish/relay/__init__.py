@@ -42,9 +42,13 @@ write:
    ``last_seq`` (in L, committed when the lock is released; on SQLite in
    a short ``BEGIN IMMEDIATE`` transaction).
 
-That is two commits and six statements per cycle on PostgreSQL and
-MariaDB (lock, read, number, delete, position, plus the transaction
-control), on connections the relay keeps (no pool checkout per cycle).
+That is two commits per cycle on connections the relay keeps (no pool
+checkout per cycle). On PostgreSQL it is four round trips: L's ``BEGIN``
+travels with the lock, the numbering commits by itself (autocommit), the
+marking is one statement sent with L's ``COMMIT``, and L commits without
+waiting for its WAL flush (module ``lock``: a crash of the database may
+lose the last markings, never a number; the entries are then published
+again with their numbers).
 
 A number, once given to an entry, is durable and is never given to
 another entry, so a consumer that applied a message never drops a

@@ -141,6 +141,23 @@ class Held(object):
         self.last_seq = last_seq
         self.epoch = epoch
         self._lock = lock
+        #: Set once the lock transaction was committed (the lock is then
+        #: released; see :meth:`write_and_commit`).
+        self.committed = False
+
+    @property
+    def can_commit_with(self):
+        """True when :meth:`write_and_commit` saves a round trip."""
+        return self._lock is not None and self._lock.explicit
+
+    def write_and_commit(self, sql, params):
+        """Run driver-level ``sql`` in L and commit L, in one round trip.
+
+        Only as the last thing a cycle does: the lock is released.
+        PostgreSQL (:attr:`StreamLock.explicit`) only.
+        """
+        self._lock.write_and_commit(self.conn, sql, params)
+        self.committed = True
 
     def assigning(self):
         """Context: a connection whose writes are committed on exit."""
@@ -228,8 +245,14 @@ class StreamLock(object):
         return last_seq, epoch
 
     def renew_epoch(self, conn):
-        """Give the stream a new epoch (written on ``conn``, in L)."""
+        """Give the stream a new epoch (written on ``conn``, in L).
+
+        On PostgreSQL the transaction then waits for its WAL flush at its
+        commit (L otherwise does not): a new epoch is never lost.
+        """
         epoch = wire.new_epoch()
+        if self.explicit:
+            conn.exec_driver_sql('SET LOCAL synchronous_commit TO ON')
         conn.execute(self._set_epoch, {'epoch': epoch})
         LOG.warning('Stream %(stream)s starts epoch %(epoch)s',
                     {'stream': self._stream, 'epoch': epoch})
@@ -258,6 +281,20 @@ class StreamLock(object):
         self._local = threading.Lock()
 
     @property
+    def explicit(self):
+        """True when :meth:`hold_relay` sends the transaction control.
+
+        PostgreSQL: L is in driver autocommit and the relay sends
+        ``BEGIN`` with the lock's ``SELECT ... FOR UPDATE`` and ``COMMIT``
+        with the cycle's last write (:meth:`write_and_commit`), one round
+        trip each instead of separate ones for ``BEGIN`` and ``COMMIT``.
+        Only with psycopg2, which sends several statements with client-side
+        parameters in one round trip.
+        """
+        dialect = self._engine.dialect
+        return dialect.name == 'postgresql' and dialect.driver == 'psycopg2'
+
+    @property
     def autocommit_writes(self):
         """True when :meth:`assigning` runs each statement on its own.
 
@@ -275,7 +312,8 @@ class StreamLock(object):
         if conn is None or conn.closed or conn.invalidated:
             conn = self._engine.connect()
             level = 'READ COMMITTED'
-            if name == 'write' and self.autocommit_writes:
+            if (name == 'write' and self.autocommit_writes) or \
+                    name == 'explicit':
                 level = 'AUTOCOMMIT'
             conn.execution_options(isolation_level=level)
             self._conns[name] = conn
@@ -369,8 +407,62 @@ class StreamLock(object):
                         raise
                     yield Held(conn, *row, lock=self)
                 return
+            if self.explicit:
+                with self._kept('explicit') as conn:
+                    with self._explicit(conn) as held:
+                        yield held
+                return
             with self._kept('lock') as conn:
                 yield Held(conn, *self._locked_row(conn), lock=self)
+
+    @contextlib.contextmanager
+    def _explicit(self, conn):
+        """L with the transaction control sent by the relay (PostgreSQL).
+
+        ``BEGIN`` travels with the lock's ``SELECT ... FOR UPDATE``; the
+        block's end sends ``COMMIT`` unless :meth:`Held.write_and_commit`
+        did; anything raised rolls back (a failing ``ROLLBACK`` drops the
+        connection, which ends the transaction too).
+
+        L commits without waiting for its WAL flush (``SET LOCAL
+        synchronous_commit TO OFF``): what it writes (entries marked
+        published, ``last_seq``) may be lost by a crash of the database
+        server, and only so as a whole and together with nothing
+        numbered after it (the numbering commits on W, with the server's
+        own setting, and its flush covers every commit written before
+        it). A renewed epoch waits for the flush (:meth:`renew_epoch`).
+        Losing a marking is the state of a relay that died after the
+        broker confirmed: the entries are republished with their numbers
+        and content, and a relay that saw ``last_seq`` go back starts a
+        new epoch.
+        """
+        try:
+            row = conn.exec_driver_sql(_BEGIN_SQL + _LOCK_SQL,
+                                       {'stream': self._stream}).first()
+            if row is None:
+                self._row_ready = False
+                raise _RowMissing('the row of stream %s is missing'
+                                  % self._stream)
+            last_seq, epoch = row
+            if epoch is None:
+                epoch = self.renew_epoch(conn)
+            self.epoch = epoch
+            held = Held(conn, last_seq, epoch, lock=self)
+            yield held
+            if not held.committed:
+                conn.exec_driver_sql('COMMIT')
+        except BaseException:
+            try:
+                conn.exec_driver_sql('ROLLBACK')
+            except Exception:  # noqa: closing the session ends it too
+                LOG.debug('Rolling back the relay lock failed',
+                          exc_info=True)
+                self._drop('explicit')
+            raise
+
+    def write_and_commit(self, conn, sql, params):
+        """``sql`` then ``COMMIT`` on L in one round trip (PostgreSQL)."""
+        conn.exec_driver_sql(sql + '; COMMIT', params)
 
     @contextlib.contextmanager
     def assigning(self, conn):
@@ -413,6 +505,16 @@ class StreamLock(object):
         if row[1] is not None:
             self.epoch = row[1]
         return row[0] or 0, row[1] or self.epoch
+
+
+#: PostgreSQL: how :meth:`StreamLock.hold_relay` begins L (the same
+#: round trip as the lock).
+_BEGIN_SQL = ('BEGIN ISOLATION LEVEL READ COMMITTED; '
+              'SET LOCAL synchronous_commit TO OFF; ')
+
+#: PostgreSQL: the lock of :meth:`StreamLock.hold_relay` as driver SQL.
+_LOCK_SQL = ('SELECT last_seq, epoch FROM oslo_publish_streams '
+             'WHERE stream = %(stream)s FOR UPDATE')
 
 
 class _RowMissing(RuntimeError):

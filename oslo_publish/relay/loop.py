@@ -24,6 +24,7 @@ import time
 
 from oslo_log import log
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from oslo_publish import exceptions
 from oslo_publish import metrics as metrics_mod
@@ -112,6 +113,11 @@ class Relay(object):
             sa.select(self._pending_query.limit(self.batch_size)
                       .subquery()))
         self._max_seq = sa.select(sa.func.max(_OUTBOX.c.seq)).where(mine)
+        # Committed by itself on PostgreSQL: all or nothing, so that a
+        # mismatch leaves no number behind (the guard).
+        self._number = numbering.number_statement(
+            _OUTBOX, _NUMBERED, engine.dialect.name,
+            guard=self._lock.autocommit_writes)
         self._any_pending = (
             sa.select(_OUTBOX.c.id).where(mine)
             .where(_OUTBOX.c.published_at.is_(None)).limit(1))
@@ -130,6 +136,19 @@ class Relay(object):
                 .values(last_seq=sa.bindparam('seq'),
                         updated_at=sa.bindparam('now'))
                 .add_cte(self._delete_ids.cte('confirmed')))
+            # The same as driver SQL (the ids as one array), sent with
+            # the COMMIT at the end of a cycle (Held.write_and_commit).
+            array = sa.cast(sa.bindparam('ids'),
+                            postgresql.ARRAY(sa.BigInteger))
+            compiled = (
+                streams.update().where(
+                    streams.c.stream == sa.bindparam('stream'))
+                .values(last_seq=sa.bindparam('seq'),
+                        updated_at=sa.bindparam('now'))
+                .add_cte(_OUTBOX.delete().where(
+                    _OUTBOX.c.id == sa.any_(array)).cte('confirmed'))
+            ).compile(dialect=engine.dialect)
+            self._mark_sql = compiled.string
         self._stamp_ids = (_OUTBOX.update().where(_OUTBOX.c.id.in_(ids))
                            .values(published_at=sa.bindparam('now')))
         self._expire = (_OUTBOX.delete().where(mine)
@@ -363,6 +382,9 @@ class Relay(object):
             self._set_gauges(0, 0.0, self._metrics_last_seq())
             return 0
         with self.holding() as held:
+            # Every wake-up so far came after its commit: the read below
+            # sees those entries, so they need no cycle of their own.
+            self._waker.drain()
             assigned, pending = [], []
             for row in held.conn.execute(self._cycle_batch,
                                          {'last_seq': held.last_seq}):
@@ -376,7 +398,7 @@ class Relay(object):
                 highest = rows[-1].seq if rows else held.last_seq
                 rows += self.assign(
                     held, pending[:self.batch_size - len(rows)], highest)
-            done, failure = self.publish_rows(held, rows)
+            done, failure = self.publish_rows(held, rows, last=True)
         if failure is None and len(rows) < self.batch_size:
             # The outbox was drained: no need to count it.
             self._set_gauges(0, 0.0, held.last_seq)
@@ -434,22 +456,20 @@ class Relay(object):
         entries = [publishing.Entry(row.id, first + n, row.txid,
                                     row.committed_at, row.payload)
                    for n, row in enumerate(rows)]
-        alone = self._lock.autocommit_writes
         with held.assigning() as conn:
             for start in range(0, len(entries), 500):
                 chunk = entries[start:start + 500]
                 ids = [e.id for e in chunk]
-                numbers = sa.case({e.id: e.seq for e in chunk},
-                                  value=_OUTBOX.c.id)
-                update = (_OUTBOX.update().where(_OUTBOX.c.id.in_(ids))
-                          .where(_OUTBOX.c.seq.is_(None)))
-                if alone:
-                    # Committed by itself: all or nothing, so that a
-                    # mismatch below leaves no number behind.
-                    update = update.where(~sa.exists().where(
-                        _NUMBERED.c.id.in_(ids),
-                        _NUMBERED.c.seq.isnot(None)))
-                done = conn.execute(update.values(seq=numbers)).rowcount
+                if self._number is not None:
+                    done = conn.execute(self._number, numbering.number_params(
+                        ids, chunk[0].seq)).rowcount
+                else:
+                    numbers = sa.case({e.id: e.seq for e in chunk},
+                                      value=_OUTBOX.c.id)
+                    done = conn.execute(
+                        _OUTBOX.update().where(_OUTBOX.c.id.in_(ids))
+                        .where(_OUTBOX.c.seq.is_(None))
+                        .values(seq=numbers)).rowcount
                 if done != len(chunk):
                     raise RuntimeError('numbered %d of %d entries of '
                                        'stream %s' % (done, len(chunk),
@@ -463,9 +483,12 @@ class Relay(object):
             raise failure
         return done
 
-    def publish_rows(self, held, rows):
+    def publish_rows(self, held, rows, last=False):
         """Publish numbered entries (seq order) under ``held``; mark them.
 
+        :param last: nothing follows in this hold: the marking may commit
+            the lock transaction (releasing the lock) in the same round
+            trip.
         :returns: ``(entries confirmed, DeliveryError or None)``.
         """
         if not rows:
@@ -483,15 +506,22 @@ class Relay(object):
             self._opts.max_message_bytes, entries, epoch=held.epoch)
         if confirmed:
             self._last_sent = time.monotonic()
-            self._mark(held, confirmed)
+            self._mark(held, confirmed, last)
         return len(confirmed), failure
 
-    def _mark(self, held, confirmed):
+    def _mark(self, held, confirmed, last=False):
         """Delete (or stamp) confirmed entries and move ``last_seq``."""
         ids = [entry_id for entry_id, _ in confirmed]
         seq = max(held.last_seq, confirmed[-1][1]['seq'])
         now = numbering.utcnow()
         retention = self._opts.outbox_retention
+        if last and retention <= 0 and held.can_commit_with and \
+                len(ids) <= 500:
+            held.write_and_commit(self._mark_sql, {
+                'ids': ids, 'seq': seq, 'now': now,
+                'stream': self._stream})
+            held.last_seq = seq
+            return
         if retention <= 0 and self._mark_in_one is not None and \
                 len(ids) <= 500:
             with held.marking() as conn:

@@ -18,6 +18,9 @@
 import datetime
 import random
 
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
 #: First backoff delay in seconds (doubles up to retry_max_backoff).
 BACKOFF_START = 0.1
 
@@ -48,3 +51,47 @@ def next_seq(last_seq, assigned):
     """
     return max([last_seq or 0] + [seq for seq in assigned
                                   if seq is not None]) + 1
+
+
+def number_statement(table, alias, dialect, guard=False):
+    """The UPDATE giving entries consecutive numbers in id order.
+
+    Built once, so that it is compiled once: its parameters are the ids
+    and the first number (``{'ids': [...], 'first': n}``); entry
+    ``ids[i]`` gets ``first + i``. PostgreSQL passes the ids
+    as one array (``array_position``), MariaDB/MySQL as an expanding list
+    (``FIELD``). None for other databases (SQLite: the caller writes the
+    numbers as a ``CASE`` over the ids). Only entries without a number
+    are touched; the caller compares the row count.
+
+    :param table: the outbox table.
+    :param alias: another alias of it (for the guard).
+    :param guard: number all the entries or none: nothing is updated
+        when one of them has a number already (for a statement committed
+        by itself).
+    """
+    first = sa.bindparam('first', type_=sa.BigInteger) - 1
+    if dialect == 'postgresql':
+        ids = sa.cast(sa.bindparam('ids'), postgresql.ARRAY(sa.BigInteger))
+        update = table.update().where(table.c.id == sa.any_(ids))
+        seq = first + sa.func.array_position(ids, table.c.id)
+        mine = alias.c.id == sa.any_(ids)
+    elif dialect in ('mysql', 'mariadb'):
+        update = table.update().where(
+            table.c.id.in_(sa.bindparam('ids', expanding=True)))
+        seq = first + sa.func.find_in_set(table.c.id,
+                                          sa.bindparam('id_list'))
+        mine = alias.c.id.in_(sa.bindparam('ids', expanding=True))
+    else:
+        return None
+    update = update.where(table.c.seq.is_(None))
+    if guard:
+        update = update.where(~sa.exists().where(
+            mine, alias.c.seq.isnot(None)))
+    return update.values(seq=seq)
+
+
+def number_params(ids, first):
+    """The parameters of :func:`number_statement`."""
+    return {'ids': ids, 'first': first,
+            'id_list': ','.join(str(int(ident)) for ident in ids)}

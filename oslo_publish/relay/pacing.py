@@ -147,20 +147,29 @@ class Pacer(object):
         self._share = share
         self._max_pause = max_pause
         self._began = 0.0
+        self._began_cpu = 0.0
         self._next = 0.0
 
     def begin(self):
-        """A cycle begins now."""
+        """A cycle begins now (in the thread that runs it)."""
         self._began = time.monotonic()
+        self._began_cpu = time.thread_time()
 
     def end(self, worked):
-        """The cycle ended; ``worked``: it published anything."""
+        """The cycle ended; ``worked``: it published anything.
+
+        Called in the thread that called :meth:`begin`: the cost is that
+        thread's CPU time since (what the cycle took from the writers'
+        interpreter and cores); its waits for the database and the broker
+        are not counted.
+        """
         if not worked or self._share >= 1.0:
             self._next = 0.0
             return
-        cost = time.monotonic() - self._began
+        cost = max(0.0, time.thread_time() - self._began_cpu)
+        elapsed = time.monotonic() - self._began
         self._next = self._began + min(cost / self._share,
-                                       cost + self._max_pause)
+                                       elapsed + self._max_pause)
 
     @property
     def next_start(self):

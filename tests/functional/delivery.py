@@ -229,11 +229,11 @@ class DieBeforeMark(fixtures.Fixture):
         real = relay.Relay._mark
         fixture = self
 
-        def mark(self, held, confirmed):
+        def mark(self, held, confirmed, *args, **kwargs):
             if fixture.deaths == 0:
                 fixture.deaths += 1
                 raise RelayDied('relay died after the broker confirmed')
-            return real(self, held, confirmed)
+            return real(self, held, confirmed, *args, **kwargs)
         self.useFixture(fixtures.MonkeyPatch(
             'oslo_publish.relay.Relay._mark', mark))
 

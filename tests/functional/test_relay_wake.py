@@ -178,6 +178,94 @@ class TestWakeMySQL(_WakeTests, base.BackendTestCase):
 class TestWakePostgreSQL(_WakeTests, base.BackendTestCase):
     BACKEND = 'postgresql'
 
+    def test_cycle_round_trips(self):
+        """PostgreSQL: a cycle is 4 round trips on the host database.
+
+        BEGIN travels with the lock, COMMIT with the marking; the
+        numbering commits by itself.
+        """
+        self.conf.set_override('batch_size', 100, 'oslo_publish')
+        r = self.relay()
+        delivery.write_entries(self.engine, self.stream, 1)
+        r.stream_lock.keep = True  # as while its thread runs
+        r.run_once()
+        delivery.write_entries(self.engine, self.stream, 3, start=2)
+        statements, commits = [], []
+
+        def count(conn, cursor, statement, *args):
+            statements.append(' '.join(statement.split()))
+
+        def commit(conn):
+            if not conn.connection.dbapi_connection.autocommit:
+                commits.append(conn)
+        for name, hook in (('before_cursor_execute', count),
+                           ('commit', commit)):
+            sa.event.listen(self.engine, name, hook)
+            self.addCleanup(sa.event.remove, self.engine, name, hook)
+        self.assertEqual(3, r.run_once(check=False))
+        self.assertEqual([1, 2, 3, 4], self.receiver.wait_seqs(4))
+        self.assertEqual(4, len(statements), statements)
+        self.assertTrue(statements[0].startswith('BEGIN'), statements)
+        # The marking does not wait for its WAL flush; the numbering does.
+        self.assertIn('synchronous_commit TO OFF', statements[0])
+        self.assertNotIn('synchronous_commit', ' '.join(statements[1:]))
+        self.assertTrue(statements[-1].endswith('; COMMIT'), statements)
+        self.assertEqual([], commits)  # none of the driver's own
+        self.assertEqual([], delivery.outbox_rows(self.engine, self.stream))
+        self.assertEqual(4, delivery.last_seq(self.engine, self.stream))
+
+    def test_new_epoch_waits_for_its_flush(self):
+        """PostgreSQL: L renewing the epoch commits synchronously."""
+        r = self.relay()
+        r.stream_lock.keep = True
+        delivery.write_entries(self.engine, self.stream, 1)
+        r.run_once()
+        statements = []
+
+        def count(conn, cursor, statement, *args):
+            statements.append(' '.join(statement.split()))
+        sa.event.listen(self.engine, 'before_cursor_execute', count)
+        self.addCleanup(sa.event.remove, self.engine,
+                        'before_cursor_execute', count)
+        with r.holding() as held:
+            held.epoch = r.stream_lock.renew_epoch(held.conn)
+            setting = held.conn.exec_driver_sql(
+                'SHOW synchronous_commit').scalar()
+        self.assertEqual('on', setting)
+        self.assertIn('synchronous_commit TO OFF', statements[0])
+        self.assertEqual(held.epoch, relay.read_epoch(self.engine,
+                                                      self.stream))
+
+    def test_failed_cycle_rolls_back_and_frees_the_lock(self):
+        """PostgreSQL: an error in a hold rolls L back; the lock is free."""
+        r = self.relay()
+        r.stream_lock.keep = True
+        delivery.write_entries(self.engine, self.stream, 1)
+        r.run_once()
+        with self.engine.connect() as conn:
+            before = conn.execute(sa.select(outbox.streams.c.updated_at)
+                                  .where(outbox.streams.c.stream
+                                         == self.stream)).scalar()
+
+        def fail():
+            with r.holding() as held:
+                r.stream_lock.set_last_seq(held.conn, 99)
+                raise RuntimeError('boom')
+        self.assertRaises(RuntimeError, fail)
+        self.assertEqual(1, delivery.last_seq(self.engine, self.stream))
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("SET lock_timeout = '2s'")
+            streams = outbox.streams
+            row = conn.execute(
+                sa.select(streams.c.last_seq, streams.c.updated_at)
+                .where(streams.c.stream == self.stream)
+                .with_for_update()).one()
+            conn.rollback()
+        self.assertEqual((1, before), tuple(row))
+        delivery.write_entries(self.engine, self.stream, 1, start=2)
+        self.assertEqual(1, r.run_once())
+        self.assertEqual([1, 2], self.receiver.wait_seqs(2))
+
     def test_standalone_relay_is_woken_by_notify(self):
         """A relay with listen=True publishes at the NOTIFY of a commit."""
         self.conf.set_override('relay_poll_interval', 30.0, 'oslo_publish')

@@ -400,7 +400,9 @@ class TestUtilization(base.TestCase):
     def setUp(self):
         super().setUp()
         self.now = 100.0
-        clock = types.SimpleNamespace(monotonic=lambda: self.now)
+        self.cpu = 1.0
+        clock = types.SimpleNamespace(monotonic=lambda: self.now,
+                                      thread_time=lambda: self.cpu)
         self.useFixture(fixtures.MonkeyPatch(
             'oslo_publish.relay.pacing.time', clock))
 
@@ -432,9 +434,31 @@ class TestUtilization(base.TestCase):
         pacer = pacing.Pacer(0.1, max_pause=1.0)
         pacer.begin()
         self.now += 0.01
+        self.cpu += 0.01
         pacer.end(True)
         self.assertGreater(pacer.delay(), 0.05)
         self.assertFalse(pacer.pause(False, activity))
+
+    def test_waiting_is_not_cost(self):
+        """A cycle's waits (database, broker) add no pause; its CPU does.
+
+        The cost is the thread's CPU time: a cycle that took 50 ms but
+        1 ms of CPU at share 0.1 spaces the next 10 ms after its start,
+        which has passed.
+        """
+        pacer = pacing.Pacer(0.1, max_pause=1.0)
+        pacer.begin()
+        began = self.now
+        self.now += 0.05
+        self.cpu += 0.001
+        pacer.end(True)
+        self.assertAlmostEqual(began + 0.01, pacer.next_start)
+        self.assertEqual(0.0, pacer.delay())
+        pacer.begin()
+        self.now += 0.001
+        self.cpu += 0.001
+        pacer.end(True)
+        self.assertAlmostEqual(0.009, pacer.delay())
 
 
 class _Saturated(pacing.Activity):
