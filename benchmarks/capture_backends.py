@@ -25,8 +25,10 @@ machine's PostgreSQL for the consumers' state stores:
   worker process of its own, modes interleaved in short blocks, the
   ratio of a mode the median of its per-round ratios to the baseline
   (paired): ``baseline`` (no middleware), ``session`` (figure 1's
-  ``outbox``: session capture, relay in process) and ``logical``
-  (``capture = logical``, relay and stager in process);
+  ``outbox``: session capture, relay in process), ``logical``
+  (``capture = logical``, relay and stager in process) and
+  ``logical_standalone`` (the relay and its log reader in another
+  process, as ``oslo-publish-relay``);
 * write throughput: two writer threads committing single-row UPDATE
   transactions as fast as they can for a fixed time on a database
   without the middleware (baseline), one with ``capture = session`` and
@@ -63,9 +65,13 @@ RATE = 200
 SIDES = ('baseline', 'session', 'logical')
 BACKENDS = ('postgresql', 'mysql')
 LABELS = {'postgresql': '', 'mysql': ', MariaDB'}
-#: write_path modes of the sides (``outbox`` is session capture).
+#: write_path modes of the sides (``outbox`` is session capture);
+#: ``logical_standalone``: the relay and its log reader in another
+#: process (``oslo-publish-relay``), write path only.
 WRITE_PATH_MODES = {'baseline': 'baseline', 'session': 'outbox',
-                    'logical': 'logical'}
+                    'logical': 'logical',
+                    'logical_standalone': 'logical_standalone'}
+WRITE_PATH_SIDES = SIDES + ('logical_standalone',)
 
 
 class _Side(object):
@@ -176,12 +182,12 @@ def _database(backend, server):
 
 def _write_path(backend, server, transactions, repetitions):
     """Figure 1's measurement of the three sides (ms, paired ratios)."""
-    modes = tuple(WRITE_PATH_MODES[name] for name in SIDES)
+    modes = tuple(WRITE_PATH_MODES[name] for name in WRITE_PATH_SIDES)
     with _database(backend, server) as url:
         got = write_path.measure(backend, transactions, repetitions,
                                  modes=modes, url=url)
     by_side = {}
-    for name in SIDES:
+    for name in WRITE_PATH_SIDES:
         mode = WRITE_PATH_MODES[name]
         by_side[name] = {
             'ms': got['median_ms_per_transaction'][mode],
@@ -248,10 +254,12 @@ def _figures(backend, data):
     med_lat = data['median_latency']
     wp = data['write_path']
     figures = []
-    for name in ('logical', 'session'):
+    for name in ('logical', 'logical_standalone', 'session'):
+        side = ('logical, standalone relay' if name == 'logical_standalone'
+                else name)
         figures.append(common.figure(
             '8 write path, capture = %s%s (ms per 5-change tx)'
-            % (name, label), wp[name]['ms'], 'ms', wp['baseline']['ms'],
+            % (side, label), wp[name]['ms'], 'ms', wp['baseline']['ms'],
             'no middleware, same server (figure 1 method)',
             ratio_label='x baseline (median of paired ratios %.3g)'
             % wp[name]['ratio']))
