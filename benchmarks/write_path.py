@@ -57,6 +57,13 @@ import time
 import uuid
 
 MODES = ('baseline', 'outbox', 'outbox_standalone', 'direct', 'continuum')
+#: Modes run only when asked (``measure(modes=...)``): ``logical`` is
+#: ``capture = logical`` with the relay in process, on a database whose
+#: log is on (figure 8, :mod:`benchmarks.capture_backends`).
+#: ``logical_standalone`` the same with the relay (and the log reader)
+#: in the parent process, as ``outbox_standalone``.
+EXTRA_MODES = ('logical', 'logical_standalone')
+STANDALONE = ('outbox_standalone', 'logical_standalone')
 BACKENDS = ('postgresql', 'mysql')
 PG_URL = os.environ.get(
     'OSLO_PUBLISH_TEST_PG_URL',
@@ -111,36 +118,59 @@ def _conf(mode, transport_url, exchange):
                         ('topics', [exchange]),
                         ('delivery', 'direct' if mode == 'direct'
                          else 'outbox'),
-                        ('relay_in_process', mode != 'outbox_standalone'),
-                        ('snapshot_server', False)):
+                        ('relay_in_process', mode not in STANDALONE),
+                        ('snapshot_server', False),
+                        ('capture', 'logical' if mode.startswith('logical')
+                         else 'session')):
         conf.set_override(name, value, 'oslo_publish')
     return conf
 
 
 def _install(mode, maker, metadata, transport_url, exchange):
     import oslo_publish
-    return oslo_publish.install(_conf(mode, transport_url, exchange), maker,
-                                metadata=metadata)
+    conf = _conf(mode, transport_url, exchange)
+    if mode.startswith('logical'):
+        # What oslo-publish-manage capture-setup does (slot, publication;
+        # the binlog's start position).
+        from oslo_publish import logcapture
+        engine = maker.kw['bind']
+        cls = logcapture.reader_class(engine.dialect.name)
+        cls.setup(conf, engine, oslo_publish.resolve_tables(
+            conf, metadata, engine), conf.oslo_publish.stream)
+    return oslo_publish.install(conf, maker, metadata=metadata)
 
 
-def _standalone_relay(url, exchange):
-    """The relay of ``outbox_standalone``, run by the parent process."""
+def _standalone_relay(url, exchange, mode='outbox_standalone'):
+    """The relay of a ``*_standalone`` mode, run by the parent process.
+
+    ``logical_standalone``: with the stager reading the log, as
+    ``oslo-publish-relay`` with ``capture = logical``.
+    """
     import oslo_messaging
     import sqlalchemy as sa
 
     from oslo_publish import publisher
     from oslo_publish import relay
+    from oslo_publish import schema
 
-    mode = 'outbox_standalone'
     conf = _conf(mode, TRANSPORT_URL, exchange)
     engine = sa.create_engine(url)
     transport = oslo_messaging.get_notification_transport(conf)
-    r = relay.Relay(conf, engine, 'bench_%s' % mode, {},
-                    publisher.Publisher(conf, transport, 'bench_%s' % mode),
-                    None)
+    stream = 'bench_%s' % mode
+    tables = {}
+    if mode == 'logical_standalone':
+        tables = schema.resolve_tables(conf, engine=engine)
+    r = relay.Relay(conf, engine, stream, tables,
+                    publisher.Publisher(conf, transport, stream), None)
     r.start()
+    stager = None
+    if mode == 'logical_standalone':
+        from oslo_publish import logcapture
+        stager = logcapture.attach(conf, engine, tables, stream, r)
 
     def stop():
+        if stager is not None:
+            stager.stop()
         r.stop()
         transport.cleanup()
         engine.dispose()
@@ -161,7 +191,7 @@ def worker(mode, url, transport_url, exchange):
                          for n in range(1, SEED_ROWS + 1)])
         session.commit()
     handle = None
-    if mode in ('outbox', 'outbox_standalone', 'direct'):
+    if mode != 'baseline' and mode != 'continuum':
         handle = _install(mode, maker, base.metadata, transport_url,
                           exchange)
     next_id = [SEED_ROWS + 1]
@@ -286,17 +316,29 @@ def available_modes():
                  importlib.util.find_spec('sqlalchemy_continuum'))
 
 
-def measure(backend, transactions, repetitions):
-    """Interleaved medians (seconds per transaction) of every mode."""
-    modes = available_modes()
-    url, drop = _database(backend)
+def measure(backend, transactions, repetitions, modes=None, url=None):
+    """Interleaved medians (seconds per transaction) of every mode.
+
+    :param modes: the modes (default: :func:`available_modes`); the
+        first must be ``baseline``.
+    :param url: a database to use (default: a fresh one on the
+        machine's server of ``backend``, dropped afterwards).
+    """
+    modes = tuple(modes or available_modes())
+    if url is None:
+        url, drop = _database(backend)
+    else:
+        def drop():
+            pass
     exchange = 'bench_%s' % uuid.uuid4().hex[:10]
     workers = []
-    stop_relay = None
+    stops = []
     try:
         _create_outbox(url)
         workers = [_Worker(mode, url, exchange) for mode in modes]
-        stop_relay = _standalone_relay(url, exchange)
+        for mode in modes:
+            if mode in STANDALONE:
+                stops.append(_standalone_relay(url, exchange, mode))
         for w in workers:
             w.run(max(20, transactions // 5))
         samples = {mode: [] for mode in modes}
@@ -306,8 +348,8 @@ def measure(backend, transactions, repetitions):
             for w in order:
                 samples[w.mode].append(w.run(transactions) / transactions)
     finally:
-        if stop_relay is not None:
-            stop_relay()
+        for stop in stops:
+            stop()
         for w in workers:
             w.close()
         drop()
@@ -335,7 +377,8 @@ def main(argv=None):
     parser.add_argument('--transactions', type=int, default=60)
     parser.add_argument('--repetitions', type=int, default=25)
     parser.add_argument('--output', default=RESULTS)
-    parser.add_argument('--worker', choices=MODES, help=argparse.SUPPRESS)
+    parser.add_argument('--worker', choices=MODES + EXTRA_MODES,
+                        help=argparse.SUPPRESS)
     parser.add_argument('--url', help=argparse.SUPPRESS)
     parser.add_argument('--exchange', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

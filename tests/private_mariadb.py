@@ -94,6 +94,8 @@ class Server(object):
         self.proc = None
         self.port = None
         self.url = None
+        #: How many times mariadbd was started (restarts included).
+        self.starts = 0
 
     def _install(self):
         os.makedirs(self.tmpdir, exist_ok=True)
@@ -126,13 +128,17 @@ class Server(object):
             '--performance-schema=OFF', '--max-connections=200',
         ]
 
+    def _launch(self):
+        self.proc = subprocess.Popen(
+            self.args(), stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        self.starts += 1
+
     def start(self):
         self._install()
         for attempt in range(3):
             self.port = _free_port()
-            self.proc = subprocess.Popen(
-                self.args(), stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+            self._launch()
             if self._wait_ready():
                 break
             self.stop_process()
@@ -180,6 +186,31 @@ class Server(object):
                 proc.kill()
                 proc.wait()
 
+    def restart(self, mode='fast'):
+        """Stop the server and start it again on the same port and data.
+
+        ``fast``: SIGTERM (a clean shutdown); ``immediate``: SIGKILL (a
+        crash: InnoDB and the binlog recover at start). Every connection
+        breaks.
+        """
+        proc = self.proc
+        if mode == 'immediate':
+            proc.kill()
+            proc.wait(60)
+        else:
+            self.stop_process()
+        # The port of the old process may take a moment to be free.
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            self._launch()
+            if self._wait_ready():
+                return
+            self.stop_process()
+            if time.monotonic() > deadline:
+                raise StartError('the private MariaDB server did not '
+                                 'restart: %s' % self.error_log()[-3000:])
+            time.sleep(0.2)
+
     def stop(self):
         self.stop_process()
         shutil.rmtree(self.root, ignore_errors=True)
@@ -219,8 +250,10 @@ class DatabaseFixture(fixtures.Fixture):
     def _setUp(self):
         self.server = server()
         self.name = base.unique_name('bl')
+        # Pre-ping: a test may restart the server under the pool.
         admin = sa.create_engine(self.server.url + '?charset=utf8mb4',
-                                 isolation_level='AUTOCOMMIT')
+                                 isolation_level='AUTOCOMMIT',
+                                 pool_pre_ping=True)
         self.addCleanup(admin.dispose)
         with admin.connect() as conn:
             conn.exec_driver_sql('CREATE DATABASE %s' % self.name)

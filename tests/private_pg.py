@@ -17,16 +17,83 @@
 The machine's PostgreSQL runs with ``wal_level = replica``, so the tests
 of ``capture = logical`` start their own cluster (initdb in a temporary
 directory, another port; :mod:`benchmarks.pgcluster`) once per test
-class with :class:`LogicalPGMixin`, and fail loudly when it cannot start.
+class with :class:`LogicalPGMixin` (classes that change server settings)
+or once per test process with :func:`shared_cluster` and
+:class:`DatabaseFixture`, and fail loudly when it cannot start.
 """
 
+import atexit
 import contextlib
 import os
+import threading
 import time
 
+import fixtures
 import sqlalchemy as sa
 
 from benchmarks import pgcluster
+
+
+#: The settings of every private cluster of the tests.
+SETTINGS = (('wal_level', 'logical'),
+            ('max_replication_slots', '20'),
+            ('max_wal_senders', '20'),
+            ('max_connections', '80'),
+            ('fsync', 'off'))
+
+_lock = threading.Lock()
+_shared = None
+
+
+def shared_cluster():
+    """The private cluster of this test process (started on first call).
+
+    For test classes that need no server settings of their own: one
+    cluster per process (a stestr worker) instead of one per class; it
+    is stopped and removed when the process exits.
+
+    :raises RuntimeError: it cannot start (never a skip).
+    """
+    global _shared
+    with _lock:
+        if _shared is None:
+            stack = contextlib.ExitStack()
+            try:
+                cluster = stack.enter_context(pgcluster.running(SETTINGS))
+            except pgcluster.ClusterError as exc:
+                stack.close()
+                raise RuntimeError('cannot start the private PostgreSQL '
+                                   'cluster with wal_level=logical: %s'
+                                   % exc)
+            atexit.register(stack.close)
+            _shared = cluster
+        return _shared
+
+
+class DatabaseFixture(fixtures.Fixture):
+    """A fresh database on the shared private cluster (logical WAL).
+
+    The API of :class:`tests.base.DatabaseFixture` (``url``, ``engine``,
+    ``backend``, ``name``) plus ``cluster`` (its
+    :class:`benchmarks.pgcluster.Cluster`). The database's replication
+    slots are dropped with it.
+    """
+
+    backend = 'postgresql'
+
+    def _setUp(self):
+        self.cluster = shared_cluster()
+        self.name = 'test_%s' % os.urandom(5).hex()
+        admin = sa.create_engine(self.cluster.url,
+                                 isolation_level='AUTOCOMMIT')
+        self.addCleanup(admin.dispose)
+        with admin.connect() as conn:
+            conn.exec_driver_sql('CREATE DATABASE %s' % self.name)
+        self.addCleanup(_drop_database, admin, self.name)
+        self.url = sa.engine.make_url(self.cluster.url).set(
+            database=self.name).render_as_string(hide_password=False)
+        self.engine = sa.create_engine(self.url)
+        self.addCleanup(self.engine.dispose)
 
 
 class LogicalPGMixin(object):

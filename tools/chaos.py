@@ -18,7 +18,7 @@
 ::
 
     python -m tools.chaos --seed 1 --db postgresql [--runs K]
-        [--duration S] [--long] [--keep]
+        [--duration S] [--long] [--keep] [--capture logical]
 
 Each run (one seed on one database) starts, each in its own process:
 
@@ -32,6 +32,13 @@ Each run (one seed on one database) starts, each in its own process:
   of its own on the same server;
 
 over a private RabbitMQ node of its own (never the shared broker).
+With ``--capture logical`` the writers' sessions capture nothing: the
+relay reads the host database's log (``capture = logical``), and the
+host database is on a private server with its log on (PostgreSQL
+``wal_level = logical``: :mod:`tests.private_pg`; MariaDB row binlog:
+:mod:`tests.private_mariadb`, one per runner process), set up as
+``oslo-publish-manage capture-setup`` does; the state store stays on the
+machine's server.
 Everything the relay publishes is copied by a tap (a listener pool of
 its own) and forwarded to the consumer's topic by a shuffler that, while
 faults run, duplicates, reorders and replays messages. Faults are
@@ -168,14 +175,19 @@ def _db_connections(pid, port):
             if c.raddr and c.raddr.port == port]
 
 
-def kill_db_connections(backend, pid):
-    """Terminate ``pid``'s database sessions from the server side."""
-    ports = _db_connections(pid, DB_PORTS[backend])
+def kill_db_connections(backend, pid, admin_url=None):
+    """Terminate ``pid``'s database sessions from the server side.
+
+    ``admin_url``: the server's (default: the machine's server of
+    ``backend``); a PostgreSQL walsender and a MariaDB binlog dump
+    thread of ``pid`` are terminated too.
+    """
+    admin_url = sa.engine.make_url(admin_url or (
+        base.PG_URL if backend == 'postgresql' else base.MYSQL_URL))
+    ports = _db_connections(pid, admin_url.port or DB_PORTS[backend])
     if not ports:
         return 0
-    admin = sa.create_engine(
-        base.PG_URL if backend == 'postgresql' else base.MYSQL_URL,
-        isolation_level='AUTOCOMMIT')
+    admin = sa.create_engine(admin_url, isolation_level='AUTOCOMMIT')
     killed = 0
     try:
         with admin.connect() as conn:
@@ -349,9 +361,10 @@ def _messaging_conf(url, exchange):
 class RunResult(object):
     """What one seed on one database did and proved."""
 
-    def __init__(self, backend, seed):
+    def __init__(self, backend, seed, capture='session'):
         self.backend = backend
         self.seed = seed
+        self.capture = capture
         self.faults = collections.Counter()
         self.committed = self.rolled_back = self.savepoints = 0
         self.write_errors = 0
@@ -369,9 +382,12 @@ class RunResult(object):
         return not self.failures
 
     def line(self):
-        return ('seed=%d db=%s %s tx=%d deltas=%d faults=%d '
+        return ('seed=%d db=%s%s %s tx=%d deltas=%d faults=%d '
                 'converge=%s lost=%d phantoms=%d dup_applied=%d gaps=%d%s'
-                % (self.seed, self.backend, 'ok' if self.ok else 'FAILED',
+                % (self.seed, self.backend,
+                   '' if self.capture == 'session'
+                   else ' capture=%s' % self.capture,
+                   'ok' if self.ok else 'FAILED',
                    self.transactions, self.deltas, sum(self.faults.values()),
                    '-' if self.converge_seconds is None
                    else '%.2fs' % self.converge_seconds,
@@ -405,9 +421,10 @@ class Run(object):
 
     def __init__(self, node, backend, seed, duration=20.0, writers=2,
                  threads=2, rate=12.0, converge_timeout=120.0,
-                 workdir=None, kinds=None):
+                 workdir=None, kinds=None, capture='session'):
         self.node = node
         self.kinds = kinds
+        self.capture = capture
         self.backend = backend
         self.seed = seed
         self.duration = duration
@@ -425,7 +442,7 @@ class Run(object):
         self.tap_pool = self.pool + '_tap'
         self.workdir = workdir or tempfile.mkdtemp(
             prefix='oslo-publish-chaos-%s-%d-' % (backend, seed))
-        self.result = RunResult(backend, seed)
+        self.result = RunResult(backend, seed, capture)
         self.result.workdir = self.workdir
         self._fixtures = []
         self._procs = []
@@ -454,11 +471,43 @@ class Run(object):
                 ('oslo_messaging_rabbit', [('amqp_durable_queues', 'true'),
                                            ('rabbit_interval_max', '1')])]
 
+    def _host_database(self):
+        """The host database: with log capture, on a private server."""
+        if self.capture == 'session':
+            self.host_admin_url = None
+            return self._fixture(base.DatabaseFixture(self.backend))
+        if self.backend == 'postgresql':
+            from tests import private_pg
+            db = self._fixture(private_pg.DatabaseFixture())
+            self.host_admin_url = db.cluster.url
+        else:
+            from tests import private_mariadb
+            db = self._fixture(private_mariadb.DatabaseFixture())
+            self.host_admin_url = db.server.url
+        return db
+
+    def _capture_setup(self):
+        """What ``oslo-publish-manage capture-setup`` does."""
+        from oslo_publish import logcapture
+        from oslo_publish import options
+        from oslo_publish import schema
+        conf = cfg.ConfigOpts()
+        options.register_opts(conf)
+        conf([], project='chaos', default_config_files=[])
+        conf.set_override('tables', list(chaos_writer.TABLES),
+                          'oslo_publish')
+        engine = self.host_db.engine
+        cls = logcapture.reader_class(engine.dialect.name)
+        cls.setup(conf, engine, schema.resolve_tables(conf, engine=engine),
+                  self.stream)
+
     def _setup(self):
-        self.host_db = self._fixture(base.DatabaseFixture(self.backend))
+        self.host_db = self._host_database()
         self.state_db = self._fixture(base.DatabaseFixture(self.backend))
         chaos_writer.Base.metadata.create_all(self.host_db.engine)
         migration.upgrade(self.host_db.engine)
+        if self.capture == 'logical':
+            self._capture_setup()
         chaos_writer.preload(self.host_db.engine)
         store = state_mod.StateStore.from_url(self.state_db.url)
         store.upgrade()
@@ -472,7 +521,8 @@ class Run(object):
                 ('relay_poll_interval', '0.05'), ('signing_key', KEY),
                 ('outbox_retention', '86400'), ('batch_size', '50'),
                 ('snapshot_page_size', '200'),
-                ('retry_max_backoff', '1.0')])])
+                ('retry_max_backoff', '1.0'),
+                ('capture', self.capture)])])
         consumer_conf = self._write_conf('consumer.conf', self._common() + [
             ('consumer', [
                 ('streams', self.stream), ('topics', self.consumer_topic),
@@ -533,8 +583,11 @@ class Run(object):
                 self.node.purge_queue(self.pool)
             proc.start()
         else:
-            proc = self.relay if kind == 'relay_db_kill' else self.consumer
-            kill_db_connections(self.backend, proc.pid)
+            if kind == 'relay_db_kill':
+                kill_db_connections(self.backend, self.relay.pid,
+                                    self.host_admin_url)
+            else:
+                kill_db_connections(self.backend, self.consumer.pid)
         self.result.faults[kind] += 1
 
     def _inject(self, plan, started, done):
@@ -708,7 +761,7 @@ class Run(object):
                 '--seed', str(self.seed), '--index', str(index),
                 '--threads', str(self.threads),
                 '--duration', str(self.duration),
-                '--rate', str(self.rate)],
+                '--rate', str(self.rate), '--capture', self.capture],
                 os.path.join(self.workdir, 'writer%d.log' % index))
             proc.start(stdout=subprocess.PIPE)
             writers.append(proc)
@@ -864,6 +917,11 @@ def parse_args(argv):
                         help='give up waiting for convergence after this')
     parser.add_argument('--keep', action='store_true',
                         help='keep the logs of passed runs too')
+    parser.add_argument('--capture', choices=('session', 'logical'),
+                        default='session',
+                        help='capture backend of the host: session events '
+                        '(default), or the database\'s log on a private '
+                        'server with it on')
     args = parser.parse_args(argv)
     if args.long:
         args.runs = max(args.runs, 50)
@@ -890,8 +948,8 @@ def main(argv=None):
                 if stop.is_set():
                     break
                 result = Run(node, backend, seed, duration=args.duration,
-                             converge_timeout=args.converge_timeout
-                             ).execute()
+                             converge_timeout=args.converge_timeout,
+                             capture=args.capture).execute()
                 if result.ok and result.converge_seconds > args.target:
                     result.failures.append(
                         'converged in %.1fs > target %.0fs'

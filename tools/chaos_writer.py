@@ -18,12 +18,14 @@
 ::
 
     python -m tools.chaos_writer --db URL --stream S --seed N \\
-        --index I --threads T --duration D --rate R
+        --index I --threads T --duration D --rate R [--capture logical]
 
 Installs :func:`oslo_publish.install` on a sessionmaker with the outbox
 and no relay of its own (``relay_in_process = false``: the standalone
-relay publishes), then runs ``T`` threads of random transactions for
-``D`` seconds at about ``R`` transactions per second each: ORM inserts,
+relay publishes; with ``--capture logical`` it also reads the database's
+log, and the writers' sessions capture nothing), then runs ``T`` threads
+of random transactions for ``D`` seconds at about ``R`` transactions per
+second each: ORM inserts,
 updates and deletes, ORM bulk UPDATE and DELETE statements, primary-key
 changes, rolled-back savepoints and rolled-back transactions. Every value
 written by a change that is rolled back carries :data:`MARKER`, so the
@@ -274,13 +276,14 @@ class Writer(object):
                 next_at = time.monotonic()
 
 
-def make_conf(stream):
+def make_conf(stream, capture='session'):
     conf = cfg.ConfigOpts()
     options.register_opts(conf)
     conf([], project='chaos_writer', default_config_files=[])
     for name, value in (('tables', list(TABLES)), ('stream', stream),
                         ('relay_in_process', False),
-                        ('snapshot_server', False)):
+                        ('snapshot_server', False),
+                        ('capture', capture)):
         conf.set_override(name, value, 'oslo_publish')
     return conf
 
@@ -294,11 +297,13 @@ def main(argv=None):
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--duration', type=float, default=10.0)
     parser.add_argument('--rate', type=float, default=15.0)
+    parser.add_argument('--capture', choices=('session', 'logical'),
+                        default='session')
     args = parser.parse_args(argv)
     engine = sa.create_engine(args.db, pool_size=args.threads + 2)
     maker = orm.sessionmaker(bind=engine)
-    handle = oslo_publish.install(make_conf(args.stream), maker,
-                                  metadata=Base.metadata)
+    handle = oslo_publish.install(make_conf(args.stream, args.capture),
+                                  maker, metadata=Base.metadata)
     writer = Writer(maker, args.index, args.seed)
     try:
         writer.run(args.threads, args.duration, args.rate)

@@ -39,8 +39,10 @@ is lost).
 import signal
 import sys
 import threading
+import time
 
 from oslo_config import cfg
+from oslo_db import exception as db_exc
 from oslo_db.sqlalchemy import engines
 from oslo_log import log
 import oslo_messaging
@@ -58,6 +60,11 @@ from oslo_publish import schema
 from oslo_publish import snapshot
 
 LOG = log.getLogger(__name__)
+
+#: Start-up checks tried this many times, this many seconds apart, when
+#: the database connection breaks (then the relay exits with status 2).
+START_ATTEMPTS = 5
+START_RETRY_DELAY = 1.0
 
 _cli_opts = [
     cfg.StrOpt('stream',
@@ -103,18 +110,27 @@ def main(argv=None, conf=None):
     # AUTOCOMMIT, which breaks the relay's BEGIN IMMEDIATE.
     engine = (sa.create_engine(url) if url.startswith('sqlite')
               else engines.create_engine(url))
-    try:
-        if not sa.inspect(engine).has_table(outbox.outbox.name):
-            return _fail('table %s is missing: run oslo-publish-manage '
-                         'upgrade' % outbox.outbox.name)
-        tables = schema.resolve_tables(conf, engine=engine)
-        if conf.oslo_publish.capture == 'logical':
-            from oslo_publish import logcapture
-            logcapture.check_config(conf, engine).check(engine)
-    except exceptions.ConfigError as exc:
-        return _fail(str(exc))
-    except sa.exc.OperationalError as exc:
-        return _fail('cannot reach the database: %s' % exc.orig)
+    for attempt in range(START_ATTEMPTS):
+        try:
+            if not sa.inspect(engine).has_table(outbox.outbox.name):
+                return _fail('table %s is missing: run oslo-publish-manage '
+                             'upgrade' % outbox.outbox.name)
+            tables = schema.resolve_tables(conf, engine=engine)
+            if conf.oslo_publish.capture == 'logical':
+                from oslo_publish import logcapture
+                logcapture.check_config(conf, engine).check(engine)
+            break
+        except exceptions.ConfigError as exc:
+            return _fail(str(exc))
+        except (sa.exc.OperationalError, db_exc.DBConnectionError) as exc:
+            # A session killed or a server restarting while the relay
+            # starts: try again a few times before giving up.
+            if attempt + 1 == START_ATTEMPTS:
+                return _fail('cannot reach the database: %s'
+                             % (getattr(exc, 'orig', None) or exc))
+            LOG.warning('Start-up checks failed (%s); retrying', exc)
+            engine.dispose()
+            time.sleep(START_RETRY_DELAY)
     stop = threading.Event()
 
     def _on_signal(signum, frame):

@@ -94,6 +94,33 @@ def catch_up(engine, stream, conf, published, timeout):
         binlog_decode.position_of(binlog_decode.parse_gtid(gtid)), timeout)
 
 
+def _pin_start(engine, stream, position):
+    """Store ``position`` as the stream's staged one, if it has none.
+
+    Skipped (with a warning) while the positions table is missing:
+    ``oslo-publish-manage upgrade`` first.
+    """
+    from oslo_publish import outbox
+    from oslo_publish.relay import numbering
+    table = outbox.log_positions
+    if not sa.inspect(engine).has_table(table.name):
+        LOG.warning('Table %s is missing (run oslo-publish-manage upgrade '
+                    'first): stream %s will start reading the binlog '
+                    'where it is when its relay starts', table.name, stream)
+        return
+    with engine.begin() as conn:
+        if conn.execute(sa.select(table.c.stream).where(
+                table.c.stream == stream)).first() is not None:
+            return
+        try:
+            with conn.begin_nested():
+                conn.execute(table.insert().values(
+                    stream=stream, position=position,
+                    updated_at=numbering.utcnow()))
+        except sa.exc.IntegrityError:
+            pass   # a relay started meanwhile: its position stands
+
+
 class Reader(binlog_cut.CutMixin, base.LogReader):
     """Reads the row binlog of the host's MariaDB/MySQL database.
 
@@ -129,7 +156,15 @@ class Reader(binlog_cut.CutMixin, base.LogReader):
 
     @classmethod
     def setup(cls, conf, engine, published, stream):
-        """Nothing to create on the server; checks the settings.
+        """Check the settings; pin the stream's first read position.
+
+        Nothing is created on the server. A stream that has no staged
+        position yet gets the binlog's current end as its position, so
+        that its first reader starts there, not where the binlog is when
+        the relay first starts: a transaction committed between
+        ``capture-setup`` and that start is captured (as a PostgreSQL
+        slot keeps the WAL from its creation). A stream that already has
+        a position (a relay ran) keeps it.
 
         :returns: what the reader will read (for ``capture-setup``).
         """
@@ -137,6 +172,9 @@ class Reader(binlog_cut.CutMixin, base.LogReader):
         with engine.connect() as conn:
             gtid = conn.exec_driver_sql(
                 'SELECT @@global.gtid_binlog_pos').scalar()
+        first = (gtid or '').split(',')[0]
+        _pin_start(engine, stream, binlog_decode.position_of(
+            binlog_decode.parse_gtid(first)) if first else '')
         return 'the row binlog of database %s (now at GTID %s)' % (
             engine.url.database, gtid or 'none')
 

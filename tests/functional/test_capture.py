@@ -173,6 +173,11 @@ class _Base(object):
             return {c.name: getattr(obj, c.key) for c in table.columns
                     if c.name != 'secret'}
 
+    def clear(self):
+        """Delete every outbox entry (what was captured so far)."""
+        with self.engine.begin() as conn:
+            conn.execute(outbox.outbox.delete())
+
     def add_items(self, *names):
         with self.maker() as s:
             objs = [Item(name=n, secret='pw-' + n) for n in names]
@@ -188,10 +193,6 @@ class _CaptureTests(_Base):
     def setUp(self):
         super().setUp()
         self.handle = self.install()
-
-    def clear(self):
-        with self.engine.begin() as conn:
-            conn.execute(outbox.outbox.delete())
 
     def test_insert_publishes_the_committed_after_image(self):
         """An ORM insert publishes the row as committed, defaults included."""
@@ -876,8 +877,7 @@ class _EnginefacadeTests(_Base):
         with self.ctx.writer.using(context) as s:
             a, b = Item(name='a'), Item(name='b')
             s.add_all([a, b])
-        with self.engine.begin() as conn:
-            conn.execute(outbox.outbox.delete())
+        self.clear()
         with self.ctx.writer.using(context) as s:
             self.assertIsInstance(s, db_orm.Session)
             s.query(Item).filter(Item.id == a.id).soft_delete()
@@ -933,8 +933,7 @@ class _ConcurrencyTests(_Base):
         with self.maker() as s:
             s.add(Item(id=1, name='a'))
             s.commit()
-        with self.engine.begin() as conn:
-            conn.execute(outbox.outbox.delete())
+        self.clear()
         first = self.maker()
         self.addCleanup(first.close)
         first.get(Item, 1).counter = 7

@@ -21,8 +21,10 @@ own (started and removed by the test; the faults stop and start that
 node, never the shared broker): concurrent writer processes, the
 standalone relay and ``consumer-sync`` in their own processes, faults at
 seeded moments, duplicates, reordering and replays. Together they inject
-every fault kind at least once. The long run is ``python -m tools.chaos
---long``.
+every fault kind at least once. The ``Logical`` pair runs one short seed
+with ``capture = logical`` (the relay reads the log of a private server;
+its database connections killed include the log reader's). The long run
+is ``python -m tools.chaos --long [--capture logical]``.
 """
 
 from tests import base
@@ -38,12 +40,16 @@ class _ChaosTests(object):
     SEED = None
     KINDS = None
 
+    CAPTURE = 'session'
+    DURATION = DURATION
+
     def test_converges_under_faults(self):
         """The mirror equals the host: nothing lost, no phantom, gapless."""
         node = chaos.Node(self.useFixture(base.RabbitNodeFixture()))
         result = chaos.Run(node, self.BACKEND, self.SEED,
-                           duration=DURATION, converge_timeout=90.0,
-                           kinds=self.KINDS).execute()
+                           duration=self.DURATION, converge_timeout=90.0,
+                           kinds=self.KINDS,
+                           capture=self.CAPTURE).execute()
         self.addDetail('chaos', _text(result.line()))
         self.assertEqual([], result.failures, result.line())
         self.assertEqual((0, 0, 0, 0),
@@ -73,3 +79,19 @@ class TestChaosMariaDB(_ChaosTests, base.TestCase):
     BACKEND = 'mysql'
     SEED = 2
     KINDS = ('consumer_kill', 'queue_purge', 'relay_db_kill')
+
+
+class TestChaosLogicalPostgreSQL(_ChaosTests, base.TestCase):
+    BACKEND = 'postgresql'
+    SEED = 3
+    CAPTURE = 'logical'
+    DURATION = 6.0
+    KINDS = ('relay_kill', 'relay_db_kill', 'rabbit_restart')
+
+
+class TestChaosLogicalMariaDB(_ChaosTests, base.TestCase):
+    BACKEND = 'mysql'
+    SEED = 4
+    CAPTURE = 'logical'
+    DURATION = 6.0
+    KINDS = ('relay_db_kill', 'relay_kill', 'queue_purge')

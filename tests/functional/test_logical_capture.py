@@ -125,8 +125,12 @@ class _LogicalCase(private_pg.LogicalPGMixin, base.TestCase):
         self.addCleanup(self.stager.stop)
         self.assertTrue(self.stager.streaming.wait(30))
 
+    def catch_up(self, timeout=60):
+        """Wait until every transaction committed so far is staged."""
+        pgoutput.catch_up(self.engine, self.stream, timeout)
+
     def settle(self):
-        pgoutput.catch_up(self.engine, self.stream, 60)
+        self.catch_up()
         self.assertTrue(self.relay.wait_drained(60))
 
     def table(self, conn=None):

@@ -111,8 +111,13 @@ class TestRetainedLogPostgreSQL(lc._LogicalCase):
         self.assertIsInstance(got[self.stream]['log_retained_bytes'], int)
 
 
-class TestServerRestartPostgreSQL(lc._LogicalCase):
-    """``pg_ctl restart`` of the server while writers commit."""
+class _ServerRestart(object):
+    """A restart of the database server while writers commit.
+
+    The case provides ``restart_server(mode)`` (``fast``: a clean
+    shutdown; ``immediate``: a crash) and ``server_started()`` (a value
+    that grows with each start of the server).
+    """
 
     def writer(self, number, stop, acked, errors):
         """Commits one insert + one update per transaction; retries."""
@@ -155,9 +160,9 @@ class TestServerRestartPostgreSQL(lc._LogicalCase):
         self.addCleanup(stop.set)
         base.wait_for(lambda: len(self.publisher.transactions) > 20, 60,
                       message='nothing published before the restart')
-        started = self.postmaster_start()
-        self.pg_cluster.restart(mode)
-        self.assertGreater(self.postmaster_start(), started)
+        started = self.server_started()
+        self.restart_server(mode)
+        self.assertGreater(self.server_started(), started)
         before = len(acked)
         base.wait_for(lambda: len(acked) > before + 20, 60,
                       message='writers did not resume after the restart')
@@ -184,23 +189,14 @@ class TestServerRestartPostgreSQL(lc._LogicalCase):
         self.assertGreater(len(seqs), 40)
 
     def test_fast_restart_loses_and_doubles_nothing(self):
-        """``pg_ctl -m fast restart``: a clean shutdown under load."""
+        """A clean shutdown under load (``pg_ctl -m fast``, SIGTERM)."""
         self.seed()
         self.run_restart('fast')
 
     def test_crash_restart_loses_and_doubles_nothing(self):
-        """``-m immediate``: crash recovery; the slot may go back."""
+        """A crash (``-m immediate``, SIGKILL): the log may go back."""
         self.seed()
         self.run_restart('immediate')
-
-    def postmaster_start(self):
-        admin = sa.create_engine(self.pg_server_url)
-        try:
-            with admin.connect() as conn:
-                return conn.exec_driver_sql(
-                    'SELECT pg_postmaster_start_time()').scalar()
-        finally:
-            admin.dispose()
 
     def seed(self):
         with self.engine.begin() as conn:
@@ -210,8 +206,27 @@ class TestServerRestartPostgreSQL(lc._LogicalCase):
                     % (n * 1000000))
 
 
-class TestBrokerOutageLogical(lc._LogicalCase):
-    """RabbitMQ stopped during writes (as test_faults for session)."""
+class TestServerRestartPostgreSQL(_ServerRestart, lc._LogicalCase):
+    """``pg_ctl restart`` of the server while writers commit."""
+
+    def restart_server(self, mode):
+        self.pg_cluster.restart(mode)
+
+    def server_started(self):
+        admin = sa.create_engine(self.pg_server_url)
+        try:
+            with admin.connect() as conn:
+                return conn.exec_driver_sql(
+                    'SELECT pg_postmaster_start_time()').scalar()
+        finally:
+            admin.dispose()
+
+
+class _BrokerOutage(object):
+    """RabbitMQ stopped during writes (as test_faults for session).
+
+    The case provides ``catch_up()`` and ``wait_reading(handle)``.
+    """
 
     def test_broker_outage_loses_and_duplicates_nothing(self):
         """Private RabbitMQ node stopped ~10s: seqs exact, rows all there.
@@ -238,6 +253,7 @@ class TestBrokerOutageLogical(lc._LogicalCase):
             self.conf, orm.sessionmaker(bind=self.engine),
             metadata=metadata, transport=transport, metrics=metrics)
         self.addCleanup(handle.stop)
+        self.wait_reading(handle)
         written, errors, during = [], [], []
         stop, outage = threading.Event(), threading.Event()
 
@@ -276,7 +292,7 @@ class TestBrokerOutageLogical(lc._LogicalCase):
         stop.set()
         writer.join()
         self.assertEqual([], errors)
-        lc.pgoutput.catch_up(self.engine, self.stream, 60)
+        self.catch_up()
         base.wait_for(lambda: delivery.pending(self.engine, self.stream)
                       == 0, 60)
         total = delivery.last_seq(self.engine, self.stream)
@@ -293,3 +309,9 @@ class TestBrokerOutageLogical(lc._LogicalCase):
                             for tx in got for c in tx['changes']))
         self.assertGreater(metrics.value(
             'oslo_publish_broker_retries_total', stream=self.stream), 0)
+
+
+class TestBrokerOutageLogical(_BrokerOutage, lc._LogicalCase):
+
+    def wait_reading(self, handle):
+        pass   # the slot made by setUp keeps every write from now on

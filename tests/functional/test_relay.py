@@ -311,6 +311,41 @@ class _CommandTests(delivery.RelayTestMixin):
             code = status.main(['--config-file', self.config_file()])
         return code, out.getvalue(), err.getvalue()
 
+    def test_relay_retries_start_checks_when_the_connection_breaks(self):
+        """A session killed while the relay starts: retried, then exit 2."""
+        from oslo_db import exception as db_exc
+
+        from oslo_publish.cmd import relay as relay_cmd
+        from oslo_publish import schema
+        outbox.metadata.create_all(self.engine)
+        resolve = schema.resolve_tables
+        failures = []
+
+        def flaky(*args, **kwargs):
+            if len(failures) < self.fail_times:
+                failures.append(1)
+                raise db_exc.DBConnectionError(Exception('killed'))
+            return resolve(*args, **kwargs)
+        ran = []
+        self.useFixture(fixtures.MonkeyPatch(
+            'oslo_publish.cmd.relay.schema.resolve_tables', flaky))
+        self.useFixture(fixtures.MonkeyPatch(
+            'oslo_publish.cmd.relay.run', lambda *a: ran.append(a)))
+        self.useFixture(fixtures.MonkeyPatch(
+            'oslo_publish.cmd.relay.START_RETRY_DELAY', 0.0))
+        self.fail_times = 2
+        self.assertEqual(0, relay_cmd.main(['--config-file',
+                                            self.config_file()]))
+        self.assertEqual((2, 1), (len(failures), len(ran)))
+        failures[:] = []
+        self.fail_times = relay_cmd.START_ATTEMPTS
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            code = relay_cmd.main(['--config-file', self.config_file()])
+        self.assertEqual(2, code)
+        self.assertIn('cannot reach the database: killed', err.getvalue())
+        self.assertEqual(1, len(ran))
+
     def test_status_reports_each_stream(self):
         """Status shows last seq, backlog, oldest age and retained rows."""
         self.conf.set_override('outbox_retention', 3600.0, 'oslo_publish')

@@ -33,8 +33,9 @@ sequence number applied: no delta lost, no gap resync. The default steps
 read ``items`` again at each change; the ``IN_PLACE`` variant registers
 :class:`consumer.migrations.ColumnDefaults`, which reshapes the held rows
 instead. The ``Logical`` variant captures with ``capture = logical``
-(a private PostgreSQL cluster): the reader publishes a new version when
-the database's definition changes, from the log.
+(a private PostgreSQL cluster, a private MariaDB server with a row
+binlog): the reader publishes a new version when the database's
+definition changes, from the log.
 """
 
 from alembic import migration as alembic_migration
@@ -48,6 +49,7 @@ from consumer import state as state_mod
 from oslo_publish import schema
 from tests import base
 from tests.functional import consumer_host
+from tests.functional import test_binlog_e2e
 from tests.functional import test_consumer_e2e
 from tests.functional import test_logical_e2e
 
@@ -181,4 +183,9 @@ class TestSchemaChangeInPlaceMariaDB(_SchemaChange, base.TestCase):
 
 class TestSchemaChangeLogicalPostgreSQL(test_logical_e2e._LogicalHost,
                                         _SchemaChange, base.TestCase):
+    STATE_BACKEND = 'sqlite'
+
+
+class TestSchemaChangeLogicalMariaDB(test_binlog_e2e._BinlogHost,
+                                     _SchemaChange, base.TestCase):
     STATE_BACKEND = 'sqlite'

@@ -75,3 +75,13 @@ class TestSummary(base.TestCase):
         self.assertIn('lost = 0, phantoms = 0, duplicates applied = 0', text)
         self.assertIn('p50 4.00s, max 9.00s', text)
         self.assertIn('seed=1 db=postgresql ok', results[0].line())
+
+    def test_line_names_logical_capture(self):
+        """A run with capture = logical says so; session runs as before."""
+        result = chaos.RunResult('mysql', 4, 'logical')
+        result.converge_seconds = 1.0
+        self.assertIn('seed=4 db=mysql capture=logical ok', result.line())
+        self.assertEqual(
+            ['--capture', 'logical'],
+            ['--capture', chaos.parse_args(['--capture', 'logical']).capture])
+        self.assertEqual('session', chaos.parse_args([]).capture)
