@@ -97,6 +97,7 @@ class Capture(flush.FlushMixin, returning.ReturningMixin,
         self.reread_updates = reread_updates
         self._plans_cache = {}
         self._returning_cache = {}
+        self._codecs_cache = {}
         self._counters = None
         self._targets = []
         self._engines = []
