@@ -361,6 +361,24 @@ class _CaptureTests(_Base):
                          [x for x in statements if 'OUTBOX' in x])
         self.assertEqual([], [x for x in statements if 'SELECT' in x])
 
+    def test_outbox_insert_returns_nothing(self):
+        """The entry's INSERT fetches no generated id (nobody reads it)."""
+        seen = []
+
+        def record(conn, cursor, statement, *args):
+            if 'oslo_publish_outbox' in statement and \
+                    statement.lstrip().upper().startswith('INSERT'):
+                seen.append(statement.upper())
+        sa.event.listen(self.engine, 'before_cursor_execute', record)
+        self.addCleanup(sa.event.remove, self.engine,
+                        'before_cursor_execute', record)
+        with self.maker() as s:
+            s.add(Pair(region='r', num=1, value='a'))
+            s.commit()
+        self.assertEqual(1, len(seen))
+        self.assertNotIn('RETURNING', seen[0])
+        self.assertEqual(1, len(self.entries()))
+
     def test_update_after_image_is_read_back_unless_turned_off(self):
         """ORM updates re-read the row (RETURNING on PostgreSQL) or not."""
         with self.maker() as s:
