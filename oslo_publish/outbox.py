@@ -95,7 +95,9 @@ log_positions = sa.Table(
 )
 
 
-_INSERT = outbox.insert()
+#: The entry's INSERT. ``inline()``: nobody reads the new ``id``, so it is
+#: not fetched (on PostgreSQL no ``RETURNING id``, no result row).
+_INSERT = outbox.insert().inline()
 _COLUMNS = ('stream', 'txid', 'committed_at', 'payload')
 
 

@@ -96,6 +96,9 @@ class Capture(flush.FlushMixin, returning.ReturningMixin,
         self.metrics = metrics
         self.reread_updates = reread_updates
         self._plans_cache = {}
+        self._returning_cache = {}
+        self._codecs_cache = {}
+        self._counters = None
         self._targets = []
         self._engines = []
 
@@ -256,8 +259,14 @@ class Capture(flush.FlushMixin, returning.ReturningMixin,
                             changes, tables)
             st.staged = True
             if self.metrics is not None:
-                self.metrics.transactions_captured.labels(self.stream).inc()
-                self.metrics.deltas_captured.labels(self.stream).inc(
-                    len(changes))
+                counters = self._counters
+                if counters is None:
+                    # Labelled once: labels() is a locked lookup.
+                    counters = self._counters = (
+                        self.metrics.transactions_captured.labels(
+                            self.stream),
+                        self.metrics.deltas_captured.labels(self.stream))
+                counters[0].inc()
+                counters[1].inc(len(changes))
         for frame in st.frames:
             frame.events = []

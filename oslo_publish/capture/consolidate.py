@@ -154,6 +154,15 @@ class ConsolidateMixin(object):
                 'cannot encode column %s of table %s, key %r: %s'
                 % (column, pt.name, key, exc)) from exc
 
+    def _codecs(self, pt):
+        """``((column, codec), ...)`` of ``pt``'s columns, made once."""
+        cache = self._codecs_cache
+        got = cache.get(pt.name)
+        if got is None or got[0] is not pt:
+            got = cache[pt.name] = (pt, tuple(
+                (c, pt.codecs[c]) for c in pt.columns))
+        return got[1]
+
     def _encode(self, pt, key, image, full=True):
         if full and len(image) < len(pt.columns):
             missing = [c for c in pt.columns if c not in image]
@@ -161,5 +170,16 @@ class ConsolidateMixin(object):
                 'cannot capture the full image of row %r of table %s: '
                 'columns %s were not loaded'
                 % (key, pt.name, ', '.join(missing)))
-        return {col: self._value(pt, key, col, image[col])
-                for col in pt.columns if col in image}
+        out = {}
+        for col, codec in self._codecs(pt):
+            if col not in image:
+                continue
+            value = image[col]
+            # None and values of the column's plain type (int, str,
+            # bool) are their own encoding (ColumnCodec.plain_type):
+            # no call per value for them.
+            if value is None or type(value) is codec.plain_type:
+                out[col] = value
+            else:
+                out[col] = self._value(pt, key, col, value)
+        return out

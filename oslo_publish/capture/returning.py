@@ -26,12 +26,23 @@ engine ``before_execute`` listener sees; the returned row is consumed in
 executemany batches and other databases (MariaDB has no ``UPDATE ...
 RETURNING``; pysqlite's row count needs the rows unread) keep the read
 back at commit.
+
+The ORM executes the same (memoized) UPDATE object for every flush of a
+table, so the statement with ``RETURNING`` is made once per such object
+and reused (:data:`_CACHE_SIZE` at most): SQLAlchemy then finds its
+compiled form by a memoized cache key instead of building a new
+statement, generating its cache key and looking it up at every flush.
 """
 
 from sqlalchemy import event
 from sqlalchemy.sql import dml
 
 SLOT = 'oslo_publish.capture.returning'
+
+#: Most UPDATE objects whose RETURNING variant is kept (the ORM makes one
+#: per mapped table; statements with SQL expression values are new at
+#: every flush, hence the bound).
+_CACHE_SIZE = 256
 
 
 class ReturningMixin(object):
@@ -82,15 +93,32 @@ class ReturningMixin(object):
         if returned is None or multiparams or \
                 not isinstance(elem, dml.Update):
             return elem, multiparams, params
+        cached = self._returning_cache.get(id(elem))
+        if cached is None or cached[0] is not elem:
+            cached = self._with_returning(elem)
+        if cached[1] is None:
+            return elem, multiparams, params
+        returned[None] = cached
+        return cached[1], multiparams, params
+
+    def _with_returning(self, elem):
+        """``(elem, elem with RETURNING or None, table)``, cached."""
+        new = pt = None
         try:
             pt = self._published(elem.table)
-            if pt is None or elem._returning or elem._return_defaults:
-                return elem, multiparams, params
-            new = elem.returning(*[elem.table.c[c] for c in pt.columns])
+            if pt is not None and not elem._returning and \
+                    not elem._return_defaults:
+                new = elem.returning(*[elem.table.c[c] for c in pt.columns])
         except Exception:  # noqa: leave the statement as the ORM made it
-            return elem, multiparams, params
-        returned[None] = (new, pt)
-        return new, multiparams, params
+            new = None
+        cached = (elem, new, pt)
+        cache = self._returning_cache
+        if len(cache) >= _CACHE_SIZE:
+            cache.clear()
+        # Keyed by identity and holding ``elem``: the id is not reused
+        # while the entry lives.
+        cache[id(elem)] = cached
+        return cached
 
     def _on_after_execute(self, conn, elem, multiparams, params,
                           execution_options, result):
@@ -98,9 +126,10 @@ class ReturningMixin(object):
         if returned is None:
             return
         pending = returned.pop(None, None)
-        if pending is None or pending[0] is not elem:
+        if pending is None or pending[1] is not elem:
             return
-        pt = pending[1]
-        for row in result.mappings().fetchall():
-            row = dict(row)
-            returned[(pt.name, tuple(row[c] for c in pt.pk))] = row
+        pt = pending[2]
+        columns, pk, name = pt.columns, pt.pk, pt.name
+        for values in result.fetchall():
+            row = dict(zip(columns, values))
+            returned[(name, tuple([row[c] for c in pk]))] = row

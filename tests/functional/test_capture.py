@@ -362,6 +362,24 @@ class _CaptureTests(_Base):
                          [x for x in statements if 'OUTBOX' in x])
         self.assertEqual([], [x for x in statements if 'SELECT' in x])
 
+    def test_outbox_insert_returns_nothing(self):
+        """The entry's INSERT fetches no generated id (nobody reads it)."""
+        seen = []
+
+        def record(conn, cursor, statement, *args):
+            if 'oslo_publish_outbox' in statement and \
+                    statement.lstrip().upper().startswith('INSERT'):
+                seen.append(statement.upper())
+        sa.event.listen(self.engine, 'before_cursor_execute', record)
+        self.addCleanup(sa.event.remove, self.engine,
+                        'before_cursor_execute', record)
+        with self.maker() as s:
+            s.add(Pair(region='r', num=1, value='a'))
+            s.commit()
+        self.assertEqual(1, len(seen))
+        self.assertNotIn('RETURNING', seen[0])
+        self.assertEqual(1, len(self.entries()))
+
     def test_update_after_image_is_read_back_unless_turned_off(self):
         """ORM updates re-read the row (RETURNING on PostgreSQL) or not."""
         with self.maker() as s:
@@ -394,6 +412,40 @@ class _CaptureTests(_Base):
         self.assertEqual((('value',), {'value': 'b'}, 'c'),
                          (second.changed, second.before,
                           second.after['value']))
+
+    def test_after_image_has_concurrent_changes_at_every_flush(self):
+        """Flush after flush, a column another tx changed is published."""
+        with self.maker() as s:
+            s.add(Item(id=1, name='a'))
+            s.commit()
+        self.clear()
+        steps = [('name', 'b', 10), ('deleted', 1, 11), ('name', 'c', 12),
+                 ('name', 'd', 13)]
+
+        def run():
+            for attr, value, counter in steps:
+                with self.maker() as s:
+                    obj = s.get(Item, 1)
+                    # Committed by another transaction after the load,
+                    # in a column this session does not write.
+                    with self.engine.begin() as conn:
+                        conn.execute(Item.__table__.update().values(
+                            counter=counter))
+                    setattr(obj, attr, value)
+                    s.commit()
+        statements = self._statements_of(run)
+        afters = [c.after for c in self.changes()]
+        self.assertEqual([('b', 0, 10), ('b', 1, 11), ('c', 1, 12),
+                          ('d', 1, 13)],
+                         [(a['name'], a['deleted'], a['counter'])
+                          for a in afters])
+        if self.BACKEND == 'postgresql':
+            # Every flush UPDATE (the same ORM statement object, reused
+            # with its RETURNING) returns its after-image: the only
+            # SELECTs are the loads.
+            self.assertEqual(len(steps), statements.count('UPDATE RETURNING'))
+            self.assertEqual(len(steps), len(
+                [x for x in statements if x.startswith('SELECT')]))
 
     def test_excluded_column_never_appears(self):
         """An excluded column is in no after-image nor before-image."""
