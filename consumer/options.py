@@ -91,6 +91,16 @@ _opts = [
                     'many such messages can wait at once (when all '
                     'wait, the predecessor still queued behind them '
                     'arrives only through a resync or ack_timeout).'),
+    cfg.IntOpt('max_batch_messages', default=1000, min=1,
+               help='Most messages verified and reconciled together. '
+                    'The listener threads queue their messages; one of '
+                    'them at a time takes everything queued (in arrival '
+                    'order, up to this many) and hands each stream\'s '
+                    'messages to its reconciler in one turn: one cache '
+                    'update, one handler dispatch and one state-store '
+                    'submission for the batch. An idle stream handles '
+                    'each message at once; batches form only while '
+                    'messages arrive faster than they are handled.'),
     cfg.FloatOpt('inactivity_timeout', default=35.0, min=0.1,
                  help='Seconds without any message (delta or heartbeat) '
                       'after which a stream counts as dead and is '

@@ -70,8 +70,8 @@ class PushDriver(base.Driver):
             self.verifier, self.reconcilers, metrics,
             notifications=notifications,
             allowed_publishers=conf.consumer.allowed_publishers,
-            order_wait=conf.consumer.gap_timeout,
-            ack_timeout=conf.consumer.ack_timeout)
+            ack_timeout=conf.consumer.ack_timeout,
+            max_batch=conf.consumer.max_batch_messages)
         self.listener = listener_mod.Listener(conf, transport, self.endpoint)
 
     def start(self):
