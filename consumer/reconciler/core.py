@@ -430,7 +430,8 @@ class Reconciler(object):
                 except exceptions.Rejected as exc:
                     results.append(exc)
             try:
-                self._drain(now)
+                if not self._buffering and self._applied is not None:
+                    self._drain(now)
             except StateUnavailable as exc:
                 return [exc if result == 'buffered' else result
                         for result in results]
