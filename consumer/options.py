@@ -100,7 +100,10 @@ _opts = [
                     'update, one handler dispatch and one state-store '
                     'submission for the batch. An idle stream handles '
                     'each message at once; batches form only while '
-                    'messages arrive faster than they are handled.'),
+                    'messages arrive faster than they are handled. A '
+                    'batch also holds at most half of listener_threads '
+                    'messages, so that the next batch is verified and '
+                    'applied while the previous one is being persisted.'),
     cfg.FloatOpt('inactivity_timeout', default=35.0, min=0.1,
                  help='Seconds without any message (delta or heartbeat) '
                       'after which a stream counts as dead and is '
