@@ -83,14 +83,17 @@ _opts = [
                       'message is acknowledged only once persisted or '
                       'deliberately discarded; past this time it is '
                       'returned to the broker for redelivery.'),
-    cfg.IntOpt('listener_threads', default=64, min=1, max=10000,
+    cfg.IntOpt('listener_threads', default=256, min=1, max=10000,
                help='Executor threads of the notification listener. A '
                     'delta message holds its thread, unacknowledged, '
                     'until its effect is persisted, also while it waits '
                     'for a predecessor: the number of threads bounds how '
                     'many such messages can wait at once (when all '
                     'wait, the predecessor still queued behind them '
-                    'arrives only through a resync or ack_timeout).'),
+                    'arrives only through a resync or ack_timeout), and '
+                    'so how many messages are applied per state-store '
+                    'commit. The threads mostly wait; they are created '
+                    'as messages come.'),
     cfg.IntOpt('max_batch_messages', default=1000, min=1,
                help='Most messages verified and reconciled together. '
                     'The listener threads queue their messages; one of '
