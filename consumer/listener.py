@@ -112,7 +112,8 @@ class Endpoint(object):
     """Notification endpoint: verify -> reconcile; never raises.
 
     The executor threads hand the messages of this service's publishers
-    to an :class:`consumer.intake.Intake`: whichever thread finds no
+    to the :class:`consumer.intake.Intake` of the stream they name:
+    whichever thread finds no
     batch in progress verifies everything queued, in arrival order, and
     gives each stream's messages to its reconciler in one turn
     (:meth:`consumer.reconciler.Reconciler.handle_many`). Each thread
@@ -141,7 +142,13 @@ class Endpoint(object):
         self._notifications = notifications
         self._allowed = frozenset(allowed_publishers)
         self._pause = threading.Event()
-        self._intake = intake_mod.Intake(self._process, max_batch)
+        #: One intake per followed stream (chosen by the stream the
+        #: payload names; the verifier checks the claim), so a stream
+        #: whose lock is held (a resync installing) delays only its own
+        #: messages; one more for anything else.
+        self._intakes = {stream: intake_mod.Intake(self._process, max_batch)
+                         for stream in reconcilers}
+        self._other = intake_mod.Intake(self._process, max_batch)
 
     def info(self, ctxt, publisher_id, event_type, payload, metadata):
         return self.handle(publisher_id, event_type, payload, 'info')
@@ -189,8 +196,9 @@ class Endpoint(object):
             self._verifier.reject(None, 'unknown_publisher', 'no handler '
                                   'for %s' % self._safe(publisher_id))
             return messaging.NotificationResult.HANDLED
-        message, outcome = self._intake.submit(
-            (publisher_id, event_type, payload))
+        intake = self._intakes.get(stream, self._other) \
+            if isinstance(stream, str) else self._other
+        message, outcome = intake.submit((publisher_id, event_type, payload))
         if isinstance(outcome, exceptions.Rejected):
             if message is None or outcome.reason != 'replayed':
                 return messaging.NotificationResult.HANDLED

@@ -33,7 +33,9 @@ import oslo_messaging as messaging
 from consumer import exceptions
 from consumer import intake
 from consumer import listener
+from consumer import metrics as metrics_mod
 from consumer import reconciler
+from consumer import verify
 from oslo_publish import wire
 from tests import base
 from tests.unit import fakehost
@@ -266,3 +268,55 @@ class TestHandleManyBeforeSync(test_reconciler.ReconcilerTestCase):
         self.assertEqual(['buffered'], rec.handle_many([message]))
         rec.poll()
         self.assertConverged(rec)
+
+
+class _StubVerifier(object):
+
+    def stream_label(self, stream):
+        return stream
+
+    def verify(self, publisher_id, event_type, payload):
+        return verify.Message(wire.KIND_DELTA, payload['stream'],
+                              publisher_id, 1, 1, {}, ())
+
+
+class _StubReconciler(object):
+
+    def __init__(self, gate=None):
+        self.gate = gate
+        self.entered = threading.Event()
+
+    def handle_many(self, messages):
+        self.entered.set()
+        if self.gate is not None:
+            self.gate.wait(10)
+        return ['applied'] * len(messages)
+
+    def settle(self, message, timeout):
+        return True
+
+
+class TestEndpointStreams(base.TestCase):
+
+    def test_a_blocked_stream_does_not_hold_up_another(self):
+        """Each stream has its own intake."""
+        gate = threading.Event()
+        self.addCleanup(gate.set)
+        slow, fast = _StubReconciler(gate), _StubReconciler()
+        endpoint = listener.Endpoint(
+            _StubVerifier(), {'a': slow, 'b': fast},
+            metrics_mod.ConsumerMetrics())
+        blocked = threading.Thread(target=endpoint.handle, args=(
+            wire.publisher_id('a'), wire.EVENT_DELTA, {'stream': 'a'}))
+        blocked.start()
+        self.assertTrue(slow.entered.wait(10))
+        results = []
+        other = threading.Thread(target=lambda: results.append(
+            endpoint.handle(wire.publisher_id('b'), wire.EVENT_DELTA,
+                            {'stream': 'b'})))
+        other.start()
+        other.join(5)
+        self.assertEqual([messaging.NotificationResult.HANDLED], results)
+        gate.set()
+        blocked.join(10)
+        self.assertFalse(blocked.is_alive())
