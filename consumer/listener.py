@@ -57,6 +57,7 @@ import oslo_messaging as messaging
 from oslo_log import log
 
 from consumer import exceptions
+from consumer import intake as intake_mod
 from consumer import reconciler as reconciler_mod
 from oslo_publish import wire
 
@@ -110,6 +111,15 @@ def _ours(publisher_id, event_type):
 class Endpoint(object):
     """Notification endpoint: verify -> reconcile; never raises.
 
+    The executor threads hand the messages of this service's publishers
+    to the :class:`consumer.intake.Intake` of the stream they name:
+    whichever thread finds no
+    batch in progress verifies everything queued, in arrival order, and
+    gives each stream's messages to its reconciler in one turn
+    (:meth:`consumer.reconciler.Reconciler.handle_many`). Each thread
+    then settles its own message (waits until it is persisted) and
+    returns what the broker should do with it.
+
     :param verifier: a :class:`consumer.verify.Verifier`.
     :param reconcilers: ``{stream: Reconciler}``.
     :param metrics: a :class:`consumer.metrics.ConsumerMetrics`.
@@ -117,14 +127,14 @@ class Endpoint(object):
         :class:`consumer.notifications.NotificationRouter`.
     :param allowed_publishers: extra publisher ids that speak the wire
         format (``[consumer] allowed_publishers``).
-    :param order_wait: seconds a delta ahead of its turn waits for its
-        predecessors (handled by other executor threads) before it is
-        buffered; so it is acknowledged only once durably applied.
+    :param ack_timeout: longest wait for a message's effect to be
+        persisted before it is requeued.
+    :param max_batch: most messages verified and reconciled in one
+        batch (``[consumer] max_batch_messages``).
     """
 
     def __init__(self, verifier, reconcilers, metrics, notifications=None,
-                 allowed_publishers=(), order_wait=None, ack_timeout=60.0):
-        self._order_wait = order_wait
+                 allowed_publishers=(), ack_timeout=60.0, max_batch=1000):
         self._ack_timeout = ack_timeout
         self._verifier = verifier
         self._reconcilers = reconcilers
@@ -132,6 +142,13 @@ class Endpoint(object):
         self._notifications = notifications
         self._allowed = frozenset(allowed_publishers)
         self._pause = threading.Event()
+        #: One intake per followed stream (chosen by the stream the
+        #: payload names; the verifier checks the claim), so a stream
+        #: whose lock is held (a resync installing) delays only its own
+        #: messages; one more for anything else.
+        self._intakes = {stream: intake_mod.Intake(self._process, max_batch)
+                         for stream in reconcilers}
+        self._other = intake_mod.Intake(self._process, max_batch)
 
     def info(self, ctxt, publisher_id, event_type, payload, metadata):
         return self.handle(publisher_id, event_type, payload, 'info')
@@ -179,26 +196,58 @@ class Endpoint(object):
             self._verifier.reject(None, 'unknown_publisher', 'no handler '
                                   'for %s' % self._safe(publisher_id))
             return messaging.NotificationResult.HANDLED
-        message = None
-        try:
-            message = self._verifier.verify(publisher_id, event_type,
-                                            payload)
-            reconciler = self._reconcilers[message.stream]
-            reconciler.handle(message, wait=self._order_wait)
-        except exceptions.Rejected as exc:
-            if message is None or exc.reason != 'replayed':
+        intake = self._intakes.get(stream, self._other) \
+            if isinstance(stream, str) else self._other
+        message, outcome = intake.submit((publisher_id, event_type, payload))
+        if isinstance(outcome, exceptions.Rejected):
+            if message is None or outcome.reason != 'replayed':
                 return messaging.NotificationResult.HANDLED
             # A redelivered duplicate: acknowledged once what it carried
             # is persisted (the first copy may still be in flight).
-        except reconciler_mod.StateUnavailable:
+        elif isinstance(outcome, reconciler_mod.StateUnavailable):
             self._pause.wait(REQUEUE_PAUSE)
             return messaging.NotificationResult.REQUEUE
+        elif isinstance(outcome, BaseException):
+            raise outcome
         if message.is_heartbeat:
             return messaging.NotificationResult.HANDLED
+        reconciler = self._reconcilers[message.stream]
         if reconciler.settle(message, self._ack_timeout):
             return messaging.NotificationResult.HANDLED
         self._metrics.requeued.labels(stream=message.stream).inc()
         return messaging.NotificationResult.REQUEUE
+
+    def _process(self, items):
+        """One batch of the intake: ``[(message or None, outcome)]``.
+
+        Verifies each ``(publisher_id, event_type, payload)`` in order,
+        then hands each stream's messages to its reconciler at once. The
+        outcome is what :meth:`Reconciler.handle_many` returned for the
+        message, or the exception that stopped it (a rejection by the
+        verifier, or an unexpected error, re-raised by the message's own
+        thread).
+        """
+        results = [None] * len(items)
+        by_stream = {}
+        for index, (publisher_id, event_type, payload) in enumerate(items):
+            try:
+                message = self._verifier.verify(publisher_id, event_type,
+                                                payload)
+                reconciler = self._reconcilers[message.stream]
+            except Exception as exc:  # noqa: Rejected, or re-raised
+                results[index] = (None, exc)
+                continue
+            by_stream.setdefault(message.stream, (reconciler, []))[1].append(
+                (index, message))
+        for reconciler, entries in by_stream.values():
+            messages = [message for _index, message in entries]
+            try:
+                outcomes = reconciler.handle_many(messages)
+            except Exception as exc:  # noqa: re-raised by each thread
+                outcomes = [exc] * len(entries)
+            for (index, message), outcome in zip(entries, outcomes):
+                results[index] = (message, outcome)
+        return results
 
 
 class Listener(object):

@@ -83,14 +83,30 @@ _opts = [
                       'message is acknowledged only once persisted or '
                       'deliberately discarded; past this time it is '
                       'returned to the broker for redelivery.'),
-    cfg.IntOpt('listener_threads', default=64, min=1, max=10000,
+    cfg.IntOpt('listener_threads', default=256, min=1, max=10000,
                help='Executor threads of the notification listener. A '
                     'delta message holds its thread, unacknowledged, '
                     'until its effect is persisted, also while it waits '
                     'for a predecessor: the number of threads bounds how '
                     'many such messages can wait at once (when all '
                     'wait, the predecessor still queued behind them '
-                    'arrives only through a resync or ack_timeout).'),
+                    'arrives only through a resync or ack_timeout), and '
+                    'so how many messages are applied per state-store '
+                    'commit. The threads mostly wait; they are created '
+                    'as messages come.'),
+    cfg.IntOpt('max_batch_messages', default=1000, min=1,
+               help='Most messages verified and reconciled together. '
+                    'The listener threads queue their messages; one of '
+                    'them at a time takes everything queued (in arrival '
+                    'order, up to this many) and hands each stream\'s '
+                    'messages to its reconciler in one turn: one cache '
+                    'update, one handler dispatch and one state-store '
+                    'submission for the batch. An idle stream handles '
+                    'each message at once; batches form only while '
+                    'messages arrive faster than they are handled. A '
+                    'batch also holds at most half of listener_threads '
+                    'messages, so that the next batch is verified and '
+                    'applied while the previous one is being persisted.'),
     cfg.FloatOpt('inactivity_timeout', default=35.0, min=0.1,
                  help='Seconds without any message (delta or heartbeat) '
                       'after which a stream counts as dead and is '

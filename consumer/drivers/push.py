@@ -34,6 +34,18 @@ from consumer import verify
 LOG = log.getLogger(__name__)
 
 
+def batch_limit(conf):
+    """Most messages of one intake batch.
+
+    ``[consumer] max_batch_messages``, and at most half of the listener
+    threads: each thread holds its message until it is persisted, so
+    while one batch waits for the state store the other half of the
+    threads carries the next batch (verify and apply overlap the write).
+    """
+    return max(1, min(conf.consumer.max_batch_messages,
+                      conf.consumer.listener_threads // 2))
+
+
 class PushDriver(base.Driver):
     """Follows ``[consumer] streams`` published by oslo_publish hosts."""
 
@@ -70,8 +82,8 @@ class PushDriver(base.Driver):
             self.verifier, self.reconcilers, metrics,
             notifications=notifications,
             allowed_publishers=conf.consumer.allowed_publishers,
-            order_wait=conf.consumer.gap_timeout,
-            ack_timeout=conf.consumer.ack_timeout)
+            ack_timeout=conf.consumer.ack_timeout,
+            max_batch=batch_limit(conf))
         self.listener = listener_mod.Listener(conf, transport, self.endpoint)
 
     def start(self):

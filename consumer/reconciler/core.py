@@ -403,6 +403,98 @@ class Reconciler(object):
             return 'applied' if self._applied >= message.last_seq \
                 else 'buffered'
 
+    def handle_many(self, messages):
+        """Take verified messages in arrival order, in one turn (any thread).
+
+        What :meth:`handle` does for each message (without waiting for
+        turns: a message ahead of its turn is buffered, and the
+        listener's :meth:`settle` holds its acknowledgement until it is
+        durable), under one acquisition of the stream's lock, with one
+        drain at the end: the contiguous run of the whole batch reaches
+        the cache, the handlers and the persister at once.
+
+        :returns: a list with, per message, ``'applied'``,
+            ``'buffered'``, ``'heartbeat'`` or the exception
+            :meth:`handle` would have raised (``Rejected``, or
+            ``StateUnavailable`` for every delta of the batch when the
+            final drain failed).
+        """
+        now = self._clock()
+        results = []
+        with self._lock:
+            self._last_seen = now
+            self._last_heard_at = time.time()
+            for message in messages:
+                try:
+                    results.append(self._take(message, now))
+                except exceptions.Rejected as exc:
+                    results.append(exc)
+            try:
+                if not self._buffering and self._applied is not None:
+                    self._drain(now)
+            except StateUnavailable as exc:
+                return [exc if result == 'buffered' else result
+                        for result in results]
+            applied = self._applied
+        return [result if result != 'buffered' or applied is None or
+                applied < message.last_seq else 'applied'
+                for message, result in zip(messages, results)]
+
+    def _take(self, message, now):
+        """One message of :meth:`handle_many`; caller holds _lock."""
+        if message.is_heartbeat or self._heard_seq is None:
+            self._heard_seq = message.last_seq
+        elif message.last_seq is not None:
+            self._heard_seq = max(self._heard_seq, message.last_seq)
+        self.counters['received'] += 1
+        self._check_epoch(message, now)
+        if message.is_heartbeat:
+            # Heartbeats compare with what the batch applied so far.
+            self._drain_if_due(now)
+            self._on_heartbeat(message.last_seq, now)
+            return 'heartbeat'
+        if self._buffering:
+            self._buffer_message(message)
+            return 'buffered'
+        self._check_not_replayed(message)
+        for table, info in message.tables.items():
+            known = self._known.get(table)
+            if known is None:
+                self._request('schema', now)
+                raise self._reject('unknown_table',
+                                   'table not in the snapshot')
+            if not self._version_ok(table, info['version'],
+                                    message.last_seq):
+                LOG.info('Schema of %s.%s changed; resynchronising',
+                         self.stream, table)
+                self._request('schema', now)
+                self._buffer_message(message)
+                return 'buffered'
+        if len(self._buffer) + len(message.transactions) > self._window:
+            # The reorder buffer holds at most a window: apply what the
+            # batch made contiguous so far.
+            self._drain_if_due(now)
+        if message.first_seq - self._applied > self._window and \
+                message.first_seq - self._contiguous() > self._window:
+            LOG.warning('Stream %s: seq %d is beyond the reorder window '
+                        '(applied %d)', self.stream, message.first_seq,
+                        self._applied)
+            self._request('gap', now)
+        self._buffer_message(message)
+        return 'buffered'
+
+    def _contiguous(self):
+        """Highest seq applied or buffered without a hole (_lock)."""
+        seq = self._applied
+        while seq + 1 in self._buffer:
+            seq += 1
+        return seq
+
+    def _drain_if_due(self, now):
+        if not self._buffering and self._applied is not None and \
+                self._applied + 1 in self._buffer:
+            self._drain(now)
+
     def poll(self):
         """Run due timers and a due resync once; return seconds to wait."""
         now = self._clock()
