@@ -49,7 +49,6 @@ from consumer import state as state_mod
 from oslo_publish import schema
 from tests import base
 from tests.functional import consumer_host
-from tests.functional import test_binlog_e2e
 from tests.functional import test_consumer_e2e
 from tests.functional import test_logical_e2e
 
@@ -183,9 +182,4 @@ class TestSchemaChangeInPlaceMariaDB(_SchemaChange, base.TestCase):
 
 class TestSchemaChangeLogicalPostgreSQL(test_logical_e2e._LogicalHost,
                                         _SchemaChange, base.TestCase):
-    STATE_BACKEND = 'sqlite'
-
-
-class TestSchemaChangeLogicalMariaDB(test_binlog_e2e._BinlogHost,
-                                     _SchemaChange, base.TestCase):
     STATE_BACKEND = 'sqlite'
