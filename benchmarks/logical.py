@@ -158,7 +158,7 @@ def worker(url):
          url, '--slot', slot], stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        write_path.worker('logical', url, write_path.TRANSPORT_URL, None)
+        write_path.worker('slot', url, write_path.TRANSPORT_URL, None)
     finally:
         reader.stdin.close()
         reader.wait(30)

@@ -64,6 +64,10 @@ MODES = ('baseline', 'outbox', 'outbox_standalone', 'direct', 'continuum')
 #: in the parent process, as ``outbox_standalone``.
 EXTRA_MODES = ('logical', 'logical_standalone')
 STANDALONE = ('outbox_standalone', 'logical_standalone')
+#: The modes that install the middleware (any other mode writes plainly:
+#: ``baseline``, ``continuum``, and the logical-decoding floor's ``slot``
+#: of :mod:`benchmarks.logical`).
+INSTALLED = ('outbox', 'outbox_standalone', 'direct') + EXTRA_MODES
 BACKENDS = ('postgresql', 'mysql')
 PG_URL = os.environ.get(
     'OSLO_PUBLISH_TEST_PG_URL',
@@ -191,7 +195,7 @@ def worker(mode, url, transport_url, exchange):
                          for n in range(1, SEED_ROWS + 1)])
         session.commit()
     handle = None
-    if mode != 'baseline' and mode != 'continuum':
+    if mode in INSTALLED:
         handle = _install(mode, maker, base.metadata, transport_url,
                           exchange)
     next_id = [SEED_ROWS + 1]
