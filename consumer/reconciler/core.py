@@ -356,11 +356,7 @@ class Reconciler(object):
         with self._lock:
             self._last_seen = now
             self._last_heard_at = time.time()
-            if message.is_heartbeat or self._heard_seq is None:
-                self._heard_seq = message.last_seq
-            elif message.last_seq is not None:
-                self._heard_seq = max(self._heard_seq, message.last_seq)
-            self.counters['received'] += 1
+            self._hear(message)
             self._check_epoch(message, now)
             if message.is_heartbeat:
                 self._on_heartbeat(message.last_seq, now)
@@ -369,19 +365,8 @@ class Reconciler(object):
                 self._buffer_message(message)
                 return 'buffered'
             self._check_not_replayed(message)
-            for table, info in message.tables.items():
-                known = self._known.get(table)
-                if known is None:
-                    self._request('schema', now)
-                    raise self._reject('unknown_table',
-                                       'table not in the snapshot')
-                if not self._version_ok(table, info['version'],
-                                        message.last_seq):
-                    LOG.info('Schema of %s.%s changed; resynchronising',
-                             self.stream, table)
-                    self._request('schema', now)
-                    self._buffer_message(message)
-                    return 'buffered'
+            if self._schema_changed(message, now):
+                return 'buffered'
             if wait and message.first_seq > self._applied + 1:
                 self._turns.wait(
                     message.first_seq,
@@ -440,23 +425,21 @@ class Reconciler(object):
                 applied < message.last_seq else 'applied'
                 for message, result in zip(messages, results)]
 
-    def _take(self, message, now):
-        """One message of :meth:`handle_many`; caller holds _lock."""
+    def _hear(self, message):
+        """Note a received message's reach; caller holds _lock."""
         if message.is_heartbeat or self._heard_seq is None:
             self._heard_seq = message.last_seq
         elif message.last_seq is not None:
             self._heard_seq = max(self._heard_seq, message.last_seq)
         self.counters['received'] += 1
-        self._check_epoch(message, now)
-        if message.is_heartbeat:
-            # Heartbeats compare with what the batch applied so far.
-            self._drain_if_due(now)
-            self._on_heartbeat(message.last_seq, now)
-            return 'heartbeat'
-        if self._buffering:
-            self._buffer_message(message)
-            return 'buffered'
-        self._check_not_replayed(message)
+
+    def _schema_changed(self, message, now):
+        """Check a delta's tables against the known ones; caller: _lock.
+
+        Raises ``Rejected`` (``unknown_table``) for a table the snapshot
+        did not have; True when a table's version changed: a schema
+        resync is requested and the message is buffered.
+        """
         for table, info in message.tables.items():
             known = self._known.get(table)
             if known is None:
@@ -469,7 +452,24 @@ class Reconciler(object):
                          self.stream, table)
                 self._request('schema', now)
                 self._buffer_message(message)
-                return 'buffered'
+                return True
+        return False
+
+    def _take(self, message, now):
+        """One message of :meth:`handle_many`; caller holds _lock."""
+        self._hear(message)
+        self._check_epoch(message, now)
+        if message.is_heartbeat:
+            # Heartbeats compare with what the batch applied so far.
+            self._drain_if_due(now)
+            self._on_heartbeat(message.last_seq, now)
+            return 'heartbeat'
+        if self._buffering:
+            self._buffer_message(message)
+            return 'buffered'
+        self._check_not_replayed(message)
+        if self._schema_changed(message, now):
+            return 'buffered'
         if len(self._buffer) + len(message.transactions) > self._window:
             # The reorder buffer holds at most a window: apply what the
             # batch made contiguous so far.
