@@ -24,10 +24,8 @@ with the table, seq by seq: nothing lost, nothing doubled, gapless.
 
 import sqlalchemy as sa
 
-from oslo_publish import logcapture
 from oslo_publish.logcapture import binlog
 from oslo_publish import migration
-from oslo_publish import relay as relay_mod
 from oslo_publish import schema
 from tests import base
 from tests.functional import test_logical_capture as lc
@@ -54,14 +52,7 @@ class _BinlogCase(base.TestCase):
                             self.stream)
 
     def start_relay(self):
-        self.publisher = lc.RecordingPublisher()
-        self.relay = relay_mod.Relay(self.conf, self.engine, self.stream,
-                                     self.tables, self.publisher)
-        self.relay.start()
-        self.addCleanup(self.relay.stop)
-        self.stager = logcapture.attach(self.conf, self.engine, self.tables,
-                                        self.stream, self.relay)
-        self.addCleanup(self.stager.stop)
+        lc.start_staging(self)
         self.wait_reading(self)
 
     def wait_reading(self, handle):

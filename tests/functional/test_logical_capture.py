@@ -97,6 +97,23 @@ def make_conf(stream):
     return conf
 
 
+def start_staging(case):
+    """Start a relay and the stager reading the log into it, for ``case``.
+
+    The relay publishes to a :class:`RecordingPublisher`; ``case``
+    provides ``conf``, ``engine``, ``stream`` and ``tables``; both stop
+    at the case's cleanup.
+    """
+    case.publisher = RecordingPublisher()
+    case.relay = relay_mod.Relay(case.conf, case.engine, case.stream,
+                                 case.tables, case.publisher)
+    case.relay.start()
+    case.addCleanup(case.relay.stop)
+    case.stager = logcapture.attach(case.conf, case.engine, case.tables,
+                                    case.stream, case.relay)
+    case.addCleanup(case.stager.stop)
+
+
 class _LogicalCase(private_pg.LogicalPGMixin, base.TestCase):
 
     def setUp(self):
@@ -115,14 +132,7 @@ class _LogicalCase(private_pg.LogicalPGMixin, base.TestCase):
                               self.stream)
 
     def start_relay(self):
-        self.publisher = RecordingPublisher()
-        self.relay = relay_mod.Relay(self.conf, self.engine, self.stream,
-                                     self.tables, self.publisher)
-        self.relay.start()
-        self.addCleanup(self.relay.stop)
-        self.stager = logcapture.attach(self.conf, self.engine, self.tables,
-                                        self.stream, self.relay)
-        self.addCleanup(self.stager.stop)
+        start_staging(self)
         self.assertTrue(self.stager.streaming.wait(30))
 
     def catch_up(self, timeout=60):
