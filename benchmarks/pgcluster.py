@@ -36,9 +36,10 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 
 import sqlalchemy as sa
+
+from benchmarks import janitor
 
 
 class ClusterError(RuntimeError):
@@ -139,7 +140,7 @@ def running(settings=_DEFAULTS):
     """Yield a started :class:`Cluster`; stop and remove it afterwards."""
     path = bindir()
     uid, gid = _runner()
-    top = tempfile.mkdtemp(prefix='bench_pg_')
+    top = janitor.private_dir('bench_pg_')
     data = os.path.join(top, 'data')
     port = free_port()
     started = False

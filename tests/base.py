@@ -47,6 +47,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import url as sa_url
 import testtools
 
+from benchmarks import janitor
+
 PG_URL = os.environ.get(
     'OSLO_PUBLISH_TEST_PG_URL',
     'postgresql+psycopg2://postgres@127.0.0.1:5432/test')
@@ -181,7 +183,7 @@ class RabbitNodeFixture(fixtures.Fixture):
         self.port = _free_port()
         dist_port = _free_port()
         self.node = '%s@localhost' % unique_name('optest')
-        self.base = tempfile.mkdtemp(prefix='oslo-publish-rmq-')
+        self.base = janitor.private_dir('oslo-publish-rmq-')
         self.addCleanup(_rmtree, self.base)
         with open(os.path.join(self.base, 'rabbitmq.conf'), 'w') as f:
             f.write('listeners.tcp.local = 127.0.0.1:%d\n'

@@ -36,13 +36,13 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 
 import fixtures
 import sqlalchemy as sa
 
+from benchmarks import janitor
 from tests import base
 
 MARIADBD = os.environ.get('OSLO_PUBLISH_TEST_MARIADBD') or \
@@ -84,7 +84,7 @@ class Server(object):
     BINLOG = 'binlog'
 
     def __init__(self):
-        self.root = tempfile.mkdtemp(prefix='oslo_publish_mariadb_')
+        self.root = janitor.private_dir('oslo_publish_mariadb_')
         self.datadir = os.path.join(self.root, 'data')
         # Its own temporary directory: nothing else cleaning /tmp can
         # take a temporary table from under it.

@@ -25,10 +25,10 @@ import os
 import shutil
 import socket
 import subprocess
-import tempfile
 
 import fixtures
 
+from benchmarks import janitor
 from tests import base
 
 SERVER = '/usr/lib/rabbitmq/bin/rabbitmq-server'
@@ -132,7 +132,7 @@ class RabbitClusterFixture(fixtures.Fixture):
                     'server installed' % tool)
         if not os.path.exists(SERVER):
             raise base.ServiceUnavailable('%s not found' % SERVER)
-        root = tempfile.mkdtemp(prefix='oslo-publish-cluster-')
+        root = janitor.private_dir('oslo-publish-cluster-')
         self.addCleanup(base._rmtree, root)
         self.nodes = [_Node(root, i) for i in range(self.SIZE)]
         subprocess.run(['chown', '-R', 'rabbitmq', root], check=True)
