@@ -102,9 +102,13 @@ _opts = [
                       'began (see '
                       'relay_max_pause), or as soon as no transaction is '
                       'in flight any more. What commits meanwhile goes '
-                      'into that cycle. A relay whose writers are idle or '
-                      'leave gaps publishes a commit at once. 1.0 runs a '
-                      'cycle for every wake-up at once.'),
+                      'into that cycle. Writers running back to back '
+                      '(less than 1 ms between their transactions on '
+                      'average) are waited for the whole spacing instead, '
+                      'without waking the thread at every transaction. A '
+                      'relay whose writers are idle or leave gaps '
+                      'publishes a commit at once. 1.0 runs a cycle for '
+                      'every wake-up at once.'),
     cfg.FloatOpt('relay_max_pause', default=0.02, min=0.0, max=1.0,
                  help='Upper bound in seconds of the pause relay_cpu_share '
                       'adds between two cycles (beyond the last cycle\'s '

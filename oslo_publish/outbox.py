@@ -114,6 +114,37 @@ def _insert_and_notify(channel):
     return outbox.insert().from_select(list(_COLUMNS), values)
 
 
+def _compile_for_driver(insert, dialect):
+    """``insert`` compiled for ``dialect``'s driver, or None (see stage)."""
+    if dialect.paramstyle != 'pyformat':
+        return None
+    for name in _COLUMNS:
+        impl = outbox.c[name].type.dialect_impl(dialect)
+        if impl.bind_processor(dialect) is not None:
+            return None
+    compiled = insert.compile(dialect=dialect, column_keys=list(_COLUMNS))
+    if compiled.positional or not set(_COLUMNS) <= set(compiled.binds):
+        return None
+    # Other parameters (the NOTIFY channel) are constants of the
+    # statement: rendered into it, as Core would send them.
+    constants = {}
+    for name, bind in compiled.binds.items():
+        if name in _COLUMNS:
+            continue
+        if bind.value is None or bind.callable is not None or \
+                bind.type.dialect_impl(dialect).bind_processor(
+                    dialect) is not None:
+            return None
+        constants[name] = bind.value
+    sql = compiled.string
+    literal = sa.String().literal_processor(dialect)
+    for name, value in constants.items():
+        # The quoted literal, its % doubled as the driver expects.
+        sql = sql.replace('%%(%s)s' % name,
+                          literal(value).replace('%', '%%'))
+    return sql
+
+
 def count_unpublished(stream=None):
     """A SELECT of the number of entries the broker has not confirmed.
 
@@ -150,6 +181,8 @@ class OutboxSink(object):
         self.wake = wake
         self.notify = notify
         self._notify_insert = None
+        # {(dialect, plain INSERT?): driver SQL or None}
+        self._driver_cache = {}
         if notify:
             from oslo_publish.relay import wake as wake_mod
             self._notify_insert = _insert_and_notify(
@@ -167,9 +200,38 @@ class OutboxSink(object):
         if self._notify_insert is not None and \
                 conn.dialect.name == 'postgresql':
             insert = self._notify_insert
-        conn.execute(insert, {
-            'stream': self.stream, 'txid': txid,
-            'committed_at': committed_at, 'payload': payload})
+        params = {'stream': self.stream, 'txid': txid,
+                  'committed_at': committed_at, 'payload': payload}
+        sql = self._driver_sql(conn, insert)
+        if sql is None:
+            conn.execute(insert, params)
+        else:
+            conn.exec_driver_sql(sql, params)
+
+    def _driver_sql(self, conn, insert):
+        """The INSERT as driver SQL for ``conn``'s dialect, or None.
+
+        Written once per transaction on the writer's thread, the entry
+        skips the statement's cache lookup and parameter processing:
+        where the driver takes named parameters and none of the four
+        columns needs a bind processor (psycopg2, PyMySQL), the statement
+        is compiled once per dialect and sent with
+        ``Connection.exec_driver_sql`` (engine events still see it).
+        Elsewhere, or with a ``schema_translate_map``, None: the Core
+        statement is executed.
+        """
+        key = (conn.dialect, insert is _INSERT)
+        cache = self._driver_cache
+        sql = cache.get(key, False)
+        if sql is False:
+            sql = _compile_for_driver(insert, conn.dialect)
+            if len(cache) >= 8:  # engines come and go (tests): bounded
+                cache.clear()
+            cache[key] = sql
+        if sql is not None and \
+                conn.get_execution_options().get('schema_translate_map'):
+            return None
+        return sql
 
     def committed(self, session):
         """Wake the relay (no SQL here: the transaction is over)."""

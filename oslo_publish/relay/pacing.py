@@ -46,6 +46,20 @@ SATURATED = 0.5
 #: gaps saturates after about 0.7 of it).
 WINDOW = 0.02
 
+#: Writers are *back to back* when they are saturating and the idle
+#: gaps between their transactions (an exponentially weighted average,
+#: :meth:`Activity.gap`) are shorter than this many seconds: too short
+#: for a publishing cycle (a few database and broker round trips) to run
+#: in between without competing with them.
+BACK_TO_BACK_GAP = 0.001
+
+#: Weight of the newest gap in :meth:`Activity.gap`.
+GAP_WEIGHT = 0.2
+
+#: The longest gap :meth:`Activity.gap` averages (seconds): longer ones
+#: count as this much.
+GAP_CLIP = 4 * BACK_TO_BACK_GAP
+
 
 class Activity(object):
     """The service's transactions in flight in this process.
@@ -78,6 +92,10 @@ class Activity(object):
         self._share = 0.0
         self._since = time.monotonic()
         self._busy = False
+        # The average idle gap between transactions, and when the last
+        # one ended (None: none yet).
+        self._gap = float('inf')
+        self._ended = None
 
     def _update(self, now):
         elapsed = now - self._since
@@ -91,8 +109,17 @@ class Activity(object):
 
     def begin(self, transaction):
         if not self._running:
-            self._update(time.monotonic())
+            now = time.monotonic()
+            self._update(now)
             self._busy = True
+            ended = self._ended
+            if ended is not None:
+                # A long pause counts as GAP_CLIP: writers resuming
+                # back to back are recognised again after a transaction.
+                gap = min(now - ended, GAP_CLIP)
+                previous = self._gap
+                self._gap = (gap if previous == float('inf') else
+                             previous + GAP_WEIGHT * (gap - previous))
         self._running.add(transaction)
         if self._idle.is_set():
             self._idle.clear()
@@ -101,8 +128,10 @@ class Activity(object):
         running = self._running
         running.discard(transaction)
         if not running:
-            self._update(time.monotonic())
+            now = time.monotonic()
+            self._update(now)
             self._busy = False
+            self._ended = now
             self._idle.set()
 
     def utilization(self):
@@ -117,6 +146,33 @@ class Activity(object):
     def saturated(self):
         """True when writers run now and ran most of the recent time."""
         return bool(self._running) and self.utilization() >= SATURATED
+
+    def gap(self):
+        """Average idle gap in seconds between transactions (inf: none).
+
+        An exponentially weighted average (weight :data:`GAP_WEIGHT` of
+        the newest) of the time from the end of a transaction to the
+        begin of the next one, when none was in flight in between, each
+        counted up to :data:`GAP_CLIP`.
+        """
+        return self._gap
+
+    def back_to_back(self):
+        """True when saturating writers leave no room between transactions.
+
+        A transaction in flight at least :data:`SATURATED` of the recent
+        time, the average gap between transactions (:meth:`gap`) below
+        :data:`BACK_TO_BACK_GAP`, and one in flight now or the current
+        gap still shorter than that (writers that stopped are not
+        waited for).
+        """
+        if self._gap >= BACK_TO_BACK_GAP:
+            return False
+        ended = self._ended
+        if not self._running and ended is not None and \
+                time.monotonic() - ended >= BACK_TO_BACK_GAP:
+            return False
+        return self.utilization() >= SATURATED
 
     @property
     def active(self):
@@ -192,6 +248,9 @@ class Pacer(object):
             Unknown writers: the cycle is paced when ``busy``. Known
             writers that leave gaps (in flight less than
             :data:`SATURATED` of the recent time) are not waited for.
+            Known writers running back to back
+            (:meth:`Activity.back_to_back`) are waited for the whole
+            spacing, whether a transaction is in flight or not.
         :param stopping: a ``threading.Event`` ending the wait when set.
         :returns: True when ``stopping`` was set.
         """
@@ -199,6 +258,11 @@ class Pacer(object):
         if delay <= 0:
             return False
         if activity is not None:
+            if activity.back_to_back():
+                if stopping is not None:
+                    return stopping.wait(delay)
+                time.sleep(delay)
+                return False
             if not activity.saturated():
                 return False
             # A writer that begins its next transaction at once keeps

@@ -461,6 +461,113 @@ class TestUtilization(base.TestCase):
         self.assertAlmostEqual(0.009, pacer.delay())
 
 
+class TestBackToBack(base.TestCase):
+    """Writers without room between transactions: coalesce, no per-tx wake."""
+
+    def setUp(self):
+        super().setUp()
+        self.now = 100.0
+        self.cpu = 1.0
+        clock = types.SimpleNamespace(monotonic=lambda: self.now,
+                                      thread_time=lambda: self.cpu)
+        self.useFixture(fixtures.MonkeyPatch(
+            'oslo_publish.relay.pacing.time', clock))
+
+    def _run(self, activity, count, duration, gap):
+        """``count`` transactions of ``duration`` s, ``gap`` s apart."""
+        for _ in range(count):
+            tx = _Tx()
+            activity.begin(tx)
+            self.now += duration
+            activity.end(tx)
+            self.now += gap
+
+    def test_gap_is_an_average_of_clipped_gaps(self):
+        """gap(): weighted average; a long pause counts as GAP_CLIP."""
+        activity = pacing.Activity()
+        self.assertEqual(float('inf'), activity.gap())
+        self._run(activity, 2, 0.001, 0.0002)
+        self.assertAlmostEqual(0.0002, activity.gap())
+        self.now += 10.0
+        self._run(activity, 1, 0.001, 0.0)
+        self.assertAlmostEqual(
+            0.0002 + pacing.GAP_WEIGHT * (pacing.GAP_CLIP - 0.0002),
+            activity.gap())
+        self.assertLess(activity.gap(), pacing.BACK_TO_BACK_GAP)
+
+    def test_writers_without_gaps_are_back_to_back(self):
+        """Saturating, gaps under BACK_TO_BACK_GAP: back to back.
+
+        Also between two transactions (none in flight at this instant),
+        as long as the current gap is short.
+        """
+        activity = pacing.Activity()
+        self._run(activity, 50, 0.002, 0.0001)
+        self.assertFalse(activity.active)
+        self.assertTrue(activity.back_to_back())
+        tx = _Tx()
+        activity.begin(tx)
+        self.assertTrue(activity.back_to_back())
+        activity.end(tx)
+
+    def test_writers_that_stopped_are_not_waited_for(self):
+        """A current gap of BACK_TO_BACK_GAP or more: not back to back."""
+        activity = pacing.Activity()
+        self._run(activity, 50, 0.002, 0.0001)
+        self.now += pacing.BACK_TO_BACK_GAP
+        self.assertFalse(activity.back_to_back())
+
+    def test_writers_with_gaps_are_not_back_to_back(self):
+        """Saturating but leaving 3 ms between transactions: paced as before.
+
+        (200 transactions a second of 2 ms each.)
+        """
+        activity = pacing.Activity()
+        self._run(activity, 50, 0.002, 0.003)
+        self.assertFalse(activity.back_to_back())
+        activity = pacing.Activity()
+        self._run(activity, 50, 0.010, 0.0009)
+        self.assertTrue(activity.back_to_back())
+
+    def test_idle_writers_are_not_back_to_back(self):
+        """Short gaps but mostly idle (a burst long ago): not back to back."""
+        activity = pacing.Activity()
+        self._run(activity, 3, 0.0001, 0.0001)
+        self.now += 0.0001
+        self.assertLess(activity.utilization(), pacing.SATURATED)
+        self.assertFalse(activity.back_to_back())
+
+    def test_back_to_back_pause_lasts_the_spacing(self):
+        """One wait for the whole spacing, not one per transaction end."""
+        pacer = pacing.Pacer(0.1, max_pause=1.0)
+        pacer.begin()
+        self.now += 0.001
+        self.cpu += 0.002
+        pacer.end(True)
+        self.assertAlmostEqual(0.019, pacer.delay())
+        waits = []
+
+        class Stopping(object):
+            def wait(self, timeout):
+                waits.append(timeout)
+                return False
+
+        activity = _NeverWaitedBackToBack()
+        self.assertFalse(pacer.pause(False, activity, Stopping()))
+        self.assertEqual(1, len(waits))
+        self.assertAlmostEqual(0.019, waits[0])
+
+    def test_back_to_back_pause_ends_when_stopping(self):
+        pacer = pacing.Pacer(0.1, max_pause=1.0)
+        pacer.begin()
+        self.cpu += 0.002
+        pacer.end(True)
+        stopping = threading.Event()
+        stopping.set()
+        self.assertTrue(pacer.pause(False, _NeverWaitedBackToBack(),
+                                    stopping))
+
+
 class _Saturated(pacing.Activity):
     """Writers that ran without gaps so far."""
 
@@ -472,6 +579,15 @@ class _NeverWaited(pacing.Activity):
 
     def wait_idle(self, timeout):
         raise AssertionError('waited for the writers')
+
+
+class _NeverWaitedBackToBack(pacing.Activity):
+
+    def back_to_back(self):
+        return True
+
+    def wait_idle(self, timeout):
+        raise AssertionError('waited for the end of a transaction')
 
 
 class _Tx(object):
