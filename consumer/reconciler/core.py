@@ -593,6 +593,8 @@ class Reconciler(object):
                     self._known[table] = {'pk': None,
                                           'version': scope.schema_version}
                 del rows
+                # Still paused: into the oldest generation unscanned.
+                gc_pause.promote_young()
             self._applied = min(seqs)
             epochs = set(scope.epoch for scope in positions.values())
             self._epochs = epochs_mod.EpochTracker(
