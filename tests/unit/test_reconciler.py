@@ -20,6 +20,7 @@ Time is a fake clock; the worker thread is not started, the tests call
 ``poll()`` instead.
 """
 
+import gc
 import os
 import random
 import threading
@@ -31,6 +32,7 @@ from hypothesis import strategies as st
 
 from consumer import cache as cache_mod
 from consumer import exceptions
+from consumer import gc_pause
 from consumer import handlers
 from consumer import metrics as metrics_mod
 from consumer import reconciler
@@ -554,6 +556,33 @@ class TestResume(ReconcilerTestCase):
     def test_resume_without_freeze(self):
         """Turned off, the resume leaves the collector alone."""
         self.assertEqual([], self._resume_freezes(False))
+
+    def test_resume_promotes_the_loaded_rows(self):
+        """The resume moves what it loaded out of the young generations.
+
+        Inside the load's pause (so that no young collection scans the
+        rows first); nothing stays frozen.
+        """
+        calls = []
+        real = gc_pause.promote_young
+
+        def promote():
+            calls.append(gc_pause.depth())
+            return real()
+        self.useFixture(fixtures.MonkeyPatch(
+            'consumer.gc_pause.promote_young', promote))
+        self.synced().stop()
+        self.assertEqual([], calls)  # a snapshot promotes nothing here
+        again = self.make()
+        self.assertTrue(again.synced)
+        self.assertEqual(1, len(calls))
+        self.assertGreater(calls[0], 0)
+        self.assertEqual(0, gc.get_freeze_count())
+        rows = list(self.cache.view().rows('instances').values())
+        self.assertTrue(rows)
+        # A loaded row (its read-only proxy) was not left young.
+        self.assertFalse(any(o is rows[0] for o in
+                             gc.get_objects(generation=0)))
 
     def test_state_failure_is_not_durable_until_retried(self):
         """A failed state write leaves the delta unsettled; a retry saves it.
