@@ -557,32 +557,49 @@ class TestResume(ReconcilerTestCase):
         """Turned off, the resume leaves the collector alone."""
         self.assertEqual([], self._resume_freezes(False))
 
-    def test_resume_promotes_the_loaded_rows(self):
-        """The resume moves what it loaded out of the young generations.
+    def test_resume_holds_the_loaded_rows_until_caught_up(self):
+        """The loaded rows stay out of collections until caught up.
 
-        Inside the load's pause (so that no young collection scans the
-        rows first); nothing stays frozen.
+        Held inside the load's pause (no young collection scans the rows
+        first); released by a heartbeat at the position a delta applied
+        after the resume reached, and nothing stays frozen.
         """
         calls = []
-        real = gc_pause.promote_young
+        real = gc_pause.hold
 
-        def promote():
+        def hold():
             calls.append(gc_pause.depth())
             return real()
-        self.useFixture(fixtures.MonkeyPatch(
-            'consumer.gc_pause.promote_young', promote))
+        self.useFixture(fixtures.MonkeyPatch('consumer.gc_pause.hold',
+                                             hold))
+        self.addCleanup(gc.unfreeze)
         self.synced().stop()
-        self.assertEqual([], calls)  # a snapshot promotes nothing here
+        self.assertEqual([], calls)  # a snapshot holds nothing here
         again = self.make()
         self.assertTrue(again.synced)
         self.assertEqual(1, len(calls))
         self.assertGreater(calls[0], 0)
+        self.assertEqual(1, gc_pause.holds())
+        frozen = gc.get_freeze_count()
+        self.assertGreater(frozen, 0)
+        # A heartbeat queued before the waiting deltas: still held.
+        self.feed(again, self.host.heartbeat())
+        self.assertEqual(1, gc_pause.holds())
+        self.feed(again, self.host.write('instances', wire.INSERT,
+                                         {'id': 52, 'name': 'late'}))
+        self.feed(again, self.host.heartbeat())
+        self.assertEqual(0, gc_pause.holds())
         self.assertEqual(0, gc.get_freeze_count())
-        rows = list(self.cache.view().rows('instances').values())
-        self.assertTrue(rows)
-        # A loaded row (its read-only proxy) was not left young.
-        self.assertFalse(any(o is rows[0] for o in
-                             gc.get_objects(generation=0)))
+        self.assertConverged(again)
+
+    def test_resume_hold_ends_at_stop(self):
+        """A stream stopped before catching up releases its hold."""
+        self.addCleanup(gc.unfreeze)
+        self.synced().stop()
+        again = self.make()
+        self.assertEqual(1, gc_pause.holds())
+        again.stop()
+        self.assertEqual(0, gc_pause.holds())
 
     def test_state_failure_is_not_durable_until_retried(self):
         """A failed state write leaves the delta unsettled; a retry saves it.
