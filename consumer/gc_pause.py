@@ -27,6 +27,24 @@ first block that enters and enabled again when the last one leaves, and
 only if it was enabled before (an application that disabled it keeps it
 disabled). Garbage created meanwhile is collected once the collector
 runs again.
+
+Objects created during a paused block are all in the youngest
+generation when it ends: the next young collection scans every one of
+them, the middle one again, and moving them into the oldest generation
+then triggers a full collection (CPython starts one once a quarter of
+the long-lived objects are new). For a bulk load whose objects stay
+alive, :func:`promote_young` moves them into the oldest generation
+without scanning them: they are examined by the next full collection
+that comes due anyway, and cycles among them are still collected then
+(unlike :func:`freeze_survivors`, which exempts them for good).
+
+A full collection still comes due soon after such a load (the
+collector counts the new long-lived objects against the heap it saw at
+its last full collection) and scans them all, in the middle of the
+work that follows. :func:`hold` exempts everything alive from
+collection until :func:`release` (a catch-up after a resume): it
+freezes (:func:`gc.freeze`) and the last release unfreezes, so cycles
+are collected again afterwards.
 """
 
 import contextlib
@@ -36,6 +54,11 @@ import threading
 _lock = threading.Lock()
 _depth = 0
 _restore = False
+#: Holds taken by hold() and not released yet.
+_holds = 0
+#: Size of the permanent generation after our last freeze (it only
+#: shrinks as frozen objects die, unless someone else freezes more).
+_held_count = 0
 
 
 @contextlib.contextmanager
@@ -76,6 +99,79 @@ def freeze_survivors():
         gc.collect(0)
         gc.freeze()
         return gc.get_freeze_count() - before
+
+
+def promote_young():
+    """Move every tracked object to the oldest generation, unscanned.
+
+    Call it at the end of a bulk load, inside its :func:`paused` block
+    (so that no young collection scans the new objects first). Done with
+    :func:`gc.freeze` immediately followed by :func:`gc.unfreeze` (which
+    puts the permanent generation back into the oldest one); skipped
+    when the permanent generation is not empty (an application that
+    froze objects itself keeps them frozen) and when the collector was
+    disabled before the block.
+
+    :returns: the number of objects moved (0 when skipped).
+    """
+    with _lock:
+        enabled = _restore if _depth else gc.isenabled()
+        if not enabled or gc.get_freeze_count():
+            return 0
+        gc.freeze()
+        moved = gc.get_freeze_count()
+        gc.unfreeze()
+        return moved
+
+
+def hold():
+    """Exempt everything alive from collection until :func:`release`.
+
+    Call it at the end of a bulk load, inside its :func:`paused` block.
+    Holds are counted: the first one freezes, later ones freeze what
+    was created since, the last :func:`release` unfreezes (the objects
+    go back to the oldest generation, see :func:`promote_young`).
+    Skipped when the collector was disabled before the block or when the
+    permanent generation holds objects frozen by someone else (an
+    application that freezes objects itself keeps them frozen).
+
+    :returns: True when held (release it once), False when skipped.
+    """
+    global _holds, _held_count
+    with _lock:
+        enabled = _restore if _depth else gc.isenabled()
+        if not enabled:
+            return False
+        count = gc.get_freeze_count()
+        if count and (not _holds or count > _held_count):
+            return False
+        gc.freeze()
+        _holds += 1
+        _held_count = gc.get_freeze_count()
+        return True
+
+
+def release():
+    """End a :func:`hold`; the last one unfreezes what was held.
+
+    When something else froze objects meanwhile (the permanent
+    generation grew), nothing is unfrozen: what was held stays frozen.
+    """
+    global _holds, _held_count
+    with _lock:
+        if not _holds:
+            return
+        _holds -= 1
+        if _holds:
+            return
+        if gc.get_freeze_count() <= _held_count:
+            gc.unfreeze()
+        _held_count = 0
+
+
+def holds():
+    """Number of :func:`hold` calls not released yet."""
+    return _holds
 
 
 def depth():

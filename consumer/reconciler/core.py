@@ -62,6 +62,7 @@ from consumer import gc_pause
 from consumer import migrations
 from consumer import persister as persister_mod
 from consumer.reconciler import buffer as buffer_mod
+from consumer.reconciler import catchup
 from consumer.reconciler import drift as drift_mod
 from consumer.reconciler import epochs as epochs_mod
 from consumer.reconciler import install as install_mod
@@ -143,6 +144,8 @@ class Reconciler(object):
         self._window = opts.reorder_window
         self._gap_timeout = opts.gap_timeout
         self._inactivity = opts.inactivity_timeout
+        #: Keeps a resume's loaded rows out of collections until caught up.
+        self._catch_up = catchup.CatchUpHold(self._inactivity)
         self._interval = opts.resync_interval
         #: Backoff and rate limit of resyncs (guarded by _lock).
         self._pacer = timers.Pacer(opts.resync_backoff_min,
@@ -267,6 +270,7 @@ class Reconciler(object):
             # delays the join (consumer-sync bounds its stop).
             self._status = STOPPED
             self._synced.clear()
+            self._catch_up.release()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
@@ -593,7 +597,12 @@ class Reconciler(object):
                     self._known[table] = {'pk': None,
                                           'version': scope.schema_version}
                 del rows
+                # Still paused: kept out of collections (or at least
+                # out of the young ones) while catching up.
+                if self._gc_freeze or not self._catch_up.hold(now):
+                    gc_pause.promote_young()
             self._applied = min(seqs)
+            self._catch_up.resumed_at(self._applied)
             epochs = set(scope.epoch for scope in positions.values())
             self._epochs = epochs_mod.EpochTracker(
                 epochs.pop() if len(epochs) == 1 else None)
@@ -722,6 +731,7 @@ class Reconciler(object):
     def _on_heartbeat(self, seq, now):
         if self._buffering or self._applied is None:
             return
+        self._catch_up.heartbeat(seq, self._applied)
         if seq > self._applied:
             if self._hb_ahead is None or self._hb_ahead[0] < seq:
                 since = self._hb_ahead[1] if self._hb_ahead else now
@@ -836,6 +846,7 @@ class Reconciler(object):
                 0.9, 1.1)
 
     def _check_timers(self, now):
+        self._catch_up.check(now)
         if self._status in (INITIAL, STOPPED) or self._applied is None:
             return
         if not self._buffering:

@@ -115,3 +115,61 @@ class TestFreezeSurvivors(base.TestCase):
         before = gc.get_freeze_count()
         self.assertEqual(0, gc_pause.freeze_survivors())
         self.assertEqual(before, gc.get_freeze_count())
+
+
+class TestPromoteYoung(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.addCleanup(gc.enable if gc.isenabled() else gc.disable)
+        self.addCleanup(gc.unfreeze)
+        gc.enable()
+        gc.collect()
+
+    @staticmethod
+    def _in_generation(obj, generation):
+        return any(o is obj for o in gc.get_objects(generation=generation))
+
+    def test_paused_load_moves_to_the_oldest_generation(self):
+        """Objects made in the pause skip the young collections."""
+        with gc_pause.paused():
+            rows = [[i] for i in range(1000)]
+            self.assertTrue(self._in_generation(rows[0], 0))
+            moved = gc_pause.promote_young()
+        self.assertGreaterEqual(moved, len(rows))
+        self.assertFalse(self._in_generation(rows[0], 0))
+        self.assertTrue(self._in_generation(rows[0], 2))
+        self.assertEqual(0, gc.get_freeze_count())
+
+    def test_promoted_cycles_are_still_collected(self):
+        """Unlike a freeze, a full collection still frees their cycles."""
+        class Node(object):
+            pass
+        freed = threading.Event()
+        with gc_pause.paused():
+            node = Node()
+            node.self = node
+            weakref.finalize(node, freed.set)
+            gc_pause.promote_young()
+        del node
+        self.assertFalse(freed.is_set())
+        gc.collect()
+        self.assertTrue(freed.is_set())
+
+    def test_skipped_when_the_application_froze_objects(self):
+        """Objects the application froze itself stay frozen."""
+        keep = [[i] for i in range(10)]
+        gc.freeze()
+        before = gc.get_freeze_count()
+        self.assertGreaterEqual(before, len(keep))
+        with gc_pause.paused():
+            self.assertEqual(0, gc_pause.promote_young())
+        self.assertEqual(before, gc.get_freeze_count())
+
+    def test_skipped_when_the_application_disabled_the_collector(self):
+        """A collector turned off before the pause is left alone."""
+        gc.disable()
+        with gc_pause.paused():
+            rows = [[i] for i in range(10)]
+            self.assertEqual(0, gc_pause.promote_young())
+        self.assertTrue(self._in_generation(rows[0], 0))

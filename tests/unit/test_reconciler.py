@@ -20,6 +20,7 @@ Time is a fake clock; the worker thread is not started, the tests call
 ``poll()`` instead.
 """
 
+import gc
 import os
 import random
 import threading
@@ -31,6 +32,7 @@ from hypothesis import strategies as st
 
 from consumer import cache as cache_mod
 from consumer import exceptions
+from consumer import gc_pause
 from consumer import handlers
 from consumer import metrics as metrics_mod
 from consumer import reconciler
@@ -554,6 +556,50 @@ class TestResume(ReconcilerTestCase):
     def test_resume_without_freeze(self):
         """Turned off, the resume leaves the collector alone."""
         self.assertEqual([], self._resume_freezes(False))
+
+    def test_resume_holds_the_loaded_rows_until_caught_up(self):
+        """The loaded rows stay out of collections until caught up.
+
+        Held inside the load's pause (no young collection scans the rows
+        first); released by a heartbeat at the position a delta applied
+        after the resume reached, and nothing stays frozen.
+        """
+        calls = []
+        real = gc_pause.hold
+
+        def hold():
+            calls.append(gc_pause.depth())
+            return real()
+        self.useFixture(fixtures.MonkeyPatch('consumer.gc_pause.hold',
+                                             hold))
+        self.addCleanup(gc.unfreeze)
+        self.synced().stop()
+        self.assertEqual([], calls)  # a snapshot holds nothing here
+        again = self.make()
+        self.assertTrue(again.synced)
+        self.assertEqual(1, len(calls))
+        self.assertGreater(calls[0], 0)
+        self.assertEqual(1, gc_pause.holds())
+        frozen = gc.get_freeze_count()
+        self.assertGreater(frozen, 0)
+        # A heartbeat queued before the waiting deltas: still held.
+        self.feed(again, self.host.heartbeat())
+        self.assertEqual(1, gc_pause.holds())
+        self.feed(again, self.host.write('instances', wire.INSERT,
+                                         {'id': 52, 'name': 'late'}))
+        self.feed(again, self.host.heartbeat())
+        self.assertEqual(0, gc_pause.holds())
+        self.assertEqual(0, gc.get_freeze_count())
+        self.assertConverged(again)
+
+    def test_resume_hold_ends_at_stop(self):
+        """A stream stopped before catching up releases its hold."""
+        self.addCleanup(gc.unfreeze)
+        self.synced().stop()
+        again = self.make()
+        self.assertEqual(1, gc_pause.holds())
+        again.stop()
+        self.assertEqual(0, gc_pause.holds())
 
     def test_state_failure_is_not_durable_until_retried(self):
         """A failed state write leaves the delta unsettled; a retry saves it.
