@@ -131,15 +131,15 @@ class Batch(object):
         One round trip, ending with ``COMMIT``.
         """
         cur = self._cur()
-        parts = []
-        if rows:
-            values = b','.join(
-                cur.mogrify(self._row, tuple(row[c] for c in _COLUMNS))
-                for row in rows)
-            parts.append(self._insert_head.encode() + values + b'; ')
-        parts.append(cur.mogrify(self._set_position_sql,
-                                 (position, now, self._stream)))
         try:
+            parts = []
+            if rows:
+                values = b','.join(
+                    cur.mogrify(self._row, tuple(row[c] for c in _COLUMNS))
+                    for row in rows)
+                parts.append(self._insert_head.encode() + values + b'; ')
+            parts.append(cur.mogrify(self._set_position_sql,
+                                     (position, now, self._stream)))
             cur.execute(b''.join(parts))
         except BaseException:
             self.abort()
