@@ -273,7 +273,7 @@ class Stager(object):
     def _stage_batch(self, transactions, timeout=60.0):
         """:meth:`stage` in two round trips (:mod:`.staging_pg`)."""
         batch = self._batch
-        staged, snapshot = batch.begin()
+        staged, snapshot, last_seq = batch.begin()
         last, rows = self._new_rows(transactions, staged)
         if last is None:
             batch.rollback()
@@ -290,7 +290,7 @@ class Stager(object):
                         tx.xid for tx in transactions])
                 time.sleep(0.0005)
                 snapshot = batch.snapshot()
-        batch.commit(rows, last, numbering.utcnow())
+        batch.commit(rows, last, numbering.utcnow(), last_seq)
         return self._staged(last, len(rows))
 
     def _new_rows(self, transactions, staged):

@@ -73,10 +73,24 @@ class Batch(object):
         self._insert_head = 'INSERT INTO %s (%s) VALUES ' % (
             self._outbox, ', '.join(_COLUMNS))
         self._row = '(' + ', '.join(['%s'] * len(_COLUMNS)) + ')'
+        streams = prep.format_table(outbox.streams)
         self._lock_sql = (
             'BEGIN ISOLATION LEVEL READ COMMITTED; '
-            'SELECT position, pg_current_snapshot()::text FROM %s '
-            'WHERE stream = %%(stream)s FOR UPDATE' % positions)
+            'SELECT p.position, pg_current_snapshot()::text, '
+            '(SELECT s.last_seq FROM %s s WHERE s.stream = %%(stream)s '
+            'FOR UPDATE SKIP LOCKED) '
+            'FROM %s p WHERE p.stream = %%(stream)s FOR UPDATE'
+            % (streams, positions))
+        # Every unnumbered entry of the stream, in id order, after the
+        # highest number given (last_seq, or a higher one numbered and
+        # not yet published): the numbering of Relay.assign().
+        self._number_sql = (
+            'UPDATE %(t)s AS o SET seq = n.base + n.rn FROM ('
+            'SELECT id, row_number() OVER (ORDER BY id) AS rn, '
+            'GREATEST(%%(last_seq)s, COALESCE((SELECT max(seq) FROM %(t)s '
+            'WHERE stream = %%(stream)s), 0)) AS base '
+            'FROM %(t)s WHERE stream = %%(stream)s AND seq IS NULL) AS n '
+            'WHERE o.id = n.id; ' % {'t': self._outbox})
         self._snapshot_sql = 'SELECT pg_current_snapshot()::text'
         self._set_position_sql = (
             'UPDATE %s SET position = %%s, updated_at = %%s '
@@ -97,7 +111,12 @@ class Batch(object):
         return self._cursor
 
     def begin(self):
-        """``BEGIN`` and the lock: ``(staged position, snapshot text)``.
+        """``BEGIN`` and the locks: ``(position, snapshot, last_seq)``.
+
+        ``last_seq`` is the stream's, with its row locked too, when that
+        row was free (``FOR UPDATE SKIP LOCKED``: never waits); None
+        when another transaction holds it (a relay cycle, the snapshot
+        server's watermark) or the stream has no row yet.
 
         :raises LookupError: the stream has no positions row (the
             transaction is rolled back).
@@ -113,7 +132,7 @@ class Batch(object):
             self.abort()
             raise LookupError('stream %s has no log position row'
                               % self._stream)
-        return row[0] or '', row[1]
+        return row[0] or '', row[1], row[2]
 
     def snapshot(self):
         """A new ``pg_current_snapshot()`` text, inside the transaction."""
@@ -125,10 +144,15 @@ class Batch(object):
             self.abort()
             raise
 
-    def commit(self, rows, position, now):
+    def commit(self, rows, position, now, last_seq=None):
         """Insert ``rows`` (dicts), move the position to ``position``.
 
         One round trip, ending with ``COMMIT``.
+
+        :param last_seq: the ``last_seq`` :meth:`begin` returned: the
+            stream lock is held, so every unnumbered entry of the stream
+            is numbered in the same transaction (None: left to the
+            relay).
         """
         cur = self._cur()
         try:
@@ -138,6 +162,9 @@ class Batch(object):
                     cur.mogrify(self._row, tuple(row[c] for c in _COLUMNS))
                     for row in rows)
                 parts.append(self._insert_head.encode() + values + b'; ')
+                if last_seq is not None:
+                    parts.append(cur.mogrify(self._number_sql, {
+                        'last_seq': last_seq, 'stream': self._stream}))
             parts.append(cur.mogrify(self._set_position_sql,
                                      (position, now, self._stream)))
             cur.execute(b''.join(parts))

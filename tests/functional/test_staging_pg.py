@@ -172,3 +172,45 @@ class TestStagingBatch(private_pg.LogicalPGMixin, base.TestCase):
                 outbox.log_positions.c.stream == stream))
         self.assertRaises(LookupError, stager.stage, [_tx(1)])
         self.assertEqual([], self._outbox(stream)[0])
+
+    def _stream_row(self, stream, last_seq):
+        with self.engine.begin() as conn:
+            conn.execute(outbox.streams.insert().values(
+                stream=stream, last_seq=last_seq, epoch='e' * 32))
+
+    def _seqs(self, stream):
+        return [(r[1], r[5]) for r in self._outbox(stream)[0]]
+
+    def test_free_stream_lock_numbers_in_the_staging_commit(self):
+        """Gapless after last_seq, older unnumbered entries first."""
+        stager, stream = self._stager(_Reader())
+        # Staged while the stream had no row: left to the relay.
+        self.assertEqual(1, stager.stage([_tx(1)]))
+        self.assertEqual([(_tx(1).position, None)], self._seqs(stream))
+        self._stream_row(stream, 41)
+        self.assertEqual(2, stager.stage([_tx(2), _tx(3)]))
+        self.assertEqual([(_tx(n).position, 41 + n) for n in (1, 2, 3)],
+                         self._seqs(stream))
+        # A number given and not yet published counts (a relay that
+        # died after numbering): the next follows it.
+        with self.engine.begin() as conn:
+            conn.execute(outbox.outbox.delete().where(
+                outbox.outbox.c.log_position == _tx(1).position))
+        self.assertEqual(1, stager.stage([_tx(4)]))
+        self.assertEqual([(_tx(n).position, 41 + n) for n in (2, 3, 4)],
+                         self._seqs(stream))
+
+    def test_held_stream_lock_leaves_numbering_to_the_relay(self):
+        """A relay cycle or a watermark holds the row: never waits."""
+        stager, stream = self._stager(_Reader())
+        self._stream_row(stream, 7)
+        with self.engine.connect() as other:
+            other.execute(sa.select(outbox.streams.c.last_seq).where(
+                outbox.streams.c.stream == stream).with_for_update())
+            self.assertEqual(2, stager.stage([_tx(1), _tx(2)]))
+            self.assertEqual([(_tx(1).position, None),
+                              (_tx(2).position, None)], self._seqs(stream))
+            other.rollback()
+        self.assertEqual(1, stager.stage([_tx(3)]))
+        self.assertEqual([(_tx(n).position, 7 + n) for n in (1, 2, 3)],
+                         self._seqs(stream))
