@@ -30,6 +30,10 @@ in ONE database transaction per batch:
    id;
 4. sets the position to the batch's last one and commits.
 
+On PostgreSQL with psycopg2 the same transaction takes two round trips
+(:mod:`.staging_pg`) and, when the stream lock is free, also numbers the
+entries (the relay then only publishes them).
+
 Only after the commit does it :meth:`~.base.LogReader.confirm` the
 position (the database may then discard the log before it) and wake the
 relay, which numbers and publishes the entries as for session capture.
@@ -271,26 +275,34 @@ class Stager(object):
         return self._staged(last, len(rows))
 
     def _stage_batch(self, transactions, timeout=60.0):
-        """:meth:`stage` in two round trips (:mod:`.staging_pg`)."""
+        """:meth:`stage` in two round trips (:mod:`.staging_pg`).
+
+        Anything raised between the two round trips rolls the
+        transaction back (and drops the connection): no lock stays held.
+        """
         batch = self._batch
         staged, snapshot, last_seq = batch.begin()
-        last, rows = self._new_rows(transactions, staged)
-        if last is None:
-            batch.rollback()
-            self.reader.confirm(staged) if staged else None
-            return 0
-        if rows:
-            # The visibility wait of the reader's wait_visible(), on the
-            # snapshot the lock's statement took.
-            deadline = time.monotonic() + timeout
-            while not self.reader.visible_in(transactions, snapshot):
-                if time.monotonic() > deadline:
-                    batch.abort()
-                    raise RuntimeError('transactions %s stay invisible' % [
-                        tx.xid for tx in transactions])
-                time.sleep(0.0005)
-                snapshot = batch.snapshot()
-        batch.commit(rows, last, numbering.utcnow(), last_seq)
+        try:
+            last, rows = self._new_rows(transactions, staged)
+            if last is None:
+                batch.rollback()
+                self.reader.confirm(staged) if staged else None
+                return 0
+            if rows:
+                # The visibility wait of the reader's wait_visible(), on
+                # the snapshot the lock's statement took.
+                deadline = time.monotonic() + timeout
+                while not self.reader.visible_in(transactions, snapshot):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(
+                            'transactions %s stay invisible'
+                            % [tx.xid for tx in transactions])
+                    time.sleep(0.0005)
+                    snapshot = batch.snapshot()
+            batch.commit(rows, last, numbering.utcnow(), last_seq)
+        except BaseException:
+            batch.abort()
+            raise
         return self._staged(last, len(rows))
 
     def _new_rows(self, transactions, staged):

@@ -214,3 +214,18 @@ class TestStagingBatch(private_pg.LogicalPGMixin, base.TestCase):
         self.assertEqual(1, stager.stage([_tx(3)]))
         self.assertEqual([(_tx(n).position, 7 + n) for n in (1, 2, 3)],
                          self._seqs(stream))
+
+    def test_failure_between_round_trips_releases_the_locks(self):
+        """E.g. a value the payload cannot hold: rolled back at once."""
+        stager, stream = self._stager(_Reader())
+        self._stream_row(stream, 0)
+        bad = _tx(1)
+        bad.changes[0]['after']['name'] = float('nan')
+        self.assertRaises(ValueError, stager.stage, [bad])
+        self.assertIsNone(stager._batch._conn)
+        with self.engine.connect() as other:
+            for table in (outbox.streams, outbox.log_positions):
+                other.execute(sa.select(table.c.stream).where(
+                    table.c.stream == stream).with_for_update(nowait=True))
+            other.rollback()
+        self.assertEqual(1, stager.stage([_tx(1)]))
