@@ -23,7 +23,8 @@ consumer cannot tell which backend a stream uses.
 
 Modules: :mod:`.base` (the interface between a reader and the rest),
 one module per log format, and :mod:`.staging` (the durable mapping of
-log positions to outbox entries).
+log positions to outbox entries; :mod:`.staging_pg`, its batch in two
+round trips on PostgreSQL).
 """
 
 import importlib

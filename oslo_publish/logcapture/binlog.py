@@ -487,6 +487,7 @@ class Reader(binlog_cut.CutMixin, base.LogReader):
         if self._thread is not None:
             self._thread.join(10)
             self._thread = None
+        self.close_visible_check()
         owner, self._owner = self._owner, None
         if owner is not None:
             conn, name = owner

@@ -42,6 +42,18 @@ def staged_position(engine, stream):
             table.c.stream == stream)).scalar() or ''
 
 
+def binlog_place(path, offset):
+    """A binlog file and offset as a key that sorts in binlog order.
+
+    The file's numeric extension is compared as a number (``.999999``
+    before ``.1000000``).
+    """
+    base, _, number = path.rpartition('.')
+    if number.isdigit():
+        return (base, int(number), int(offset))
+    return (path, -1, int(offset))
+
+
 class CutMixin(object):
     """Snapshot cut and visibility of the binlog reader."""
 
@@ -78,12 +90,28 @@ class CutMixin(object):
         that every entry the relay numbers before a snapshot S opens is
         seen by S: a consistent snapshot taken now must report a binlog
         position at or after the last of them.
+
+        The streaming reader knows where in the binlog (file, end
+        offset) it read the last transaction, and compares that with the
+        snapshot's own file and offset, on a connection it keeps: three
+        round trips a check (``START TRANSACTION WITH CONSISTENT
+        SNAPSHOT``, ``SHOW STATUS``, ``ROLLBACK``) instead of a pool
+        checkout and ``BINLOG_GTID_POS``. Without that place (another
+        reader object), the GTIDs are compared.
         """
         wanted = max((tx.position for tx in transactions if tx.changes),
                      default=None)
         if wanted is None:
             return
         deadline = time.monotonic() + timeout
+        at = self._end_of(wanted)
+        if at is not None:
+            while not self._visible_at(at):
+                if time.monotonic() > deadline:
+                    raise exceptions.SnapshotError(
+                        'binlog transaction %s stays invisible' % wanted)
+                time.sleep(0.0005)
+            return
         with self.engine.connect() as check:
             while True:
                 check.exec_driver_sql(
@@ -98,6 +126,57 @@ class CutMixin(object):
                     raise exceptions.SnapshotError(
                         'binlog transaction %s stays invisible' % wanted)
                 time.sleep(0.0005)
+
+    def _end_of(self, position):
+        """``(file, end offset)`` where the reader read ``position``."""
+        lock = getattr(self, '_lock', None)
+        places = getattr(self, '_file_pos', None)
+        if lock is None or places is None:
+            return None
+        with lock:
+            at = places.get(position)
+        if at is None or at[0] is None or at[1] is None:
+            return None
+        return binlog_place(*at)
+
+    def _visible_at(self, at):
+        """True when a consistent snapshot taken now is at or after ``at``.
+
+        On the kept connection (made again after an error).
+        """
+        check = getattr(self, '_visible_conn', None)
+        if check is None or check.closed or check.invalidated:
+            check = self._visible_conn = self.engine.connect()
+        try:
+            check.exec_driver_sql('START TRANSACTION WITH CONSISTENT SNAPSHOT')
+            try:
+                status = dict(check.exec_driver_sql(
+                    "SHOW STATUS LIKE 'binlog_snapshot_%%'").fetchall())
+            finally:
+                check.rollback()
+        except BaseException:
+            self._visible_conn = None
+            try:
+                check.invalidate()
+                check.close()
+            except Exception:  # noqa: it is broken already
+                pass
+            raise
+        path = status.get('Binlog_snapshot_file')
+        offset = status.get('Binlog_snapshot_position')
+        if not path or offset is None:
+            return False
+        return binlog_place(path, int(offset)) >= at
+
+    def close_visible_check(self):
+        """Give back the connection of the visibility checks."""
+        check, self._visible_conn = getattr(
+            self, '_visible_conn', None), None
+        if check is not None:
+            try:
+                check.close()
+            except Exception:  # noqa: a broken connection
+                pass
 
     def snapshot_cut(self, snapshot_conn, timeout=60.0):
         """The watermark's cut for the snapshot S held by ``snapshot_conn``.

@@ -501,19 +501,33 @@ class Reader(base.LogReader):
         waits for visibility, so that every entry the relay numbered
         before a snapshot S opened is seen by S (the watermark).
         """
-        xids = [tx.xid for tx in transactions
-                if tx.xid is not None and tx.changes]
-        if not xids:
+        if self.visible_in(transactions, None):
             return
         deadline = time.monotonic() + timeout
         while True:
-            sees = visibility(conn.exec_driver_sql(
-                'SELECT pg_current_snapshot()::text').scalar())
-            if all(sees(xid) for xid in xids):
+            if self.visible_in(transactions, conn.exec_driver_sql(
+                    'SELECT pg_current_snapshot()::text').scalar()):
                 return
             if time.monotonic() > deadline:
-                raise RuntimeError('transactions %s stay invisible' % xids)
+                raise RuntimeError('transactions %s stay invisible' % [
+                    tx.xid for tx in transactions])
             time.sleep(0.0005)
+
+    @staticmethod
+    def visible_in(transactions, snapshot):
+        """True when ``snapshot`` sees every one of ``transactions``.
+
+        :param snapshot: a ``pg_current_snapshot()`` text; None: True
+            only when no transaction with changes has an xid.
+        """
+        xids = [tx.xid for tx in transactions
+                if tx.xid is not None and tx.changes]
+        if not xids:
+            return True
+        if snapshot is None:
+            return False
+        sees = visibility(snapshot)
+        return all(sees(xid) for xid in xids)
 
 
 def visibility(snapshot):

@@ -30,6 +30,10 @@ in ONE database transaction per batch:
    id;
 4. sets the position to the batch's last one and commits.
 
+On PostgreSQL with psycopg2 the same transaction takes two round trips
+(:mod:`.staging_pg`) and, when the stream lock is free, also numbers the
+entries (the relay then only publishes them).
+
 Only after the commit does it :meth:`~.base.LogReader.confirm` the
 position (the database may then discard the log before it) and wake the
 relay, which numbers and publishes the entries as for session capture.
@@ -57,6 +61,7 @@ import sqlalchemy as sa
 from oslo_publish import exceptions
 from oslo_publish import outbox
 from oslo_publish.logcapture import base
+from oslo_publish.logcapture import staging_pg
 from oslo_publish.relay import numbering
 
 LOG = log.getLogger(__name__)
@@ -148,6 +153,11 @@ class Stager(object):
             _POSITIONS.update().where(_POSITIONS.c.stream == stream)
             .values(position=sa.bindparam('position'),
                     updated_at=sa.bindparam('now')))
+        #: Two round trips per batch where possible (:mod:`.staging_pg`).
+        self._batch = None
+        if staging_pg.usable(engine) and \
+                hasattr(reader, 'visible_in'):
+            self._batch = staging_pg.Batch(engine, stream)
 
     # ------------------------------------------------------------ thread
 
@@ -166,6 +176,9 @@ class Stager(object):
         if thread is not None:
             thread.join(timeout)
         self.reader.close()
+        if self._batch is not None and (thread is None or
+                                        not thread.is_alive()):
+            self._batch.close()
 
     def _run(self):
         failures = 0
@@ -195,6 +208,8 @@ class Stager(object):
                       '%(exc)s', {'stream': self._stream, 'exc': exc})
             self.streaming.clear()
             self.reader.close()
+            if self._batch is not None:
+                self._batch.abort()
             if failures:
                 self._stopping.wait(numbering.backoff(failures, 5.0))
 
@@ -241,28 +256,11 @@ class Stager(object):
         """
         if not transactions:
             return 0
-        written = 0
+        if self._batch is not None:
+            return self._stage_batch(transactions)
         with self._engine.begin() as conn:
             staged = conn.execute(self._lock_row).scalar() or ''
-            rows = []
-            last = None
-            for tx in transactions:
-                # An empty transaction only moves the staged position
-                # (a watermark mark, a skipped transaction).
-                if tx.position <= staged or \
-                        (last is not None and tx.position <= last):
-                    continue
-                last = tx.position
-                if not tx.changes:
-                    continue
-                committed_at = tx.committed_at.astimezone(
-                    datetime.timezone.utc).replace(tzinfo=None)
-                rows.append({'stream': self._stream,
-                             'txid': txid(self._stream, tx.position),
-                             'log_position': tx.position,
-                             'committed_at': committed_at,
-                             'payload': payload(tx.changes, tx.tables),
-                             'xid': tx.xid})
+            last, rows = self._new_rows(transactions, staged)
             if last is None:
                 # All re-delivered: the log may still move on.
                 self.reader.confirm(staged) if staged else None
@@ -272,9 +270,69 @@ class Stager(object):
                 if wait is not None:
                     wait(conn, transactions)
                 conn.execute(_OUTBOX.insert(), rows)
-                written = len(rows)
             conn.execute(self._set_position,
                          {'position': last, 'now': numbering.utcnow()})
+        return self._staged(last, len(rows))
+
+    def _stage_batch(self, transactions, timeout=60.0):
+        """:meth:`stage` in two round trips (:mod:`.staging_pg`).
+
+        Anything raised between the two round trips rolls the
+        transaction back (and drops the connection): no lock stays held.
+        """
+        batch = self._batch
+        staged, snapshot, last_seq = batch.begin()
+        try:
+            last, rows = self._new_rows(transactions, staged)
+            if last is None:
+                batch.rollback()
+                self.reader.confirm(staged) if staged else None
+                return 0
+            if rows:
+                # The visibility wait of the reader's wait_visible(), on
+                # the snapshot the lock's statement took.
+                deadline = time.monotonic() + timeout
+                while not self.reader.visible_in(transactions, snapshot):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(
+                            'transactions %s stay invisible'
+                            % [tx.xid for tx in transactions])
+                    time.sleep(0.0005)
+                    snapshot = batch.snapshot()
+            batch.commit(rows, last, numbering.utcnow(), last_seq)
+        except BaseException:
+            batch.abort()
+            raise
+        return self._staged(last, len(rows))
+
+    def _new_rows(self, transactions, staged):
+        """``(last position, outbox rows)`` of what is after ``staged``.
+
+        ``last`` is None when every transaction was staged before.
+        """
+        rows = []
+        last = None
+        for tx in transactions:
+            # An empty transaction only moves the staged position
+            # (a watermark mark, a skipped transaction).
+            if tx.position <= staged or \
+                    (last is not None and tx.position <= last):
+                continue
+            last = tx.position
+            if not tx.changes:
+                continue
+            committed_at = tx.committed_at.astimezone(
+                datetime.timezone.utc).replace(tzinfo=None)
+            rows.append({'stream': self._stream,
+                         'txid': txid(self._stream, tx.position),
+                         'log_position': tx.position,
+                         'committed_at': committed_at,
+                         'payload': payload(tx.changes, tx.tables),
+                         'xid': tx.xid})
+        return last, rows
+
+    def _staged(self, last, written):
+        """After the staging commit: confirm ``last``, wake the relay."""
         self.position = last
         self.reader.confirm(last)
         if written and self._wake is not None:

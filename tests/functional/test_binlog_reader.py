@@ -412,6 +412,26 @@ class TestBinlogReader(BinlogTestCase):
             self.assertRaises(exceptions.SnapshotError, reader.wait_visible,
                               conn, [later], timeout=0.2)
 
+    def test_wait_visible_compares_binlog_places(self):
+        """The streaming reader checks its file and offset, kept conn."""
+        reader = self.reader()
+        self.sql("INSERT INTO plain VALUES (1, 'a')")
+        tx, = collect(reader, 1)
+        self.assertIsNotNone(reader._end_of(tx.position))
+        with self.engine.connect() as conn:
+            reader.wait_visible(conn, [tx], timeout=10)
+            kept = reader._visible_conn
+            self.assertIsNotNone(kept)
+            reader.wait_visible(conn, [tx], timeout=10)
+            self.assertIs(kept, reader._visible_conn)
+            # A place past the binlog's end is never visible.
+            path, offset = reader._file_pos[tx.position]
+            reader._file_pos[tx.position] = (path, offset + 10 ** 9)
+            self.assertRaises(exceptions.SnapshotError, reader.wait_visible,
+                              conn, [tx], timeout=0.2)
+        reader.close()
+        self.assertIsNone(reader._visible_conn)
+
     def test_one_reader_per_stream(self):
         first = self.reader()
         second = binlog.Reader(self.conf, self.engine, self.pub, 'bl')

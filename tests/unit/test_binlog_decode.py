@@ -221,3 +221,15 @@ class TestBuilder(base.TestCase):
         b.begin(GTID, True)
         self.assertEqual(([], True), b.query('TRUNCATE other.parent', 'db'))
         self.assertEqual([], self.end().changes)
+
+
+class TestBinlogPlace(base.TestCase):
+
+    def test_files_sort_by_number_then_offset(self):
+        from oslo_publish.logcapture import binlog_cut
+        places = [('mysql-bin.1000000', 4), ('mysql-bin.999999', 900),
+                  ('mysql-bin.999999', 120), ('mysql-bin.000002', 7)]
+        got = sorted(places, key=lambda p: binlog_cut.binlog_place(*p))
+        self.assertEqual([('mysql-bin.000002', 7), ('mysql-bin.999999', 120),
+                          ('mysql-bin.999999', 900),
+                          ('mysql-bin.1000000', 4)], got)
