@@ -555,6 +555,36 @@ class TestResume(ReconcilerTestCase):
         """Turned off, the resume leaves the collector alone."""
         self.assertEqual([], self._resume_freezes(False))
 
+    def _sync_freezes(self, enabled):
+        self.conf.set_override('gc_freeze_after_sync', enabled, 'consumer')
+        calls = []
+        self.useFixture(fixtures.MonkeyPatch(
+            'consumer.gc_pause.freeze_survivors',
+            lambda: calls.append(True) or 7))
+        rec = self.synced()
+        first = list(calls)
+        rec.resync('manual')
+        rec.poll()
+        self.assertTrue(rec.synced)
+        self.assertEqual(2, self.host.snapshots_opened)
+        rec.stop()
+        again = self.make()
+        self.assertTrue(again.synced)
+        return first, calls
+
+    def test_first_sync_freezes_once(self):
+        """gc_freeze_after_sync: the first snapshot and a resume freeze.
+
+        A later resync of the same reconciler does not freeze again.
+        """
+        first, calls = self._sync_freezes(True)
+        self.assertEqual([True], first)
+        self.assertEqual([True, True], calls)
+
+    def test_sync_without_freeze(self):
+        """Turned off, no sync touches the collector."""
+        self.assertEqual(([], []), self._sync_freezes(False))
+
     def test_state_failure_is_not_durable_until_retried(self):
         """A failed state write leaves the delta unsettled; a retry saves it.
 
