@@ -117,7 +117,7 @@ class Relay(object):
         # statement on W (numbering.CLAIM_SQL), one round trip fewer.
         self._claim_sql = None
         if self._lock.explicit and self._lock.autocommit_writes:
-            self._claim_sql = numbering.claim_sql(_OUTBOX)
+            self._claim_sql = numbering.claim_sql(_OUTBOX, engine.dialect)
         # Committed by itself on PostgreSQL: all or nothing, so that a
         # mismatch leaves no number behind (the guard).
         self._number = numbering.number_statement(

@@ -128,10 +128,11 @@ CLAIM_SQL = (
     'SELECT id, seq, txid, committed_at, payload FROM numbered')
 
 
-def claim_sql(table):
-    """:data:`CLAIM_SQL` for the outbox ``table``.
+def claim_sql(table, dialect):
+    """:data:`CLAIM_SQL` for the outbox ``table``, quoted for ``dialect``.
 
     Parameters: ``{'stream': s, 'last_seq': n, 'limit': batch_size}``;
     rows ``(id, seq, txid, committed_at, payload)`` in no set order.
     """
-    return CLAIM_SQL.format(outbox=table.name)
+    return CLAIM_SQL.format(
+        outbox=dialect.identifier_preparer.format_table(table))
