@@ -18,7 +18,10 @@ One process holds the host (``oslo_publish.install``, outbox delivery,
 relay in process, PostgreSQL) and two writer threads paced to 200
 single-row UPDATE transactions per second in all; a push consumer
 (RabbitMQ, state store on PostgreSQL) with a change handler runs in a
-process of its own, as another service would (the deployment shape). The
+process of its own, as another service would (the deployment shape;
+being the process's only service it sets ``[consumer]
+gc_freeze_after_sync``, which keeps full garbage collections from
+stalling it). The
 same is measured with the consumer in the host's process too (``shape``
 ``inline``): one interpreter lock then serves writers, relay and
 consumer, which shows what sharing it costs. Each
@@ -115,11 +118,18 @@ def _summary(samples, missing, committed, duration):
 
 
 class _Observer(object):
-    """The consumer with the latency handler, and the stage tap."""
+    """The consumer with the latency handler, and the stage tap.
 
-    def __init__(self, state_url, nm):
+    :param dedicated: the consumer owns its process (``[consumer]
+        gc_freeze_after_sync`` on, as such a deployment would set it).
+    """
+
+    def __init__(self, state_url, nm, dedicated=False):
         self.seen = _Seen()
-        self._consumer = common.consumer(common.consumer_conf(state_url, nm))
+        conf = common.consumer_conf(state_url, nm)
+        if dedicated:
+            conf.set_override('gc_freeze_after_sync', True, 'consumer')
+        self._consumer = common.consumer(conf)
         consumer = self._consumer.__enter__()
         try:
             consumer.add_handler('latency', _handler(self.seen))
@@ -147,7 +157,7 @@ class _Observer(object):
 def _observer_main(pipe, state_url, nm):
     """The consumer's own process: answers ``collect`` requests."""
     try:
-        observer = _Observer(state_url, nm)
+        observer = _Observer(state_url, nm, dedicated=True)
     except BaseException as exc:
         pipe.send(('error', repr(exc)))
         return

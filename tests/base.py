@@ -279,6 +279,7 @@ class ConfFixture(config_fixture.Config):
         # the objects of one test would keep its cycles for the whole run
         # (the tests of the option turn it back on).
         self.conf.set_override('gc_freeze_after_resume', False, 'consumer')
+        self.conf.set_override('gc_freeze_after_sync', False, 'consumer')
 
 
 def _env_flag(name, default=True):

@@ -140,7 +140,11 @@ class Reconciler(object):
             list(migration_steps)
         self._extra_steps = []
         self._persist_rows = opts.persist_rows
-        self._gc_freeze = opts.gc_freeze_after_resume
+        self._gc_freeze_synced = opts.gc_freeze_after_sync
+        self._gc_freeze = opts.gc_freeze_after_resume or \
+            self._gc_freeze_synced
+        #: Frozen once already (gc_freeze_after_sync: the first sync).
+        self._gc_frozen = False
         self._window = opts.reorder_window
         self._gap_timeout = opts.gap_timeout
         self._inactivity = opts.inactivity_timeout
@@ -615,7 +619,10 @@ class Reconciler(object):
                 self._applied)
             self._dispatch(events)
             del events
-            frozen = gc_pause.freeze_survivors() if self._gc_freeze else 0
+            frozen = 0
+            if self._gc_freeze:
+                self._gc_frozen = True
+                frozen = gc_pause.freeze_survivors()
             LOG.info('Stream %s resumed at seq %d from the state store '
                      '(%d tables, %d objects frozen)', self.stream,
                      self._applied, len(positions), frozen)
@@ -1258,7 +1265,12 @@ class Reconciler(object):
         self._metrics.applied_seq.labels(stream=self.stream).set(watermark)
         self._record_drift(drift or {})
         self._dispatch(events)
+        del events
         self._set_live()
+        if self._gc_freeze_synced and not self._gc_frozen:
+            self._gc_frozen = True
+            LOG.info('Stream %s synced: %d objects frozen', self.stream,
+                     gc_pause.freeze_survivors())
         try:
             self._drain(self._clock())
         except StateUnavailable:

@@ -32,7 +32,9 @@ write:
    ``batch_size`` each;
 3. if the batch has room: give pending entries the numbers after the
    highest one assigned so far, in ONE UPDATE, and COMMIT that (on a
-   connection W of its own) before anything is published;
+   connection W of its own) before anything is published (on
+   PostgreSQL with psycopg2, steps 2 and 3 are one statement on W that
+   returns the batch: ``numbering.CLAIM_SQL``);
 4. publish the batch in seq order as delta messages (split at
    ``max_message_bytes``, module ``publishing``), republished entries
    with their recorded numbers and identical content, every message
@@ -43,8 +45,9 @@ write:
    a short ``BEGIN IMMEDIATE`` transaction).
 
 That is two commits per cycle on connections the relay keeps (no pool
-checkout per cycle). On PostgreSQL it is four round trips: L's ``BEGIN``
-travels with the lock, the numbering commits by itself (autocommit), the
+checkout per cycle). On PostgreSQL it is three round trips: L's ``BEGIN``
+travels with the lock, the reading and numbering commits by itself
+(autocommit), the
 marking is one statement sent with L's ``COMMIT``, and L commits without
 waiting for its WAL flush (module ``lock``: a crash of the database may
 lose the last markings, never a number; the entries are then published

@@ -95,3 +95,44 @@ def number_params(ids, first):
     """The parameters of :func:`number_statement`."""
     return {'ids': ids, 'first': first,
             'id_list': ','.join(str(int(ident)) for ident in ids)}
+
+
+#: PostgreSQL (psycopg2): read the numbered, unmarked entries and number
+#: the next pending ones, in ONE statement committed by itself (on the
+#: relay's connection W, in autocommit, with the lock held in L). The
+#: pending rows are locked (``FOR UPDATE``) before they are ranked, so
+#: the numbers given are ``first`` ... ``first + k - 1`` without a hole
+#: even if another transaction touched one of them meanwhile (it is then
+#: left out, not skipped over). ``first`` is ``max(last_seq, highest
+#: numbered unmarked seq) + 1``; the pending part is only read when the
+#: numbered part left room in the batch (then it holds every numbered
+#: entry, so its highest seq is the highest assigned).
+CLAIM_SQL = (
+    'WITH assigned AS ('
+    'SELECT id, seq, txid, committed_at, payload FROM {outbox} '
+    'WHERE stream = %(stream)s AND seq > %(last_seq)s '
+    'AND published_at IS NULL ORDER BY seq LIMIT %(limit)s), '
+    'locked AS ('
+    'SELECT id FROM {outbox} WHERE stream = %(stream)s AND seq IS NULL '
+    'ORDER BY id LIMIT GREATEST(0, %(limit)s - '
+    '(SELECT count(*) FROM assigned)) FOR UPDATE), '
+    'ranked AS ('
+    'SELECT id, row_number() OVER (ORDER BY id) AS n FROM locked), '
+    'numbered AS ('
+    'UPDATE {outbox} AS o SET seq = ranked.n + GREATEST(%(last_seq)s, '
+    '(SELECT max(seq) FROM assigned)) '
+    'FROM ranked WHERE o.id = ranked.id AND o.seq IS NULL '
+    'RETURNING o.id, o.seq, o.txid, o.committed_at, o.payload) '
+    'SELECT id, seq, txid, committed_at, payload FROM assigned '
+    'UNION ALL '
+    'SELECT id, seq, txid, committed_at, payload FROM numbered')
+
+
+def claim_sql(table, dialect):
+    """:data:`CLAIM_SQL` for the outbox ``table``, quoted for ``dialect``.
+
+    Parameters: ``{'stream': s, 'last_seq': n, 'limit': batch_size}``;
+    rows ``(id, seq, txid, committed_at, payload)`` in no set order.
+    """
+    return CLAIM_SQL.format(
+        outbox=dialect.identifier_preparer.format_table(table))

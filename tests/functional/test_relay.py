@@ -118,6 +118,53 @@ class _RelayTests(delivery.RelayTestMixin):
                          [row.seq for row in delivery.outbox_rows(
                              self.engine, self.stream)])
 
+    def test_cycle_fills_the_batch_after_numbered_entries(self):
+        """Numbered, unmarked entries go first; pending ones follow them.
+
+        The batch holds at most ``batch_size`` entries: numbered ones
+        (republished with their numbers) and then pending ones, numbered
+        after the highest number given, in id order.
+        """
+        self.conf.set_override('batch_size', 3, 'oslo_publish')
+        self.useFixture(delivery.DieBeforeMark())
+        first = delivery.write_entries(self.engine, self.stream, 2)
+        self.assertRaises(delivery.RelayDied, self.make_relay().run_once)
+        self.assertEqual([(first[0], 1), (first[1], 2)],
+                         [(t, s) for t, s, _p in delivery.outbox_rows(
+                             self.engine, self.stream)])
+        later = delivery.write_entries(self.engine, self.stream, 3,
+                                       start=3)
+        r = self.make_relay()
+        self.assertEqual(3, r.run_once())  # 1, 2 again and 3
+        self.assertEqual(3, delivery.last_seq(self.engine, self.stream))
+        self.assertEqual([(later[1], None), (later[2], None)],
+                         [(t, s) for t, s, _p in delivery.outbox_rows(
+                             self.engine, self.stream)])
+        self.assertEqual(2, r.run_once())
+        self.assertEqual([1, 2, 3, 4, 5], self.receiver.wait_seqs(5))
+        base.wait_for(lambda: len(self.receiver.transactions()) >= 7)
+        got = self.receiver.transactions()
+        delivery.assert_gapless(self, got, 5)
+        self.assertEqual(first + later, delivery.consume(got))
+        self.assertEqual(0, delivery.pending(self.engine, self.stream))
+
+    def test_full_batch_of_numbered_entries_numbers_nothing(self):
+        """When numbered entries fill the batch no new number is given."""
+        self.conf.set_override('batch_size', 2, 'oslo_publish')
+        self.useFixture(delivery.DieBeforeMark())
+        txids = delivery.write_entries(self.engine, self.stream, 2)
+        self.assertRaises(delivery.RelayDied, self.make_relay().run_once)
+        txids += delivery.write_entries(self.engine, self.stream, 1,
+                                        start=3)
+        r = self.make_relay()
+        self.assertEqual(2, r.run_once())
+        self.assertEqual([(txids[2], None)],
+                         [(t, s) for t, s, _p in delivery.outbox_rows(
+                             self.engine, self.stream)])
+        self.assertEqual(1, r.run_once())
+        self.assertEqual([1, 2, 3], self.receiver.wait_seqs(3))
+        self.assertEqual(3, delivery.last_seq(self.engine, self.stream))
+
     def test_refused_broker_marks_nothing(self):
         """A broker that refuses leaves entries pending, then they go."""
         txids = delivery.write_entries(self.engine, self.stream, 2)
@@ -453,6 +500,47 @@ class TestRelaySQLite(_RelayTests, base.BackendTestCase):
 
 class TestRelayPostgreSQL(_RelayTests, base.BackendTestCase):
     BACKEND = 'postgresql'
+
+    def test_claim_leaves_out_an_entry_numbered_meanwhile(self):
+        """The one-statement claim never leaves a hole in the numbers.
+
+        Another transaction numbers a pending entry while the relay's
+        statement waits for that row: the entry is left out and the
+        others get consecutive numbers (the statement locks the rows
+        before it ranks them).
+        """
+        delivery.write_entries(self.engine, self.stream, 3)
+        o = outbox.outbox
+        r = self.make_relay()
+        r.stream_lock.keep = True
+        with self.engine.connect() as other:
+            tx = other.begin()
+            ids = other.execute(sa.select(o.c.id).where(
+                o.c.stream == self.stream).order_by(o.c.id)).scalars().all()
+            other.execute(o.update().where(o.c.id == ids[1])
+                          .values(seq=99))
+            result = {}
+
+            def cycle():
+                result['done'] = r.run_once(check=False)
+            thread = threading.Thread(target=cycle)
+            thread.start()
+            # Wait until the claim waits for the row lock of ids[1].
+            base.wait_for(lambda: self._waiting_for_lock())
+            tx.commit()
+            thread.join(30)
+        self.assertEqual(2, result['done'])
+        self.assertEqual([1, 2], self.receiver.wait_seqs(2))
+        self.assertEqual([99], [row.seq for row in delivery.outbox_rows(
+            self.engine, self.stream)])
+        self.assertEqual(2, delivery.last_seq(self.engine, self.stream))
+
+    def _waiting_for_lock(self):
+        with self.engine.connect() as conn:
+            return bool(conn.execute(sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE "
+                "datname = current_database() AND wait_event_type = 'Lock'"
+                " AND query LIKE 'WITH assigned%'")).scalar())
 
 
 class TestRelayMySQL(_RelayTests, base.BackendTestCase):

@@ -536,6 +536,61 @@ class TestResume(ReconcilerTestCase):
                                          {'id': 51, 'name': 'after'}))
         self.assertConverged(again)
 
+    def test_crash_after_cache_before_persist_loses_and_doubles_nothing(self):
+        """Deltas visible in the cache but not persisted survive a crash.
+
+        The state store refuses the writes: the cache shows the deltas,
+        none of their messages may be acknowledged. The process then dies
+        (what was only in memory is gone). The restarted consumer resumes
+        from the persisted position without a snapshot; the broker
+        delivers the unacknowledged messages again (one twice): each is
+        applied once and the cache and the store converge.
+        """
+        rec = self.synced()
+        durable = rec.durable
+        messages = [self.host.write('instances', wire.INSERT,
+                                    {'id': 70 + i, 'name': 'c%d' % i})
+                    for i in range(3)]
+        engine = self.state.engine
+        with engine.begin() as conn:
+            conn.exec_driver_sql('ALTER TABLE consumer_positions RENAME TO '
+                                 'moved_away')
+        verified = [self.verifier.verify(wire.publisher_id(self.STREAM),
+                                         wire.EVENT_DELTA, m)
+                    for m in messages]
+        for message in verified:
+            self.assertRaises(reconciler.StateUnavailable, rec.handle,
+                              message)
+        view = self.cache.view()
+        self.assertEqual({'c0', 'c1', 'c2'},
+                         {view.rows('instances')[(70 + i,)]['name']
+                          for i in range(3)})
+        self.assertEqual(durable, rec.durable)
+        self.assertEqual([False] * 3,
+                         [rec.settle(m, 0.01) for m in verified])
+        # The crash: the unwritten runs existed only in the process.
+        rec._persister._queue.clear()
+        with engine.begin() as conn:
+            conn.exec_driver_sql('ALTER TABLE moved_away RENAME TO '
+                                 'consumer_positions')
+        opened = self.host.snapshots_opened
+        again = self.make()
+        self.assertTrue(again.synced)
+        self.assertEqual(opened, self.host.snapshots_opened)
+        self.assertEqual(durable, again.applied)
+        self.assertNotIn((70,), self.cache.view().rows('instances'))
+        for payload in messages:  # redelivered
+            self.feed(again, payload)
+        # ... and the first one once more: recognised, applied once.
+        replay = self.assertRaises(exceptions.Rejected, self.feed, again,
+                                   messages[0])
+        self.assertEqual('replayed', replay.reason)
+        self.assertEqual(3, again.counters['applied'])
+        self.assertConverged(again)
+        self.assertTrue(again.settle(self.verifier.verify(
+            wire.publisher_id(self.STREAM), wire.EVENT_DELTA,
+            messages[-1]), 0.01))
+
     def _resume_freezes(self, enabled):
         self.conf.set_override('gc_freeze_after_resume', enabled,
                                'consumer')
@@ -600,6 +655,36 @@ class TestResume(ReconcilerTestCase):
         self.assertEqual(1, gc_pause.holds())
         again.stop()
         self.assertEqual(0, gc_pause.holds())
+
+    def _sync_freezes(self, enabled):
+        self.conf.set_override('gc_freeze_after_sync', enabled, 'consumer')
+        calls = []
+        self.useFixture(fixtures.MonkeyPatch(
+            'consumer.gc_pause.freeze_survivors',
+            lambda: calls.append(True) or 7))
+        rec = self.synced()
+        first = list(calls)
+        rec.resync('manual')
+        rec.poll()
+        self.assertTrue(rec.synced)
+        self.assertEqual(2, self.host.snapshots_opened)
+        rec.stop()
+        again = self.make()
+        self.assertTrue(again.synced)
+        return first, calls
+
+    def test_first_sync_freezes_once(self):
+        """gc_freeze_after_sync: the first snapshot and a resume freeze.
+
+        A later resync of the same reconciler does not freeze again.
+        """
+        first, calls = self._sync_freezes(True)
+        self.assertEqual([True], first)
+        self.assertEqual([True, True], calls)
+
+    def test_sync_without_freeze(self):
+        """Turned off, no sync touches the collector."""
+        self.assertEqual(([], []), self._sync_freezes(False))
 
     def test_state_failure_is_not_durable_until_retried(self):
         """A failed state write leaves the delta unsettled; a retry saves it.
