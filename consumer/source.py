@@ -58,6 +58,11 @@ class Snapshot(object):
 
     watermark = None
     tables = None
+    #: True if the row dicts :meth:`rows` yields are fresh and referenced
+    #: nowhere else: the cache may keep them as they are instead of
+    #: copying each one (see ``owned`` of
+    #: :meth:`consumer.cache.Cache.replace_table`).
+    owned_rows = False
 
     def rows(self, table):
         """Yield ``(key tuple, row dict)`` of ``table`` in key order."""
@@ -129,6 +134,9 @@ def decode_page(table, pk, encoded):
 
 
 class _RPCSnapshot(Snapshot):
+
+    # Every row dict is decoded from this snapshot's responses alone.
+    owned_rows = True
 
     def __init__(self, source, response):
         self._source = source
