@@ -184,22 +184,23 @@ class _Session(object):
 
         Waits until the page before it was read. Returns ``(True, key)``,
         ``(False, None)`` past the table's last page, or None when the
-        snapshot closed, the wait timed out or ``index`` is more than
-        ``window`` pages ahead of the pages read.
+        snapshot closed, the wait timed out, ``index`` is more than
+        ``window`` pages ahead of the pages read or was served long ago.
         """
         with self._turns:
             starts = self._starts[table]
-            if index < 0 or index > max(starts) + window:
-                return None
+            if index < min(starts) or index > max(starts) + window:
+                return None  # long served, or too far ahead
 
             def ready():
                 return self.closed or index in starts or \
                     self._last.get(table, index) < index
-            if not self._turns.wait_for(ready, timeout) or self.closed:
-                return None
+            self._turns.wait_for(ready, timeout)
             if index in starts:
                 return True, starts[index]
-            return False, None
+            if self._last.get(table, index) < index:
+                return False, None
+            return None  # closed, or timed out
 
     def advance(self, table, index, following):
         """Page ``index`` of ``table`` was read; ``following``: its end."""
@@ -676,15 +677,19 @@ class SnapshotServer(object):
             if read is None:
                 read = self._read_page(session, published, key)
             rows, following = read
-            if index is not None:
-                session.advance(table, index, following)
             if following is None:
+                if index is not None:
+                    session.advance(table, index, None)
                 session.remaining.discard(table)
                 if not session.remaining:
                     LOG.debug('Snapshot %s fully read', snapshot_id)
                     self._forget(session, finished=True)
             else:
                 self._read_ahead(session, table, published, following)
+                # The next numbered request goes on once its page is
+                # being read ahead (it takes that read).
+                if index is not None:
+                    session.advance(table, index, following)
             session.touched = time.monotonic()
         return self._reply(snapshot_id, table, rows, following)
 
