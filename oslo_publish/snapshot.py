@@ -74,6 +74,7 @@ from oslo_publish import exceptions
 from oslo_publish import metrics as metrics_mod
 from oslo_publish import snapshot_auth
 from oslo_publish import snapshot_queues
+from oslo_publish import snapshot_turns
 from oslo_publish import wire
 
 LOG = log.getLogger(__name__)
@@ -172,48 +173,8 @@ class _Session(object):
         #: ``_ahead_lock`` (not ``lock``: the read itself holds that).
         self._ahead = None
         self._ahead_lock = threading.Lock()
-        #: Numbered pages (``index``): {table: {index: encoded key the
-        #: page starts after}} and {table: index of its last page},
-        #: under ``_turns``.
-        self._turns = threading.Condition()
-        self._starts = {table: {0: None} for table in tables}
-        self._last = {}
-
-    def start_of(self, table, index, window, timeout):
-        """The key page ``index`` of ``table`` starts after.
-
-        Waits until the page before it was read. Returns ``(True, key)``,
-        ``(False, None)`` past the table's last page, or None when the
-        snapshot closed, the wait timed out, ``index`` is more than
-        ``window`` pages ahead of the pages read or was served long ago.
-        """
-        with self._turns:
-            starts = self._starts[table]
-            if index < min(starts) or index > max(starts) + window:
-                return None  # long served, or too far ahead
-
-            def ready():
-                return self.closed or index in starts or \
-                    self._last.get(table, index) < index
-            self._turns.wait_for(ready, timeout)
-            if index in starts:
-                return True, starts[index]
-            if self._last.get(table, index) < index:
-                return False, None
-            return None  # closed, or timed out
-
-    def advance(self, table, index, following):
-        """Page ``index`` of ``table`` was read; ``following``: its end."""
-        with self._turns:
-            starts = self._starts[table]
-            if following is None:
-                self._last[table] = index
-            else:
-                starts[index + 1] = following
-            # Keys of pages long served are not asked for again.
-            for old in [i for i in starts if i < index - 8]:
-                del starts[old]
-            self._turns.notify_all()
+        #: Numbered pages (API 1.1): which key each page starts after.
+        self.turns = snapshot_turns.PageTurns(tables, wire.PAGE_WINDOW)
 
     def set_ahead(self, table, after, future):
         with self._ahead_lock:
@@ -231,8 +192,7 @@ class _Session(object):
         if self.closed:
             return
         self.closed = True
-        with self._turns:
-            self._turns.notify_all()
+        self.turns.close()
         try:
             if self.sqlite:
                 self.conn.exec_driver_sql('ROLLBACK')
@@ -648,8 +608,8 @@ class SnapshotServer(object):
                          'snapshot %s' % (table, snapshot_id))
         published = self._tables[table]
         if index is not None:
-            start = session.start_of(table, index, wire.PAGE_WINDOW,
-                                     self._opts.snapshot_idle_timeout)
+            start = session.turns.start_of(
+                table, index, self._opts.snapshot_idle_timeout)
             if start is None:
                 self._refuse('bad_request', 'page %r of %s in snapshot %s '
                              'is not next in line (or the snapshot closed)'
@@ -679,7 +639,7 @@ class SnapshotServer(object):
             rows, following = read
             if following is None:
                 if index is not None:
-                    session.advance(table, index, None)
+                    session.turns.advance(table, index, None)
                 session.remaining.discard(table)
                 if not session.remaining:
                     LOG.debug('Snapshot %s fully read', snapshot_id)
@@ -689,7 +649,7 @@ class SnapshotServer(object):
                 # The next numbered request goes on once its page is
                 # being read ahead (it takes that read).
                 if index is not None:
-                    session.advance(table, index, following)
+                    session.turns.advance(table, index, following)
             session.touched = time.monotonic()
         return self._reply(snapshot_id, table, rows, following)
 
