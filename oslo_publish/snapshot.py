@@ -29,7 +29,12 @@ journal mode), publishes the pending outbox entries S sees and returns
 the last of their sequence numbers as the watermark. S stays open
 between pages; pages are keyset-paginated by primary key (composite keys
 too), at most ``snapshot_page_size`` rows each, so host memory is
-bounded by the page size and the number of open snapshots.
+bounded by the page size and the number of open snapshots. A client asks
+for a page by the key it starts after (API 1.0) or by its number (API
+1.1, up to :data:`~oslo_publish.wire.PAGE_WINDOW` requests ahead of the
+pages read; :mod:`oslo_publish.snapshot_turns` makes each wait for the
+page before it, so the pages are still read one after the other, in key
+order, in S).
 
 Limits and refusals (each a :class:`~oslo_publish.exceptions.SnapshotError`
 sent back to the caller, logged and counted in
