@@ -21,15 +21,18 @@ the same functions the delta path (``commit_batch``) uses, so both store
 the same bytes.
 
 Loading into PostgreSQL through psycopg2 uses ``COPY ... FROM STDIN``
-(CSV), one statement streamed in chunks of :data:`STREAM_CHUNK` rows
-(the server inserts a chunk while the next is encoded); every other
+in the text format, one statement streamed in chunks of
+:data:`STREAM_CHUNK` rows (the server inserts a chunk while the next is
+encoded). The stored texts are JSON, which never holds a raw tab,
+newline or carriage return (its encoder escapes every control
+character), so a line is the fields joined by tabs with only their
+backslashes doubled; a chunk's rows are encoded by one C-level ``map``
+each when all their values are plain (:func:`_copy_text`). Every other
 backend an ``INSERT`` executemany in batches of :data:`INSERT_CHUNK`
 rows (which MySQL drivers send as multi-row ``INSERT``\\ s and SQLite
 runs as one prepared statement).
 """
 
-import csv
-import io
 import itertools
 import json
 
@@ -81,10 +84,10 @@ def insert_rows(conn, table_obj, stream, table, items):
 
 def _insert_rows(conn, table_obj, stream, table, items):
     raw = _copy_target(conn)
-    records = _records(stream, table, items)
     if raw is not None:
-        _copy(raw, table_obj, records)
+        _copy(raw, table_obj, stream, table, items)
         return
+    records = _records(stream, table, items)
     names = ('stream', 'table_name', 'key_hash', 'key_json', 'row_json')
     batch = []
     for record in records:
@@ -96,8 +99,39 @@ def _insert_rows(conn, table_obj, stream, table, items):
         conn.execute(table_obj.insert(), batch)
 
 
-class _CSVStream(object):
-    """A file whose ``read()`` yields the CSV text of ``records``.
+def _copy_escape(text):
+    """``text`` as a field of ``COPY``'s text format."""
+    if '\\' in text:
+        text = text.replace('\\', '\\\\')
+    if '\t' in text or '\n' in text or '\r' in text:
+        text = text.replace('\t', '\\t').replace('\n', '\\n') \
+            .replace('\r', '\\r')
+    return text
+
+
+def _json_field(text):
+    # A JSON text holds no raw tab, newline or carriage return.
+    if '\\' in text:
+        return text.replace('\\', '\\\\')
+    return text
+
+
+def _copy_text(prefix, chunk):
+    """The ``COPY`` text-format lines of ``(key, row)`` pairs."""
+    keys = [key for key, _row in chunk]
+    rows = [row for _key, row in chunk]
+    key_texts = list(map(store_codec.key_text, keys))
+    hashes = map(store_codec.key_hash, key_texts)
+    row_texts = store_codec.row_texts(rows)
+    field = _json_field
+    return ''.join(map(
+        '%s%s\t%s\t%s\n'.__mod__,
+        zip(itertools.repeat(prefix), hashes, map(field, key_texts),
+            map(field, row_texts))))
+
+
+class _CopyStream(object):
+    """A file whose ``read()`` yields the ``COPY`` text of ``items``.
 
     ``COPY ... FROM STDIN`` pulls it chunk by chunk (of
     :data:`STREAM_CHUNK` rows) while the server inserts what it already
@@ -107,38 +141,34 @@ class _CSVStream(object):
     #: The exception that ended reading, if any.
     error = None
 
-    def __init__(self, records):
-        self._records = records
-        self._buf = io.StringIO()
-        self._writer = csv.writer(self._buf, lineterminator='\n')
+    def __init__(self, stream, table, items):
+        self._items = iter(items)
+        self._prefix = '%s\t%s\t' % (_copy_escape(stream),
+                                     _copy_escape(table))
 
     def read(self, size=-1):
-        buf = self._buf
-        buf.seek(0)
-        buf.truncate()
         try:
-            self._writer.writerows(
-                itertools.islice(self._records, STREAM_CHUNK))
+            chunk = list(itertools.islice(self._items, STREAM_CHUNK))
+            return _copy_text(self._prefix, chunk) if chunk else ''
         except Exception as exc:
             # psycopg2 cancels the COPY and raises QueryCanceled; the
             # caller re-raises this, the cause.
             self.error = exc
             raise
-        return buf.getvalue()
 
     readline = read
 
 
-def _copy(raw, table_obj, records):
+def _copy(raw, table_obj, stream, table, items):
     statement = ('COPY %s (stream, table_name, key_hash, key_json, '
-                 'row_json) FROM STDIN WITH (FORMAT csv)' % table_obj.name)
+                 'row_json) FROM STDIN' % table_obj.name)
     cursor = raw.cursor()
-    stream = _CSVStream(records)
+    source = _CopyStream(stream, table, items)
     try:
-        cursor.copy_expert(statement, stream)
+        cursor.copy_expert(statement, source)
     except Exception:
-        if stream.error is not None:
-            raise stream.error from None
+        if source.error is not None:
+            raise source.error from None
         raise
     finally:
         cursor.close()

@@ -34,6 +34,7 @@ host's per-client limit applies. Any failure is raised as
 backoff.
 """
 
+import collections
 from concurrent import futures
 import itertools
 import operator
@@ -48,6 +49,10 @@ from oslo_publish import wire
 
 LOG = log.getLogger(__name__)
 
+#: Numbered page requests in flight at most (when the host takes them,
+#: see :data:`oslo_publish.wire.PAGE_WINDOW`).
+PAGE_WINDOW = 3
+
 
 class Snapshot(object):
     """An open, consistent snapshot of some tables.
@@ -58,6 +63,11 @@ class Snapshot(object):
 
     watermark = None
     tables = None
+    #: True if the row dicts :meth:`rows` yields are fresh and referenced
+    #: nowhere else: the cache may keep them as they are instead of
+    #: copying each one (see ``owned`` of
+    #: :meth:`consumer.cache.Cache.replace_table`).
+    owned_rows = False
 
     def rows(self, table):
         """Yield ``(key tuple, row dict)`` of ``table`` in key order."""
@@ -130,6 +140,9 @@ def decode_page(table, pk, encoded):
 
 class _RPCSnapshot(Snapshot):
 
+    # Every row dict is decoded from this snapshot's responses alone.
+    owned_rows = True
+
     def __init__(self, source, response):
         self._source = source
         self._id = response['snapshot_id']
@@ -139,10 +152,23 @@ class _RPCSnapshot(Snapshot):
                               'columns': info.get('columns')}
                        for name, info in response['tables'].items()}
         self._closed = False
+        # A host of API 1.1 takes numbered pages, sent to the server
+        # owning the snapshot.
+        window = response.get('page_window')
+        self._server = response.get('server')
+        self._window = 0
+        if type(window) is int and window >= 2 and \
+                isinstance(self._server, str):
+            self._window = min(window, PAGE_WINDOW)
 
-    def _page(self, table, after):
-        page = self._source._call('snapshot_page', snapshot_id=self._id,
-                                  table=table, after=after)
+    def _page(self, table, after=None, index=None):
+        if index is None:
+            page = self._source._call('snapshot_page', snapshot_id=self._id,
+                                      table=table, after=after)
+        else:
+            page = self._source._call('snapshot_page', snapshot_id=self._id,
+                                      table=table, index=index,
+                                      _server=self._server)
         if page.get('snapshot_id') != self._id or page.get('table') != table:
             raise exceptions.SnapshotFailed('page of another snapshot')
         if not isinstance(page.get('rows'), list):
@@ -150,13 +176,47 @@ class _RPCSnapshot(Snapshot):
         return page
 
     def rows(self, table):
-        # The next page is requested while this one is decoded (the host
-        # reads and encodes it meanwhile); one request is in flight at a
-        # time, so the host's limits still hold.
         # The collector is paused while the table is read: the decoded
         # rows all stay alive (see consumer.gc_pause).
         pk = self.tables[table]['pk']
-        with gc_pause.paused(), futures.ThreadPoolExecutor(1) as prefetch:
+        with gc_pause.paused():
+            if self._window:
+                yield from self._numbered_rows(table, pk, self._window)
+            else:
+                yield from self._keyed_rows(table, pk)
+
+    def _numbered_rows(self, table, pk, window):
+        # Pages 0 .. window-1 are requested at once, and page i + window
+        # as soon as page i arrived: while this thread decodes a page,
+        # the next ones are read, encoded and carried. The answers are
+        # taken in page order, so the rows come in key order.
+        pool = futures.ThreadPoolExecutor(window)
+        try:
+            pending = collections.deque(
+                pool.submit(self._page, table, index=index)
+                for index in range(window))
+            index = window
+            while True:
+                page = pending.popleft().result()
+                last = page.get('next') is None
+                if not last:
+                    pending.append(pool.submit(self._page, table,
+                                               index=index))
+                    index += 1
+                yield from decode_page(table, pk, page['rows'])
+                if last:
+                    return
+        finally:
+            # Requests past the last page are answered with empty pages
+            # (and, after a failure, refused once the snapshot closes):
+            # nothing waits for them here.
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _keyed_rows(self, table, pk):
+        # The next page is requested while this one is decoded (the host
+        # reads and encodes it meanwhile); one request is in flight at a
+        # time, so the host's limits still hold.
+        with futures.ThreadPoolExecutor(1) as prefetch:
             pending = prefetch.submit(self._page, table, None)
             while True:
                 page = pending.result()
@@ -193,6 +253,9 @@ class RPCSnapshotSource(SnapshotSource):
         self._key = conf.consumer.signing_key
         #: The client name this source's requests carry.
         self.client = snapshot_auth.client_name()
+        #: Requests can be sent to a named server (RPC, not an
+        #: in-process caller).
+        self._routed = caller is None
         if caller is None:
             caller = self._rpc_caller(conf, transport)
         self._caller = caller
@@ -206,15 +269,22 @@ class RPCSnapshotSource(SnapshotSource):
         target = messaging.Target(exchange=exchange,
                                   topic=wire.snapshot_topic(self.stream),
                                   namespace=wire.SNAPSHOT_NAMESPACE,
-                                  version=wire.SNAPSHOT_API_VERSION)
+                                  version=wire.SNAPSHOT_API_BASE_VERSION)
         client = messaging.get_rpc_client(
             transport, target, timeout=conf.consumer.snapshot_timeout)
 
-        def call(method, **kwargs):
-            return client.call({}, method, **kwargs)
+        def call(method, _server=None, **kwargs):
+            if _server is None:
+                return client.call({}, method, **kwargs)
+            # Numbered pages: API 1.1, to the snapshot's owner.
+            return client.prepare(
+                server=_server, version=wire.SNAPSHOT_API_VERSION).call(
+                    {}, method, **kwargs)
         return call
 
-    def _call(self, method, **kwargs):
+    def _call(self, method, _server=None, **kwargs):
+        if _server is not None and self._routed:
+            kwargs['_server'] = _server
         response = self._raw_call(method, **kwargs)
         self._check(response)
         return response

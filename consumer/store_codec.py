@@ -36,6 +36,7 @@ Both produce exactly the bytes of :func:`consumer.state.key_text` and of
 """
 
 import hashlib
+import itertools
 import json
 import math
 
@@ -43,7 +44,31 @@ from oslo_publish import wire
 
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(',', ':'),
                             ensure_ascii=False, allow_nan=False)
-_json = _ENCODER.encode
+
+
+def _one_shot_encoder(encoder):
+    """``encoder.encode`` without its per-call setup, where possible.
+
+    ``JSONEncoder.encode`` builds a new C encoder on every call; for the
+    millions of rows of a snapshot that setup costs as much as the
+    encoding. The C encoder built once here with ``encoder``'s settings
+    gives the same text (it is what ``encode`` uses), minus the check
+    for circular references, which decoded data cannot have.
+    """
+    make = getattr(json.encoder, 'c_make_encoder', None)
+    if make is None:
+        return encoder.encode
+    chunks = make(None, encoder.default, json.encoder.encode_basestring,
+                  None, encoder.key_separator, encoder.item_separator,
+                  encoder.sort_keys, encoder.skipkeys, encoder.allow_nan)
+    join = ''.join
+
+    def encode(value):
+        return join(chunks(value, 0))
+    return encode
+
+
+_json = _one_shot_encoder(_ENCODER)
 _decode = json.JSONDecoder().decode
 
 #: Value types whose wire encoding is the value itself (floats: finite).
@@ -76,6 +101,19 @@ def row_text(row):
         except ValueError:
             pass  # a non-finite float: tagged below
     return _json({name: _value(value) for name, value in row.items()})
+
+
+def row_texts(rows):
+    """``[row_text(row) for row in rows]``, at C speed for plain rows.
+
+    When every value of every row is plain (text, integers, booleans,
+    nulls: checked by C-level ``map`` calls), the rows are encoded by
+    one ``map`` of the encoder; otherwise row by row.
+    """
+    values = itertools.chain.from_iterable(map(dict.values, rows))
+    if _PLAIN.issuperset(map(type, values)):
+        return list(map(_json, rows))
+    return list(map(row_text, rows))
 
 
 def key_text(key):

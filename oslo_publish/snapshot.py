@@ -29,7 +29,12 @@ journal mode), publishes the pending outbox entries S sees and returns
 the last of their sequence numbers as the watermark. S stays open
 between pages; pages are keyset-paginated by primary key (composite keys
 too), at most ``snapshot_page_size`` rows each, so host memory is
-bounded by the page size and the number of open snapshots.
+bounded by the page size and the number of open snapshots. A client asks
+for a page by the key it starts after (API 1.0) or by its number (API
+1.1, up to :data:`~oslo_publish.wire.PAGE_WINDOW` requests ahead of the
+pages read; :mod:`oslo_publish.snapshot_turns` makes each wait for the
+page before it, so the pages are still read one after the other, in key
+order, in S).
 
 Limits and refusals (each a :class:`~oslo_publish.exceptions.SnapshotError`
 sent back to the caller, logged and counted in
@@ -58,6 +63,7 @@ name of its own, the snapshot id names its owner, and a page request
 that reaches another process is forwarded to the owner.
 """
 
+import collections
 from concurrent import futures
 import os
 import socket
@@ -73,6 +79,7 @@ from oslo_publish import exceptions
 from oslo_publish import metrics as metrics_mod
 from oslo_publish import snapshot_auth
 from oslo_publish import snapshot_queues
+from oslo_publish import snapshot_turns
 from oslo_publish import wire
 
 LOG = log.getLogger(__name__)
@@ -85,6 +92,10 @@ FORWARD_TIMEOUT = 30
 #: Seconds the database waits beyond snapshot_idle_timeout before it
 #: ends an idle snapshot transaction itself (a hung host process).
 DB_IDLE_MARGIN = 60
+
+#: Fully read snapshots remembered (so that numbered page requests
+#: still in flight get an empty last page instead of a refusal).
+FINISHED_KEPT = 256
 
 
 def server_name():
@@ -167,6 +178,8 @@ class _Session(object):
         #: ``_ahead_lock`` (not ``lock``: the read itself holds that).
         self._ahead = None
         self._ahead_lock = threading.Lock()
+        #: Numbered pages (API 1.1): which key each page starts after.
+        self.turns = snapshot_turns.PageTurns(tables, wire.PAGE_WINDOW)
 
     def set_ahead(self, table, after, future):
         with self._ahead_lock:
@@ -184,6 +197,7 @@ class _Session(object):
         if self.closed:
             return
         self.closed = True
+        self.turns.close()
         try:
             if self.sqlite:
                 self.conn.exec_driver_sql('ROLLBACK')
@@ -213,8 +227,9 @@ class _Endpoint(object):
         return self._server.open(tables, auth=auth)
 
     @oslo_messaging.expected_exceptions(exceptions.SnapshotError)
-    def snapshot_page(self, ctxt, snapshot_id, table, after=None):
-        return self._server.page(ctxt, snapshot_id, table, after)
+    def snapshot_page(self, ctxt, snapshot_id, table, after=None,
+                      index=None):
+        return self._server.page(ctxt, snapshot_id, table, after, index)
 
     @oslo_messaging.expected_exceptions(exceptions.SnapshotError)
     def snapshot_close(self, ctxt, snapshot_id):
@@ -249,6 +264,8 @@ class SnapshotServer(object):
         self._mysql = engine.dialect.name in ('mysql', 'mariadb')
         self.name = name or server_name()
         self._sessions = {}
+        #: Ids of fully read snapshots, oldest first; under ``_guard``.
+        self._finished = collections.OrderedDict()
         self._opening = 0
         #: {client name: snapshots opening now}; under ``_guard``.
         self._opening_by = {}
@@ -263,11 +280,13 @@ class SnapshotServer(object):
         self._reaper = None
         #: Broker queues of this server alone, deleted by stop().
         self._queues = []
+        # Forwarded requests carry the version they need (1.0 but for
+        # numbered pages), so an owner of an older release answers them.
         self._client = oslo_messaging.get_rpc_client(
             transport, oslo_messaging.Target(
                 topic=wire.snapshot_topic(stream),
                 namespace=wire.SNAPSHOT_NAMESPACE,
-                version=wire.SNAPSHOT_API_VERSION))
+                version=wire.SNAPSHOT_API_BASE_VERSION))
 
     # ------------------------------------------------------------ server
 
@@ -351,11 +370,23 @@ class SnapshotServer(object):
                 finally:
                     session.lock.release()
 
-    def _forget(self, session):
-        """Close ``session`` (its lock held) and drop it."""
+    def _forget(self, session, finished=False):
+        """Close ``session`` (its lock held) and drop it.
+
+        ``finished``: every page was read; numbered page requests still
+        in flight for it get an empty last page.
+        """
         with self._guard:
             self._sessions.pop(session.id, None)
+            if finished:
+                self._finished[session.id] = True
+                while len(self._finished) > FINISHED_KEPT:
+                    self._finished.popitem(last=False)
         session.close()
+
+    def _was_finished(self, snapshot_id):
+        with self._guard:
+            return snapshot_id in self._finished
 
     def _refuse(self, reason, text):
         self._metrics.snapshots_refused.labels(self._stream, reason).inc()
@@ -448,6 +479,7 @@ class SnapshotServer(object):
             'format': wire.FORMAT, 'stream': self._stream,
             'snapshot_id': session.id, 'watermark': watermark,
             'epoch': self._relay.epoch,
+            'server': self.name, 'page_window': wire.PAGE_WINDOW,
             'tables': {name: {'pk': list(self._tables[name].pk),
                               'columns': self._column_types(name),
                               'version': self._tables[name].version}
@@ -531,9 +563,15 @@ class SnapshotServer(object):
         if not owner or owner == self.name:
             self._refuse('unknown_snapshot', 'snapshot %r of stream %s is '
                          'unknown or expired' % (snapshot_id, self._stream))
+        version = wire.SNAPSHOT_API_BASE_VERSION
+        if kwargs.get('index') is not None:
+            version = wire.SNAPSHOT_API_VERSION
+        else:
+            kwargs.pop('index', None)
         try:
             return self._client.prepare(
-                server=owner, timeout=FORWARD_TIMEOUT).call(
+                server=owner, timeout=FORWARD_TIMEOUT,
+                version=version).call(
                     ctxt or {}, method, snapshot_id=snapshot_id, **kwargs)
         except oslo_messaging.MessagingTimeout:
             self._refuse('unknown_snapshot', 'the owner of snapshot %r of '
@@ -548,16 +586,42 @@ class SnapshotServer(object):
         with self._guard:
             return self._sessions.get(snapshot_id)
 
-    def page(self, ctxt, snapshot_id, table, after=None):
-        """One page of ``table`` after key ``after``; see wire."""
+    def _reply(self, snapshot_id, table, rows, following):
+        return wire.sign({
+            'format': wire.FORMAT, 'stream': self._stream,
+            'snapshot_id': snapshot_id, 'table': table, 'rows': rows,
+            'next': following}, self._key)
+
+    def page(self, ctxt, snapshot_id, table, after=None, index=None):
+        """One page of ``table`` after key ``after``; see wire.
+
+        ``index`` (instead of ``after``): the page's number, counted from
+        0 in the table; see :data:`oslo_publish.wire.PAGE_WINDOW`.
+        """
+        if index is not None and (type(index) is not int or
+                                  after is not None):
+            self._refuse('bad_request', 'a page has an integer index or '
+                         'a key to start after, not both')
         session = self._session(snapshot_id)
         if session is None:
+            if index is not None and self._was_finished(snapshot_id):
+                return self._reply(snapshot_id, table, [], None)
             return self._forward(ctxt, snapshot_id, 'snapshot_page',
-                                 table=table, after=after)
+                                 table=table, after=after, index=index)
         if table not in session.tables:
             self._refuse('unknown_table', 'table %r is not part of '
                          'snapshot %s' % (table, snapshot_id))
         published = self._tables[table]
+        if index is not None:
+            start = session.turns.start_of(
+                table, index, self._opts.snapshot_idle_timeout)
+            if start is None:
+                self._refuse('bad_request', 'page %r of %s in snapshot %s '
+                             'is not next in line (or the snapshot closed)'
+                             % (index, table, snapshot_id))
+            if not start[0]:
+                return self._reply(snapshot_id, table, [], None)
+            after = start[1]
         key = None
         if after is not None:
             try:
@@ -579,17 +643,20 @@ class SnapshotServer(object):
                 read = self._read_page(session, published, key)
             rows, following = read
             if following is None:
+                if index is not None:
+                    session.turns.advance(table, index, None)
                 session.remaining.discard(table)
                 if not session.remaining:
                     LOG.debug('Snapshot %s fully read', snapshot_id)
-                    self._forget(session)
+                    self._forget(session, finished=True)
             else:
                 self._read_ahead(session, table, published, following)
+                # The next numbered request goes on once its page is
+                # being read ahead (it takes that read).
+                if index is not None:
+                    session.turns.advance(table, index, following)
             session.touched = time.monotonic()
-        return wire.sign({
-            'format': wire.FORMAT, 'stream': self._stream,
-            'snapshot_id': snapshot_id, 'table': table, 'rows': rows,
-            'next': following}, self._key)
+        return self._reply(snapshot_id, table, rows, following)
 
     def _read_ahead(self, session, table, published, following):
         """Read the page after ``following`` while this one travels.

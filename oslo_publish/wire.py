@@ -85,18 +85,35 @@ Snapshot RPC (target topic :func:`snapshot_topic`, namespace
 
 ``snapshot_open(tables, auth)``
     -> ``{"format", "stream", "epoch", "snapshot_id", "watermark",
-    "tables": {name: {"pk": [...], "columns": [[name, type], ...],
-    "version": ...}}, "signature"}``. ``tables`` empty or None means
-    every published table. Everything visible in the snapshot has
-    ``seq <= watermark``; everything committed after it, ``seq >
-    watermark``. ``auth`` is the signed request object of
-    :mod:`oslo_publish.snapshot_auth`; a host with a signing key opens
-    nothing for a request without a valid one.
+    "server", "page_window", "tables": {name: {"pk": [...],
+    "columns": [[name, type], ...], "version": ...}}, "signature"}``.
+    ``tables`` empty or None means every published table. Everything
+    visible in the snapshot has ``seq <= watermark``; everything
+    committed after it, ``seq > watermark``. ``auth`` is the signed
+    request object of :mod:`oslo_publish.snapshot_auth`; a host with a
+    signing key opens nothing for a request without a valid one.
+    ``server`` and ``page_window`` (API 1.1; absent from older hosts)
+    name the RPC server that owns the snapshot and say that it takes
+    numbered page requests, up to ``page_window`` pages ahead.
 ``snapshot_page(snapshot_id, table, after)``
     -> ``{"format", "stream", "snapshot_id", "table", "rows": [row, ...],
     "next": key-or-null, "signature"}``. ``after`` is the encoded primary
     key of the last row of the previous page (None for the first page);
     rows come in primary-key order; ``next`` is None on the last page.
+``snapshot_page(snapshot_id, table, index)`` (API 1.1)
+    the same answer for page number ``index`` (0 is the first page of
+    the table): the host reads the table's pages in key order, exactly
+    as for ``after``, and answers page ``index`` once page ``index - 1``
+    was read, so a client may have up to ``page_window`` numbered
+    requests in flight and still receives every row once, in order
+    (it reads the answers by number). A page after the table's last one
+    is empty with ``next`` None, also once the snapshot was fully read
+    and closed; an index more than ``page_window`` pages ahead of the
+    pages read is refused (``bad_request``). A client sends numbered
+    requests only to a host that announced ``page_window``, to its
+    ``server`` and with version 1.1; every other request keeps version
+    :data:`SNAPSHOT_API_BASE_VERSION`, so hosts of older releases keep
+    answering it.
 ``snapshot_close(snapshot_id)``
     -> ``{"closed": true}``.
 """
@@ -131,7 +148,14 @@ INVALIDATE = 'invalidate'
 EPOCH = 'epoch'
 
 SNAPSHOT_NAMESPACE = 'oslo_publish.snapshot'
-SNAPSHOT_API_VERSION = '1.0'
+#: The snapshot RPC API the host serves (1.1: numbered pages).
+SNAPSHOT_API_VERSION = '1.1'
+#: The version of every request that does not need 1.1.
+SNAPSHOT_API_BASE_VERSION = '1.0'
+#: Numbered page requests a host takes ahead of the pages it read (per
+#: snapshot): it bounds the pages in flight, so the host's and the
+#: client's memory stays bounded by the page size.
+PAGE_WINDOW = 4
 
 SIGNATURE = 'signature'
 _TAG = '__t'

@@ -936,6 +936,7 @@ class Reconciler(object):
             with self._source.open(self._tables_filter) as snap:
                 watermark = snap.watermark
                 epoch = getattr(snap, 'epoch', None)
+                owned = getattr(snap, 'owned_rows', False)
                 tables = dict(snap.tables)
                 stage = self._stage_tables()
                 contents = {name: install_mod.read_table(snap, name, stage)
@@ -952,7 +953,7 @@ class Reconciler(object):
             with self._lock:
                 self._drop_impossible(watermark, requested)
                 self._install(watermark, tables, contents, cause, drift,
-                              epoch, stage)
+                              epoch, stage, owned)
         except Exception as exc:  # noqa: every failure is retried
             if stage is not None:
                 stage.abort()  # the previous rows and positions stay
@@ -1225,12 +1226,14 @@ class Reconciler(object):
                          % (min(bogus), max(bogus), watermark))
 
     def _install(self, watermark, tables, contents, cause, drift=None,
-                 epoch=None, stage=None):
+                 epoch=None, stage=None, owned=False):
         """Swap the snapshot in; caller holds _lock.
 
         ``epoch``: the snapshot's (None: the host did not say; then the
         epoch the stream changed to, or the current one). ``stage``: the
         state store transaction that already holds the rows (or None).
+        ``owned``: the row dicts of ``contents`` are the snapshot's alone
+        (``Snapshot.owned_rows``); the cache keeps them without a copy.
         """
         gone = [t for t in self._known if t not in tables]
         coming = self._epochs.coming
@@ -1248,7 +1251,8 @@ class Reconciler(object):
         self._persister.mark_durable(watermark)
         events = []
         for table in tables:
-            events.extend(self._cache.replace_table(table, contents[table]))
+            events.extend(self._cache.replace_table(table, contents[table],
+                                                    owned=owned))
         for table in gone:
             events.extend(self._cache.drop_table(table))
         self._known = {t: {'pk': info.get('pk'), 'version': info.get(

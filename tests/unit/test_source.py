@@ -15,6 +15,7 @@
 """Tests of the snapshot RPC client against the wire contract."""
 
 import datetime
+import threading
 
 from consumer import exceptions
 from consumer import source
@@ -142,3 +143,98 @@ class TestRPCSnapshotSource(base.TestCase):
         """A response about another stream is refused."""
         self.host.stream = 'glance'
         self.assertRaises(exceptions.SnapshotFailed, self.source().open)
+
+
+class _NumberedHost(object):
+    """A host of API 1.1 answering numbered pages out of order.
+
+    Page ``i`` of ``pages`` pages holds rows ``i * 10 + 1 ..``; the
+    first pages are held back until page ``window - 1`` was asked for, so
+    the answers arrive out of order. Records the most requests ever in
+    flight.
+    """
+
+    def __init__(self, pages, fail_at=None):
+        self.pages = pages
+        self.fail_at = fail_at
+        self.lock = threading.Lock()
+        self.in_flight = 0
+        self.most = 0
+        self.asked = []
+        self.later_asked = threading.Event()
+        self.closed = []
+
+    def caller(self, method, **kwargs):
+        if method == 'snapshot_open':
+            return {'format': wire.FORMAT, 'stream': 'nova',
+                    'snapshot_id': 's1', 'watermark': 5, 'epoch': 'e',
+                    'server': 'owner', 'page_window': 4,
+                    'tables': {'t': {'pk': ['id'], 'version': 'v'}}}
+        if method == 'snapshot_close':
+            self.closed.append(kwargs['snapshot_id'])
+            return {'closed': True}
+        self.assertions(kwargs)
+        index = kwargs['index']
+        with self.lock:
+            self.asked.append(index)
+            self.in_flight += 1
+            self.most = max(self.most, self.in_flight)
+        try:
+            if index < source.PAGE_WINDOW - 1:
+                self.later_asked.wait(10)
+            elif index == source.PAGE_WINDOW - 1:
+                self.later_asked.set()
+            if index == self.fail_at:
+                raise RuntimeError('page %d lost' % index)
+            last = index >= self.pages - 1
+            rows = [] if index >= self.pages else [
+                {'id': index * 10 + n, 'v': 'r%d' % n} for n in range(1, 11)]
+            return {'format': wire.FORMAT, 'stream': 'nova',
+                    'snapshot_id': 's1', 'table': 't', 'rows': rows,
+                    'next': None if last else '[%d]' % (index * 10 + 10)}
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+    @staticmethod
+    def assertions(kwargs):
+        if 'after' in kwargs or '_server' in kwargs:
+            raise AssertionError('unexpected %r' % kwargs)
+
+
+class TestNumberedPages(base.TestCase):
+
+    def test_rows_come_in_page_order_with_requests_in_flight(self):
+        """Out-of-order answers give the rows in order; window bounded."""
+        host = _NumberedHost(pages=7)
+        src = source.RPCSnapshotSource(self.conf, 'nova', caller=host.caller)
+        with src.open() as snap:
+            keys = [key for key, _row in snap.rows('t')]
+        self.assertEqual([(i * 10 + n,) for i in range(7)
+                          for n in range(1, 11)], keys)
+        self.assertEqual(source.PAGE_WINDOW, host.most)
+        self.assertEqual(list(range(7)), sorted(set(host.asked))[:7])
+        self.assertLessEqual(max(host.asked), 6 + source.PAGE_WINDOW - 1)
+        self.assertEqual(['s1'], host.closed)
+
+    def test_a_lost_page_fails_the_snapshot(self):
+        """One failed numbered request fails the read; it is closed."""
+        host = _NumberedHost(pages=7, fail_at=4)
+        src = source.RPCSnapshotSource(self.conf, 'nova', caller=host.caller)
+        with src.open() as snap:
+            error = self.assertRaises(exceptions.SnapshotFailed, list,
+                                      snap.rows('t'))
+        self.assertIn('page 4 lost', str(error))
+        self.assertEqual(['s1'], host.closed)
+
+    def test_older_host_is_read_by_key(self):
+        """Without page_window in the open answer, pages go by key."""
+        host = fakehost.FakeHost('nova')
+        host.add_table('instances', columns=(('id', 'INTEGER'),))
+        for i in range(1, 8):
+            host.change('instances', wire.INSERT, {'id': i})
+        src = source.RPCSnapshotSource(self.conf, 'nova', caller=host.caller)
+        with src.open() as snap:
+            self.assertEqual(0, snap._window)
+            keys = [key for key, _row in snap.rows('instances')]
+        self.assertEqual([(i,) for i in range(1, 8)], keys)
