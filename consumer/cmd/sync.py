@@ -23,7 +23,10 @@ acknowledged.
 
 The stop is bounded by ``[consumer] stop_timeout``: when a snapshot read
 or the broker's poll holds it longer, the status is written as stopped
-and the process exits anyway. That is safe for the same reason a crash
+and the process exits anyway. So is the exit itself: a thread that is
+not a daemon and still runs 2 s after the stop (left blocked by a
+library) is named in the log with where it is blocked, and the process
+exits without waiting for it. That is safe for the same reason a crash
 is: a message is acknowledged only after its position is committed, so
 whatever was in hand is redelivered and recognised on the next start.
 """
@@ -33,6 +36,8 @@ import os
 import signal
 import sys
 import threading
+import time
+import traceback
 
 from oslo_config import cfg
 from oslo_log import log
@@ -71,12 +76,48 @@ def main(argv=None):
     finally:
         finished = _bounded_stop(consumer, conf.consumer.stop_timeout)
     LOG.info('consumer-sync stopped')
-    if not finished:
+    left = _threads_left(EXIT_GRACE)
+    if not finished or left:
         # Threads of the broker library or a snapshot read are still
         # blocked; the interpreter would wait for them at exit.
+        if left:
+            LOG.warning('Threads still running after the stop, exiting '
+                        'anyway: %s', _stacks(left))
         logging.shutdown()
         os._exit(0)
     return 0
+
+
+#: Seconds the exit waits for threads (not daemons) that outlive the stop.
+EXIT_GRACE = 2.0
+
+
+def _threads_left(timeout):
+    """Non-daemon threads still alive after up to ``timeout`` seconds.
+
+    The interpreter's exit joins every such thread without a bound: one
+    left blocked by a library (a broker connection, an executor) would
+    keep the stopped process alive for ever.
+    """
+    deadline = time.monotonic() + timeout
+    me = threading.current_thread()
+    for thread in threading.enumerate():
+        if thread is not me and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    return [t for t in threading.enumerate()
+            if t is not me and not t.daemon and t.is_alive()]
+
+
+def _stacks(threads):
+    """Each thread's name and where it is blocked, for the log."""
+    frames = sys._current_frames()
+    out = []
+    for thread in threads:
+        frame = frames.get(thread.ident)
+        where = ''.join(traceback.format_stack(frame)[-3:]) if frame \
+            else ' (no frame)\n'
+        out.append('%s:\n%s' % (thread.name, where))
+    return '\n'.join(out)
 
 
 def _bounded_stop(consumer, timeout):
@@ -94,15 +135,30 @@ def _bounded_stop(consumer, timeout):
     LOG.warning('Stop did not finish within %.1fs (snapshot read or broker '
                 'poll in progress); exiting, unacknowledged messages will '
                 'be redelivered', timeout)
+    # The listener's poll still holds driver.stop(); the reconcilers are
+    # told to stop now so the final status says "stopped". Bounded too:
+    # the state store may be what holds the stop.
+    writer = threading.Thread(target=_final_status, args=(consumer,),
+                              name='consumer-final-status', daemon=True)
+    writer.start()
+    writer.join(FINAL_STATUS_TIMEOUT)
+    if writer.is_alive():
+        LOG.warning('The final status was not written within %.1fs',
+                    FINAL_STATUS_TIMEOUT)
+    return False
+
+
+#: Seconds a stop that ran out of time waits for its final status write.
+FINAL_STATUS_TIMEOUT = 5.0
+
+
+def _final_status(consumer):
     try:
-        # The listener's poll still holds driver.stop(); the reconcilers
-        # are told to stop now so the final status says "stopped".
         for reconciler in consumer.driver.reconcilers.values():
             reconciler.stop(timeout=0.1)
         consumer.write_status()
     except Exception as exc:  # noqa: best effort, the store may be closing
         LOG.warning('Cannot write the final status: %s', type(exc).__name__)
-    return False
 
 
 if __name__ == '__main__':

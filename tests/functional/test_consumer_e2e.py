@@ -353,7 +353,7 @@ class _Flows(_Base):
                       % (self.stream, self.host_last_seq()), shown.stdout)
         self.assertIn('synced=yes', shown.stdout)
         proc.send_signal(signal.SIGTERM)
-        self.assertEqual(0, proc.wait(30))
+        self.assertEqual(0, _wait_logged(proc, config + '.log', 30))
         final = store.status()[self.stream]
         self.assertEqual('stopped', final.state)
         self.assertEqual(self.host_last_seq(), final.counters['applied_seq'])
@@ -504,6 +504,17 @@ class _Recovery(_Base):
         self.wait_caught_up(second)
         self.assertEqual([], [k for k in second.status()[0]
                               if k.startswith('resync_')])
+
+
+def _wait_logged(proc, log_path, timeout):
+    """``proc``'s exit status; a failure quoting its log if it hangs."""
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with open(log_path, errors='replace') as f:
+            tail = f.read()[-6000:]
+        raise AssertionError('%s did not exit within %ss; its log ends:\n%s'
+                             % (' '.join(proc.args[1:4]), timeout, tail))
 
 
 def _kill(proc):
@@ -733,7 +744,7 @@ class _Durability(_Base):
         self.assertEqual([], [k for k in counters if k.startswith('resync_')],
                          counters)
         proc.send_signal(signal.SIGTERM)
-        self.assertEqual(0, proc.wait(30))
+        self.assertEqual(0, _wait_logged(proc, config + '.log', 30))
 
 
 class _HostChanges(_Base):

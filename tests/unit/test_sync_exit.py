@@ -1,0 +1,75 @@
+# Copyright 2026 The oslo.publish Authors.
+#
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""consumer-sync's exit is bounded whatever threads a library left."""
+
+import os
+import subprocess
+import sys
+
+import testtools
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+
+# The service is replaced by one whose start leaves a thread that is not
+# a daemon and never ends (as a blocked library thread would), then
+# asks for the stop itself; ``stuck`` says whether its stop returns.
+SCRIPT = '''
+import os, signal, sys, threading
+from consumer.cmd import sync
+
+class Consumer(object):
+    def __init__(self, conf):
+        self.driver = None
+
+    def start(self):
+        threading.Thread(target=threading.Event().wait,
+                         name='blocked-library-thread').start()
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def stop(self):
+        pass
+
+sync.service.Consumer = Consumer
+sys.exit(sync.main(['--config-file', os.devnull]))
+'''
+
+
+class TestExit(testtools.TestCase):
+
+    def test_blocked_thread_does_not_keep_the_process(self):
+        proc = subprocess.run([sys.executable, '-c', SCRIPT], cwd=ROOT,
+                              capture_output=True, text=True, timeout=60)
+        output = proc.stdout + proc.stderr
+        self.assertEqual(0, proc.returncode, output)
+        self.assertIn('Threads still running after the stop', output)
+        self.assertIn('blocked-library-thread', output)
+
+    def test_threads_left_lists_only_live_non_daemons(self):
+        import threading
+
+        from consumer.cmd import sync
+        release = threading.Event()
+        daemon = threading.Thread(target=release.wait, daemon=True)
+        worker = threading.Thread(target=release.wait, name='worker')
+        daemon.start()
+        worker.start()
+        self.addCleanup(worker.join)
+        self.addCleanup(release.set)
+        self.assertIn(worker, sync._threads_left(0.05))
+        self.assertNotIn(daemon, sync._threads_left(0.05))
+        release.set()
+        worker.join()
+        self.assertNotIn(worker, sync._threads_left(0.05))
