@@ -36,8 +36,8 @@ LOG = log.getLogger(__name__)
 class Apply(object):
     """Applies runs of buffered transactions (caller holds ``_lock``).
 
-    Writes: ``_applied``, ``_buffer``, ``_table_seq``, ``_gap_since``,
-    ``_hb_ahead``, ``_hb_behind``, ``_lag``, ``_invalidated``.
+    Writes: ``_applied``, ``_buffer``, ``_table_seq``, ``_gaps``,
+    ``_lag``, ``_invalidated``.
     """
 
     def _drain(self, now):
@@ -56,15 +56,8 @@ class Apply(object):
                 break
             self._apply(run)
             progressed = True
-        if self._buffer:
-            # A gap's clock starts when its first missing seq is awaited.
-            if self._gap_since is None or progressed:
-                self._gap_since = now
-        else:
-            self._gap_since = None
-        if self._hb_ahead is not None and \
-                self._hb_ahead[0] <= self._applied:
-            self._hb_ahead = None
+        self._gaps.drained(bool(self._buffer), progressed, self._applied,
+                           now)
 
     def _schema_matches(self, run, now):
         for item in run:
@@ -96,7 +89,7 @@ class Apply(object):
                     continue
                 changes.append(change)
         last = run[-1]
-        self._hb_behind = None
+        self._gaps.behind = None
         versions = {table: info['version']
                     for table, info in self._known.items()}
         events = self._cache.apply(changes)

@@ -62,6 +62,7 @@ from consumer.reconciler import catchup
 from consumer.reconciler import common
 from consumer.reconciler import deltas
 from consumer.reconciler import epochs as epochs_mod
+from consumer.reconciler import gaps as gaps_mod
 from consumer.reconciler import install as install_mod
 from consumer.reconciler import migrate
 from consumer.reconciler import resume
@@ -134,10 +135,8 @@ class Reconciler(deltas.Deltas, apply_mod.Apply, watch.Watch,
         #: Frozen once already (gc_freeze_after_sync: the first sync).
         self._gc_frozen = False
         self._window = opts.reorder_window
-        self._gap_timeout = opts.gap_timeout
-        self._inactivity = opts.inactivity_timeout
         #: Keeps a resume's loaded rows out of collections until caught up.
-        self._catch_up = catchup.CatchUpHold(self._inactivity)
+        self._catch_up = catchup.CatchUpHold(opts.inactivity_timeout)
         self._interval = opts.resync_interval
         #: Backoff and rate limit of resyncs (guarded by _lock).
         self._pacer = timers.Pacer(opts.resync_backoff_min,
@@ -170,12 +169,10 @@ class Reconciler(deltas.Deltas, apply_mod.Apply, watch.Watch,
         #: True while deltas must be buffered, not applied (a resync is
         #: pending or a snapshot is being read).
         self._buffering = True
-        #: Monotonic time the first missing seq started to be missed.
-        self._gap_since = None
-        #: (seq, since) of a heartbeat ahead of _applied.
-        self._hb_ahead = None
-        #: Monotonic time of the last message received.
-        self._last_seen = None
+        #: Gap, heartbeat (ahead of or behind _applied) and inactivity
+        #: clocks, and the time of the last message received.
+        self._gaps = gaps_mod.GapClocks(opts.gap_timeout,
+                                        opts.inactivity_timeout)
         #: Wall-clock time (epoch seconds) of the last delta or heartbeat
         #: heard from the host, and the highest seq it announced; written
         #: to the status record so consumer-status can tell a consumer
@@ -193,9 +190,6 @@ class Reconciler(deltas.Deltas, apply_mod.Apply, watch.Watch,
         #: True when an epoch was adopted from a message and must be
         #: written to the state store (poll() does it, outside _lock).
         self._epoch_dirty = False
-        #: (seq, since) of a same-epoch heartbeat behind _applied: the
-        #: host database was rewound (restored from a dump).
-        self._hb_behind = None
         #: table -> (seq, cause) of a pending targeted resync (a table
         #: invalidation applied at seq).
         self._invalidated = {}
@@ -365,9 +359,8 @@ class Reconciler(deltas.Deltas, apply_mod.Apply, watch.Watch,
                 wait = min(wait, max(self._resync_at - now, 0.01))
             if self._pending is not None:
                 wait = min(wait, max(self._resync_at - now, 0.01))
-            if self._gap_since is not None or self._hb_ahead is not None \
-                    or self._hb_behind is not None:
-                wait = min(wait, self._gap_timeout / 2.0)
+            if self._gaps.armed():
+                wait = min(wait, self._gaps.gap_timeout / 2.0)
             return max(wait, 0.005)
 
     def status_info(self):

@@ -38,7 +38,7 @@ class Deltas(object):
 
     Every method: caller holds ``_lock`` unless it says otherwise.
 
-    Writes: ``_buffer``, ``_arrivals``, ``_last_seen``,
+    Writes: ``_buffer``, ``_arrivals``, ``_gaps``,
     ``_last_heard_at``, ``_heard_seq``, ``_epoch_dirty``,
     ``counters``.
     """
@@ -58,7 +58,7 @@ class Deltas(object):
         """
         now = self._clock()
         with self._lock:
-            self._last_seen = now
+            self._gaps.last_seen = now
             self._last_heard_at = time.time()
             self._hear(message)
             self._check_epoch(message, now)
@@ -111,7 +111,7 @@ class Deltas(object):
         now = self._clock()
         results = []
         with self._lock:
-            self._last_seen = now
+            self._gaps.last_seen = now
             self._last_heard_at = time.time()
             for message in messages:
                 try:
@@ -268,9 +268,7 @@ class Deltas(object):
                     message.epoch)
         self._buffer.clear()  # numbered in the old epoch
         if self._applied is not None:
-            self._gap_since = None
-            self._hb_ahead = None
-            self._hb_behind = None
+            self._gaps.reset()
             self._request('epoch', now)
 
     def _write_epoch(self):

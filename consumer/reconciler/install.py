@@ -186,7 +186,7 @@ class Install(object):
             self._buffer.clear()  # numbered in another epoch
         self._epochs.installed(epoch)
         self._epoch_dirty = False
-        self._hb_behind = None
+        self._gaps.behind = None
         self._invalidated.clear()
         self._persister.mark_durable(watermark)
         events = []
@@ -201,9 +201,8 @@ class Install(object):
         self._table_seq = {}
         self._retired = {}
         self._pacer.failures = 0
-        self._gap_since = None
-        self._hb_ahead = None
-        self._last_seen = self._clock()
+        self._gaps.reset()
+        self._gaps.last_seen = self._clock()
         self.last_error = None
         self._schedule_periodic(self._clock())
         self._metrics.applied_seq.labels(stream=self.stream).set(watermark)

@@ -94,7 +94,7 @@ class Migrate(object):
             if watermark > self._applied:
                 self._table_seq[table] = watermark
         self._pacer.failures = 0
-        self._last_seen = self._clock()
+        self._gaps.last_seen = self._clock()
         self.last_error = None
         self.counters['migrations'] += 1
         self._dispatch(events)

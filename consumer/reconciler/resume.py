@@ -33,7 +33,7 @@ class Resume(object):
     """Loads the stored rows and positions at start.
 
     Writes (under ``_lock``): ``_applied``, ``_known``, ``_table_seq``,
-    ``_epochs``, ``_last_seen``; then goes live like an install.
+    ``_epochs``, ``_gaps``; then goes live like an install.
     """
 
     def _resume(self):
@@ -52,7 +52,7 @@ class Resume(object):
         seqs = [scope.seq for scope in positions.values()
                 if scope.seq is not None]
         with self._lock:
-            self._last_seen = now
+            self._gaps.last_seen = now
             self._schedule_periodic(now)
             if not positions or len(seqs) != len(positions) or \
                     not self._persist_rows:

@@ -24,6 +24,7 @@ of (or behind) the applied position for ``gap_timeout``, silence for
 from oslo_log import log
 
 from consumer.reconciler import common
+from consumer.reconciler import gaps as gaps_mod
 
 LOG = log.getLogger(__name__)
 
@@ -31,7 +32,7 @@ LOG = log.getLogger(__name__)
 class Watch(object):
     """Timers and resync requests (caller holds ``_lock``).
 
-    Writes: ``_hb_ahead``, ``_hb_behind``, ``_periodic_at``,
+    Writes: ``_gaps`` (:class:`.gaps.GapClocks`), ``_periodic_at``,
     ``_pending``, ``_resync_at``, ``_buffering``, ``_status``.
     """
 
@@ -39,20 +40,7 @@ class Watch(object):
         if self._buffering or self._applied is None:
             return
         self._catch_up.heartbeat(seq, self._applied)
-        if seq > self._applied:
-            if self._hb_ahead is None or self._hb_ahead[0] < seq:
-                since = self._hb_ahead[1] if self._hb_ahead else now
-                self._hb_ahead = (seq, since)
-            self._hb_behind = None
-        elif seq < self._applied:
-            # Rewound host, or a heartbeat overtaken by later deltas: the
-            # latter is cleared by the next delta applied or heartbeat.
-            self._hb_ahead = None
-            if self._hb_behind is None:
-                self._hb_behind = (seq, now)
-        else:
-            self._hb_ahead = None
-            self._hb_behind = None
+        self._gaps.heartbeat(seq, self._applied, now)
 
     def _schedule_periodic(self, now):
         if self._interval > 0:
@@ -65,33 +53,35 @@ class Watch(object):
                 self._applied is None:
             return
         if not self._buffering:
-            if self._gap_since is not None and \
-                    now - self._gap_since >= self._gap_timeout:
-                missing = self._applied + 1
-                LOG.warning('Stream %s: seq %d missing for %.2fs',
-                            self.stream, missing, now - self._gap_since)
-                self._request('gap', now)
-            elif self._hb_ahead is not None and \
-                    now - self._hb_ahead[1] >= self._gap_timeout:
-                LOG.warning('Stream %s: heartbeat at seq %d ahead of '
-                            'applied %d', self.stream, self._hb_ahead[0],
-                            self._applied)
-                self._request('heartbeat', now)
-            elif self._hb_behind is not None and \
-                    now - self._hb_behind[1] >= self._gap_timeout:
-                LOG.warning('Stream %s: heartbeat at seq %d behind applied '
-                            '%d: the host database was rewound',
-                            self.stream, self._hb_behind[0], self._applied)
-                self._hb_behind = None
-                self._request('epoch', now)
-            elif self._last_seen is not None and \
-                    now - self._last_seen >= self._inactivity:
-                LOG.warning('Stream %s: silent for %.1fs', self.stream,
-                            now - self._last_seen)
-                self._request('inactivity', now)
+            self._check_gaps(now)
         if self._pending is None and self._periodic_at is not None and \
                 now >= self._periodic_at:
             self._request('periodic', now)
+
+    def _check_gaps(self, now):
+        """Request the resync an expired gap clock calls for."""
+        clocks = self._gaps
+        expired = clocks.expired(now)
+        if expired == gaps_mod.GAP:
+            missing = self._applied + 1
+            LOG.warning('Stream %s: seq %d missing for %.2fs',
+                        self.stream, missing, now - clocks.gap_since)
+            self._request('gap', now)
+        elif expired == gaps_mod.AHEAD:
+            LOG.warning('Stream %s: heartbeat at seq %d ahead of '
+                        'applied %d', self.stream, clocks.ahead[0],
+                        self._applied)
+            self._request('heartbeat', now)
+        elif expired == gaps_mod.BEHIND:
+            LOG.warning('Stream %s: heartbeat at seq %d behind applied '
+                        '%d: the host database was rewound',
+                        self.stream, clocks.behind[0], self._applied)
+            clocks.behind = None
+            self._request('epoch', now)
+        elif expired == gaps_mod.SILENT:
+            LOG.warning('Stream %s: silent for %.1fs', self.stream,
+                        now - clocks.last_seen)
+            self._request('inactivity', now)
 
     def _request(self, cause, now, first=False):
         """Plan a resync; caller holds _lock."""
