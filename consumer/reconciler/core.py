@@ -47,6 +47,15 @@ installed only after everything applied before it is persisted.
 
 Locking: ``_lock`` (one per stream) guards every attribute documented as
 such; snapshots are read without it so messages keep being buffered.
+
+This module holds the :class:`Reconciler`'s state, lifecycle, ``poll``
+and status; its behaviour is split by concept into parts it inherits
+(each a module of this package, working on that state under ``_lock``):
+:mod:`.deltas` (message intake), :mod:`.apply` (applying runs),
+:mod:`.watch` (heartbeats, timers, resync requests), :mod:`.resume`,
+:mod:`.resync`, :mod:`.install` and :mod:`.migrate`. The vocabulary
+(states, limits, :class:`StateUnavailable`) is :mod:`.common`,
+re-exported here.
 """
 
 import collections
