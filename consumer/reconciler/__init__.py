@@ -19,7 +19,8 @@ entry point, composed of the parts below), :mod:`.common` (states,
 limits, :class:`StateUnavailable`). Parts of the Reconciler:
 :mod:`.deltas` (message intake, ordering, dedup, epochs), :mod:`.apply`
 (applying contiguous runs), :mod:`.watch` (heartbeats, timers, resync
-requests), :mod:`.resume` (start from the state store), :mod:`.resync`
+requests), :mod:`.settle` (acknowledgement against the persisted
+position), :mod:`.resume` (start from the state store), :mod:`.resync`
 (snapshot read, drift, retries), :mod:`.install` (reading and swapping
 a snapshot in), :mod:`.migrate` (schema migrations). Collaborators with
 their own state: :mod:`.buffer` (reorder / snapshot buffer),

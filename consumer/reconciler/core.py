@@ -52,7 +52,8 @@ This module holds the :class:`Reconciler`'s state, lifecycle, ``poll``
 and status; its behaviour is split by concept into parts it inherits
 (each a module of this package, working on that state under ``_lock``):
 :mod:`.deltas` (message intake), :mod:`.apply` (applying runs),
-:mod:`.watch` (heartbeats, timers, resync requests), :mod:`.resume`,
+:mod:`.watch` (heartbeats, timers, resync requests), :mod:`.settle`
+(acknowledgement against the persisted position), :mod:`.resume`,
 :mod:`.resync`, :mod:`.install` and :mod:`.migrate`. The vocabulary
 (states, limits, :class:`StateUnavailable`) is :mod:`.common`,
 re-exported here.
@@ -76,6 +77,7 @@ from consumer.reconciler import install as install_mod
 from consumer.reconciler import migrate
 from consumer.reconciler import resume
 from consumer.reconciler import resync as resync_mod
+from consumer.reconciler import settle
 from consumer.reconciler import timers
 from consumer.reconciler import turns as turns_mod
 from consumer.reconciler import watch
@@ -98,8 +100,8 @@ _is_db_error = common.is_db_error
 
 
 class Reconciler(deltas.Deltas, apply_mod.Apply, watch.Watch,
-                 resume.Resume, resync_mod.Resync, install_mod.Install,
-                 migrate.Migrate):
+                 settle.Settle, resume.Resume, resync_mod.Resync,
+                 install_mod.Install, migrate.Migrate):
     """Reconciles one stream into the cache and the state store.
 
     :param conf: ConfigOpts with the consumer options.
@@ -278,46 +280,6 @@ class Reconciler(deltas.Deltas, apply_mod.Apply, watch.Watch,
         with self._lock:
             self._status = STOPPED
             self._synced.clear()
-
-    @property
-    def durable(self):
-        """Highest seq whose effect is in the state store."""
-        return self._persister.durable
-
-    def settle(self, message, timeout):
-        """Wait until ``message`` may be acknowledged to the broker.
-
-        True once its effect is persisted (``seq <= durable``) or it was
-        deliberately discarded (neither applied nor buffered: a
-        duplicate dropped from an overflowing buffer or forged); False
-        after ``timeout`` seconds or when stopping (requeue it).
-        """
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if self._persister.wait_durable(message.last_seq,
-                                            max(0.0, min(left, 0.25))):
-                return True
-            with self._lock:
-                if self._discarded(message):
-                    return True
-            if left <= 0 or self._stopping.is_set():
-                return False
-
-    def _discarded(self, message):
-        """Neither applied nor waiting in the buffer; caller: _lock."""
-        if self._applied is not None and \
-                self._applied >= message.first_seq:
-            return False
-        return not any(tx.seq in self._buffer
-                       for tx in message.transactions)
-
-    def _persist_failed(self, exc):
-        """The persister's write failed (called without _lock)."""
-        self.last_error = 'state store: %s' % type(exc).__name__
-        self.counters['state_errors'] += 1
-        LOG.warning('Stream %s: state store write failed (%s); retrying',
-                    self.stream, type(exc).__name__)
 
     def add_migration_step(self, step):
         """Run ``step`` (a MigrationStep) after the registered ones."""

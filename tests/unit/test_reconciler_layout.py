@@ -30,11 +30,12 @@ from consumer.reconciler import install
 from consumer.reconciler import migrate
 from consumer.reconciler import resume
 from consumer.reconciler import resync
+from consumer.reconciler import settle
 from consumer.reconciler import watch
 from tests import base
 
-PARTS = (deltas.Deltas, apply.Apply, watch.Watch, resume.Resume,
-         resync.Resync, install.Install, migrate.Migrate)
+PARTS = (deltas.Deltas, apply.Apply, watch.Watch, settle.Settle,
+         resume.Resume, resync.Resync, install.Install, migrate.Migrate)
 
 
 def _own_methods(cls):
