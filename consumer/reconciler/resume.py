@@ -37,6 +37,7 @@ class Resume(object):
     """
 
     def _resume(self):
+        """Load the stored state, or plan the initial snapshot."""
         now = self._clock()
         positions = {}
         try:
