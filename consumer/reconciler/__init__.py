@@ -14,11 +14,21 @@
 
 """Per-stream reconciliation: order, dedup, gaps, snapshots, resyncs.
 
-One module per concept: :mod:`.core` (the :class:`Reconciler` state
-machine), :mod:`.buffer` (reorder / snapshot buffer), :mod:`.epochs`
+One module per concept: :mod:`.core` (the :class:`Reconciler`, the
+entry point, composed of the parts below), :mod:`.common` (states,
+limits, :class:`StateUnavailable`). Parts of the Reconciler:
+:mod:`.deltas` (message intake, ordering, dedup, epochs), :mod:`.apply`
+(applying contiguous runs), :mod:`.watch` (heartbeats, timers, resync
+requests), :mod:`.settle` (acknowledgement against the persisted
+position), :mod:`.resume` (start from the state store), :mod:`.resync`
+(snapshot read, drift, retries), :mod:`.install` (reading and swapping
+a snapshot in), :mod:`.migrate` (schema migrations). Collaborators with
+their own state: :mod:`.buffer` (reorder / snapshot buffer),
+:mod:`.gaps` (gap, heartbeat and inactivity clocks), :mod:`.epochs`
 (stream identity), :mod:`.timers` (resync backoff and rate limit),
-:mod:`.drift` (periodic comparison). Persisting is
-:mod:`consumer.persister`.
+:mod:`.turns` (deltas waiting for their turn), :mod:`.catchup` (a
+resume's hold on the collector), :mod:`.drift` (periodic comparison).
+Persisting is :mod:`consumer.persister`.
 """
 
 from consumer.reconciler.core import BATCH_LIMIT

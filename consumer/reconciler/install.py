@@ -12,16 +12,29 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Reading a snapshot's table for an install.
+"""Installing a snapshot: reading its tables and swapping them in.
 
 :func:`read_table` collects a table's rows for the cache and, when the
 reconciler stages the state store write
 (:class:`consumer.staged_rows.StagedTables`), hands every page to it as
 soon as it is read, so the store is written while the next pages are
 still coming.
+
+:class:`Install` (part of :class:`~consumer.reconciler.core.Reconciler`)
+swaps a snapshot in: the state store first (after everything the cache
+already shows is persisted), then the cache, then the buffered deltas
+with ``seq`` above the watermark are applied.
 """
 
 import itertools
+
+from oslo_log import log
+
+from consumer import gc_pause
+from consumer.reconciler import common
+
+LOG = log.getLogger(__name__)
+
 #: Rows handed to the state store writer at a time.
 PAGE = 1000
 
@@ -60,3 +73,155 @@ def read_table(snap, name, stage=None):
             continue
         stage.add(page)
     return contents
+
+
+class Install(object):
+    """Swaps snapshot tables in (caller holds ``_lock``).
+
+    Writes: ``_known``, ``_applied``, ``_table_seq``, ``_retired``,
+    ``_epochs``, ``_buffer``, ``_status``, ``_buffering``; sets
+    ``_synced``.
+    """
+
+    def _flush_state(self):
+        """Persist what the cache shows before writing a snapshot."""
+        try:
+            done = self._persister.flush(common.FLUSH_TIMEOUT)
+        except Exception as exc:
+            raise common.StateUnavailable(str(exc)[:200]) from exc
+        if not done:
+            raise common.StateUnavailable(
+                'state store writes are %d runs behind'
+                % self._persister.backlog())
+
+    def _stage_tables(self):
+        """A state store writer fed while the snapshot is read, or None.
+
+        The persister's queue is written first: nothing is applied while
+        the resync buffers, so no older write can follow the snapshot's
+        rows into the store.
+
+        :raises StateUnavailable: the state store failed.
+        """
+        stage_tables = getattr(self._state, 'stage_tables', None)
+        if stage_tables is None:
+            return None
+        self._flush_state()
+        try:
+            return stage_tables(self.stream, self.collector, self.fetcher)
+        except Exception as exc:
+            raise common.StateUnavailable(str(exc)[:200]) from exc
+
+    def _store_tables(self, watermark, replace, drop=(), epoch=None,
+                      stage=None):
+        """Write snapshot tables to the state store (caller: _lock).
+
+        First persists what the cache already shows (the persister's
+        queue), then replaces ``replace`` (``{table: (rows, version)}``)
+        at ``watermark``, drops the tables of ``drop`` and records
+        ``epoch`` (when given). With ``stage`` (a
+        :class:`consumer.staged_rows.StagedTables` that already holds
+        the rows of ``replace``) only its transaction is finished.
+
+        :raises StateUnavailable: the state store failed.
+        """
+        self._flush_state()
+        unit = (self.stream, self.collector, self.fetcher)
+        try:
+            if stage is not None:
+                stage.finish(watermark, {
+                    table: version
+                    for table, (_rows, version) in replace.items()})
+                replace = {}
+            for table, (rows, version) in replace.items():
+                self._state.replace_table(*unit, table, rows, watermark,
+                                          version)
+            for table in drop:
+                self._state.drop_table(*unit, table)
+            if epoch is not None:
+                self._state.set_epoch(*unit, epoch)
+        except Exception as exc:
+            raise common.StateUnavailable(str(exc)[:200]) from exc
+
+    def _install_tables(self, watermark, tables, contents):
+        """Swap some tables in at ``watermark`` (caller: _lock)."""
+        self._store_tables(watermark, {
+            table: (contents[table], info.get('version'))
+            for table, info in tables.items()})
+        events = []
+        for table, info in tables.items():
+            events.extend(self._cache.replace_table(table, contents[table]))
+            self._known[table] = {'pk': info.get('pk'),
+                                  'version': info.get('version')}
+            if watermark > self._applied:
+                self._table_seq[table] = watermark
+        self._pacer.failures = 0
+        self.last_error = None
+        self._dispatch(events)
+        self._buffering = False
+        self._turns.wake_all()
+        try:
+            self._drain(self._clock())
+        except common.StateUnavailable:
+            pass  # stays buffered; poll() retries
+
+    def _install(self, watermark, tables, contents, cause, drift=None,
+                 epoch=None, stage=None, owned=False):
+        """Swap the snapshot in; caller holds _lock.
+
+        ``epoch``: the snapshot's (None: the host did not say; then the
+        epoch the stream changed to, or the current one). ``stage``: the
+        state store transaction that already holds the rows (or None).
+        ``owned``: the row dicts of ``contents`` are the snapshot's alone
+        (``Snapshot.owned_rows``); the cache keeps them without a copy.
+        """
+        gone = [t for t in self._known if t not in tables]
+        coming = self._epochs.coming
+        epoch = self._epochs.for_install(epoch)
+        self._store_tables(
+            watermark, {table: (contents[table], info.get('version'))
+                        for table, info in tables.items()},
+            drop=gone, epoch=epoch, stage=stage)
+        if coming is not None and epoch != coming:
+            self._buffer.clear()  # numbered in another epoch
+        self._epochs.installed(epoch)
+        self._epoch_dirty = False
+        self._gaps.behind = None
+        self._invalidated.clear()
+        self._persister.mark_durable(watermark)
+        events = []
+        for table in tables:
+            events.extend(self._cache.replace_table(table, contents[table],
+                                                    owned=owned))
+        for table in gone:
+            events.extend(self._cache.drop_table(table))
+        self._known = {t: {'pk': info.get('pk'), 'version': info.get(
+            'version')} for t, info in tables.items()}
+        self._applied = watermark
+        self._table_seq = {}
+        self._retired = {}
+        self._pacer.failures = 0
+        self._gaps.reset()
+        self._gaps.last_seen = self._clock()
+        self.last_error = None
+        self._schedule_periodic(self._clock())
+        self._metrics.applied_seq.labels(stream=self.stream).set(watermark)
+        self._record_drift(drift or {})
+        self._dispatch(events)
+        del events
+        self._set_live()
+        if self._gc_freeze_synced and not self._gc_frozen:
+            self._gc_frozen = True
+            LOG.info('Stream %s synced: %d objects frozen', self.stream,
+                     gc_pause.freeze_survivors())
+        try:
+            self._drain(self._clock())
+        except common.StateUnavailable:
+            pass  # stays buffered; poll() retries
+
+    def _set_live(self):
+        self._buffering = False
+        self._turns.wake_all()
+        self._status = common.LIVE
+        self._synced.set()
+        self._metrics.synced.labels(stream=self.stream).set(1)
