@@ -180,10 +180,14 @@ _TABLE = re.compile(r'\b(?:FROM|UPDATE|INTO)\s+[`"]?(\w+)', re.I)
 _AGGREGATE = re.compile(r'\b(?:count|max|min|sum)\s*\(', re.I)
 
 
+#: Statement verbs whose returned rows are their own writes.
+WRITES = frozenset(('INSERT', 'UPDATE', 'DELETE'))
+
+
 def statement_kind(statement):
     """``"VERB table"`` of a statement, ``(aggregate)`` for aggregates."""
     text = statement.lstrip()
-    verb = text[:6].upper()
+    verb = text.split(None, 1)[0].rstrip(';').upper() if text else ''
     found = _TABLE.search(text)
     table = found.group(1) if found else '?'
     head = text[:found.start()] if found else text
@@ -212,10 +216,14 @@ class SelectCounter(object):
                 cursor.rowcount < 0:
             return
         kind = statement_kind(statement)
-        if not kind.startswith('SELECT'):
+        if kind.split(' ', 1)[0] in WRITES:
             # INSERT/UPDATE/DELETE ... RETURNING hand back the rows the
             # statement itself wrote: no extra read of the host's tables.
-            # Listed, not counted.
+            # Listed, not counted. Anything else that returns rows reads
+            # them (a SELECT, and a statement that only starts otherwise:
+            # the relay's "BEGIN; SELECT ... FOR UPDATE" of its stream
+            # row, its "WITH ... UPDATE ... RETURNING" claim of outbox
+            # entries).
             kind += ' RETURNING (not counted)'
         with self._lock:
             if not kind.endswith('(not counted)'):

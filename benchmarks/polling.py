@@ -32,9 +32,11 @@ table scans would slow the push consumer down through the GIL):
 Rows read from the host database per interval (at 1% of the rows
 changed per interval):
 
-* this library: rows returned by every SELECT of the host process's
-  engine (rows handed back by an INSERT/UPDATE/DELETE ... RETURNING are
-  the statement's own writes, no extra read: listed apart, not counted)
+* this library: rows returned by every reading statement of the host
+  process's engine (a SELECT, the relay's ``BEGIN; SELECT ... FOR
+  UPDATE`` and ``WITH ... RETURNING`` claim; rows handed back by an
+  INSERT/UPDATE/DELETE ... RETURNING are the statement's own writes, no
+  extra read: listed apart, not counted)
   from the moment
   the writers start until the relay has published everything they
   committed, minus the rows the writers themselves loaded to update

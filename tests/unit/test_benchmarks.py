@@ -108,6 +108,8 @@ class TestStatementKind(base.TestCase):
             'SELECT bench_items.id FROM bench_items WHERE id IN (1)'))
         self.assertEqual('UPDATE oslo_publish_outbox', host.statement_kind(
             'UPDATE oslo_publish_outbox SET seq=1 RETURNING id'))
+        self.assertEqual('BEGIN oslo_publish_streams', host.statement_kind(
+            'BEGIN; SELECT last_seq FROM oslo_publish_streams FOR UPDATE'))
 
 
 class TestSelectCounter(base.TestCase):
@@ -127,10 +129,16 @@ class TestSelectCounter(base.TestCase):
             conn.exec_driver_sql('SELECT id FROM t')
             conn.exec_driver_sql('UPDATE t SET v = 5 WHERE id < 3 '
                                  'RETURNING v')
-        self.assertEqual(3, counter.rows)
+            # Reads that do not start with SELECT count too (the relay's
+            # claim of outbox entries, its lock of the stream row).
+            conn.exec_driver_sql('WITH r AS (UPDATE t SET v = 6 WHERE '
+                                 'id = 3 RETURNING id) SELECT id FROM r '
+                                 'UNION ALL SELECT id FROM t WHERE id = 1')
+        self.assertEqual(5, counter.rows)
         self.assertEqual({'INSERT t RETURNING (not counted)': 3,
                           'SELECT t': 3,
-                          'UPDATE t RETURNING (not counted)': 2},
+                          'UPDATE t RETURNING (not counted)': 2,
+                          'WITH t': 2},
                          dict(counter.by_kind))
 
 
