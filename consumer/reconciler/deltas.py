@@ -60,17 +60,9 @@ class Deltas(object):
         with self._lock:
             self._gaps.last_seen = now
             self._last_heard_at = time.time()
-            self._hear(message)
-            self._check_epoch(message, now)
-            if message.is_heartbeat:
-                self._on_heartbeat(message.last_seq, now)
-                return 'heartbeat'
-            if self._buffering:
-                self._buffer_message(message)
-                return 'buffered'
-            self._check_not_replayed(message)
-            if self._schema_changed(message, now):
-                return 'buffered'
+            outcome = self._admit(message, now, batch=False)
+            if outcome is not None:
+                return outcome
             if wait and message.first_seq > self._applied + 1:
                 self._turns.wait(
                     message.first_seq,
@@ -159,13 +151,21 @@ class Deltas(object):
                 return True
         return False
 
-    def _take(self, message, now):
-        """One message of :meth:`handle_many`; caller holds _lock."""
+    def _admit(self, message, now, batch):
+        """The checks every message passes first; caller holds _lock.
+
+        Returns ``'heartbeat'`` or ``'buffered'`` when the message needs
+        nothing more, None when its transactions are to be ordered and
+        applied. ``batch``: within :meth:`handle_many`, where a heartbeat
+        compares with what the batch applied so far (drained first).
+
+        :raises consumer.exceptions.Rejected: ``replayed`` (counted).
+        """
         self._hear(message)
         self._check_epoch(message, now)
         if message.is_heartbeat:
-            # Heartbeats compare with what the batch applied so far.
-            self._drain_if_due(now)
+            if batch:
+                self._drain_if_due(now)
             self._on_heartbeat(message.last_seq, now)
             return 'heartbeat'
         if self._buffering:
@@ -174,6 +174,13 @@ class Deltas(object):
         self._check_not_replayed(message)
         if self._schema_changed(message, now):
             return 'buffered'
+        return None
+
+    def _take(self, message, now):
+        """One message of :meth:`handle_many`; caller holds _lock."""
+        outcome = self._admit(message, now, batch=True)
+        if outcome is not None:
+            return outcome
         if len(self._buffer) + len(message.transactions) > self._window:
             # The reorder buffer holds at most a window: apply what the
             # batch made contiguous so far.

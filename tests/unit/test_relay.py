@@ -394,8 +394,8 @@ class TestPacer(base.TestCase):
         self.assertTrue(activity.wait_idle(0))
 
 
-class TestUtilization(base.TestCase):
-    """Writers that leave gaps are not waited for; saturating ones are."""
+class _FakeClock(base.TestCase):
+    """pacing's clocks are ``self.now`` (monotonic), ``self.cpu`` (thread)."""
 
     def setUp(self):
         super().setUp()
@@ -405,6 +405,10 @@ class TestUtilization(base.TestCase):
                                       thread_time=lambda: self.cpu)
         self.useFixture(fixtures.MonkeyPatch(
             'oslo_publish.relay.pacing.time', clock))
+
+
+class TestUtilization(_FakeClock):
+    """Writers that leave gaps are not waited for; saturating ones are."""
 
     def test_share_of_time_with_a_transaction_in_flight(self):
         """utilization() decays with time constant WINDOW."""
@@ -461,17 +465,8 @@ class TestUtilization(base.TestCase):
         self.assertAlmostEqual(0.009, pacer.delay())
 
 
-class TestBackToBack(base.TestCase):
+class TestBackToBack(_FakeClock):
     """Writers without room between transactions: coalesce, no per-tx wake."""
-
-    def setUp(self):
-        super().setUp()
-        self.now = 100.0
-        self.cpu = 1.0
-        clock = types.SimpleNamespace(monotonic=lambda: self.now,
-                                      thread_time=lambda: self.cpu)
-        self.useFixture(fixtures.MonkeyPatch(
-            'oslo_publish.relay.pacing.time', clock))
 
     def _run(self, activity, count, duration, gap):
         """``count`` transactions of ``duration`` s, ``gap`` s apart."""
