@@ -35,8 +35,28 @@ doubled or renumbered.
 
 import abc
 import collections
+import time
 
 from oslo_publish import exceptions
+
+#: Seconds between two visibility checks of :func:`wait_until`.
+VISIBILITY_PAUSE = 0.0005
+
+
+def wait_until(check, timeout, failure):
+    """Call ``check()`` until it returns True (the visibility waits).
+
+    Checks first, then every :data:`VISIBILITY_PAUSE` seconds.
+
+    :param failure: called for the exception raised once ``timeout``
+        seconds passed with ``check()`` still False.
+    """
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise failure()
+        time.sleep(VISIBILITY_PAUSE)
+
 
 LogTransaction = collections.namedtuple(
     'LogTransaction', 'position xid committed_at changes tables')

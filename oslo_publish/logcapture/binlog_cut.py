@@ -103,29 +103,25 @@ class CutMixin(object):
                      default=None)
         if wanted is None:
             return
-        deadline = time.monotonic() + timeout
+
+        def failure():
+            return exceptions.SnapshotError(
+                'binlog transaction %s stays invisible' % wanted)
+
         at = self._end_of(wanted)
         if at is not None:
-            while not self._visible_at(at):
-                if time.monotonic() > deadline:
-                    raise exceptions.SnapshotError(
-                        'binlog transaction %s stays invisible' % wanted)
-                time.sleep(0.0005)
+            base.wait_until(lambda: self._visible_at(at), timeout, failure)
             return
         with self.engine.connect() as check:
-            while True:
+
+            def seen_wanted():
                 check.exec_driver_sql(
                     'START TRANSACTION WITH CONSISTENT SNAPSHOT')
                 try:
-                    seen = self.cut_position(check)
+                    return self.cut_position(check) >= wanted
                 finally:
                     check.rollback()
-                if seen >= wanted:
-                    return
-                if time.monotonic() > deadline:
-                    raise exceptions.SnapshotError(
-                        'binlog transaction %s stays invisible' % wanted)
-                time.sleep(0.0005)
+            base.wait_until(seen_wanted, timeout, failure)
 
     def _end_of(self, position):
         """``(file, end offset)`` where the reader read ``position``."""

@@ -503,15 +503,10 @@ class Reader(base.LogReader):
         """
         if self.visible_in(transactions, None):
             return
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.visible_in(transactions, conn.exec_driver_sql(
-                    'SELECT pg_current_snapshot()::text').scalar()):
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError('transactions %s stay invisible' % [
-                    tx.xid for tx in transactions])
-            time.sleep(0.0005)
+        base.wait_until(
+            lambda: self.visible_in(transactions, conn.exec_driver_sql(
+                'SELECT pg_current_snapshot()::text').scalar()),
+            timeout, lambda: invisible(transactions))
 
     @staticmethod
     def visible_in(transactions, snapshot):
@@ -528,6 +523,12 @@ class Reader(base.LogReader):
             return False
         sees = visibility(snapshot)
         return all(sees(xid) for xid in xids)
+
+
+def invisible(transactions):
+    """The error of a visibility wait that ran out of time."""
+    return RuntimeError('transactions %s stay invisible'
+                        % [tx.xid for tx in transactions])
 
 
 def visibility(snapshot):

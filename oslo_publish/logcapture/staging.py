@@ -61,6 +61,7 @@ import sqlalchemy as sa
 from oslo_publish import exceptions
 from oslo_publish import outbox
 from oslo_publish.logcapture import base
+from oslo_publish.logcapture import pgoutput
 from oslo_publish.logcapture import staging_pg
 from oslo_publish.relay import numbering
 
@@ -289,16 +290,14 @@ class Stager(object):
                 self.reader.confirm(staged) if staged else None
                 return 0
             if rows:
-                # The visibility wait of the reader's wait_visible(), on
-                # the snapshot the lock's statement took.
-                deadline = time.monotonic() + timeout
-                while not self.reader.visible_in(transactions, snapshot):
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(
-                            'transactions %s stay invisible'
-                            % [tx.xid for tx in transactions])
-                    time.sleep(0.0005)
-                    snapshot = batch.snapshot()
+                # The visibility wait of the reader's wait_visible(),
+                # first on the snapshot the lock's statement took.
+                snapshots = [snapshot]
+                base.wait_until(
+                    lambda: self.reader.visible_in(
+                        transactions,
+                        snapshots.pop() if snapshots else batch.snapshot()),
+                    timeout, lambda: pgoutput.invisible(transactions))
             batch.commit(rows, last, numbering.utcnow(), last_seq)
         except BaseException:
             batch.abort()
