@@ -43,6 +43,7 @@ only after it returned.
 from oslo_log import log
 
 from oslo_publish import outbox
+from oslo_publish.relay import numbering
 
 LOG = log.getLogger(__name__)
 
@@ -81,16 +82,8 @@ class Batch(object):
             'FOR UPDATE SKIP LOCKED) '
             'FROM %s p WHERE p.stream = %%(stream)s FOR UPDATE'
             % (streams, positions))
-        # Every unnumbered entry of the stream, in id order, after the
-        # highest number given (last_seq, or a higher one numbered and
-        # not yet published): the numbering of Relay.assign().
-        self._number_sql = (
-            'UPDATE %(t)s AS o SET seq = n.base + n.rn FROM ('
-            'SELECT id, row_number() OVER (ORDER BY id) AS rn, '
-            'GREATEST(%%(last_seq)s, COALESCE((SELECT max(seq) FROM %(t)s '
-            'WHERE stream = %%(stream)s), 0)) AS base '
-            'FROM %(t)s WHERE stream = %%(stream)s AND seq IS NULL) AS n '
-            'WHERE o.id = n.id; ' % {'t': self._outbox})
+        self._number_sql = numbering.number_all_sql(outbox.outbox,
+                                                    engine.dialect) + '; '
         self._snapshot_sql = 'SELECT pg_current_snapshot()::text'
         self._set_position_sql = (
             'UPDATE %s SET position = %%s, updated_at = %%s '

@@ -136,3 +136,27 @@ def claim_sql(table, dialect):
     """
     return CLAIM_SQL.format(
         outbox=dialect.identifier_preparer.format_table(table))
+
+
+#: PostgreSQL: number every unnumbered entry of the stream, in id order,
+#: after the highest number given (``last_seq``, or a higher one
+#: numbered and not yet published): the numbering of
+#: :meth:`Relay.assign` in one statement, for a transaction that holds
+#: the stream lock (the PostgreSQL staging batch,
+#: :mod:`oslo_publish.logcapture.staging_pg`).
+NUMBER_ALL_SQL = (
+    'UPDATE {outbox} AS o SET seq = n.base + n.rn FROM ('
+    'SELECT id, row_number() OVER (ORDER BY id) AS rn, '
+    'GREATEST(%(last_seq)s, COALESCE((SELECT max(seq) FROM {outbox} '
+    'WHERE stream = %(stream)s), 0)) AS base '
+    'FROM {outbox} WHERE stream = %(stream)s AND seq IS NULL) AS n '
+    'WHERE o.id = n.id')
+
+
+def number_all_sql(table, dialect):
+    """:data:`NUMBER_ALL_SQL` for the outbox ``table``, quoted for ``dialect``.
+
+    Parameters: ``{'stream': s, 'last_seq': n}``.
+    """
+    return NUMBER_ALL_SQL.format(
+        outbox=dialect.identifier_preparer.format_table(table))
