@@ -101,6 +101,11 @@ def freeze_survivors():
         return gc.get_freeze_count() - before
 
 
+def _enabled_outside():
+    """Whether the collector is enabled outside :func:`paused` (_lock)."""
+    return _restore if _depth else gc.isenabled()
+
+
 def promote_young():
     """Move every tracked object to the oldest generation, unscanned.
 
@@ -115,8 +120,7 @@ def promote_young():
     :returns: the number of objects moved (0 when skipped).
     """
     with _lock:
-        enabled = _restore if _depth else gc.isenabled()
-        if not enabled or gc.get_freeze_count():
+        if not _enabled_outside() or gc.get_freeze_count():
             return 0
         gc.freeze()
         moved = gc.get_freeze_count()
@@ -139,8 +143,7 @@ def hold():
     """
     global _holds, _held_count
     with _lock:
-        enabled = _restore if _depth else gc.isenabled()
-        if not enabled:
+        if not _enabled_outside():
             return False
         count = gc.get_freeze_count()
         if count and (not _holds or count > _held_count):

@@ -162,13 +162,10 @@ class _RPCSnapshot(Snapshot):
             self._window = min(window, PAGE_WINDOW)
 
     def _page(self, table, after=None, index=None):
-        if index is None:
-            page = self._source._call('snapshot_page', snapshot_id=self._id,
-                                      table=table, after=after)
-        else:
-            page = self._source._call('snapshot_page', snapshot_id=self._id,
-                                      table=table, index=index,
-                                      _server=self._server)
+        by = {'after': after} if index is None else \
+            {'index': index, '_server': self._server}
+        page = self._source._call('snapshot_page', snapshot_id=self._id,
+                                  table=table, **by)
         if page.get('snapshot_id') != self._id or page.get('table') != table:
             raise exceptions.SnapshotFailed('page of another snapshot')
         if not isinstance(page.get('rows'), list):

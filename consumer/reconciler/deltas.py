@@ -73,10 +73,7 @@ class Deltas(object):
                     return 'buffered'
                 self._check_not_replayed(message)
             if message.first_seq - self._applied > self._window:
-                LOG.warning('Stream %s: seq %d is beyond the reorder window '
-                            '(applied %d)', self.stream, message.first_seq,
-                            self._applied)
-                self._request('gap', now)
+                self._beyond_window(message, now)
                 self._buffer_message(message)
                 return 'buffered'
             self._buffer_message(message)
@@ -187,12 +184,16 @@ class Deltas(object):
             self._drain_if_due(now)
         if message.first_seq - self._applied > self._window and \
                 message.first_seq - self._contiguous() > self._window:
-            LOG.warning('Stream %s: seq %d is beyond the reorder window '
-                        '(applied %d)', self.stream, message.first_seq,
-                        self._applied)
-            self._request('gap', now)
+            self._beyond_window(message, now)
         self._buffer_message(message)
         return 'buffered'
+
+    def _beyond_window(self, message, now):
+        """``message`` starts past the reorder window: a gap (_lock)."""
+        LOG.warning('Stream %s: seq %d is beyond the reorder window '
+                    '(applied %d)', self.stream, message.first_seq,
+                    self._applied)
+        self._request('gap', now)
 
     def _contiguous(self):
         """Highest seq applied or buffered without a hole (_lock)."""

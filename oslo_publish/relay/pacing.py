@@ -257,12 +257,7 @@ class Pacer(object):
         delay = self.delay()
         if delay <= 0:
             return False
-        if activity is not None:
-            if activity.back_to_back():
-                if stopping is not None:
-                    return stopping.wait(delay)
-                time.sleep(delay)
-                return False
+        if activity is not None and not activity.back_to_back():
             if not activity.saturated():
                 return False
             # A writer that begins its next transaction at once keeps
@@ -273,8 +268,10 @@ class Pacer(object):
                 if delay <= 0:
                     break
             return stopping is not None and stopping.is_set()
-        if not busy:
+        if activity is None and not busy:
             return False
+        # Unknown busy writers, or known ones running back to back: the
+        # whole spacing.
         if stopping is not None:
             return stopping.wait(delay)
         time.sleep(delay)
