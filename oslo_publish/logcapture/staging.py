@@ -61,6 +61,7 @@ import sqlalchemy as sa
 from oslo_publish import exceptions
 from oslo_publish import outbox
 from oslo_publish.logcapture import base
+from oslo_publish.logcapture import direct_pg
 from oslo_publish.logcapture import pgoutput
 from oslo_publish.logcapture import staging_pg
 from oslo_publish.relay import numbering
@@ -159,6 +160,11 @@ class Stager(object):
         if staging_pg.usable(engine) and \
                 hasattr(reader, 'visible_in'):
             self._batch = staging_pg.Batch(engine, stream)
+        #: Publishing straight from the log (:mod:`.direct_pg`): on the
+        #: two-round-trip batch, with the stream's relay at hand.
+        self.direct = None
+        if self._batch is not None and direct_pg.usable(relay):
+            self.direct = direct_pg.Direct(relay, stream)
 
     # ------------------------------------------------------------ thread
 
@@ -278,27 +284,46 @@ class Stager(object):
     def _stage_batch(self, transactions, timeout=60.0):
         """:meth:`stage` in two round trips (:mod:`.staging_pg`).
 
+        When the stream lock came free with the batch's locks and
+        nothing staged waits for the relay, the transactions are
+        published straight from the log instead (:mod:`.direct_pg`).
         Anything raised between the two round trips rolls the
         transaction back (and drops the connection): no lock stays held.
         """
         batch = self._batch
-        staged, snapshot, last_seq = batch.begin()
+        locked = batch.begin()
         try:
-            last, rows = self._new_rows(transactions, staged)
+            last, fresh = self._fresh(transactions, locked.position)
             if last is None:
                 batch.rollback()
-                self.reader.confirm(staged) if staged else None
+                if locked.position:
+                    self.reader.confirm(locked.position)
                 return 0
-            if rows:
+            if fresh:
                 # The visibility wait of the reader's wait_visible(),
                 # first on the snapshot the lock's statement took.
-                snapshots = [snapshot]
+                snapshots = [locked.snapshot]
                 base.wait_until(
                     lambda: self.reader.visible_in(
-                        transactions,
+                        fresh,
                         snapshots.pop() if snapshots else batch.snapshot()),
-                    timeout, lambda: pgoutput.invisible(transactions))
-            batch.commit(rows, last, numbering.utcnow(), last_seq)
+                    timeout, lambda: pgoutput.invisible(fresh))
+            now = numbering.utcnow()
+            direct = self.direct
+            if fresh and direct is not None and direct.eligible(locked):
+                seq, failure = direct.publish(fresh, locked.last_seq,
+                                              locked.epoch)
+                if failure is None:
+                    batch.record(last, now, seq)
+                    direct.recorded(seq)
+                    return self._staged(last, 0, len(fresh))
+                # Not confirmed: staged (numbered as published) for the
+                # relay's retries, the outbox holding the backlog.
+                LOG.debug('Stream %(stream)s: publishing from the log '
+                          'failed (%(exc)s); staging the batch',
+                          {'stream': self._stream, 'exc': failure})
+            rows = self._rows(fresh)
+            batch.commit(rows, last, now, locked.last_seq)
         except BaseException:
             batch.abort()
             raise
@@ -309,7 +334,16 @@ class Stager(object):
 
         ``last`` is None when every transaction was staged before.
         """
-        rows = []
+        last, fresh = self._fresh(transactions, staged)
+        return last, self._rows(fresh)
+
+    @staticmethod
+    def _fresh(transactions, staged):
+        """``(last position, transactions with changes)`` after ``staged``.
+
+        ``last`` is None when every transaction was staged before.
+        """
+        fresh = []
         last = None
         for tx in transactions:
             # An empty transaction only moves the staged position
@@ -318,8 +352,14 @@ class Stager(object):
                     (last is not None and tx.position <= last):
                 continue
             last = tx.position
-            if not tx.changes:
-                continue
+            if tx.changes:
+                fresh.append(tx)
+        return last, fresh
+
+    def _rows(self, fresh):
+        """The outbox rows of ``fresh`` transactions."""
+        rows = []
+        for tx in fresh:
             committed_at = tx.committed_at.astimezone(
                 datetime.timezone.utc).replace(tzinfo=None)
             rows.append({'stream': self._stream,
@@ -328,15 +368,18 @@ class Stager(object):
                          'committed_at': committed_at,
                          'payload': payload(tx.changes, tx.tables),
                          'xid': tx.xid})
-        return last, rows
+        return rows
 
-    def _staged(self, last, written):
-        """After the staging commit: confirm ``last``, wake the relay."""
+    def _staged(self, last, written, published=0):
+        """After the staging commit: confirm ``last``, wake the relay.
+
+        :returns: the transactions written or published.
+        """
         self.position = last
         self.reader.confirm(last)
         if written and self._wake is not None:
             self._wake()
-        return written
+        return written + published
 
     def recover_lost_log(self):
         """Recreate the reader's log and start a new epoch."""

@@ -40,6 +40,8 @@ Nothing about durability changes: the commit is the server's own
 only after it returned.
 """
 
+import collections
+
 from oslo_log import log
 
 from oslo_publish import outbox
@@ -49,6 +51,21 @@ LOG = log.getLogger(__name__)
 
 _COLUMNS = ('stream', 'txid', 'log_position', 'committed_at', 'payload',
             'xid')
+
+
+class Locked(collections.namedtuple(
+        'Locked', 'position snapshot last_seq epoch pending')):
+    """What :meth:`Batch.begin` read with its locks.
+
+    ``position``: the staged position ('' before the first);
+    ``snapshot``: a ``pg_current_snapshot()`` text; ``last_seq`` and
+    ``epoch``: the stream's, None unless its row is locked too;
+    ``pending``: staged entries wait for the relay (with the row locked).
+    """
+
+    @property
+    def stream_locked(self):
+        return self.last_seq is not None
 
 
 def usable(engine):
@@ -75,19 +92,34 @@ class Batch(object):
             self._outbox, ', '.join(_COLUMNS))
         self._row = '(' + ', '.join(['%s'] * len(_COLUMNS)) + ')'
         streams = prep.format_table(outbox.streams)
+        # The stream row through a LATERAL join so that its lock, its
+        # last_seq and its epoch come from ONE SKIP LOCKED read; the
+        # pending flag is true when an entry is staged and unpublished
+        # (unnumbered, or numbered after last_seq): the two index
+        # ranges of oslo_publish_outbox_pending.
         self._lock_sql = (
             'BEGIN ISOLATION LEVEL READ COMMITTED; '
             'SELECT p.position, pg_current_snapshot()::text, '
-            '(SELECT s.last_seq FROM %s s WHERE s.stream = %%(stream)s '
-            'FOR UPDATE SKIP LOCKED) '
-            'FROM %s p WHERE p.stream = %%(stream)s FOR UPDATE'
-            % (streams, positions))
+            's.last_seq, s.epoch, s.last_seq IS NOT NULL AND ('
+            'EXISTS (SELECT 1 FROM {outbox} o WHERE o.stream = '
+            '%(stream)s AND o.seq IS NULL) OR '
+            'EXISTS (SELECT 1 FROM {outbox} o WHERE o.stream = '
+            '%(stream)s AND o.seq > s.last_seq)) '
+            'FROM {positions} p LEFT JOIN LATERAL ('
+            'SELECT last_seq, epoch FROM {streams} '
+            'WHERE stream = %(stream)s FOR UPDATE SKIP LOCKED) s ON true '
+            'WHERE p.stream = %(stream)s FOR UPDATE OF p'.format(
+                outbox=self._outbox, positions=positions,
+                streams=streams))
         self._number_sql = numbering.number_all_sql(outbox.outbox,
                                                     engine.dialect) + '; '
         self._snapshot_sql = 'SELECT pg_current_snapshot()::text'
         self._set_position_sql = (
             'UPDATE %s SET position = %%s, updated_at = %%s '
             'WHERE stream = %%s; COMMIT' % positions)
+        self._record_sql = (
+            'UPDATE %s SET last_seq = %%s, updated_at = %%s '
+            'WHERE stream = %%s; ' % streams) + self._set_position_sql
         self._cursor = None
 
     def _cur(self):
@@ -104,12 +136,12 @@ class Batch(object):
         return self._cursor
 
     def begin(self):
-        """``BEGIN`` and the locks: ``(position, snapshot, last_seq)``.
+        """``BEGIN`` and the locks: a :class:`Locked`.
 
-        ``last_seq`` is the stream's, with its row locked too, when that
-        row was free (``FOR UPDATE SKIP LOCKED``: never waits); None
-        when another transaction holds it (a relay cycle, the snapshot
-        server's watermark) or the stream has no row yet.
+        ``last_seq`` and ``epoch`` are the stream's, with its row locked
+        too, when that row was free (``FOR UPDATE SKIP LOCKED``: never
+        waits); None when another transaction holds it (a relay cycle,
+        the snapshot server's watermark) or the stream has no row yet.
 
         :raises LookupError: the stream has no positions row (the
             transaction is rolled back).
@@ -125,7 +157,7 @@ class Batch(object):
             self.abort()
             raise LookupError('stream %s has no log position row'
                               % self._stream)
-        return row[0] or '', row[1], row[2]
+        return Locked(row[0] or '', row[1], row[2], row[3], bool(row[4]))
 
     def snapshot(self):
         """A new ``pg_current_snapshot()`` text, inside the transaction."""
@@ -161,6 +193,22 @@ class Batch(object):
             parts.append(cur.mogrify(self._set_position_sql,
                                      (position, now, self._stream)))
             cur.execute(b''.join(parts))
+        except BaseException:
+            self.abort()
+            raise
+
+    def record(self, position, now, last_seq):
+        """Move ``last_seq`` and the position together, and ``COMMIT``.
+
+        For a batch published straight from the log (the stream lock
+        held since :meth:`begin`): one round trip, the server's own
+        durability (``synchronous_commit`` as configured), before the
+        slot is confirmed.
+        """
+        cur = self._cur()
+        try:
+            cur.execute(self._record_sql, (last_seq, now, self._stream,
+                                           position, now, self._stream))
         except BaseException:
             self.abort()
             raise

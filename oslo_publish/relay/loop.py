@@ -538,6 +538,27 @@ class Relay(object):
             self._mark(held, confirmed, last)
         return len(confirmed), failure
 
+    def publish_transactions(self, entries, epoch):
+        """Publish numbered transactions that are not outbox entries.
+
+        For log-based capture publishing straight from the log
+        (:mod:`oslo_publish.logcapture.direct_pg`), whose caller holds
+        the stream lock and records ``last_seq`` itself.
+
+        :param entries: ``[(seq, transaction, table headers)]`` in seq
+            order.
+        :returns: ``(confirmed, DeliveryError or None)``, as
+            :func:`~oslo_publish.relay.publishing.publish_entries`.
+        """
+        confirmed, failure = publishing.publish_entries(
+            self._publisher, self._metrics, self._stream, self._key,
+            self._opts.max_message_bytes, entries, epoch=epoch)
+        if confirmed:
+            self._last_sent = time.monotonic()
+        if failure is not None:
+            self._metrics.broker_retries.labels(self._stream).inc()
+        return confirmed, failure
+
     def _mark(self, held, confirmed, last=False):
         """Delete (or stamp) confirmed entries and move ``last_seq``."""
         ids = [entry_id for entry_id, _ in confirmed]
