@@ -99,11 +99,13 @@ class Direct(object):
         self.published = 0
         self.staged = 0
 
-    @staticmethod
-    def eligible(locked):
+    def eligible(self, locked):
         """True when the batch holding ``locked`` may skip the outbox."""
-        return (locked.stream_locked and not locked.pending
-                and locked.epoch is not None)
+        if locked.stream_locked and not locked.pending and \
+                locked.epoch is not None:
+            return True
+        self.staged += 1
+        return False
 
     def publish(self, transactions, last_seq, epoch):
         """Number and publish; ``(new last_seq, DeliveryError or None)``.
