@@ -45,7 +45,8 @@ protocol is unchanged), staged entries still wait for the relay (they
 precede this batch in the stream), or the broker did not confirm (the
 batch is then staged, numbered to the numbers it was published with,
 and the relay retries it: a broker outage fills the outbox as before,
-not the server's WAL).
+not the server's WAL). With ``outbox_retention`` > 0 every batch takes
+the outbox path, which keeps the copies the option asks for.
 """
 
 import datetime
@@ -80,8 +81,14 @@ def messages(stream, transactions, last_seq):
 
 
 def usable(relay):
-    """True when ``relay`` can publish a batch straight from the log."""
-    return callable(getattr(relay, 'publish_transactions', None))
+    """True when ``relay`` can publish a batch straight from the log.
+
+    Not when it keeps published entries (``outbox_retention`` > 0: the
+    operator asked for a copy of every published transaction in the
+    outbox, which only the outbox path writes).
+    """
+    return (callable(getattr(relay, 'publish_transactions', None))
+            and not getattr(relay, 'retains_entries', False))
 
 
 class Direct(object):

@@ -182,6 +182,11 @@ class Relay(object):
         return self._batch_size
 
     @property
+    def retains_entries(self):
+        """True when published entries are kept (``outbox_retention``)."""
+        return self._opts.outbox_retention > 0
+
+    @property
     def stream_lock(self):
         return self._lock
 

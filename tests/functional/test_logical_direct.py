@@ -142,6 +142,28 @@ class TestDirectPostgreSQL(_DirectCase):
         base.wait_for(lambda: confirmed() >= pgoutput.lsn_int(position),
                       30, message='slot not confirmed')
 
+    def test_outbox_retention_keeps_the_outbox_path(self):
+        """Retained copies asked for: every batch is staged."""
+        self.conf.set_override('outbox_retention', 60.0, 'oslo_publish')
+        self.publisher = Publisher()
+        self.relay = relay_mod.Relay(self.conf, self.engine, self.stream,
+                                     self.tables, self.publisher)
+        self.relay.start()
+        self.addCleanup(self.relay.stop)
+        self.stager = logcapture.attach(self.conf, self.engine, self.tables,
+                                        self.stream, self.relay)
+        self.addCleanup(self.stager.stop)
+        self.assertIsNone(self.stager.direct)
+        self.assertTrue(self.stager.streaming.wait(30))
+        self.insert(1)
+        self.insert(2)
+        self.settle()
+        self.assertEqual(2, len(self.assert_mirror()))
+        with self.engine.connect() as conn:
+            self.assertEqual(2, conn.execute(
+                sa.select(sa.func.count()).select_from(outbox.outbox)
+                .where(outbox.outbox.c.published_at.isnot(None))).scalar())
+
     def test_concurrent_writers_and_snapshots_meet_the_watermark(self):
         """Mirror exact; snapshots while streaming fall back and rejoin."""
         self.start_relay()

@@ -147,3 +147,8 @@ class TestDirect(base.TestCase):
         self.assertTrue(direct_pg.usable(_Relay()))
         self.assertFalse(direct_pg.usable(None))
         self.assertFalse(direct_pg.usable(object()))
+
+    def test_not_usable_when_the_outbox_keeps_published_entries(self):
+        relay = _Relay()
+        relay.retains_entries = True
+        self.assertFalse(direct_pg.usable(relay))
