@@ -32,7 +32,10 @@ in ONE database transaction per batch:
 
 On PostgreSQL with psycopg2 the same transaction takes two round trips
 (:mod:`.staging_pg`) and, when the stream lock is free, also numbers the
-entries (the relay then only publishes them).
+entries (the relay then only publishes them); when, in addition, no
+staged entry waits for the relay, the batch is published straight from
+the log and only ``last_seq`` and the position are recorded
+(:mod:`.direct_pg`).
 
 Only after the commit does it :meth:`~.base.LogReader.confirm` the
 position (the database may then discard the log before it) and wake the
