@@ -105,12 +105,24 @@ class Direct(object):
         #: Batches published straight / staged instead (tests, tools).
         self.published = 0
         self.staged = 0
+        # (epoch, last_seq) as last recorded here.
+        self._recorded = (None, 0)
 
     def eligible(self, locked):
-        """True when the batch holding ``locked`` may skip the outbox."""
+        """True when the batch holding ``locked`` may skip the outbox.
+
+        Not when ``last_seq`` went back in the same epoch (the database
+        was restored underneath): the batch is staged and the relay,
+        told the highest number it reached, starts a new epoch before
+        numbering it, so no number is given to another transaction
+        within an epoch.
+        """
+        epoch, seen = self._recorded
         if locked.stream_locked and not locked.pending and \
                 locked.epoch is not None:
-            return True
+            if locked.epoch != epoch or locked.last_seq >= seen:
+                return True
+            self._relay.saw_last_seq(seen)
         self.staged += 1
         return False
 
@@ -128,6 +140,8 @@ class Direct(object):
         self.published += 1
         return entries[-1][0], None
 
-    def recorded(self, last_seq):
-        """After the record's commit: the gauges."""
+    def recorded(self, epoch, last_seq):
+        """After the record's commit: remember it, set the gauge."""
+        self._recorded = (epoch, last_seq)
+        self._relay.saw_last_seq(last_seq)
         self._relay.metrics.last_seq.labels(self._stream).set(last_seq)

@@ -318,7 +318,7 @@ class Stager(object):
                                               locked.epoch)
                 if failure is None:
                     batch.record(last, now, seq)
-                    direct.recorded(seq)
+                    direct.recorded(locked.epoch, seq)
                     return self._staged(last, 0, len(fresh))
                 # Not confirmed: staged (numbered as published) for the
                 # relay's retries, the outbox holding the backlog.

@@ -458,6 +458,16 @@ class Relay(object):
             yield held
             self._seen_last_seq = held.last_seq
 
+    def saw_last_seq(self, seq):
+        """``last_seq`` reached ``seq`` outside this relay's cycles.
+
+        (Publishing straight from the log.) A later cycle that finds
+        ``last_seq`` below it starts a new epoch, as for its own.
+        """
+        seen = self._seen_last_seq
+        if seen is None or seq > seen:
+            self._seen_last_seq = seq
+
     def _anything_pending(self):
         """Cheap unlocked check, so idle polls never take the lock."""
         with self._engine.connect() as conn:

@@ -18,6 +18,7 @@ import datetime
 import json
 
 from oslo_publish import exceptions
+from oslo_publish import metrics
 from oslo_publish.logcapture import base as log_base
 from oslo_publish.logcapture import direct_pg
 from oslo_publish.logcapture import staging
@@ -59,7 +60,11 @@ class _Relay(object):
     def __init__(self, fail_after=None):
         self.published = []
         self.fail_after = fail_after
-        self.metrics = None
+        self.metrics = metrics.HostMetrics()
+        self.seen = []
+
+    def saw_last_seq(self, seq):
+        self.seen.append(seq)
 
     def publish_transactions(self, entries, epoch):
         confirmed = []
@@ -142,6 +147,19 @@ class TestDirect(base.TestCase):
         self.assertIsInstance(failure, exceptions.DeliveryError)
         self.assertEqual(5, seq)
         self.assertEqual(1, direct.staged)
+
+    def test_last_seq_going_back_stages_and_tells_the_relay(self):
+        """A restored database: never renumber within the same epoch."""
+        relay = _Relay()
+        direct = direct_pg.Direct(relay, 's')
+        direct.recorded('e' * 32, 9)
+        self.assertEqual([9], relay.seen)
+        self.assertTrue(direct.eligible(self._locked(last_seq=9)))
+        self.assertFalse(direct.eligible(self._locked(last_seq=5)))
+        self.assertEqual([9, 9], relay.seen)
+        # Once the relay started a new epoch, straight publishing resumes.
+        self.assertTrue(direct.eligible(self._locked(last_seq=5,
+                                                     epoch='f' * 32)))
 
     def test_usable_needs_publish_transactions(self):
         self.assertTrue(direct_pg.usable(_Relay()))
