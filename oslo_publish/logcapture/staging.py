@@ -262,7 +262,9 @@ class Stager(object):
     def stage(self, transactions):
         """Stage ``transactions`` (commit order) in one DB transaction.
 
-        :returns: the number of outbox entries written.
+        :returns: the number of outbox entries written, or of
+            transactions published straight from the log
+            (:mod:`.direct_pg`).
         """
         if not transactions:
             return 0
