@@ -120,9 +120,27 @@ class ConsolidateMixin(object):
                           pt, key, {c: orig[c] for c in changed},
                           full=False),
                       'changed': changed}
-        change['key'] = [self._value(pt, key, c, v)
-                         for c, v in zip(pt.pk, key)]
+        change['key'] = self._encode_key(pt, key)
         return change
+
+    def _encode_key(self, pt, key):
+        """The wire key of ``key`` (plain values are their own encoding)."""
+        out = []
+        for (col, codec), value in zip(self._key_codecs(pt), key):
+            if value is None or type(value) is codec.plain_type:
+                out.append(value)
+            else:
+                out.append(self._value(pt, key, col, value))
+        return out
+
+    def _key_codecs(self, pt):
+        """``((column, codec), ...)`` of ``pt``'s primary key, made once."""
+        cache = self._codecs_cache
+        got = cache.get((pt.name, 'pk'))
+        if got is None or got[0] is not pt:
+            got = cache[(pt.name, 'pk')] = (pt, tuple(
+                (c, pt.codecs[c]) for c in pt.pk))
+        return got[1]
 
     def _read_back(self, session, rows, invalid):
         wanted = {}
