@@ -62,12 +62,20 @@ MODES = ('baseline', 'outbox', 'outbox_standalone', 'direct', 'continuum')
 #: log is on (figure 8, :mod:`benchmarks.capture_backends`).
 #: ``logical_standalone`` the same with the relay (and the log reader)
 #: in the parent process, as ``outbox_standalone``.
-EXTRA_MODES = ('logical', 'logical_standalone')
+#: The write-path steps (:mod:`benchmarks.write_steps`), each the
+#: capture wired by hand, with no relay and no thread of the library:
+#: ``capture_only`` the session listeners with a sink that writes nothing,
+#: ``outbox_no_relay`` the same with the outbox ``INSERT`` (entries pile
+#: up unpublished).
+EXTRA_MODES = ('logical', 'logical_standalone', 'capture_only',
+               'outbox_no_relay')
+STEPS = ('capture_only', 'outbox_no_relay')
 STANDALONE = ('outbox_standalone', 'logical_standalone')
 #: The modes that install the middleware (any other mode writes plainly:
 #: ``baseline``, ``continuum``, and the logical-decoding floor's ``slot``
 #: of :mod:`benchmarks.logical`).
-INSTALLED = ('outbox', 'outbox_standalone', 'direct') + EXTRA_MODES
+INSTALLED = ('outbox', 'outbox_standalone', 'direct', 'logical',
+             'logical_standalone')
 BACKENDS = ('postgresql', 'mysql')
 PG_URL = os.environ.get(
     'OSLO_PUBLISH_TEST_PG_URL',
@@ -181,8 +189,42 @@ def _standalone_relay(url, exchange, mode='outbox_standalone'):
     return stop
 
 
+class _NullSink(object):
+    """The ``capture_only`` step's sink: keeps nothing."""
+
+    def stage(self, session, txid, committed_at, changes, tables):
+        pass
+
+    def committed(self, session):
+        pass
+
+    def discarded(self, session):
+        pass
+
+
+def _attach_step(mode, maker, metadata, exchange):
+    """Wire the capture of a :data:`STEPS` mode by hand; its detach."""
+    from oslo_publish import capture
+    from oslo_publish import outbox
+    from oslo_publish import schema
+
+    conf = _conf(mode, TRANSPORT_URL, exchange)
+    engine = maker.kw['bind']
+    tables = schema.resolve_tables(conf, metadata, engine)
+    stream = 'bench_%s' % mode
+    sink = (_NullSink() if mode == 'capture_only'
+            else outbox.OutboxSink(stream))
+    cap = capture.Capture(tables, sink, stream)
+    cap.attach(maker)
+    return cap.detach
+
+
 def worker(mode, url, transport_url, exchange):
-    """Serve ``run N`` requests on stdin; answer seconds on stdout."""
+    """Serve ``run N`` requests on stdin; answer seconds on stdout.
+
+    The answer is the wall-clock seconds of the N transactions and the
+    CPU seconds the writing thread spent on them (``time.thread_time``).
+    """
     import sqlalchemy as sa
     from sqlalchemy import orm
 
@@ -198,6 +240,8 @@ def worker(mode, url, transport_url, exchange):
     if mode in INSTALLED:
         handle = _install(mode, maker, base.metadata, transport_url,
                           exchange)
+    elif mode in STEPS:
+        detach = _attach_step(mode, maker, base.metadata, exchange)
     next_id = [SEED_ROWS + 1]
     live = list(range(1, SEED_ROWS + 1))
 
@@ -223,20 +267,34 @@ def worker(mode, url, transport_url, exchange):
         if not words or words[0] == 'quit':
             break
         count = int(words[1])
+        cpu = time.thread_time()
         began = time.perf_counter()
         for _ in range(count):
             transaction()
-        print('%.9f' % (time.perf_counter() - began), flush=True)
+        print('%.9f %.9f' % (time.perf_counter() - began,
+                             time.thread_time() - cpu), flush=True)
     if handle is not None:
         handle.stop()
+    if mode in STEPS:
+        detach()
     engine.dispose()
 
 
 # ---------------------------------------------------------------- parent
 
 class _Worker(object):
+    """A worker process of ``mode``.
 
-    def __init__(self, mode, url, exchange):
+    :param root: the source tree to run it from (default: this one), so
+        that two versions of the library can be compared
+        (:mod:`benchmarks.write_steps`).
+    """
+
+    #: Writer-thread CPU seconds of the last :meth:`run` (None: the
+    #: worker does not tell).
+    cpu = None
+
+    def __init__(self, mode, url, exchange, root=None):
         self.mode = mode
         self._err = tempfile.TemporaryFile(mode='w+')
         self.proc = subprocess.Popen(
@@ -244,7 +302,8 @@ class _Worker(object):
              '--url', url, '--exchange', exchange],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=self._err, text=True,
-            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+            cwd=root or os.path.dirname(os.path.dirname(
+                os.path.abspath(__file__))))
         line = self.proc.stdout.readline().strip()
         if line != 'ready':
             self.proc.wait(30)
@@ -255,7 +314,9 @@ class _Worker(object):
     def run(self, count):
         self.proc.stdin.write('run %d\n' % count)
         self.proc.stdin.flush()
-        return float(self.proc.stdout.readline())
+        words = self.proc.stdout.readline().split()
+        self.cpu = float(words[1]) if len(words) > 1 else None
+        return float(words[0])
 
     def close(self):
         try:

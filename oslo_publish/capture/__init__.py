@@ -97,6 +97,8 @@ class Capture(flush.FlushMixin, returning.ReturningMixin,
         self.reread_updates = reread_updates
         self._plans_cache = {}
         self._returning_cache = {}
+        #: ids of the RETURNING slots open now (:mod:`.returning`).
+        self._open_slots = set()
         self._codecs_cache = {}
         self._counters = None
         self._targets = []
@@ -238,8 +240,12 @@ class Capture(flush.FlushMixin, returning.ReturningMixin,
         The events are kept until the sink took them, so a commit that
         failed in the sink can be retried.
         """
-        events = list(itertools.chain.from_iterable(
-            f.events for f in st.frames))
+        frames_ = st.frames
+        if len(frames_) == 1:
+            events = frames_[0].events  # replaced, not emptied, below
+        else:
+            events = list(itertools.chain.from_iterable(
+                f.events for f in frames_))
         if not events:
             return
         try:

@@ -120,9 +120,21 @@ class ConsolidateMixin(object):
                           pt, key, {c: orig[c] for c in changed},
                           full=False),
                       'changed': changed}
-        change['key'] = [self._value(pt, key, c, v)
-                         for c, v in zip(pt.pk, key)]
+        change['key'] = self._encode_key(pt, key)
         return change
+
+    def _encode_key(self, pt, key):
+        """The wire key of ``key`` (plain values are their own encoding)."""
+        got = self._codecs_cache.get(pt.name)
+        if got is None or got[0] is not pt:
+            got = self._made_codecs(pt)
+        out = []
+        for (col, codec), value in zip(got[2], key):
+            if value is None or type(value) is codec.plain_type:
+                out.append(value)
+            else:
+                out.append(self._value(pt, key, col, value))
+        return out
 
     def _read_back(self, session, rows, invalid):
         wanted = {}
@@ -156,12 +168,17 @@ class ConsolidateMixin(object):
 
     def _codecs(self, pt):
         """``((column, codec), ...)`` of ``pt``'s columns, made once."""
-        cache = self._codecs_cache
-        got = cache.get(pt.name)
+        got = self._codecs_cache.get(pt.name)
         if got is None or got[0] is not pt:
-            got = cache[pt.name] = (pt, tuple(
-                (c, pt.codecs[c]) for c in pt.columns))
+            got = self._made_codecs(pt)
         return got[1]
+
+    def _made_codecs(self, pt):
+        """Cache ``(pt, column codecs, primary-key codecs)`` of ``pt``."""
+        got = self._codecs_cache[pt.name] = (
+            pt, tuple((c, pt.codecs[c]) for c in pt.columns),
+            tuple((c, pt.codecs[c]) for c in pt.pk))
+        return got
 
     def _encode(self, pt, key, image, full=True):
         if full and len(image) < len(pt.columns):

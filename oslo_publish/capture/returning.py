@@ -32,6 +32,10 @@ table, so the statement with ``RETURNING`` is made once per such object
 and reused (:data:`_CACHE_SIZE` at most): SQLAlchemy then finds its
 compiled form by a memoized cache key instead of building a new
 statement, generating its cache key and looking it up at every flush.
+
+The engine listeners see every statement of the engine (the host's
+queries, the relay's cycles); while no captured flush is running in the
+process they return at once, without looking at the connection.
 """
 
 from sqlalchemy import event
@@ -62,15 +66,18 @@ class ReturningMixin(object):
         returned = {}
         conn.info[SLOT] = returned
         st.returning = (conn, returned)
+        # Set operations are atomic: flushes of other threads may open
+        # and close theirs meanwhile.
+        self._open_slots.add(id(returned))
         return returned
 
-    @staticmethod
-    def _returning_close(st):
+    def _returning_close(self, st):
         """Close the slot; rows returned by the flush: {(t, key): row}."""
         if st is None or st.returning is None:
             return {}
         conn, returned = st.returning
         st.returning = None
+        self._open_slots.discard(id(returned))
         try:
             if conn.info.get(SLOT) is returned:
                 del conn.info[SLOT]
@@ -89,6 +96,8 @@ class ReturningMixin(object):
 
     def _on_before_execute(self, conn, elem, multiparams, params,
                            execution_options):
+        if not self._open_slots:
+            return elem, multiparams, params
         returned = conn.info.get(SLOT)
         if returned is None or multiparams or \
                 not isinstance(elem, dml.Update):
@@ -122,6 +131,8 @@ class ReturningMixin(object):
 
     def _on_after_execute(self, conn, elem, multiparams, params,
                           execution_options, result):
+        if not self._open_slots:
+            return
         returned = conn.info.get(SLOT)
         if returned is None:
             return

@@ -447,6 +447,38 @@ class _CaptureTests(_Base):
             self.assertEqual(len(steps), len(
                 [x for x in statements if x.startswith('SELECT')]))
 
+    def test_returning_slots_close_after_failed_and_good_flushes(self):
+        """A flush that fails leaves no slot open; the next one returns."""
+        with self.maker() as s:
+            s.add_all([Item(id=1, name='a'), Item(id=2, name='b')])
+            s.commit()
+        self.clear()
+        # Session capture only (log-based capture has no listeners).
+        slots = getattr(self.handle.capture, '_open_slots', set())
+
+        def failing():
+            with self.maker() as s:
+                s.get(Item, 1).name = 'x'
+                s.add(Item(id=2, name='duplicate'))
+                self.assertRaises(sa.exc.IntegrityError, s.commit)
+        failed = self._statements_of(failing)
+        self.assertEqual(set(), slots)
+        self.assertEqual([], self.entries())
+
+        def good():
+            with self.maker() as s:
+                s.get(Item, 1).name = 'y'
+                s.commit()
+        statements = self._statements_of(good)
+        self.assertEqual(set(), slots)
+        if self.BACKEND == 'postgresql' and self.handle.capture:
+            self.assertIn('UPDATE RETURNING', failed + statements)
+            self.assertEqual(1, statements.count('UPDATE RETURNING'))
+        (change,) = self.changes()
+        self.assertEqual(('y', 'a'), (change.after['name'],
+                                      change.before['name']))
+        self.assertIn('name', change.changed)
+
     def test_excluded_column_never_appears(self):
         """An excluded column is in no after-image nor before-image."""
         (item_id,) = self.add_items('a')

@@ -177,3 +177,23 @@ class TestPrivateCluster(base.TestCase):
             port = sa.engine.make_url(server).port
         self.assertRaises(OSError, socket.create_connection,
                           ('127.0.0.1', port), 1)
+
+
+class TestWriteSteps(base.TestCase):
+
+    def test_summary_is_median_and_decile_range(self):
+        """Paired ratios are summarised by median, p10 and p90."""
+        from benchmarks import write_steps
+        ratios = [1.0 + n / 10.0 for n in range(11)]  # 1.0 .. 2.0
+        self.assertEqual({'median': 1.5, 'p10': 1.1, 'p90': 1.9},
+                         write_steps._summary(ratios))
+        self.assertEqual(3.0, write_steps._quantile([3.0], 0.9))
+
+    def test_steps_are_worker_modes_that_install_nothing(self):
+        """The step modes are workers' modes and not install() modes."""
+        from benchmarks import write_path
+        from benchmarks import write_steps
+        for mode in write_steps.STEPS:
+            self.assertIn(mode, write_path.MODES + write_path.EXTRA_MODES)
+        for mode in write_path.STEPS:
+            self.assertNotIn(mode, write_path.INSTALLED)

@@ -189,6 +189,24 @@ class TestConsolidate(base.TestCase):
         self.assertEqual(['x', 1], changes[0]['key'])
         self.assertEqual(['b', 'a'], tables['pairs']['pk'])
 
+    def test_key_values_not_of_the_plain_type_go_through_the_codec(self):
+        """Only int/str keys skip the codec; others are normalised."""
+        pt = self.tables['pairs']
+        for key in (('x', 1), ('x', True), ('y', '7')):
+            changes, _ = self.cap._consolidate(None, [
+                (wire.INSERT, 'pairs', key, None,
+                 {'b': key[0], 'a': key[1], 'v': None}, None, True)])
+            self.assertEqual(pt.encode_key(key), changes[0]['key'])
+        self.assertEqual([['x', 1], ['x', 1], ['y', 7]], [
+            pt.encode_key(k) for k in (('x', 1), ('x', True), ('y', '7'))])
+        # A key value the codec refuses invalidates the table.
+        changes, _ = self.cap._consolidate(None, [
+            (wire.INSERT, 'pairs', ('x', 'nan?'), None,
+             {'b': 'x', 'a': 1, 'v': None}, None, True)])
+        self.assertEqual([('pairs', wire.INVALIDATE, 'unencodable')],
+                         [(c['table'], c['op'], c['cause'])
+                          for c in changes])
+
     def test_missing_key_and_unencodable_value_invalidate(self):
         """No key or a value the wire cannot encode -> table invalidation."""
         (inv,) = self.run_events((wire.INSERT, 'items', None, None,
