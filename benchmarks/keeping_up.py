@@ -50,14 +50,38 @@ MIN_ROW_DELTAS = 50000.0
 SETTLE = 600.0
 
 
-def _committed(engine, stream):
+def _positions(engine, stream):
+    """``(committed, published)`` transactions of the stream."""
     with engine.connect() as conn:
         last = conn.execute(sa.select(outbox.streams.c.last_seq).where(
             outbox.streams.c.stream == stream)).scalar() or 0
         # Committed = published (last_seq) + everything not confirmed yet,
         # numbered or not (numbered ones lie above last_seq).
         pending = conn.execute(outbox.count_unpublished(stream)).scalar()
-    return last + pending
+    return last + pending, last
+
+
+def _committed(engine, stream):
+    return _positions(engine, stream)[0]
+
+
+def _where(samples):
+    """Median backlog per stage over ``samples`` (transactions).
+
+    ``relay``: committed, not yet published (confirmed by the broker);
+    ``bus``: published, not yet received by the consumer (in the broker
+    queue or the consumer's listener); ``consumer``: received, not yet
+    applied to the cache; ``unpersisted``: applied, not yet in the state
+    store.
+    """
+    full = [s for s in samples if len(s) >= 8]
+    if not full:
+        return {}
+    return {
+        'relay': common.median([s[3] - s[5] for s in full]),
+        'bus': common.median([s[5] - s[6] for s in full]),
+        'consumer': common.median([s[6] - s[4] for s in full]),
+        'unpersisted': common.median([s[4] - s[7] for s in full])}
 
 
 def _write(hosts, rows, duration, id_base):
@@ -100,13 +124,16 @@ def _run_library(hosts, consumer, engine, stream, rows, duration,
     while time.monotonic() - began < duration:
         time.sleep(SAMPLE)
         status = consumer.status()[0]
-        committed = _committed(engine, stream)
+        committed, published = _positions(engine, stream)
         applied = status['applied_seq'] or 0
-        # (seconds, backlog tx, lag s, committed tx, applied tx) since
-        # the run began.
+        # (seconds, backlog tx, lag s, committed tx, applied tx,
+        # published tx, heard tx, durable tx) since the run began: the
+        # last three tell which stage holds the backlog (_where).
         samples.append((time.monotonic() - began, committed - applied,
                         status['lag_seconds'] or 0.0, committed - first,
-                        applied - first))
+                        applied - first, published - first,
+                        (status['heard_seq'] or 0) - first,
+                        (status['durable_seq'] or 0) - first))
     committed, elapsed = _wait(hosts)
     ended = time.monotonic()
     target = _committed(engine, stream)
@@ -125,6 +152,7 @@ def _run_library(hosts, consumer, engine, stream, rows, duration,
             'lag_tx_max': max([s[1] for s in samples] or [0]),
             'lag_s_max': max([s[2] for s in samples] or [0]),
             'drain_s': drain, 'settle_s': settle, 'samples': samples,
+            'backlog_by_stage': _where(steady),
             'consumer_status': status}
 
 
@@ -175,9 +203,16 @@ def run(opts):
         slope_s = common.median([r['lag_s_slope'] for r in got])
         slope_tx = common.median([r['lag_tx_slope'] for r in got])
         drain = common.median([r['drain_s'] for r in got])
+        stages = [r.get('backlog_by_stage') or {} for r in got]
         summary[rows] = {'baseline_tx_per_s': base, 'tx_per_s': tx,
                          'lag_s_slope': slope_s, 'lag_tx_slope': slope_tx,
-                         'drain_s': drain}
+                         'drain_s': drain,
+                         'backlog_by_stage': {
+                             stage: common.median([s[stage] for s in stages
+                                                   if stage in s])
+                             for stage in ('relay', 'bus', 'consumer',
+                                           'unpersisted')
+                             if any(stage in s for s in stages)}}
         label = 'single-row' if rows == 1 else '%d-row' % rows
         figures.append(common.figure(
             '2 keeping up, %s tx, %d writers: commit rate'

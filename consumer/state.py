@@ -237,6 +237,30 @@ def _unit(stream, collector, fetcher):
                    _eq(positions.c.fetcher, fetcher))
 
 
+#: The unit of a delta batch's position rows, as bound parameters: the
+#: statements of StateStore._advance are built once (building and
+#: keying a Core statement per batch cost more CPU than running it).
+_UNIT_BOUND = sa.and_(positions.c.scope_key == sa.bindparam('unit_key'),
+                      positions.c.collector == sa.bindparam('unit_collector'),
+                      positions.c.fetcher == sa.bindparam('unit_fetcher'))
+_KNOWN_TABLES = sa.select(positions.c.scope_id,
+                          positions.c.schema_version).where(_UNIT_BOUND)
+_RAISE_SEQ = positions.update().where(
+    _UNIT_BOUND, positions.c.seq.is_not(None),
+    positions.c.seq < sa.bindparam('new_seq')).values(
+        seq=sa.bindparam('new_seq'),
+        committed_at=sa.bindparam('new_committed'),
+        updated_at=sa.bindparam('new_now'))
+
+
+def _unit_params(stream, collector, fetcher):
+    """Parameters of the prebuilt unit statements; None for a NULL part."""
+    if stream is None or collector is None or fetcher is None:
+        return None
+    return {'unit_key': stream, 'unit_collector': collector,
+            'unit_fetcher': fetcher}
+
+
 def _scope_state(row):
     return ScopeState(row.seq, _from_db_time(row.committed_at),
                       row.schema_version, row.state, row.last_error,
@@ -446,13 +470,21 @@ class StateStore(object):
 
     def _advance(self, conn, stream, collector, fetcher, seq, committed,
                  schema_versions, changes, now):
-        unit = _unit(stream, collector, fetcher)
-        known = dict(conn.execute(sa.select(
-            positions.c.scope_id, positions.c.schema_version).where(
-                unit)).all())
-        conn.execute(positions.update().where(
-            unit, positions.c.seq.is_not(None), positions.c.seq < seq).values(
-                seq=seq, committed_at=committed, updated_at=now))
+        params = _unit_params(stream, collector, fetcher)
+        if params is not None:
+            known = dict(conn.execute(_KNOWN_TABLES, params).all())
+            conn.execute(_RAISE_SEQ, dict(params, new_seq=seq,
+                                          new_committed=committed,
+                                          new_now=now))
+        else:
+            unit = _unit(stream, collector, fetcher)
+            known = dict(conn.execute(sa.select(
+                positions.c.scope_id, positions.c.schema_version).where(
+                    unit)).all())
+            conn.execute(positions.update().where(
+                unit, positions.c.seq.is_not(None),
+                positions.c.seq < seq).values(
+                    seq=seq, committed_at=committed, updated_at=now))
         tables = dict.fromkeys(change.table for change in changes)
         tables.update(schema_versions)
         new = []
@@ -464,7 +496,8 @@ class StateStore(object):
                             'schema_version': version, 'updated_at': now})
             elif version is not None and known[table] != version:
                 conn.execute(positions.update().where(
-                    unit, positions.c.scope_id == table).values(
+                    _unit(stream, collector, fetcher),
+                    positions.c.scope_id == table).values(
                         schema_version=version, updated_at=now))
         if new:
             conn.execute(positions.insert(), new)

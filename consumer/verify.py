@@ -161,18 +161,57 @@ def _decode_key(data):
     return wire.decode_key(data)
 
 
-def _decode_change(change):
-    """``wire.decode_change`` of a validated change, plain rows fast."""
-    op = change['op']
+def _malformed(detail):
+    return wire.WireError('malformed', detail)
+
+
+def _take_change(change, tables, wanted):
+    """Check one change as ``wire.validate`` does, then decode it.
+
+    One pass over the change instead of a validation pass and a decoding
+    pass (same rules, same ``malformed`` rejections). Returns the
+    :class:`oslo_publish.wire.Change`, or None for a table not in
+    ``wanted`` (a set, or None for every table): such a change is still
+    checked, as the whole message is.
+    """
+    if not isinstance(change, dict):
+        raise _malformed('change is not an object')
+    table = change.get('table')
+    if not isinstance(table, str) or table not in tables:
+        raise _malformed('change names a table missing from the header')
+    op = change.get('op')
     if op == wire.INVALIDATE:
-        return wire.invalidation(change['table'], change['cause'])
+        cause = change.get('cause')
+        if not isinstance(cause, str) or not 0 < len(cause) <= 64:
+            raise _malformed('invalidation without cause')
+        if wanted is not None and table not in wanted:
+            return None
+        return wire.invalidation(table, cause)
+    if op not in wire.OPERATIONS:
+        raise _malformed('unknown operation %r' % (op,))
+    key = change.get('key')
+    if not isinstance(key, list) or len(key) != len(tables[table]['pk']):
+        raise _malformed('key does not match the primary key of %s'
+                         % table)
     after = change.get('after')
     before = change.get('before')
+    if op != wire.DELETE and not isinstance(after, dict):
+        raise _malformed('%s without after-image' % op)
+    if op != wire.INSERT and not isinstance(before, dict):
+        raise _malformed('%s without before-image' % op)
+    changed = change.get('changed')
+    if op == wire.UPDATE and not (
+            isinstance(changed, list) and
+            (_STR.issuperset(map(type, changed)) or
+             all(isinstance(c, str) for c in changed))):
+        raise _malformed('update without changed column list')
+    if wanted is not None and table not in wanted:
+        return None
     return wire.Change(
-        change['table'], op, _decode_key(change['key']),
+        table, op, _decode_key(key),
         _decode_row(after) if after is not None else None,
         _decode_row(before) if before is not None else None,
-        tuple(change.get('changed') or ()))
+        tuple(changed or ()))
 
 
 def _parse_time(text):
@@ -268,7 +307,10 @@ class Verifier(object):
             else None
         if expected_kind is None:
             raise wire.WireError('malformed', 'unknown event type')
-        wire.validate(payload)
+        # Without a key the changes are checked as they are decoded
+        # (_take_change, same rules); with one, the whole message is
+        # checked before its signature, as always.
+        wire.validate(payload, changes=bool(self._key))
         if payload['kind'] != expected_kind:
             raise wire.WireError('malformed', 'kind does not match the '
                                  'event type')
@@ -299,17 +341,21 @@ class Verifier(object):
         tables = {name: {'pk': list(info['pk']), 'version': info['version']}
                   for name, info in payload['tables'].items()
                   if self._wanted(name)}
+        header = payload['tables']
+        wanted = self._tables
         transactions = []
         for tx in payload['transactions']:
             txid = tx.get('txid')
             if txid is not None and not isinstance(txid, str):
                 raise wire.WireError('malformed', 'txid is not text')
-            changes = tuple(_decode_change(change)
-                            for change in tx['changes']
-                            if self._wanted(change['table']))
+            changes = [_take_change(change, header, wanted)
+                       for change in tx['changes']]
+            if wanted is not None:
+                changes = [change for change in changes
+                           if change is not None]
             transactions.append(Transaction(
                 tx['seq'], txid, _parse_time(tx.get('committed_at')),
-                changes))
+                tuple(changes)))
         return Message(wire.KIND_DELTA, stream, publisher_id,
                        payload['first_seq'], payload['last_seq'], tables,
                        tuple(transactions), wire.message_epoch(payload))

@@ -143,6 +143,31 @@ class _StateStoreContract(object):
         self.assertEqual(9, self.store.get_scope(
             'instances', STREAM, DRIVER, KIND).seq)
 
+    def test_commit_batch_advances_only_its_own_unit(self):
+        """Units differing by collector, fetcher or a NULL part stay apart.
+
+        A unit without NULL parts is advanced by prebuilt statements, one
+        with a NULL part by statements built for it: both raise their own
+        positions (and commit times) and nothing else.
+        """
+        later = self.t0 + datetime.timedelta(seconds=5)
+        units = [(STREAM, DRIVER, KIND), (STREAM, 'other', KIND),
+                 (STREAM, DRIVER, 'other'), (STREAM, None, None)]
+        for unit in units:
+            self.store.commit_batch(unit[0], unit[1], unit[2], 3, self.t0,
+                                    [], {'instances': 'v1'})
+        for moved, unit in enumerate(units):
+            self.store.commit_batch(unit[0], unit[1], unit[2], 10 + moved,
+                                    later, [], {'instances': 'v1'})
+            for index, other in enumerate(units):
+                scope = self.store.get_scope('instances', *other)
+                if index <= moved:
+                    self.assertEqual((10 + index, later),
+                                     (scope.seq, scope.committed_at))
+                else:
+                    self.assertEqual((3, self.t0),
+                                     (scope.seq, scope.committed_at))
+
     def test_commit_batch_moves_every_table_of_the_stream(self):
         """A batch raises the position of every table of the unit."""
         self._commit(1, [ins((1,), id=1),

@@ -33,6 +33,7 @@ import oslo_messaging as messaging
 from consumer import listener
 from consumer import verify
 from oslo_publish import wire
+from tests import base
 from tests.unit import test_reconciler
 
 EXAMPLES = int(os.environ.get('CONSUMER_FUZZ_EXAMPLES', '150'))
@@ -407,3 +408,122 @@ class TestFuzz(VerifyTestCase):
                                   'changes': []}])
         self._check(PUBLISHER, wire.EVENT_DELTA, old)
         self.assertUnchanged()
+
+
+def _reference(change, tables):
+    """The two passes the one-pass decoder replaces.
+
+    The checks of ``wire.validate``, then ``wire.decode_change``: the
+    error type raised, or the decoded change.
+    """
+    try:
+        wire._validate_change(change, tables)
+        return wire.decode_change(change)
+    except (wire.WireError, TypeError, ValueError, KeyError,
+            AttributeError, OverflowError) as exc:
+        return type(exc)
+
+
+def _one_pass(change, tables, wanted=None):
+    try:
+        return verify._take_change(change, tables, wanted)
+    except (wire.WireError, TypeError, ValueError, KeyError,
+            AttributeError, OverflowError) as exc:
+        return type(exc)
+
+
+_TABLES = {'instances': {'pk': ['id'], 'version': 'v1'},
+           'pairs': {'pk': ['a', 'b'], 'version': 'v1'}}
+_FIELDS = ('table', 'op', 'key', 'after', 'before', 'changed', 'cause')
+
+
+@st.composite
+def _changes(draw):
+    """A valid change of any kind, then maybe one field broken."""
+    table = draw(st.sampled_from(['instances', 'pairs']))
+    op = draw(st.sampled_from(['insert', 'update', 'delete', 'invalidate']))
+    change = {'table': table, 'op': op}
+    if op == 'invalidate':
+        change['cause'] = draw(st.text(min_size=1, max_size=64))
+    else:
+        change['key'] = draw(st.lists(st.integers() | st.text(max_size=3),
+                                      min_size=len(_TABLES[table]['pk']),
+                                      max_size=len(_TABLES[table]['pk'])))
+        row = st.dictionaries(st.text(max_size=4), _scalars, max_size=3)
+        if op != 'delete':
+            change['after'] = draw(row)
+        if op != 'insert':
+            change['before'] = draw(row)
+        if op == 'update':
+            change['changed'] = draw(st.lists(st.text(max_size=4),
+                                              max_size=3))
+    how = draw(st.sampled_from(['keep', 'replace', 'drop']))
+    field = draw(st.sampled_from(_FIELDS))
+    if how == 'replace':
+        change[field] = draw(_wrong | st.sampled_from(
+            ['instances', 'pairs', 'other', 'insert', 'update', 'delete',
+             'invalidate']))
+    elif how == 'drop':
+        change.pop(field, None)
+    return change
+
+
+class TestOnePassDecoding(base.TestCase):
+    """verify._take_change: wire.validate's rules, then the decoding."""
+
+    @settings(max_examples=EXAMPLES * 4, deadline=None)
+    @given(change=_changes() | _wrong)
+    def test_same_as_validate_then_decode(self, change):
+        """Same rejection (or same decoded change) as the two passes."""
+        expected = _reference(change, _TABLES)
+        got = _one_pass(change, _TABLES)
+        if isinstance(expected, type):
+            # Any refusal is counted as malformed by the verifier.
+            self.assertIsInstance(got, type)
+            self.assertTrue(issubclass(got, Exception))
+        else:
+            self.assertEqual(expected, got)
+
+    def test_each_field_of_each_kind_broken(self):
+        """Every field of every kind of change dropped or mistyped."""
+        valid = [
+            {'table': 'pairs', 'op': 'insert', 'key': [1, 'x'],
+             'after': {'a': 1, 'b': 'x'}},
+            {'table': 'instances', 'op': 'update', 'key': [1],
+             'after': {'id': 1, 'n': 2}, 'before': {'id': 1, 'n': 1},
+             'changed': ['n']},
+            {'table': 'instances', 'op': 'delete', 'key': [1],
+             'before': {'id': 1}},
+            {'table': 'instances', 'op': 'invalidate', 'cause': 'bulk'}]
+        wrong = [None, 1, 'x', [], [1], {}, {'a': []}, ['a', 1], 'x' * 65,
+                 'other', 'insert', 'update', 'delete', 'invalidate']
+        cases = 0
+        for change in valid:
+            self.assertEqual(_reference(change, _TABLES),
+                             _one_pass(change, _TABLES))
+            for field in _FIELDS:
+                broken = dict(change)
+                broken.pop(field, None)
+                variants = [broken] + [dict(change, **{field: value})
+                                       for value in wrong]
+                for variant in variants:
+                    expected = _reference(variant, _TABLES)
+                    got = _one_pass(variant, _TABLES)
+                    cases += 1
+                    if isinstance(expected, type):
+                        self.assertIsInstance(got, type, variant)
+                    else:
+                        self.assertEqual(expected, got, variant)
+        self.assertEqual(4 * len(_FIELDS) * (1 + len(wrong)), cases)
+
+    def test_unwanted_table_is_checked_not_decoded(self):
+        """A filtered-out table's change is checked, then dropped."""
+        good = {'table': 'pairs', 'op': 'insert', 'key': [1, 'x'],
+                'after': {'a': 1, 'b': 'x'}}
+        self.assertIsNone(verify._take_change(good, _TABLES,
+                                              frozenset(['instances'])))
+        bad = dict(good, key=[1])
+        self.assertRaises(wire.WireError, verify._take_change, bad,
+                          _TABLES, frozenset(['instances']))
+        self.assertEqual(wire.decode_change(good),
+                         verify._take_change(good, _TABLES, None))
