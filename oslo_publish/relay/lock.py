@@ -144,6 +144,9 @@ class Held(object):
         #: Set once the lock transaction was committed (the lock is then
         #: released; see :meth:`write_and_commit`).
         self.committed = False
+        #: The entries read with the lock (``hold_relay(claim=...)``):
+        #: ``(id, seq, txid, committed_at, payload)`` in seq order.
+        self.claimed = None
 
     @property
     def can_commit_with(self):
@@ -386,8 +389,12 @@ class StreamLock(object):
             raise
 
     @contextlib.contextmanager
-    def hold_relay(self):
+    def hold_relay(self, claim=None):
         """Yield a :class:`Held` for a relay cycle (the lock held).
+
+        :param claim: PostgreSQL (:attr:`explicit`) only: ``(sql,
+            params)`` of :meth:`claim_sql`, sent instead of the plain
+            lock: the entries it read are :attr:`Held.claimed`.
 
         PostgreSQL, MariaDB/MySQL: ``conn`` is the lock transaction L
         (READ COMMITTED: every read sees what was committed before it);
@@ -409,20 +416,25 @@ class StreamLock(object):
                 return
             if self.explicit:
                 with self._kept('explicit') as conn:
-                    with self._explicit(conn) as held:
+                    with self._explicit(conn, claim) as held:
                         yield held
                 return
+            if claim is not None:
+                raise ValueError('claim needs explicit transaction control')
             with self._kept('lock') as conn:
                 yield Held(conn, *self._locked_row(conn), lock=self)
 
     @contextlib.contextmanager
-    def _explicit(self, conn):
+    def _explicit(self, conn, claim=None):
         """L with the transaction control sent by the relay (PostgreSQL).
 
         ``BEGIN`` travels with the lock's ``SELECT ... FOR UPDATE``; the
         block's end sends ``COMMIT`` unless :meth:`Held.write_and_commit`
         did; anything raised rolls back (a failing ``ROLLBACK`` drops the
-        connection, which ends the transaction too).
+        connection, which ends the transaction too). With ``claim``
+        (:meth:`claim_sql`) the same round trip first numbers the next
+        entries in a transaction of its own and reads the batch with the
+        lock.
 
         L commits without waiting for its WAL flush (``SET LOCAL
         synchronous_commit TO OFF``): what it writes (entries marked
@@ -437,17 +449,24 @@ class StreamLock(object):
         new epoch.
         """
         try:
-            row = conn.exec_driver_sql(_BEGIN_SQL + _LOCK_SQL,
-                                       {'stream': self._stream}).first()
+            if claim is None:
+                rows = [conn.exec_driver_sql(
+                    _BEGIN_SQL + _LOCK_SQL, {'stream': self._stream}).first()]
+            else:
+                rows = conn.exec_driver_sql(*claim).fetchall()
+            row = rows[0] if rows else None
             if row is None:
                 self._row_ready = False
                 raise _RowMissing('the row of stream %s is missing'
                                   % self._stream)
-            last_seq, epoch = row
+            last_seq, epoch = row[0], row[1]
             if epoch is None:
                 epoch = self.renew_epoch(conn)
             self.epoch = epoch
             held = Held(conn, last_seq, epoch, lock=self)
+            if claim is not None:
+                held.claimed = [tuple(row[2:]) for row in rows
+                                if row[2] is not None]
             yield held
             if not held.committed:
                 conn.exec_driver_sql('COMMIT')
@@ -459,6 +478,23 @@ class StreamLock(object):
                           exc_info=True)
                 self._drop('explicit')
             raise
+
+    def claim_sql(self, number_sql, batch_sql):
+        """The relay's first round trip of a cycle (PostgreSQL, psycopg2).
+
+        In ONE round trip on L: a transaction that takes the lock, runs
+        ``number_sql`` (:data:`numbering.NUMBER_NEXT_SQL`) and commits
+        with the server's ``synchronous_commit`` (the numbers are
+        durable before anything is published), then L's transaction as
+        :meth:`hold_relay` begins it, whose ``batch_sql``
+        (:data:`numbering.BATCH_SQL`) takes the lock again and reads the
+        batch with ``last_seq`` and the epoch. Another relay taking the
+        lock in between finds the entries numbered (and publishes them
+        with their numbers); the batch read under the lock afterwards
+        leaves out whatever it marked.
+        """
+        return ('BEGIN ISOLATION LEVEL READ COMMITTED; %s; %s; COMMIT; %s%s'
+                % (_LOCK_SQL, number_sql, _BEGIN_SQL, batch_sql))
 
     def write_and_commit(self, conn, sql, params):
         """``sql`` then ``COMMIT`` on L in one round trip (PostgreSQL)."""

@@ -118,6 +118,13 @@ class Relay(object):
         self._claim_sql = None
         if self._lock.explicit and self._lock.autocommit_writes:
             self._claim_sql = numbering.claim_sql(_OUTBOX, engine.dialect)
+        # PostgreSQL with psycopg2: steps 1 to 3 in one round trip on L
+        # (StreamLock.claim_sql), the cycle's other one being the marking
+        # with L's COMMIT.
+        self._claim_locked = None
+        if self._lock.explicit:
+            self._claim_locked = self._lock.claim_sql(*numbering.claim_parts(
+                _OUTBOX, outbox.streams, engine.dialect))
         # Committed by itself on PostgreSQL: all or nothing, so that a
         # mismatch leaves no number behind (the guard).
         self._number = numbering.number_statement(
@@ -386,14 +393,22 @@ class Relay(object):
         if check and not self._anything_pending():
             self._set_gauges(0, 0.0, self._metrics_last_seq())
             return 0
-        with self.holding() as held:
-            # Every wake-up so far came after its commit: the read below
+        claim = None
+        if self._claim_locked is not None:
+            # Every wake-up so far came after its commit: the claim below
             # sees those entries, so they need no cycle of their own.
             self._waker.drain()
-            if self._claim_sql is not None:
-                rows = self.claim(held)
+            claim = (self._claim_locked, {'stream': self._stream,
+                                          'limit': self.batch_size})
+        with self.holding(claim) as held:
+            if claim is not None:
+                rows = [publishing.Entry(*row) for row in held.claimed]
             else:
-                rows = self._read_and_assign(held)
+                self._waker.drain()  # as above: the lock is held
+                if self._claim_sql is not None:
+                    rows = self.claim(held)
+                else:
+                    rows = self._read_and_assign(held)
             done, failure = self.publish_rows(held, rows, last=True)
         if failure is None and len(rows) < self.batch_size:
             # The outbox was drained: no need to count it.
@@ -438,9 +453,13 @@ class Relay(object):
         return rows
 
     @contextlib.contextmanager
-    def holding(self):
-        """Hold the stream lock; renew the epoch if ``last_seq`` fell."""
-        with self._lock.hold_relay() as held:
+    def holding(self, claim=None):
+        """Hold the stream lock; renew the epoch if ``last_seq`` fell.
+
+        :param claim: see :meth:`StreamLock.hold_relay
+            <oslo_publish.relay.lock.StreamLock.hold_relay>`.
+        """
+        with self._lock.hold_relay(claim) as held:
             seen = self._seen_last_seq
             if seen is not None and held.last_seq < seen:
                 LOG.warning('Stream %(stream)s: last_seq went back from '
