@@ -144,6 +144,10 @@ class Held(object):
         #: Set once the lock transaction was committed (the lock is then
         #: released; see :meth:`write_and_commit`).
         self.committed = False
+        #: Set when the last write was left in L's open transaction, for
+        #: the lock's next round trip to commit (:meth:`write_and_commit`
+        #: with ``defer``).
+        self.deferred = False
         #: The entries read with the lock (``hold_relay(claim=...)``):
         #: ``(id, seq, txid, committed_at, payload)`` in seq order.
         self.claimed = None
@@ -153,13 +157,22 @@ class Held(object):
         """True when :meth:`write_and_commit` saves a round trip."""
         return self._lock is not None and self._lock.explicit
 
-    def write_and_commit(self, sql, params):
+    def write_and_commit(self, sql, params, defer=False):
         """Run driver-level ``sql`` in L and commit L, in one round trip.
 
         Only as the last thing a cycle does: the lock is released.
         PostgreSQL (:attr:`StreamLock.explicit`) only.
+
+        :param defer: another cycle follows at once: send ``sql`` and the
+            ``COMMIT`` with the lock's next round trip instead
+            (:meth:`StreamLock.defer`); L stays open, holding the lock,
+            until then. Only while a thread keeps the connections.
         """
-        self._lock.write_and_commit(self.conn, sql, params)
+        if defer and self._lock.keep:
+            self._lock.defer(sql, params)
+            self.deferred = True
+        else:
+            self._lock.write_and_commit(self.conn, sql, params)
         self.committed = True
 
     def assigning(self):
@@ -199,6 +212,9 @@ class StreamLock(object):
         self._conns = {}
         self._pid = os.getpid()
         self.epoch = None
+        # A write left in L's open transaction, sent with its COMMIT at
+        # the head of L's next round trip: (driver sql, params) or None.
+        self._deferred = None
         #: Keep the connections between holds (set while a relay or
         #: direct delivery thread runs; otherwise each goes back to the
         #: pool after its hold).
@@ -280,6 +296,7 @@ class StreamLock(object):
         """After a fork: drop the parent's connections without using them."""
         _inherited.extend(self._conns.values())
         self._conns = {}
+        self._deferred = None  # the parent's transaction, not ours
         self._pid = os.getpid()
         self._local = threading.Lock()
 
@@ -323,6 +340,8 @@ class StreamLock(object):
         return conn
 
     def _drop(self, name):
+        if name == 'explicit':
+            self._deferred = None  # rolled back with the session
         conn = self._conns.pop(name, None)
         if conn is None:
             return
@@ -449,11 +468,18 @@ class StreamLock(object):
         new epoch.
         """
         try:
+            sql, params = claim or (_BEGIN_SQL + _LOCK_SQL,
+                                    {'stream': self._stream})
+            deferred, self._deferred = self._deferred, None
+            if deferred is not None:
+                # The previous cycle's marking, still in L: committed
+                # first, in the same round trip.
+                sql = deferred[0] + '; COMMIT; ' + sql
+                params = dict(deferred[1], **params)
             if claim is None:
-                rows = [conn.exec_driver_sql(
-                    _BEGIN_SQL + _LOCK_SQL, {'stream': self._stream}).first()]
+                rows = [conn.exec_driver_sql(sql, params).first()]
             else:
-                rows = conn.exec_driver_sql(*claim).fetchall()
+                rows = conn.exec_driver_sql(sql, params).fetchall()
             row = rows[0] if rows else None
             if row is None:
                 self._row_ready = False
@@ -499,6 +525,32 @@ class StreamLock(object):
     def write_and_commit(self, conn, sql, params):
         """``sql`` then ``COMMIT`` on L in one round trip (PostgreSQL)."""
         conn.exec_driver_sql(sql + '; COMMIT', params)
+
+    def defer(self, sql, params):
+        """Run ``sql`` in L and commit L with L's next round trip.
+
+        L stays open and keeps the lock until then: the next
+        :meth:`hold_relay` (or :meth:`flush`) sends ``sql; COMMIT``
+        ahead of its own statements. Lost with L's session when that
+        fails: for the marking that is the state of a relay that died
+        after the broker confirmed (the entries are published again with
+        their numbers).
+        """
+        self._deferred = (sql, params)
+
+    @property
+    def deferred(self):
+        """True while a write waits in L's open transaction."""
+        return self._deferred is not None
+
+    def flush(self):
+        """Commit a deferred write now (one round trip; no-op without)."""
+        with self._serialised():
+            deferred, self._deferred = self._deferred, None
+            if deferred is None or 'explicit' not in self._conns:
+                return
+            with self._kept('explicit') as conn:
+                self.write_and_commit(conn, *deferred)
 
     @contextlib.contextmanager
     def assigning(self, conn):

@@ -325,6 +325,7 @@ class Relay(object):
                     if busy:
                         woken = True
                         continue
+                    self._flush()
                     self.idle.set()
                     ready = self._waker.wait(self._idle_delay(count, others),
                                              others)
@@ -332,14 +333,32 @@ class Relay(object):
                     woken = bool(ready)
                     continue
                 busy = False
+                self._flush()
                 delay = numbering.backoff(failures,
                                           self._opts.retry_max_backoff)
                 LOG.debug('Relay of stream %s backs off %.2fs',
                           self._stream, delay)
                 self._stopping.wait(delay)
         finally:
+            self._flush()
             if listener is not None:
                 listener.close()
+
+    def _flush(self):
+        """Commit a marking left for the next cycle (going idle, stopping).
+
+        A failure only loses that marking: the entries are published
+        again with their numbers.
+        """
+        if not self._lock.deferred:
+            return
+        try:
+            with self.fork_guard:
+                self._lock.flush()
+        except Exception as exc:  # noqa: broad - keep the thread alive
+            LOG.warning('Relay of stream %(stream)s could not mark its '
+                        'last batch: %(exc)s',
+                        {'stream': self._stream, 'exc': exc})
 
     def _idle_delay(self, count, others):
         """How long to wait for a wake-up before looking anyway."""
@@ -409,7 +428,8 @@ class Relay(object):
                     rows = self.claim(held)
                 else:
                     rows = self._read_and_assign(held)
-            done, failure = self.publish_rows(held, rows, last=True)
+            done, failure = self.publish_rows(held, rows, last=True,
+                                              fold=True)
         if failure is None and len(rows) < self.batch_size:
             # The outbox was drained: no need to count it.
             self._set_gauges(0, 0.0, held.last_seq)
@@ -470,7 +490,8 @@ class Relay(object):
                     held.epoch = self._lock.renew_epoch(conn)
             self._seen_last_seq = held.last_seq
             yield held
-            self._seen_last_seq = held.last_seq
+            if not held.deferred:
+                self._seen_last_seq = held.last_seq
 
     def _anything_pending(self):
         """Cheap unlocked check, so idle polls never take the lock."""
@@ -531,12 +552,18 @@ class Relay(object):
             raise failure
         return done
 
-    def publish_rows(self, held, rows, last=False):
+    def publish_rows(self, held, rows, last=False, fold=False):
         """Publish numbered entries (seq order) under ``held``; mark them.
 
         :param last: nothing follows in this hold: the marking may commit
             the lock transaction (releasing the lock) in the same round
             trip.
+        :param fold: with ``last``: when another cycle follows at once
+            (a wake-up came during this one, or the batch was full) and
+            everything was confirmed, the marking and the ``COMMIT`` go
+            with that cycle's first round trip instead
+            (:meth:`Held.write_and_commit
+            <oslo_publish.relay.lock.Held.write_and_commit>`).
         :returns: ``(entries confirmed, DeliveryError or None)``.
         """
         if not rows:
@@ -554,10 +581,12 @@ class Relay(object):
             self._opts.max_message_bytes, entries, epoch=held.epoch)
         if confirmed:
             self._last_sent = time.monotonic()
-            self._mark(held, confirmed, last)
+            self._mark(held, confirmed, last,
+                       fold=fold and failure is None and
+                       (self._waker.pending or len(rows) >= self.batch_size))
         return len(confirmed), failure
 
-    def _mark(self, held, confirmed, last=False):
+    def _mark(self, held, confirmed, last=False, fold=False):
         """Delete (or stamp) confirmed entries and move ``last_seq``."""
         ids = [entry_id for entry_id, _ in confirmed]
         seq = max(held.last_seq, confirmed[-1][1]['seq'])
@@ -567,7 +596,7 @@ class Relay(object):
                 len(ids) <= 500:
             held.write_and_commit(self._mark_sql, {
                 'ids': ids, 'seq': seq, 'now': now,
-                'stream': self._stream})
+                'stream': self._stream}, defer=fold)
             held.last_seq = seq
             return
         if retention <= 0 and self._mark_in_one is not None and \
