@@ -568,8 +568,9 @@ class Relay(object):
         """
         if not rows:
             return 0, None
-        entries = []
+        entries, bounds = [], []
         for row in rows:
+            bounds.append(publishing.payload_bound(row.payload, row.txid))
             data = json.loads(row.payload)
             tx = {'seq': row.seq, 'txid': row.txid,
                   'committed_at': numbering.as_utc(
@@ -578,7 +579,8 @@ class Relay(object):
             entries.append((row.id, tx, data.get('tables') or {}))
         confirmed, failure = publishing.publish_entries(
             self._publisher, self._metrics, self._stream, self._key,
-            self._opts.max_message_bytes, entries, epoch=held.epoch)
+            self._opts.max_message_bytes, entries, epoch=held.epoch,
+            bounds=bounds)
         if confirmed:
             self._last_sent = time.monotonic()
             self._mark(held, confirmed, last,
