@@ -298,7 +298,7 @@ class Relay(object):
                     with self.fork_guard:
                         pacer.begin()
                         count = 0
-                        count = self.run_once(check=not woken)
+                        count = self.run_once(check=not woken, fold=True)
                         self._maybe_heartbeat()
                 except exceptions.DeliveryError:
                     failures += 1
@@ -396,7 +396,7 @@ class Relay(object):
         """Entries without a number, in id order (the lock not needed)."""
         return self._pending_query
 
-    def run_once(self, check=True):
+    def run_once(self, check=True, fold=False):
         """Publish at most ``batch_size`` entries not yet published.
 
         Numbered but unmarked entries first (with their numbers), then
@@ -405,6 +405,9 @@ class Relay(object):
 
         :param check: first look, without the lock, whether anything is
             pending (False when a commit just said so).
+        :param fold: the caller runs the next cycle at once when one is
+            due (the relay's thread): a busy cycle may leave its marking
+            to it (:meth:`publish_rows`).
         :returns: the number of entries published (and confirmed).
         :raises DeliveryError: when the broker did not confirm (what was
             confirmed before is marked; the rest keeps its numbers).
@@ -429,7 +432,7 @@ class Relay(object):
                 else:
                     rows = self._read_and_assign(held)
             done, failure = self.publish_rows(held, rows, last=True,
-                                              fold=True)
+                                              fold=fold)
         if failure is None and len(rows) < self.batch_size:
             # The outbox was drained: no need to count it.
             self._set_gauges(0, 0.0, held.last_seq)

@@ -240,7 +240,7 @@ class TestWakePostgreSQL(_WakeTests, base.BackendTestCase):
         r = self.relay()
         r.stream_lock.keep = True  # as while its thread runs
         delivery.write_entries(self.engine, self.stream, 1)
-        self.assertEqual(1, r.run_once(check=False))
+        self.assertEqual(1, r.run_once(check=False, fold=True))
         delivery.write_entries(self.engine, self.stream, 1, start=2)
         real = r._publisher.publish
 
@@ -249,7 +249,7 @@ class TestWakePostgreSQL(_WakeTests, base.BackendTestCase):
             r.wake()  # a commit lands while the cycle waits for the broker
         r._publisher.publish = publish
         statements = self._count_statements()
-        self.assertEqual(1, r.run_once(check=False))
+        self.assertEqual(1, r.run_once(check=False, fold=True))
         self.assertEqual(1, len(statements), statements)
         self.assertTrue(r.stream_lock.deferred)
         # Not committed yet: another session still sees the entry.
@@ -258,7 +258,7 @@ class TestWakePostgreSQL(_WakeTests, base.BackendTestCase):
         r._publisher.publish = real
         delivery.write_entries(self.engine, self.stream, 1, start=3)
         del statements[:]
-        self.assertEqual(1, r.run_once(check=False))
+        self.assertEqual(1, r.run_once(check=False, fold=True))
         self.assertEqual([1, 2, 3], self.receiver.wait_seqs(3))
         self.assertEqual(2, len(statements), statements)
         self.assertTrue(statements[0].startswith('WITH confirmed'),
@@ -279,7 +279,7 @@ class TestWakePostgreSQL(_WakeTests, base.BackendTestCase):
             real(*args, **kwargs)
             r._waker.pending = True  # as if a commit came, without waking
         r._publisher.publish = publish
-        self.assertEqual(2, r.run_once(check=False))
+        self.assertEqual(2, r.run_once(check=False, fold=True))
         self.assertTrue(r.stream_lock.deferred)
         r._publisher.publish = real
         r.start()
@@ -304,12 +304,12 @@ class TestWakePostgreSQL(_WakeTests, base.BackendTestCase):
             real(*args, **kwargs)
             r._waker.pending = True
         r._publisher.publish = publish
-        self.assertEqual(2, r.run_once(check=False))
+        self.assertEqual(2, r.run_once(check=False, fold=True))
         epoch = r.epoch
         r._publisher.publish = real
         r.stream_lock._drop('explicit')  # the session died
         self.assertFalse(r.stream_lock.deferred)
-        self.assertEqual(2, r.run_once(check=False))
+        self.assertEqual(2, r.run_once(check=False, fold=True))
         base.wait_for(lambda: len(self.receiver.seqs()) >= 4)
         self.assertEqual([1, 1, 2, 2], sorted(self.receiver.seqs()))
         self.assertEqual(epoch, r.epoch)
