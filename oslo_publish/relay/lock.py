@@ -169,7 +169,7 @@ class Held(object):
             until then. Only while a thread keeps the connections.
         """
         if defer and self._lock.keep:
-            self._lock.defer(sql, params)
+            self._lock.defer(self.conn, sql, params)
             self.deferred = True
         else:
             self._lock.write_and_commit(self.conn, sql, params)
@@ -213,7 +213,8 @@ class StreamLock(object):
         self._pid = os.getpid()
         self.epoch = None
         # A write left in L's open transaction, sent with its COMMIT at
-        # the head of L's next round trip: (driver sql, params) or None.
+        # the head of L's next round trip: (L, driver sql, params) or
+        # None.
         self._deferred = None
         #: Keep the connections between holds (set while a relay or
         #: direct delivery thread runs; otherwise each goes back to the
@@ -470,7 +471,7 @@ class StreamLock(object):
         try:
             sql, params = claim or (_BEGIN_SQL + _LOCK_SQL,
                                     {'stream': self._stream})
-            deferred, self._deferred = self._deferred, None
+            deferred = self._take_deferred(conn)
             if deferred is not None:
                 # The previous cycle's marking, still in L: committed
                 # first, in the same round trip.
@@ -526,8 +527,8 @@ class StreamLock(object):
         """``sql`` then ``COMMIT`` on L in one round trip (PostgreSQL)."""
         conn.exec_driver_sql(sql + '; COMMIT', params)
 
-    def defer(self, sql, params):
-        """Run ``sql`` in L and commit L with L's next round trip.
+    def defer(self, conn, sql, params):
+        """Run ``sql`` in L (``conn``) and commit L with its next round trip.
 
         L stays open and keeps the lock until then: the next
         :meth:`hold_relay` (or :meth:`flush`) sends ``sql; COMMIT``
@@ -536,7 +537,20 @@ class StreamLock(object):
         after the broker confirmed (the entries are published again with
         their numbers).
         """
-        self._deferred = (sql, params)
+        self._deferred = (conn, sql, params)
+
+    def _take_deferred(self, conn):
+        """The deferred ``(sql, params)`` if ``conn`` is still its L.
+
+        A write deferred on a session that is gone (closed, invalidated,
+        replaced) went with it: it is never sent on another one, which
+        would run it without the lock.
+        """
+        deferred, self._deferred = self._deferred, None
+        if deferred is None or deferred[0] is not conn or conn.closed or \
+                conn.invalidated:
+            return None
+        return deferred[1:]
 
     @property
     def deferred(self):
@@ -546,11 +560,14 @@ class StreamLock(object):
     def flush(self):
         """Commit a deferred write now (one round trip; no-op without)."""
         with self._serialised():
-            deferred, self._deferred = self._deferred, None
-            if deferred is None or 'explicit' not in self._conns:
+            conn = self._conns.get('explicit')
+            if self._deferred is None or conn is None:
+                self._deferred = None
                 return
-            with self._kept('explicit') as conn:
-                self.write_and_commit(conn, *deferred)
+            with self._kept('explicit') as kept:
+                deferred = self._take_deferred(conn)
+                if deferred is not None and kept is conn:
+                    self.write_and_commit(conn, *deferred)
 
     @contextlib.contextmanager
     def assigning(self, conn):
