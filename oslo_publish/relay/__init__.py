@@ -33,8 +33,11 @@ write:
 3. if the batch has room: give pending entries the numbers after the
    highest one assigned so far, in ONE UPDATE, and COMMIT that (on a
    connection W of its own) before anything is published (on
-   PostgreSQL with psycopg2, steps 2 and 3 are one statement on W that
-   returns the batch: ``numbering.CLAIM_SQL``);
+   PostgreSQL, steps 2 and 3 are one statement on W that returns the
+   batch: ``numbering.CLAIM_SQL``; with psycopg2, steps 1 to 3 are one
+   round trip on L: the lock, the numbering committed in a transaction
+   of its own, then L begun again with the lock and the batch read,
+   ``StreamLock.claim_sql``);
 4. publish the batch in seq order as delta messages (split at
    ``max_message_bytes``, module ``publishing``), republished entries
    with their recorded numbers and identical content, every message
@@ -45,13 +48,14 @@ write:
    a short ``BEGIN IMMEDIATE`` transaction).
 
 That is two commits per cycle on connections the relay keeps (no pool
-checkout per cycle). On PostgreSQL it is three round trips: L's ``BEGIN``
-travels with the lock, the reading and numbering commits by itself
-(autocommit), the
-marking is one statement sent with L's ``COMMIT``, and L commits without
-waiting for its WAL flush (module ``lock``: a crash of the database may
-lose the last markings, never a number; the entries are then published
-again with their numbers).
+checkout per cycle). On PostgreSQL with psycopg2 it is two round trips:
+the lock, numbering and batch read in one, the marking as one statement
+sent with L's ``COMMIT`` in the other, and L commits without waiting for
+its WAL flush (module ``lock``: a crash of the database may lose the
+last markings, never a number; the entries are then published again
+with their numbers). While busy (another cycle follows at once), the
+marking and the ``COMMIT`` go at the head of the next cycle's round trip
+instead (``StreamLock.defer``): one round trip per busy cycle.
 
 A number, once given to an entry, is durable and is never given to
 another entry, so a consumer that applied a message never drops a

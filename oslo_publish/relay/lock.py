@@ -144,19 +144,35 @@ class Held(object):
         #: Set once the lock transaction was committed (the lock is then
         #: released; see :meth:`write_and_commit`).
         self.committed = False
+        #: Set when the last write was left in L's open transaction, for
+        #: the lock's next round trip to commit (:meth:`write_and_commit`
+        #: with ``defer``).
+        self.deferred = False
+        #: The entries read with the lock (``hold_relay(claim=...)``):
+        #: ``(id, seq, txid, committed_at, payload)`` in seq order.
+        self.claimed = None
 
     @property
     def can_commit_with(self):
         """True when :meth:`write_and_commit` saves a round trip."""
         return self._lock is not None and self._lock.explicit
 
-    def write_and_commit(self, sql, params):
+    def write_and_commit(self, sql, params, defer=False):
         """Run driver-level ``sql`` in L and commit L, in one round trip.
 
         Only as the last thing a cycle does: the lock is released.
         PostgreSQL (:attr:`StreamLock.explicit`) only.
+
+        :param defer: another cycle follows at once: send ``sql`` and the
+            ``COMMIT`` with the lock's next round trip instead
+            (:meth:`StreamLock.defer`); L stays open, holding the lock,
+            until then. Only while a thread keeps the connections.
         """
-        self._lock.write_and_commit(self.conn, sql, params)
+        if defer and self._lock.keep:
+            self._lock.defer(self.conn, sql, params)
+            self.deferred = True
+        else:
+            self._lock.write_and_commit(self.conn, sql, params)
         self.committed = True
 
     def assigning(self):
@@ -196,6 +212,10 @@ class StreamLock(object):
         self._conns = {}
         self._pid = os.getpid()
         self.epoch = None
+        # A write left in L's open transaction, sent with its COMMIT at
+        # the head of L's next round trip: (L, driver sql, params) or
+        # None.
+        self._deferred = None
         #: Keep the connections between holds (set while a relay or
         #: direct delivery thread runs; otherwise each goes back to the
         #: pool after its hold).
@@ -277,6 +297,7 @@ class StreamLock(object):
         """After a fork: drop the parent's connections without using them."""
         _inherited.extend(self._conns.values())
         self._conns = {}
+        self._deferred = None  # the parent's transaction, not ours
         self._pid = os.getpid()
         self._local = threading.Lock()
 
@@ -320,6 +341,8 @@ class StreamLock(object):
         return conn
 
     def _drop(self, name):
+        if name == 'explicit':
+            self._deferred = None  # rolled back with the session
         conn = self._conns.pop(name, None)
         if conn is None:
             return
@@ -386,8 +409,12 @@ class StreamLock(object):
             raise
 
     @contextlib.contextmanager
-    def hold_relay(self):
+    def hold_relay(self, claim=None):
         """Yield a :class:`Held` for a relay cycle (the lock held).
+
+        :param claim: PostgreSQL (:attr:`explicit`) only: ``(sql,
+            params)`` of :meth:`claim_sql`, sent instead of the plain
+            lock: the entries it read are :attr:`Held.claimed`.
 
         PostgreSQL, MariaDB/MySQL: ``conn`` is the lock transaction L
         (READ COMMITTED: every read sees what was committed before it);
@@ -409,20 +436,25 @@ class StreamLock(object):
                 return
             if self.explicit:
                 with self._kept('explicit') as conn:
-                    with self._explicit(conn) as held:
+                    with self._explicit(conn, claim) as held:
                         yield held
                 return
+            if claim is not None:
+                raise ValueError('claim needs explicit transaction control')
             with self._kept('lock') as conn:
                 yield Held(conn, *self._locked_row(conn), lock=self)
 
     @contextlib.contextmanager
-    def _explicit(self, conn):
+    def _explicit(self, conn, claim=None):
         """L with the transaction control sent by the relay (PostgreSQL).
 
         ``BEGIN`` travels with the lock's ``SELECT ... FOR UPDATE``; the
         block's end sends ``COMMIT`` unless :meth:`Held.write_and_commit`
         did; anything raised rolls back (a failing ``ROLLBACK`` drops the
-        connection, which ends the transaction too).
+        connection, which ends the transaction too). With ``claim``
+        (:meth:`claim_sql`) the same round trip first numbers the next
+        entries in a transaction of its own and reads the batch with the
+        lock.
 
         L commits without waiting for its WAL flush (``SET LOCAL
         synchronous_commit TO OFF``): what it writes (entries marked
@@ -437,17 +469,31 @@ class StreamLock(object):
         new epoch.
         """
         try:
-            row = conn.exec_driver_sql(_BEGIN_SQL + _LOCK_SQL,
-                                       {'stream': self._stream}).first()
+            sql, params = claim or (_BEGIN_SQL + _LOCK_SQL,
+                                    {'stream': self._stream})
+            deferred = self._take_deferred(conn)
+            if deferred is not None:
+                # The previous cycle's marking, still in L: committed
+                # first, in the same round trip.
+                sql = deferred[0] + '; COMMIT; ' + sql
+                params = dict(deferred[1], **params)
+            if claim is None:
+                rows = [conn.exec_driver_sql(sql, params).first()]
+            else:
+                rows = conn.exec_driver_sql(sql, params).fetchall()
+            row = rows[0] if rows else None
             if row is None:
                 self._row_ready = False
                 raise _RowMissing('the row of stream %s is missing'
                                   % self._stream)
-            last_seq, epoch = row
+            last_seq, epoch = row[0], row[1]
             if epoch is None:
                 epoch = self.renew_epoch(conn)
             self.epoch = epoch
             held = Held(conn, last_seq, epoch, lock=self)
+            if claim is not None:
+                held.claimed = [tuple(row[2:]) for row in rows
+                                if row[2] is not None]
             yield held
             if not held.committed:
                 conn.exec_driver_sql('COMMIT')
@@ -460,9 +506,68 @@ class StreamLock(object):
                 self._drop('explicit')
             raise
 
+    def claim_sql(self, number_sql, batch_sql):
+        """The relay's first round trip of a cycle (PostgreSQL, psycopg2).
+
+        In ONE round trip on L: a transaction that takes the lock, runs
+        ``number_sql`` (:data:`numbering.NUMBER_NEXT_SQL`) and commits
+        with the server's ``synchronous_commit`` (the numbers are
+        durable before anything is published), then L's transaction as
+        :meth:`hold_relay` begins it, whose ``batch_sql``
+        (:data:`numbering.BATCH_SQL`) takes the lock again and reads the
+        batch with ``last_seq`` and the epoch. Another relay taking the
+        lock in between finds the entries numbered (and publishes them
+        with their numbers); the batch read under the lock afterwards
+        leaves out whatever it marked.
+        """
+        return ('BEGIN ISOLATION LEVEL READ COMMITTED; %s; %s; COMMIT; %s%s'
+                % (_LOCK_SQL, number_sql, _BEGIN_SQL, batch_sql))
+
     def write_and_commit(self, conn, sql, params):
         """``sql`` then ``COMMIT`` on L in one round trip (PostgreSQL)."""
         conn.exec_driver_sql(sql + '; COMMIT', params)
+
+    def defer(self, conn, sql, params):
+        """Run ``sql`` in L (``conn``) and commit L with its next round trip.
+
+        L stays open and keeps the lock until then: the next
+        :meth:`hold_relay` (or :meth:`flush`) sends ``sql; COMMIT``
+        ahead of its own statements. Lost with L's session when that
+        fails: for the marking that is the state of a relay that died
+        after the broker confirmed (the entries are published again with
+        their numbers).
+        """
+        self._deferred = (conn, sql, params)
+
+    def _take_deferred(self, conn):
+        """The deferred ``(sql, params)`` if ``conn`` is still its L.
+
+        A write deferred on a session that is gone (closed, invalidated,
+        replaced) went with it: it is never sent on another one, which
+        would run it without the lock.
+        """
+        deferred, self._deferred = self._deferred, None
+        if deferred is None or deferred[0] is not conn or conn.closed or \
+                conn.invalidated:
+            return None
+        return deferred[1:]
+
+    @property
+    def deferred(self):
+        """True while a write waits in L's open transaction."""
+        return self._deferred is not None
+
+    def flush(self):
+        """Commit a deferred write now (one round trip; no-op without)."""
+        with self._serialised():
+            conn = self._conns.get('explicit')
+            if self._deferred is None or conn is None:
+                self._deferred = None
+                return
+            with self._kept('explicit') as kept:
+                deferred = self._take_deferred(conn)
+                if deferred is not None and kept is conn:
+                    self.write_and_commit(conn, *deferred)
 
     @contextlib.contextmanager
     def assigning(self, conn):

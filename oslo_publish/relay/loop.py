@@ -118,6 +118,13 @@ class Relay(object):
         self._claim_sql = None
         if self._lock.explicit and self._lock.autocommit_writes:
             self._claim_sql = numbering.claim_sql(_OUTBOX, engine.dialect)
+        # PostgreSQL with psycopg2: steps 1 to 3 in one round trip on L
+        # (StreamLock.claim_sql), the cycle's other one being the marking
+        # with L's COMMIT.
+        self._claim_locked = None
+        if self._lock.explicit:
+            self._claim_locked = self._lock.claim_sql(*numbering.claim_parts(
+                _OUTBOX, outbox.streams, engine.dialect))
         # Committed by itself on PostgreSQL: all or nothing, so that a
         # mismatch leaves no number behind (the guard).
         self._number = numbering.number_statement(
@@ -296,7 +303,7 @@ class Relay(object):
                     with self.fork_guard:
                         pacer.begin()
                         count = 0
-                        count = self.run_once(check=not woken)
+                        count = self.run_once(check=not woken, fold=True)
                         self._maybe_heartbeat()
                 except exceptions.DeliveryError:
                     failures += 1
@@ -323,6 +330,7 @@ class Relay(object):
                     if busy:
                         woken = True
                         continue
+                    self._flush()
                     self.idle.set()
                     ready = self._waker.wait(self._idle_delay(count, others),
                                              others)
@@ -330,14 +338,32 @@ class Relay(object):
                     woken = bool(ready)
                     continue
                 busy = False
+                self._flush()
                 delay = numbering.backoff(failures,
                                           self._opts.retry_max_backoff)
                 LOG.debug('Relay of stream %s backs off %.2fs',
                           self._stream, delay)
                 self._stopping.wait(delay)
         finally:
+            self._flush()
             if listener is not None:
                 listener.close()
+
+    def _flush(self):
+        """Commit a marking left for the next cycle (going idle, stopping).
+
+        A failure only loses that marking: the entries are published
+        again with their numbers.
+        """
+        if not self._lock.deferred:
+            return
+        try:
+            with self.fork_guard:
+                self._lock.flush()
+        except Exception as exc:  # noqa: broad - keep the thread alive
+            LOG.warning('Relay of stream %(stream)s could not mark its '
+                        'last batch: %(exc)s',
+                        {'stream': self._stream, 'exc': exc})
 
     def _idle_delay(self, count, others):
         """How long to wait for a wake-up before looking anyway."""
@@ -375,7 +401,7 @@ class Relay(object):
         """Entries without a number, in id order (the lock not needed)."""
         return self._pending_query
 
-    def run_once(self, check=True):
+    def run_once(self, check=True, fold=False):
         """Publish at most ``batch_size`` entries not yet published.
 
         Numbered but unmarked entries first (with their numbers), then
@@ -384,6 +410,9 @@ class Relay(object):
 
         :param check: first look, without the lock, whether anything is
             pending (False when a commit just said so).
+        :param fold: the caller runs the next cycle at once when one is
+            due (the relay's thread): a busy cycle may leave its marking
+            to it (:meth:`publish_rows`).
         :returns: the number of entries published (and confirmed).
         :raises DeliveryError: when the broker did not confirm (what was
             confirmed before is marked; the rest keeps its numbers).
@@ -391,15 +420,24 @@ class Relay(object):
         if check and not self._anything_pending():
             self._set_gauges(0, 0.0, self._metrics_last_seq())
             return 0
-        with self.holding() as held:
-            # Every wake-up so far came after its commit: the read below
+        claim = None
+        if self._claim_locked is not None:
+            # Every wake-up so far came after its commit: the claim below
             # sees those entries, so they need no cycle of their own.
             self._waker.drain()
-            if self._claim_sql is not None:
-                rows = self.claim(held)
+            claim = (self._claim_locked, {'stream': self._stream,
+                                          'limit': self.batch_size})
+        with self.holding(claim) as held:
+            if claim is not None:
+                rows = [publishing.Entry(*row) for row in held.claimed]
             else:
-                rows = self._read_and_assign(held)
-            done, failure = self.publish_rows(held, rows, last=True)
+                self._waker.drain()  # as above: the lock is held
+                if self._claim_sql is not None:
+                    rows = self.claim(held)
+                else:
+                    rows = self._read_and_assign(held)
+            done, failure = self.publish_rows(held, rows, last=True,
+                                              fold=fold)
         if failure is None and len(rows) < self.batch_size:
             # The outbox was drained: no need to count it.
             self._set_gauges(0, 0.0, held.last_seq)
@@ -443,9 +481,13 @@ class Relay(object):
         return rows
 
     @contextlib.contextmanager
-    def holding(self):
-        """Hold the stream lock; renew the epoch if ``last_seq`` fell."""
-        with self._lock.hold_relay() as held:
+    def holding(self, claim=None):
+        """Hold the stream lock; renew the epoch if ``last_seq`` fell.
+
+        :param claim: see :meth:`StreamLock.hold_relay
+            <oslo_publish.relay.lock.StreamLock.hold_relay>`.
+        """
+        with self._lock.hold_relay(claim) as held:
             seen = self._seen_last_seq
             if seen is not None and held.last_seq < seen:
                 LOG.warning('Stream %(stream)s: last_seq went back from '
@@ -456,7 +498,8 @@ class Relay(object):
                     held.epoch = self._lock.renew_epoch(conn)
             self._seen_last_seq = held.last_seq
             yield held
-            self._seen_last_seq = held.last_seq
+            if not held.deferred:
+                self._seen_last_seq = held.last_seq
 
     def saw_last_seq(self, seq):
         """``last_seq`` reached ``seq`` outside this relay's cycles.
@@ -527,18 +570,25 @@ class Relay(object):
             raise failure
         return done
 
-    def publish_rows(self, held, rows, last=False):
+    def publish_rows(self, held, rows, last=False, fold=False):
         """Publish numbered entries (seq order) under ``held``; mark them.
 
         :param last: nothing follows in this hold: the marking may commit
             the lock transaction (releasing the lock) in the same round
             trip.
+        :param fold: with ``last``: when another cycle follows at once
+            (a wake-up came during this one, or the batch was full) and
+            everything was confirmed, the marking and the ``COMMIT`` go
+            with that cycle's first round trip instead
+            (:meth:`Held.write_and_commit
+            <oslo_publish.relay.lock.Held.write_and_commit>`).
         :returns: ``(entries confirmed, DeliveryError or None)``.
         """
         if not rows:
             return 0, None
-        entries = []
+        entries, bounds = [], []
         for row in rows:
+            bounds.append(publishing.payload_bound(row.payload, row.txid))
             data = json.loads(row.payload)
             tx = {'seq': row.seq, 'txid': row.txid,
                   'committed_at': numbering.as_utc(
@@ -547,10 +597,13 @@ class Relay(object):
             entries.append((row.id, tx, data.get('tables') or {}))
         confirmed, failure = publishing.publish_entries(
             self._publisher, self._metrics, self._stream, self._key,
-            self._opts.max_message_bytes, entries, epoch=held.epoch)
+            self._opts.max_message_bytes, entries, epoch=held.epoch,
+            bounds=bounds)
         if confirmed:
             self._last_sent = time.monotonic()
-            self._mark(held, confirmed, last)
+            self._mark(held, confirmed, last,
+                       fold=fold and failure is None and
+                       (self._waker.pending or len(rows) >= self.batch_size))
         return len(confirmed), failure
 
     def publish_transactions(self, entries, epoch):
@@ -574,7 +627,7 @@ class Relay(object):
             self._metrics.broker_retries.labels(self._stream).inc()
         return confirmed, failure
 
-    def _mark(self, held, confirmed, last=False):
+    def _mark(self, held, confirmed, last=False, fold=False):
         """Delete (or stamp) confirmed entries and move ``last_seq``."""
         ids = [entry_id for entry_id, _ in confirmed]
         seq = max(held.last_seq, confirmed[-1][1]['seq'])
@@ -584,7 +637,7 @@ class Relay(object):
                 len(ids) <= 500:
             held.write_and_commit(self._mark_sql, {
                 'ids': ids, 'seq': seq, 'now': now,
-                'stream': self._stream})
+                'stream': self._stream}, defer=fold)
             held.last_seq = seq
             return
         if retention <= 0 and self._mark_in_one is not None and \

@@ -138,6 +138,56 @@ def claim_sql(table, dialect):
         outbox=dialect.identifier_preparer.format_table(table))
 
 
+#: PostgreSQL (psycopg2): the numbering of :data:`CLAIM_SQL` for a
+#: transaction that holds the stream lock (``SELECT ... FOR UPDATE`` of
+#: the stream row) and commits right after it: ``last_seq`` is read from
+#: the stream row instead of being a parameter, and nothing is numbered
+#: when the row is missing. It returns nothing; the batch is read by
+#: :data:`BATCH_SQL` (:meth:`StreamLock.claim_sql
+#: <oslo_publish.relay.lock.StreamLock.claim_sql>` sends both, and the
+#: transaction control between them, in one round trip).
+NUMBER_NEXT_SQL = (
+    'WITH stream AS ('
+    'SELECT last_seq FROM {streams} WHERE stream = %(stream)s), '
+    'assigned AS ('
+    'SELECT seq FROM {outbox} '
+    'WHERE stream = %(stream)s AND seq > (SELECT last_seq FROM stream) '
+    'AND published_at IS NULL ORDER BY seq LIMIT %(limit)s), '
+    'locked AS ('
+    'SELECT id FROM {outbox} WHERE stream = %(stream)s AND seq IS NULL '
+    'AND EXISTS (SELECT 1 FROM stream) '
+    'ORDER BY id LIMIT GREATEST(0, %(limit)s - '
+    '(SELECT count(*) FROM assigned)) FOR UPDATE), '
+    'ranked AS ('
+    'SELECT id, row_number() OVER (ORDER BY id) AS n FROM locked) '
+    'UPDATE {outbox} AS o SET seq = ranked.n + GREATEST('
+    '(SELECT last_seq FROM stream), (SELECT max(seq) FROM assigned)) '
+    'FROM ranked WHERE o.id = ranked.id AND o.seq IS NULL')
+
+#: PostgreSQL: lock the stream row and read, in the same statement, the
+#: numbered entries not marked published after its ``last_seq`` (seq
+#: order, up to ``limit``). Rows ``(last_seq, epoch, id, seq, txid,
+#: committed_at, payload)``: none when the stream row is missing, one
+#: with NULL entry columns when nothing is to be published.
+BATCH_SQL = (
+    'SELECT s.last_seq, s.epoch, o.id, o.seq, o.txid, o.committed_at, '
+    'o.payload FROM (SELECT last_seq, epoch FROM {streams} '
+    'WHERE stream = %(stream)s FOR UPDATE) AS s '
+    'LEFT JOIN LATERAL (SELECT id, seq, txid, committed_at, payload '
+    'FROM {outbox} WHERE stream = %(stream)s AND seq > s.last_seq '
+    'AND published_at IS NULL ORDER BY seq LIMIT %(limit)s) AS o ON true')
+
+
+def claim_parts(table, streams, dialect):
+    """:data:`NUMBER_NEXT_SQL` and :data:`BATCH_SQL`, quoted for ``dialect``.
+
+    Parameters of both: ``{'stream': s, 'limit': batch_size}``.
+    """
+    quote = dialect.identifier_preparer.format_table
+    names = {'outbox': quote(table), 'streams': quote(streams)}
+    return NUMBER_NEXT_SQL.format(**names), BATCH_SQL.format(**names)
+
+
 #: PostgreSQL: number every unnumbered entry of the stream, in id order,
 #: after the highest number given (``last_seq``, or a higher one
 #: numbered and not yet published): the numbering of

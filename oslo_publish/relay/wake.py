@@ -70,9 +70,14 @@ class Waker(object):
         #: Set by :meth:`drain` when a wake-up came from another process
         #: (a fork): the waiting thread does not see those writers.
         self.foreign = False
+        #: Set by :meth:`wake` in this process, cleared by :meth:`drain`:
+        #: a wake-up came since (read without a system call).
+        self.pending = False
 
     def wake(self):
         """Make the next (or current) :meth:`wait` return at once."""
+        if os.getpid() == self._pid:
+            self.pending = True
         try:
             os.write(self._write,
                      _OWN if os.getpid() == self._pid else _FOREIGN)
@@ -83,6 +88,7 @@ class Waker(object):
 
     def drain(self):
         """Forget the wake-ups so far; True when there was any."""
+        self.pending = False
         woken = False
         while True:
             try:

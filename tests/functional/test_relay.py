@@ -502,12 +502,13 @@ class TestRelayPostgreSQL(_RelayTests, base.BackendTestCase):
     BACKEND = 'postgresql'
 
     def test_claim_leaves_out_an_entry_numbered_meanwhile(self):
-        """The one-statement claim never leaves a hole in the numbers.
+        """The numbering statement never leaves a hole in the numbers.
 
         Another transaction numbers a pending entry while the relay's
-        statement waits for that row: the entry is left out and the
+        numbering waits for that row: the entry is left out and the
         others get consecutive numbers (the statement locks the rows
-        before it ranks them).
+        before it ranks them). The batch, read under the lock after the
+        numbering committed, has the other entry with its number.
         """
         delivery.write_entries(self.engine, self.stream, 3)
         o = outbox.outbox
@@ -529,18 +530,17 @@ class TestRelayPostgreSQL(_RelayTests, base.BackendTestCase):
             base.wait_for(lambda: self._waiting_for_lock())
             tx.commit()
             thread.join(30)
-        self.assertEqual(2, result['done'])
-        self.assertEqual([1, 2], self.receiver.wait_seqs(2))
-        self.assertEqual([99], [row.seq for row in delivery.outbox_rows(
-            self.engine, self.stream)])
-        self.assertEqual(2, delivery.last_seq(self.engine, self.stream))
+        self.assertEqual(3, result['done'])
+        self.assertEqual([1, 2, 99], self.receiver.wait_seqs(3))
+        self.assertEqual([], delivery.outbox_rows(self.engine, self.stream))
+        self.assertEqual(99, delivery.last_seq(self.engine, self.stream))
 
     def _waiting_for_lock(self):
         with self.engine.connect() as conn:
             return bool(conn.execute(sa.text(
                 "SELECT count(*) FROM pg_stat_activity WHERE "
                 "datname = current_database() AND wait_event_type = 'Lock'"
-                " AND query LIKE 'WITH assigned%'")).scalar())
+                " AND query LIKE '%locked AS (%'")).scalar())
 
 
 class TestRelayMySQL(_RelayTests, base.BackendTestCase):

@@ -179,11 +179,12 @@ class TestWakePostgreSQL(_WakeTests, base.BackendTestCase):
     BACKEND = 'postgresql'
 
     def test_cycle_round_trips(self):
-        """PostgreSQL: a cycle is 3 round trips on the host database.
+        """PostgreSQL: a cycle is 2 round trips on the host database.
 
-        BEGIN travels with the lock, COMMIT with the marking; reading
-        and numbering the entries is one statement that commits by
-        itself.
+        The first numbers the next entries under the lock in a
+        transaction of its own (committed, its WAL flushed), then begins
+        the lock transaction L, which takes the lock again and reads the
+        batch; the second marks the batch and commits L.
         """
         self.conf.set_override('batch_size', 100, 'oslo_publish')
         r = self.relay()
@@ -205,16 +206,115 @@ class TestWakePostgreSQL(_WakeTests, base.BackendTestCase):
             self.addCleanup(sa.event.remove, self.engine, name, hook)
         self.assertEqual(3, r.run_once(check=False))
         self.assertEqual([1, 2, 3, 4], self.receiver.wait_seqs(4))
-        self.assertEqual(3, len(statements), statements)
+        self.assertEqual(2, len(statements), statements)
         self.assertTrue(statements[0].startswith('BEGIN'), statements)
-        self.assertIn('RETURNING', statements[1])
+        numbering, lock = statements[0].split('; COMMIT; ')
+        self.assertIn('UPDATE', numbering)
+        self.assertIn('FOR UPDATE', lock)
         # The marking does not wait for its WAL flush; the numbering does.
-        self.assertIn('synchronous_commit TO OFF', statements[0])
-        self.assertNotIn('synchronous_commit', ' '.join(statements[1:]))
+        self.assertNotIn('synchronous_commit', numbering)
+        self.assertIn('synchronous_commit TO OFF', lock)
+        self.assertIn('DELETE', statements[1])
         self.assertTrue(statements[-1].endswith('; COMMIT'), statements)
         self.assertEqual([], commits)  # none of the driver's own
         self.assertEqual([], delivery.outbox_rows(self.engine, self.stream))
         self.assertEqual(4, delivery.last_seq(self.engine, self.stream))
+
+    def _count_statements(self):
+        statements = []
+
+        def count(conn, cursor, statement, *args):
+            statements.append(' '.join(statement.split()))
+        sa.event.listen(self.engine, 'before_cursor_execute', count)
+        self.addCleanup(sa.event.remove, self.engine,
+                        'before_cursor_execute', count)
+        return statements
+
+    def test_busy_cycle_marks_with_the_next_one(self):
+        """A wake-up during a cycle: its marking goes with the next cycle.
+
+        The marking and L's COMMIT are sent at the head of the next
+        cycle's first round trip (one round trip per busy cycle fewer);
+        going idle commits it.
+        """
+        r = self.relay()
+        r.stream_lock.keep = True  # as while its thread runs
+        delivery.write_entries(self.engine, self.stream, 1)
+        self.assertEqual(1, r.run_once(check=False, fold=True))
+        delivery.write_entries(self.engine, self.stream, 1, start=2)
+        real = r._publisher.publish
+
+        def publish(*args, **kwargs):
+            real(*args, **kwargs)
+            r.wake()  # a commit lands while the cycle waits for the broker
+        r._publisher.publish = publish
+        statements = self._count_statements()
+        self.assertEqual(1, r.run_once(check=False, fold=True))
+        self.assertEqual(1, len(statements), statements)
+        self.assertTrue(r.stream_lock.deferred)
+        # Not committed yet: another session still sees the entry.
+        self.assertEqual([2], [row.seq for row in delivery.outbox_rows(
+            self.engine, self.stream)])
+        r._publisher.publish = real
+        delivery.write_entries(self.engine, self.stream, 1, start=3)
+        del statements[:]
+        self.assertEqual(1, r.run_once(check=False, fold=True))
+        self.assertEqual([1, 2, 3], self.receiver.wait_seqs(3))
+        self.assertEqual(2, len(statements), statements)
+        self.assertTrue(statements[0].startswith('WITH confirmed'),
+                        statements)
+        self.assertIn('; COMMIT; BEGIN', statements[0])
+        self.assertFalse(r.stream_lock.deferred)
+        self.assertEqual([], delivery.outbox_rows(self.engine, self.stream))
+        self.assertEqual(3, delivery.last_seq(self.engine, self.stream))
+
+    def test_idle_relay_commits_a_deferred_marking(self):
+        """The thread commits a marking left for a next cycle when idle."""
+        r = self.relay()
+        r.stream_lock.keep = True
+        delivery.write_entries(self.engine, self.stream, 2)
+        real = r._publisher.publish
+
+        def publish(*args, **kwargs):
+            real(*args, **kwargs)
+            r._waker.pending = True  # as if a commit came, without waking
+        r._publisher.publish = publish
+        self.assertEqual(2, r.run_once(check=False, fold=True))
+        self.assertTrue(r.stream_lock.deferred)
+        r._publisher.publish = real
+        r.start()
+        base.wait_for(
+            lambda: not delivery.outbox_rows(self.engine, self.stream))
+        self.assertFalse(r.stream_lock.deferred)
+        self.assertEqual(2, delivery.last_seq(self.engine, self.stream))
+        self.assertEqual([1, 2], self.receiver.wait_seqs(2))
+
+    def test_lost_deferred_marking_republishes_same_numbers(self):
+        """A deferred marking lost with L's session costs a republish.
+
+        The entries go out again with their numbers and the same epoch
+        (last_seq did not go back as far as the relay knows).
+        """
+        r = self.relay()
+        r.stream_lock.keep = True
+        delivery.write_entries(self.engine, self.stream, 2)
+        real = r._publisher.publish
+
+        def publish(*args, **kwargs):
+            real(*args, **kwargs)
+            r._waker.pending = True
+        r._publisher.publish = publish
+        self.assertEqual(2, r.run_once(check=False, fold=True))
+        epoch = r.epoch
+        r._publisher.publish = real
+        # The session died: the marking is never sent on another one.
+        r.stream_lock._conns['explicit'].invalidate()
+        self.assertEqual(2, r.run_once(check=False))
+        self.assertFalse(r.stream_lock.deferred)
+        base.wait_for(lambda: len(self.receiver.seqs()) >= 4)
+        self.assertEqual([1, 1, 2, 2], sorted(self.receiver.seqs()))
+        self.assertEqual(epoch, r.epoch)
+        self.assertEqual(2, delivery.last_seq(self.engine, self.stream))
 
     def test_new_epoch_waits_for_its_flush(self):
         """PostgreSQL: L renewing the epoch commits synchronously."""

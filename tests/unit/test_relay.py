@@ -89,6 +89,62 @@ class TestSplitMessages(base.TestCase):
         self.assertEqual('v2', groups[1][1]['items']['version'])
 
 
+class TestPayloadBound(base.TestCase):
+    """The size bounds that let a small batch skip measuring."""
+
+    PAYLOADS = [
+        {'changes': [{'table': 't', 'key': [1], 'after': {'v': 'plain'}}]},
+        {'changes': [{'table': 't', 'key': [1], 'after': {'v': 'caf\xe9'}}]},
+        {'changes': [{'table': 't', 'key': [1],
+                      'after': {'v': '\U0001f600' * 20}}]},
+        {'changes': [{'table': 't', 'key': [1], 'after': {'v': '\x7f' * 9}}]},
+    ]
+
+    def _texts(self, data):
+        import json
+        # As the library writes it, and as other writers might.
+        yield json.dumps(data, separators=(',', ':'))
+        yield json.dumps(data, ensure_ascii=False, separators=(',', ':'))
+
+    def _tx_size(self, text):
+        import json
+        tx = {'seq': 2 ** 62, 'txid': 'x' * 36,
+              'committed_at': '2026-01-01T00:00:00.123456+00:00',
+              'changes': json.loads(text)['changes']}
+        return wire.encoded_size(tx) + 1
+
+    def test_bound_holds_however_the_payload_was_written(self):
+        """payload_bound is never below the re-encoded transaction."""
+        texts = [text for data in self.PAYLOADS for text in self._texts(data)]
+        # Numbers in exponent form grow when Python writes them.
+        texts.append('{"changes":[{"table":"t","key":[1],'
+                     '"after":{"a":1e15,"b":1E16,"c":12345678901234567.0}}]}')
+        for text in texts:
+            self.assertLessEqual(self._tx_size(text),
+                                 relay.publishing.payload_bound(
+                                     text, 'x' * 36), text)
+
+    def test_bounded_batch_splits_as_the_measured_one(self):
+        """With bounds, the groups are the ones measuring gives."""
+        import json
+        entries = [_entry(n, 10) for n in (1, 2, 3)]
+        bounds = []
+        for _, tx, headers in entries:
+            text = json.dumps({'changes': tx['changes'], 'tables': headers},
+                              separators=(',', ':'))
+            bounds.append(relay.publishing.payload_bound(text, tx['txid']))
+        for limit in (100000, 1024):
+            self.assertEqual(
+                relay.split_messages(entries, 's', 'k', limit),
+                relay.split_messages(entries, 's', 'k', limit, bounds))
+        other = {'pk': ['id'], 'version': 'v2'}
+        mixed = entries[:2] + [_entry(3, 1, other)]
+        self.assertEqual(
+            [[1, 2], [3]],
+            [[i for i, _ in g] for g, _ in relay.split_messages(
+                mixed, 's', None, 100000, bounds)])
+
+
 class TestNumbering(base.TestCase):
 
     def test_next_seq_follows_the_highest_number_given(self):
