@@ -161,12 +161,6 @@ def page_rows(names, columns, layout=None):
     return [dict(zip(names, values)) for values in zip(*columns)]
 
 
-def encode_page(published, rows, layout=None):
-    """The wire rows of ``rows`` (tuples in ``published.columns`` order)."""
-    return page_rows(published.columns, encode_columns(published, rows),
-                     layout)
-
-
 def _discard(conn):
     try:
         conn.invalidate()
@@ -613,8 +607,9 @@ class SnapshotServer(object):
 
     def _reply(self, snapshot_id, table, columns, following, layout=None):
         """A signed page answer of encoded ``columns`` in ``layout``."""
-        names = self._tables[table].columns \
-            if table in self._tables else []
+        published = self._tables.get(table) \
+            if isinstance(table, str) else None
+        names = published.columns if published is not None else []
         page = {'format': wire.FORMAT, 'stream': self._stream,
                 'snapshot_id': snapshot_id, 'table': table,
                 'rows': page_rows(names, columns, layout),

@@ -214,6 +214,25 @@ class TestNumberedPagesSQLite(_NumberedTests, base.BackendTestCase):
 class TestNumberedPagesPostgreSQL(_NumberedTests, base.BackendTestCase):
     BACKEND = 'postgresql'
 
+    def test_columns_pages_forwarded_to_the_owner(self):
+        """A columns request reaching another server is forwarded (1.2)."""
+        first = self.start_server()
+        second = self.start_server()
+        self.writer.transaction([self.writer.insert_item(i, 'n%d' % i)
+                                 for i in range(1, 10)])
+        opened = self.call('snapshot_open', tables=['items'])
+        other = second.name if opened['server'] == first.name \
+            else first.name
+        ident = opened['snapshot_id']
+        pages = [self.numbered(ident, 'items', index, other,
+                               wire.LAYOUT_COLUMNS) for index in range(2)]
+        ids = [dict(zip(page['columns'], values))['id']
+               for page in pages for values in page['rows']]
+        self.assertEqual(list(range(1, 10)), ids)
+        self.assertEqual([wire.LAYOUT_COLUMNS] * 2,
+                         [page['layout'] for page in pages])
+        self.assertEqual(0, first.open_count() + second.open_count())
+
 
 class TestNumberedPagesMySQL(_NumberedTests, base.BackendTestCase):
     BACKEND = 'mysql'
