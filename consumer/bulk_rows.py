@@ -121,7 +121,7 @@ def _copy_text(prefix, chunk):
     keys = [key for key, _row in chunk]
     rows = [row for _key, row in chunk]
     key_texts = list(map(store_codec.key_text, keys))
-    hashes = map(store_codec.key_hash, key_texts)
+    hashes = store_codec.key_hashes(keys, key_texts)
     row_texts = store_codec.row_texts(rows)
     field = _json_field
     return ''.join(map(

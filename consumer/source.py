@@ -108,6 +108,61 @@ def _plain_page(encoded):
     return set(map(type, values)).issubset(_PLAIN_TYPES)
 
 
+def _decode_columns(table, pk, page):
+    """``[(key tuple, row dict)]`` of a page in the columns layout.
+
+    The values of a page of plain values only are checked at C speed and
+    taken as they are, the keys read from the lists; any other page is
+    decoded row by row by :func:`decode_page`.
+
+    :raises consumer.exceptions.SnapshotFailed: the column names are not
+        distinct strings, a row is not a list of as many values, or a
+        primary-key column is missing.
+    """
+    names = page.get('columns')
+    encoded = page.get('rows')
+    if type(names) is not list or not set(map(type, names)) <= {str} or \
+            len(set(names)) != len(names):
+        raise exceptions.SnapshotFailed(
+            'bad column names in snapshot of %s' % table)
+    if not set(map(type, encoded)) <= {list} or \
+            not set(map(len, encoded)) <= {len(names)}:
+        raise exceptions.SnapshotFailed(
+            'bad row in snapshot of %s: not a list of %d values'
+            % (table, len(names)))
+    rows = list(map(dict, map(zip, itertools.repeat(names), encoded)))
+    if not set(map(type, itertools.chain.from_iterable(encoded))) \
+            .issubset(_PLAIN_TYPES):
+        return decode_page(table, pk, rows)
+    if not pk:
+        return [((), row) for row in rows]
+    try:
+        places = [names.index(column) for column in pk]
+    except ValueError:
+        raise exceptions.SnapshotFailed(
+            'snapshot row lacks a primary-key column') from None
+    keys = zip(*[list(map(operator.itemgetter(place), encoded))
+                 for place in places])
+    return list(zip(keys, rows))
+
+
+def decode_layout(table, pk, page):
+    """``[(key tuple, row dict)]`` of a page answer, in either layout.
+
+    A page in the columns layout (``"layout": "columns"``) is checked and
+    turned into row objects; any other layout is refused.
+
+    :raises consumer.exceptions.SnapshotFailed:
+    """
+    layout = page.get('layout')
+    if layout is None:
+        return decode_page(table, pk, page['rows'])
+    if layout != wire.LAYOUT_COLUMNS:
+        raise exceptions.SnapshotFailed(
+            'unknown page layout %r in snapshot of %s' % (layout, table))
+    return _decode_columns(table, pk, page)
+
+
 def decode_page(table, pk, encoded):
     """``[(key tuple, row dict)]`` of a page's wire rows.
 
@@ -160,10 +215,20 @@ class _RPCSnapshot(Snapshot):
         if type(window) is int and window >= 2 and \
                 isinstance(self._server, str):
             self._window = min(window, PAGE_WINDOW)
+        # A host of API 1.2 serves numbered pages in the columns layout.
+        layouts = response.get('layouts')
+        self._layout = None
+        if self._window and isinstance(layouts, list) and \
+                wire.LAYOUT_COLUMNS in layouts:
+            self._layout = wire.LAYOUT_COLUMNS
 
     def _page(self, table, after=None, index=None):
-        by = {'after': after} if index is None else \
-            {'index': index, '_server': self._server}
+        if index is None:
+            by = {'after': after}
+        else:
+            by = {'index': index, '_server': self._server}
+            if self._layout is not None:
+                by['layout'] = self._layout
         page = self._source._call('snapshot_page', snapshot_id=self._id,
                                   table=table, **by)
         if page.get('snapshot_id') != self._id or page.get('table') != table:
@@ -200,7 +265,7 @@ class _RPCSnapshot(Snapshot):
                     pending.append(pool.submit(self._page, table,
                                                index=index))
                     index += 1
-                yield from decode_page(table, pk, page['rows'])
+                yield from decode_layout(table, pk, page)
                 if last:
                     return
         finally:
@@ -220,7 +285,7 @@ class _RPCSnapshot(Snapshot):
                 after = page.get('next')
                 if after is not None:
                     pending = prefetch.submit(self._page, table, after)
-                yield from decode_page(table, pk, page['rows'])
+                yield from decode_layout(table, pk, page)
                 if after is None:
                     return
 
@@ -273,10 +338,13 @@ class RPCSnapshotSource(SnapshotSource):
         def call(method, _server=None, **kwargs):
             if _server is None:
                 return client.call({}, method, **kwargs)
-            # Numbered pages: API 1.1, to the snapshot's owner.
-            return client.prepare(
-                server=_server, version=wire.SNAPSHOT_API_VERSION).call(
-                    {}, method, **kwargs)
+            # Numbered pages: API 1.1 (1.2 in the columns layout), to the
+            # snapshot's owner.
+            version = wire.SNAPSHOT_API_NUMBERED_VERSION
+            if kwargs.get('layout') is not None:
+                version = wire.SNAPSHOT_API_COLUMNS_VERSION
+            return client.prepare(server=_server, version=version).call(
+                {}, method, **kwargs)
         return call
 
     def _call(self, method, _server=None, **kwargs):

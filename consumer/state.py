@@ -32,8 +32,10 @@ PostgreSQL supported. The schema is created and upgraded by alembic
     is adopted by the first lookup of ``(A, B, C, D)`` (:meth:`get_scope`).
 ``consumer_rows``
     The mirrored rows of each ``(stream, table)`` when ``[consumer]
-    persist_rows`` is on: primary key (wire-encoded JSON) and its SHA-256
-    (indexable on MySQL), and the row in the wire encoding. Written in
+    persist_rows`` is on: primary key (wire-encoded JSON) and its indexed
+    form (:func:`consumer.store_codec.key_hash`: integer keys in key
+    order, others SHA-256; at most 64 characters, so MySQL can index it),
+    and the row in the wire encoding. Written in
     the same transaction as the position they correspond to, so a
     restarted consumer resumes without a new snapshot.
 ``consumer_streams``
@@ -207,7 +209,7 @@ _json = _ENCODER.encode
 
 #: The stored text of a primary-key tuple (canonical wire JSON).
 key_text = store_codec.key_text
-#: SHA-256 hex of a key text: fixed length, so MySQL can index it.
+#: The indexed form of a key text (see store_codec.key_hash).
 key_hash = store_codec.key_hash
 
 

@@ -131,20 +131,33 @@ def _after_clause(columns, key):
     return sa.or_(*terms)
 
 
-def encode_page(published, rows):
-    """The wire rows of ``rows`` (tuples in ``published.columns`` order).
+def encode_columns(published, rows):
+    """The encoded values of ``rows``, column by column.
 
-    Encoded column by column with :meth:`ColumnCodec.encode_many
+    ``rows``: tuples in ``published.columns`` order. Each column is
+    encoded with :meth:`ColumnCodec.encode_many
     <oslo_publish.codec.ColumnCodec.encode_many>` (values that are their
-    own encoding pass at C speed), then zipped into one dict per row: the
-    same result as ``published.encode_row`` of each row.
+    own encoding pass at C speed). Returns one list per column ([] for
+    no rows).
     """
     if not rows:
         return []
-    names = published.columns
     codecs = published.codecs
-    columns = [codecs[name].encode_many(values)
-               for name, values in zip(names, zip(*rows))]
+    return [codecs[name].encode_many(values)
+            for name, values in zip(published.columns, zip(*rows))]
+
+
+def page_rows(names, columns, layout=None):
+    """The ``rows`` of a page of encoded ``columns`` in ``layout``.
+
+    Row objects (``{name: value}``, the same as ``published.encode_row``
+    of each row) by default; with :data:`~oslo_publish.wire.LAYOUT_COLUMNS`
+    one list of values per row, in the order of ``names``.
+    """
+    if not columns:
+        return []
+    if layout == wire.LAYOUT_COLUMNS:
+        return list(map(list, zip(*columns)))
     return [dict(zip(names, values)) for values in zip(*columns)]
 
 
@@ -228,8 +241,9 @@ class _Endpoint(object):
 
     @oslo_messaging.expected_exceptions(exceptions.SnapshotError)
     def snapshot_page(self, ctxt, snapshot_id, table, after=None,
-                      index=None):
-        return self._server.page(ctxt, snapshot_id, table, after, index)
+                      index=None, layout=None):
+        return self._server.page(ctxt, snapshot_id, table, after, index,
+                                 layout)
 
     @oslo_messaging.expected_exceptions(exceptions.SnapshotError)
     def snapshot_close(self, ctxt, snapshot_id):
@@ -480,6 +494,7 @@ class SnapshotServer(object):
             'snapshot_id': session.id, 'watermark': watermark,
             'epoch': self._relay.epoch,
             'server': self.name, 'page_window': wire.PAGE_WINDOW,
+            'layouts': [wire.LAYOUT_COLUMNS],
             'tables': {name: {'pk': list(self._tables[name].pk),
                               'columns': self._column_types(name),
                               'version': self._tables[name].version}
@@ -565,9 +580,13 @@ class SnapshotServer(object):
                          'unknown or expired' % (snapshot_id, self._stream))
         version = wire.SNAPSHOT_API_BASE_VERSION
         if kwargs.get('index') is not None:
-            version = wire.SNAPSHOT_API_VERSION
+            version = wire.SNAPSHOT_API_NUMBERED_VERSION
         else:
             kwargs.pop('index', None)
+        if kwargs.get('layout') is not None:
+            version = wire.SNAPSHOT_API_COLUMNS_VERSION
+        else:
+            kwargs.pop('layout', None)
         try:
             return self._client.prepare(
                 server=owner, timeout=FORWARD_TIMEOUT,
@@ -586,28 +605,43 @@ class SnapshotServer(object):
         with self._guard:
             return self._sessions.get(snapshot_id)
 
-    def _reply(self, snapshot_id, table, rows, following):
-        return wire.sign({
-            'format': wire.FORMAT, 'stream': self._stream,
-            'snapshot_id': snapshot_id, 'table': table, 'rows': rows,
-            'next': following}, self._key)
+    def _reply(self, snapshot_id, table, columns, following, layout=None):
+        """A signed page answer of encoded ``columns`` in ``layout``."""
+        published = self._tables.get(table) \
+            if isinstance(table, str) else None
+        names = published.columns if published is not None else []
+        page = {'format': wire.FORMAT, 'stream': self._stream,
+                'snapshot_id': snapshot_id, 'table': table,
+                'rows': page_rows(names, columns, layout),
+                'next': following}
+        if layout is not None:
+            page['layout'] = layout
+            page['columns'] = list(names)
+        return wire.sign(page, self._key)
 
-    def page(self, ctxt, snapshot_id, table, after=None, index=None):
+    def page(self, ctxt, snapshot_id, table, after=None, index=None,
+             layout=None):
         """One page of ``table`` after key ``after``; see wire.
 
         ``index`` (instead of ``after``): the page's number, counted from
         0 in the table; see :data:`oslo_publish.wire.PAGE_WINDOW`.
+        ``layout``: None (row objects) or
+        :data:`~oslo_publish.wire.LAYOUT_COLUMNS` (API 1.2).
         """
         if index is not None and (type(index) is not int or
                                   after is not None):
             self._refuse('bad_request', 'a page has an integer index or '
                          'a key to start after, not both')
+        if layout is not None and layout != wire.LAYOUT_COLUMNS:
+            self._refuse('bad_request', 'unknown page layout %r'
+                         % (layout,))
         session = self._session(snapshot_id)
         if session is None:
             if index is not None and self._was_finished(snapshot_id):
-                return self._reply(snapshot_id, table, [], None)
+                return self._reply(snapshot_id, table, [], None, layout)
             return self._forward(ctxt, snapshot_id, 'snapshot_page',
-                                 table=table, after=after, index=index)
+                                 table=table, after=after, index=index,
+                                 layout=layout)
         if table not in session.tables:
             self._refuse('unknown_table', 'table %r is not part of '
                          'snapshot %s' % (table, snapshot_id))
@@ -620,7 +654,7 @@ class SnapshotServer(object):
                              'is not next in line (or the snapshot closed)'
                              % (index, table, snapshot_id))
             if not start[0]:
-                return self._reply(snapshot_id, table, [], None)
+                return self._reply(snapshot_id, table, [], None, layout)
             after = start[1]
         key = None
         if after is not None:
@@ -641,7 +675,7 @@ class SnapshotServer(object):
             session.touched = time.monotonic()
             if read is None:
                 read = self._read_page(session, published, key)
-            rows, following = read
+            columns, following = read
             if following is None:
                 if index is not None:
                     session.turns.advance(table, index, None)
@@ -656,7 +690,7 @@ class SnapshotServer(object):
                 if index is not None:
                     session.turns.advance(table, index, following)
             session.touched = time.monotonic()
-        return self._reply(snapshot_id, table, rows, following)
+        return self._reply(snapshot_id, table, columns, following, layout)
 
     def _read_ahead(self, session, table, published, following):
         """Read the page after ``following`` while this one travels.
@@ -696,7 +730,7 @@ class SnapshotServer(object):
             rows = rows[:size]
             last = rows[-1]._mapping
             following = published.encode_key([last[c] for c in published.pk])
-        return encode_page(published, rows), following
+        return encode_columns(published, rows), following
 
     def close(self, ctxt, snapshot_id):
         """Close a snapshot (idempotent)."""

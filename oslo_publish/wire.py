@@ -85,7 +85,7 @@ Snapshot RPC (target topic :func:`snapshot_topic`, namespace
 
 ``snapshot_open(tables, auth)``
     -> ``{"format", "stream", "epoch", "snapshot_id", "watermark",
-    "server", "page_window", "tables": {name: {"pk": [...],
+    "server", "page_window", "layouts", "tables": {name: {"pk": [...],
     "columns": [[name, type], ...], "version": ...}}, "signature"}``.
     ``tables`` empty or None means every published table. Everything
     visible in the snapshot has ``seq <= watermark``; everything
@@ -95,6 +95,8 @@ Snapshot RPC (target topic :func:`snapshot_topic`, namespace
     ``server`` and ``page_window`` (API 1.1; absent from older hosts)
     name the RPC server that owns the snapshot and say that it takes
     numbered page requests, up to ``page_window`` pages ahead.
+    ``layouts`` (API 1.2; absent from older hosts) lists the page
+    layouts it serves besides row objects (``["columns"]``).
 ``snapshot_page(snapshot_id, table, after)``
     -> ``{"format", "stream", "snapshot_id", "table", "rows": [row, ...],
     "next": key-or-null, "signature"}``. ``after`` is the encoded primary
@@ -114,6 +116,17 @@ Snapshot RPC (target topic :func:`snapshot_topic`, namespace
     ``server`` and with version 1.1; every other request keeps version
     :data:`SNAPSHOT_API_BASE_VERSION`, so hosts of older releases keep
     answering it.
+``snapshot_page(snapshot_id, table, index, layout="columns")`` (API 1.2)
+    the same page in the columns layout: ``{..., "layout": "columns",
+    "columns": [name, ...], "rows": [[value, ...], ...], "next"}``, each
+    row a list of values (encoded as in a row image) in the order of
+    ``columns``; the column names travel once per page instead of once
+    per row (a page of the benchmark table is 40% smaller and is encoded
+    without building a dict per row). A host of API 1.2 announces it in
+    ``snapshot_open``'s answer with ``"layouts": ["columns"]``; a client
+    asks for it only then, with version 1.2 (older hosts never see the
+    argument), and a request without ``layout`` is answered with row
+    objects as before (older clients).
 ``snapshot_close(snapshot_id)``
     -> ``{"closed": true}``.
 """
@@ -148,10 +161,18 @@ INVALIDATE = 'invalidate'
 EPOCH = 'epoch'
 
 SNAPSHOT_NAMESPACE = 'oslo_publish.snapshot'
-#: The snapshot RPC API the host serves (1.1: numbered pages).
-SNAPSHOT_API_VERSION = '1.1'
+#: The snapshot RPC API the host serves (1.1: numbered pages; 1.2:
+#: pages in the columns layout).
+SNAPSHOT_API_VERSION = '1.2'
 #: The version of every request that does not need 1.1.
 SNAPSHOT_API_BASE_VERSION = '1.0'
+#: The version of a numbered page request (``index``).
+SNAPSHOT_API_NUMBERED_VERSION = '1.1'
+#: The version of a numbered page request in the columns layout.
+SNAPSHOT_API_COLUMNS_VERSION = '1.2'
+#: The page layout of API 1.2: the column names once per page, each row
+#: a list of values in that order.
+LAYOUT_COLUMNS = 'columns'
 #: Numbered page requests a host takes ahead of the pages it read (per
 #: snapshot): it bounds the pages in flight, so the host's and the
 #: client's memory stays bounded by the page size.

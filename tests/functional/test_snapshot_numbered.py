@@ -50,6 +50,7 @@ class _NumberedTests(test_snapshot.SnapshotTestMixin):
         """Read through the consumer's reader; (watermark, rows, None)."""
         with self.consumer_source().open(tables) as snap:
             self.assertEqual(source.PAGE_WINDOW, snap._window)
+            self.assertEqual(wire.LAYOUT_COLUMNS, snap._layout)
             rows = {}
             for name in snap.tables:
                 keys = []
@@ -60,11 +61,85 @@ class _NumberedTests(test_snapshot.SnapshotTestMixin):
                 self.assertEqual(sorted(keys), keys)
             return snap.watermark, rows, None
 
-    def numbered(self, ident, table, index, server):
-        client = self.client.prepare(server=server,
-                                     version=wire.SNAPSHOT_API_VERSION)
+    def numbered(self, ident, table, index, server, layout=None):
+        # As a client of API 1.1 asks (1.2 for the columns layout).
+        if layout is None:
+            client = self.client.prepare(
+                server=server, version=wire.SNAPSHOT_API_NUMBERED_VERSION)
+            return client.call({}, 'snapshot_page', snapshot_id=ident,
+                               table=table, index=index)
+        client = self.client.prepare(
+            server=server, version=wire.SNAPSHOT_API_COLUMNS_VERSION)
         return client.call({}, 'snapshot_page', snapshot_id=ident,
-                           table=table, index=index)
+                           table=table, index=index, layout=layout)
+
+    def test_columns_layout_pages_hold_the_same_rows(self):
+        """API 1.2 pages (columns once, rows as lists) equal row pages."""
+        server = self.start_server()
+        self.writer.transaction([self.writer.insert_item(i, 'n%d' % i)
+                                 for i in range(1, 16)])
+        by_layout = {}
+        for layout in (None, wire.LAYOUT_COLUMNS):
+            opened = self.call('snapshot_open', tables=['items'])
+            self.assertEqual([wire.LAYOUT_COLUMNS], opened['layouts'])
+            ident = opened['snapshot_id']
+            pages = [self.numbered(ident, 'items', index, server.name,
+                                   layout) for index in range(4)]
+            by_layout[layout] = pages
+            for page in pages:
+                wire.check_signature(page, self.conf.oslo_publish.signing_key)
+        for page in by_layout[None]:
+            self.assertNotIn('layout', page)
+            self.assertNotIn('columns', page)
+        rows = [row for page in by_layout[None] for row in page['rows']]
+        self.assertEqual(15, len(rows))
+        listed = []
+        for page in by_layout[wire.LAYOUT_COLUMNS]:
+            self.assertEqual(wire.LAYOUT_COLUMNS, page['layout'])
+            self.assertEqual(sorted(rows[0]), sorted(page['columns']))
+            listed.extend(dict(zip(page['columns'], values))
+                          for values in page['rows'])
+        self.assertEqual(rows, listed)
+        for pages in by_layout.values():
+            self.assertEqual([7, 7, 1, 0], [len(p['rows']) for p in pages])
+            self.assertIsNone(pages[2]['next'])
+            self.assertIsNone(pages[3]['next'])
+        self.assertEqual(wire.LAYOUT_COLUMNS,
+                         by_layout[wire.LAYOUT_COLUMNS][3]['layout'])
+
+    def test_unknown_layout_is_refused(self):
+        """A layout the host does not know is a bad request."""
+        server = self.start_server()
+        opened = self.call('snapshot_open', tables=['items'])
+        exc = self.assertRaises(exceptions.SnapshotError, self.numbered,
+                                opened['snapshot_id'], 'items', 0,
+                                server.name, 'rows-v9')
+        self.assertIn('unknown page layout', str(exc))
+        self.call('snapshot_close', snapshot_id=opened['snapshot_id'])
+
+    def test_reader_of_a_host_without_layouts_asks_for_row_objects(self):
+        """A host of API 1.1 (no ``layouts``) gets requests of 1.1."""
+        self.start_server()
+        self.writer.transaction([self.writer.insert_item(i, 'n%d' % i)
+                                 for i in range(1, 16)])
+        src = self.consumer_source()
+        caller, asked = src._caller, []
+
+        def older_host(method, **kwargs):
+            asked.append(kwargs.get('layout'))
+            answer = caller(method, **kwargs)
+            if method == 'snapshot_open':
+                answer.pop('layouts')
+                answer.pop('signature', None)
+                answer = wire.sign(answer,
+                                   self.conf.oslo_publish.signing_key)
+            return answer
+        src._caller = older_host
+        with src.open(['items']) as snap:
+            self.assertIsNone(snap._layout)
+            rows = dict(snap.rows('items'))
+        self.assertEqual(self.db_rows()['items'], rows)
+        self.assertEqual({None}, set(asked))
 
     def test_concurrent_numbered_pages_give_every_row_once(self):
         """Pages asked for all at once come back complete and in order."""
@@ -138,6 +213,25 @@ class TestNumberedPagesSQLite(_NumberedTests, base.BackendTestCase):
 
 class TestNumberedPagesPostgreSQL(_NumberedTests, base.BackendTestCase):
     BACKEND = 'postgresql'
+
+    def test_columns_pages_forwarded_to_the_owner(self):
+        """A columns request reaching another server is forwarded (1.2)."""
+        first = self.start_server()
+        second = self.start_server()
+        self.writer.transaction([self.writer.insert_item(i, 'n%d' % i)
+                                 for i in range(1, 10)])
+        opened = self.call('snapshot_open', tables=['items'])
+        other = second.name if opened['server'] == first.name \
+            else first.name
+        ident = opened['snapshot_id']
+        pages = [self.numbered(ident, 'items', index, other,
+                               wire.LAYOUT_COLUMNS) for index in range(2)]
+        ids = [dict(zip(page['columns'], values))['id']
+               for page in pages for values in page['rows']]
+        self.assertEqual(list(range(1, 10)), ids)
+        self.assertEqual([wire.LAYOUT_COLUMNS] * 2,
+                         [page['layout'] for page in pages])
+        self.assertEqual(0, first.open_count() + second.open_count())
 
 
 class TestNumberedPagesMySQL(_NumberedTests, base.BackendTestCase):

@@ -92,7 +92,7 @@ class _StateStoreContract(object):
     def test_upgrade_is_idempotent(self):
         """upgrade() twice leaves the schema at head with its tables."""
         self.store.upgrade()
-        self.assertEqual('0002', self.store.current_revision())
+        self.assertEqual('0003', self.store.current_revision())
         names = set(sa.inspect(self.engine).get_table_names())
         self.assertLessEqual({'consumer_positions', 'consumer_rows',
                               'consumer_streams',

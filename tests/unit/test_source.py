@@ -154,9 +154,13 @@ class _NumberedHost(object):
     flight.
     """
 
-    def __init__(self, pages, fail_at=None):
+    def __init__(self, pages, fail_at=None, layouts=None):
         self.pages = pages
         self.fail_at = fail_at
+        #: ``layouts`` of the open answer (None: a host of API 1.1).
+        self.layouts = layouts
+        #: The ``layout`` of every page request.
+        self.layouts_asked = []
         self.lock = threading.Lock()
         self.in_flight = 0
         self.most = 0
@@ -166,15 +170,20 @@ class _NumberedHost(object):
 
     def caller(self, method, **kwargs):
         if method == 'snapshot_open':
-            return {'format': wire.FORMAT, 'stream': 'nova',
-                    'snapshot_id': 's1', 'watermark': 5, 'epoch': 'e',
-                    'server': 'owner', 'page_window': 4,
-                    'tables': {'t': {'pk': ['id'], 'version': 'v'}}}
+            opened = {'format': wire.FORMAT, 'stream': 'nova',
+                      'snapshot_id': 's1', 'watermark': 5, 'epoch': 'e',
+                      'server': 'owner', 'page_window': 4,
+                      'tables': {'t': {'pk': ['id'], 'version': 'v'}}}
+            if self.layouts is not None:
+                opened['layouts'] = self.layouts
+            return opened
         if method == 'snapshot_close':
             self.closed.append(kwargs['snapshot_id'])
             return {'closed': True}
         self.assertions(kwargs)
         index = kwargs['index']
+        layout = kwargs.get('layout')
+        self.layouts_asked.append(layout)
         with self.lock:
             self.asked.append(index)
             self.in_flight += 1
@@ -189,9 +198,13 @@ class _NumberedHost(object):
             last = index >= self.pages - 1
             rows = [] if index >= self.pages else [
                 {'id': index * 10 + n, 'v': 'r%d' % n} for n in range(1, 11)]
-            return {'format': wire.FORMAT, 'stream': 'nova',
+            page = {'format': wire.FORMAT, 'stream': 'nova',
                     'snapshot_id': 's1', 'table': 't', 'rows': rows,
                     'next': None if last else '[%d]' % (index * 10 + 10)}
+            if layout == wire.LAYOUT_COLUMNS:
+                page.update(layout=layout, columns=['v', 'id'],
+                            rows=[[r['v'], r['id']] for r in rows])
+            return page
         finally:
             with self.lock:
                 self.in_flight -= 1
@@ -227,6 +240,20 @@ class TestNumberedPages(base.TestCase):
         self.assertIn('page 4 lost', str(error))
         self.assertEqual(['s1'], host.closed)
 
+    def test_columns_layout_when_the_host_offers_it(self):
+        """A host of API 1.2 is asked for columns; the rows are the same."""
+        expected = [((i * 10 + n,), {'id': i * 10 + n, 'v': 'r%d' % n})
+                    for i in range(5) for n in range(1, 11)]
+        for layouts, asked in (([wire.LAYOUT_COLUMNS], wire.LAYOUT_COLUMNS),
+                               (None, None), (['other'], None)):
+            host = _NumberedHost(pages=5, layouts=layouts)
+            src = source.RPCSnapshotSource(self.conf, 'nova',
+                                           caller=host.caller)
+            with src.open() as snap:
+                got = list(snap.rows('t'))
+            self.assertEqual(expected, got)
+            self.assertEqual({asked}, set(host.layouts_asked), layouts)
+
     def test_older_host_is_read_by_key(self):
         """Without page_window in the open answer, pages go by key."""
         host = fakehost.FakeHost('nova')
@@ -238,3 +265,31 @@ class TestNumberedPages(base.TestCase):
             self.assertEqual(0, snap._window)
             keys = [key for key, _row in snap.rows('instances')]
         self.assertEqual([(i,) for i in range(1, 8)], keys)
+
+
+class TestDecodeLayout(base.TestCase):
+    """Pages in the columns layout are checked before they are used."""
+
+    def page(self, **kwargs):
+        page = {'layout': wire.LAYOUT_COLUMNS, 'columns': ['id', 'v'],
+                'rows': [[1, 'a'], [2, {'__t': 'date', 'v': '2026-01-02'}]]}
+        page.update(kwargs)
+        return page
+
+    def test_rows_are_decoded(self):
+        self.assertEqual(
+            [((1,), {'id': 1, 'v': 'a'}),
+             ((2,), {'id': 2, 'v': datetime.date(2026, 1, 2)})],
+            source.decode_layout('t', ['id'], self.page()))
+
+    def test_malformed_pages_are_refused(self):
+        for bad in (self.page(columns=['id', 'id']),
+                    self.page(columns='id,v'),
+                    self.page(columns=['id', 3]),
+                    self.page(rows=[[1, 'a', 'extra']]),
+                    self.page(rows=[{'id': 1, 'v': 'a'}]),
+                    self.page(rows=[[1]]),
+                    self.page(columns=['v', 'w'], rows=[[1, 2]]),
+                    self.page(layout='rows-v9')):
+            self.assertRaises(exceptions.SnapshotFailed,
+                              source.decode_layout, 't', ['id'], bad)

@@ -103,3 +103,53 @@ class TestStoreCodec(base.TestCase):
                           [good, ('[2]', '{"a":{"__t":"nope","v":"1"}}')])
         self.assertRaises(wire.WireError, store_codec.decode_table,
                           [good, ('[2]', '[1]')])
+
+
+_INT64 = st.integers(min_value=-2 ** 63, max_value=2 ** 63 - 1)
+_KEY_PART = st.one_of(st.integers(), st.text(max_size=5), st.booleans())
+
+
+class TestKeyHash(base.TestCase):
+    """Integer keys sort by their hash; every key hash is distinct."""
+
+    @given(st.lists(st.tuples(_INT64, _INT64), min_size=2, max_size=30,
+                    unique=True))
+    def test_integer_keys_sort_like_their_hashes(self, keys):
+        hashes = [store_codec.key_hash(store_codec.key_text(k))
+                  for k in keys]
+        self.assertEqual(sorted(keys), [k for _h, k in
+                                        sorted(zip(hashes, keys))])
+        for digest in hashes:
+            self.assertRegex(digest, '^[0-9a-f]{32}$')
+
+    @given(st.lists(st.lists(_KEY_PART, min_size=1, max_size=4)
+                    .map(tuple), max_size=30, unique_by=repr))
+    def test_distinct_keys_have_distinct_hashes(self, keys):
+        texts = {store_codec.key_text(k) for k in keys}
+        hashes = {store_codec.key_hash(t) for t in texts}
+        self.assertEqual(len(texts), len(hashes))
+        for digest in hashes:
+            self.assertLessEqual(len(digest), 64)
+
+    def test_forms(self):
+        h = store_codec.key_hash
+        self.assertEqual('8000000000000001', h('[1]'))
+        self.assertEqual('7fffffffffffffff', h('[-1]'))
+        self.assertEqual('0000000000000000', h('[%d]' % -2 ** 63))
+        self.assertEqual(store_codec.sha_key_hash('[%d]' % 2 ** 63),
+                         h('[%d]' % 2 ** 63))
+        self.assertEqual(store_codec.sha_key_hash('[1,2,3,4]'),
+                         h('[1,2,3,4]'))
+        self.assertEqual(store_codec.sha_key_hash('[true]'), h('[true]'))
+        self.assertEqual(store_codec.sha_key_hash('["1"]'), h('["1"]'))
+        self.assertEqual(store_codec.sha_key_hash('[1.5]'), h('[1.5]'))
+
+    @given(st.lists(st.one_of(
+        st.tuples(st.integers()),
+        st.tuples(st.integers(), st.integers()),
+        st.tuples(st.booleans()), st.tuples(st.text(max_size=3))),
+        max_size=20))
+    def test_bulk_hashes_are_the_single_ones(self, keys):
+        texts = [store_codec.key_text(k) for k in keys]
+        self.assertEqual([store_codec.key_hash(t) for t in texts],
+                         store_codec.key_hashes(keys, texts))
