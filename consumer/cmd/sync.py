@@ -31,6 +31,7 @@ is: a message is acknowledged only after its position is committed, so
 whatever was in hand is redelivered and recognised on the next start.
 """
 
+import faulthandler
 import logging
 import os
 import signal
@@ -67,11 +68,17 @@ def main(argv=None):
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    # As OpenStack services' report on SIGUSR2: every thread's stack on
+    # stderr, written by the interpreter even when no Python code runs.
+    faulthandler.register(signal.SIGUSR2, all_threads=True)
     consumer = service.Consumer(conf)
     consumer.start()
     LOG.info('consumer-sync running (driver %s)', conf.consumer.driver)
     try:
-        while not stop.wait(3600):
+        # Short waits: a signal delivered to another thread only marks
+        # the handler pending, and the main thread runs it at its next
+        # wake-up; blocked for an hour it would not stop for an hour.
+        while not stop.wait(SIGNAL_POLL):
             pass
     finally:
         finished = _bounded_stop(consumer, conf.consumer.stop_timeout)
@@ -87,6 +94,9 @@ def main(argv=None):
         os._exit(0)
     return 0
 
+
+#: Seconds between the main thread's checks for a pending signal.
+SIGNAL_POLL = 1.0
 
 #: Seconds the exit waits for threads (not daemons) that outlive the stop.
 EXIT_GRACE = 2.0

@@ -511,8 +511,13 @@ def _wait_logged(proc, log_path, timeout):
     try:
         return proc.wait(timeout)
     except subprocess.TimeoutExpired:
+        # Its threads' stacks (consumer-sync dumps them on SIGUSR2).
+        size = os.path.getsize(log_path)
+        proc.send_signal(signal.SIGUSR2)
+        base.wait_for(lambda: os.path.getsize(log_path) > size, 10,
+                      message='no stacks dumped')
         with open(log_path, errors='replace') as f:
-            tail = f.read()[-6000:]
+            tail = f.read()[-12000:]
         raise AssertionError('%s did not exit within %ss; its log ends:\n%s'
                              % (' '.join(proc.args[1:4]), timeout, tail))
 

@@ -47,7 +47,88 @@ sys.exit(sync.main(['--config-file', os.devnull]))
 '''
 
 
+# The signal reaches another thread (the main thread has it blocked, as
+# a library may leave it): the main thread must still run the handler.
+OTHER_THREAD = '''
+import os, signal, sys, threading, time
+from consumer.cmd import sync
+
+class Consumer(object):
+    def __init__(self, conf):
+        self.driver = None
+
+    def start(self):
+        go = threading.Event()
+
+        main = threading.main_thread().ident
+
+        def send():
+            go.wait()
+            # Once the main thread is blocked in its wait for the stop.
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                frame = sys._current_frames().get(main)
+                names = []
+                while frame is not None:
+                    names.append(frame.f_code.co_name)
+                    frame = frame.f_back
+                if names[:1] == ['wait'] and 'main' in names:
+                    break
+                time.sleep(0.01)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=send, daemon=True).start()
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])
+        go.set()
+
+    def stop(self):
+        pass
+
+sync.service.Consumer = Consumer
+sys.exit(sync.main(['--config-file', os.devnull]))
+'''
+
+
+# An operator's SIGUSR2 (then the stop).
+STACKS = '''
+import os, signal, sys
+from consumer.cmd import sync
+
+class Consumer(object):
+    def __init__(self, conf):
+        self.driver = None
+
+    def start(self):
+        os.kill(os.getpid(), signal.SIGUSR2)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def stop(self):
+        pass
+
+sync.service.Consumer = Consumer
+sys.exit(sync.main(['--config-file', os.devnull]))
+'''
+
+
 class TestExit(testtools.TestCase):
+
+    def test_sigusr2_dumps_every_thread_and_keeps_running(self):
+        proc = subprocess.run([sys.executable, '-c', STACKS], cwd=ROOT,
+                              capture_output=True, text=True, timeout=30)
+        output = proc.stdout + proc.stderr
+        self.assertEqual(0, proc.returncode, output)
+        self.assertIn('most recent call first', output)
+        self.assertIn('in start', output)
+        self.assertIn('consumer-sync stopped', output)
+
+    def test_signal_received_by_another_thread_stops(self):
+        proc = subprocess.run([sys.executable, '-c', OTHER_THREAD],
+                              cwd=ROOT, capture_output=True, text=True,
+                              timeout=30)
+        output = proc.stdout + proc.stderr
+        self.assertEqual(0, proc.returncode, output)
+        self.assertIn('Signal 15 received', output)
+        self.assertIn('consumer-sync stopped', output)
 
     def test_blocked_thread_does_not_keep_the_process(self):
         proc = subprocess.run([sys.executable, '-c', SCRIPT], cwd=ROOT,
