@@ -47,8 +47,13 @@ published (``unknown_table``), more than ``max_concurrent_snapshots``
 open (``busy``; retry later), more than ``max_snapshots_per_client``
 open by the same client (``client_busy``), an unknown or expired snapshot
 (``unknown_snapshot``), a bad page request (``bad_request``), a broker
-that cannot take the pending deltas (``unavailable``). A snapshot is
-closed after its last page, on ``snapshot_close`` and after
+that cannot take the pending deltas (``unavailable``), a request taken
+up after the ``deadline`` its consumer sent in ``auth`` (``late``: the
+caller stopped waiting, e.g. the request sat in the queue while this
+process restarted; a snapshot whose opening ended after the deadline is
+closed again at once). A snapshot is closed after its last page, on
+``snapshot_close``, after ``snapshot_first_page_timeout`` seconds if
+nobody asked a page of it (an answer nobody received) and after
 ``snapshot_idle_timeout`` seconds without a request; the database ends
 it by itself too if this process stops answering (PostgreSQL
 ``idle_in_transaction_session_timeout``, MySQL/MariaDB ``wait_timeout``
