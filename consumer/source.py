@@ -29,7 +29,9 @@ the host, also when reading fails and when the answer to
 ``snapshot_open`` itself is rejected. Every ``snapshot_open`` carries
 the signed ``auth`` object of :mod:`oslo_publish.snapshot_auth` (the
 host checks it before it opens anything) naming this process, so the
-host's per-client limit applies. Any failure is raised as
+host's per-client limit applies, and the time this call stops waiting
+(``deadline``), so the host does not open a snapshot for a request it
+takes up after that. Any failure is raised as
 :class:`consumer.exceptions.SnapshotFailed`; the reconciler retries with
 backoff.
 """
@@ -313,6 +315,8 @@ class RPCSnapshotSource(SnapshotSource):
     def __init__(self, conf, stream, transport=None, caller=None):
         self.stream = stream
         self._key = conf.consumer.signing_key
+        #: Seconds a call waits for its answer (the RPC timeout).
+        self._timeout = conf.consumer.snapshot_timeout
         #: The client name this source's requests carry.
         self.client = snapshot_auth.client_name()
         #: Requests can be sent to a named server (RPC, not an
@@ -394,8 +398,12 @@ class RPCSnapshotSource(SnapshotSource):
 
     def open(self, tables=None):
         names = list(tables or [])
+        # The deadline (when this call stops waiting) lets the host refuse
+        # the request instead of opening a snapshot nobody reads, when it
+        # takes the request up too late (e.g. queued while it restarted).
         auth = snapshot_auth.request_auth(self._key, self.stream, names,
-                                          self.client)
+                                          self.client,
+                                          timeout=self._timeout)
         response = self._raw_call('snapshot_open', tables=names, auth=auth)
         # Whatever is wrong with the answer, a snapshot the host opened
         # is closed again before the failure is raised.

@@ -79,6 +79,10 @@ class HostMetrics(_Metrics):
         self.snapshots_refused = c(
             'oslo_publish_snapshots_refused',
             'Snapshot requests refused', ('stream', 'reason'))
+        self.snapshots_orphaned = c(
+            'oslo_publish_snapshots_orphaned',
+            'Snapshots closed because no page was asked for within '
+            'snapshot_first_page_timeout')
         self.relay_backlog = g(
             'oslo_publish_relay_backlog',
             'Committed outbox entries not yet published')

@@ -72,6 +72,13 @@ _opts = [
     cfg.FloatOpt('snapshot_idle_timeout', default=300.0, min=1.0,
                  help='Seconds after which an open snapshot that nobody '
                       'reads is closed and its transaction released.'),
+    cfg.FloatOpt('snapshot_first_page_timeout', default=30.0, min=1.0,
+                 help='Seconds after which an open snapshot whose first '
+                      'page nobody asked for is closed and its transaction '
+                      'released: the client that asked for it most likely '
+                      'gave up before the answer came (a request delivered '
+                      'late, e.g. after a host restart). At most '
+                      'snapshot_idle_timeout.'),
     cfg.IntOpt('max_snapshots_per_client', default=1, min=1,
                help='Snapshots one consumer process (the client name of '
                     'its requests) may hold open at the same time, so a '

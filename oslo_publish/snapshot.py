@@ -47,8 +47,13 @@ published (``unknown_table``), more than ``max_concurrent_snapshots``
 open (``busy``; retry later), more than ``max_snapshots_per_client``
 open by the same client (``client_busy``), an unknown or expired snapshot
 (``unknown_snapshot``), a bad page request (``bad_request``), a broker
-that cannot take the pending deltas (``unavailable``). A snapshot is
-closed after its last page, on ``snapshot_close`` and after
+that cannot take the pending deltas (``unavailable``), a request taken
+up after the ``deadline`` its consumer sent in ``auth`` (``late``: the
+caller stopped waiting, e.g. the request sat in the queue while this
+process restarted; a snapshot whose opening ended after the deadline is
+closed again at once). A snapshot is closed after its last page, on
+``snapshot_close``, after ``snapshot_first_page_timeout`` seconds if
+nobody asked a page of it (an answer nobody received) and after
 ``snapshot_idle_timeout`` seconds without a request; the database ends
 it by itself too if this process stops answering (PostgreSQL
 ``idle_in_transaction_session_timeout``, MySQL/MariaDB ``wait_timeout``
@@ -92,6 +97,10 @@ FORWARD_TIMEOUT = 30
 #: Seconds the database waits beyond snapshot_idle_timeout before it
 #: ends an idle snapshot transaction itself (a hung host process).
 DB_IDLE_MARGIN = 60
+
+#: Seconds a request's ``deadline`` may have passed (clock skew between
+#: the consumer and the host) before the request is refused as late.
+DEADLINE_GRACE = 1.0
 
 #: Fully read snapshots remembered (so that numbered page requests
 #: still in flight get an empty last page instead of a refusal).
@@ -186,6 +195,9 @@ class _Session(object):
         self.sqlite = sqlite
         self.lock = threading.Lock()
         self.touched = time.monotonic()
+        #: False until the first page request: a snapshot nobody asked a
+        #: page of within ``snapshot_first_page_timeout`` is an orphan.
+        self.asked = False
         self.closed = False
         #: (table, encoded key, Future) of the page read ahead; under
         #: ``_ahead_lock`` (not ``lock``: the read itself holds that).
@@ -364,22 +376,40 @@ class SnapshotServer(object):
         with self._guard:
             return len(self._sessions)
 
+    def _timeouts(self):
+        """(idle timeout, first-page timeout) in seconds."""
+        idle = self._opts.snapshot_idle_timeout
+        return idle, min(idle, self._opts.snapshot_first_page_timeout)
+
+    def _expired(self, session, now):
+        """Why ``session`` is to be closed now, or None."""
+        idle, first = self._timeouts()
+        if not session.asked and session.touched < now - first:
+            return 'no page asked for within %ss' % first
+        if session.touched < now - idle:
+            return 'idle for %ss' % idle
+        return None
+
     def _reap(self):
-        interval = min(1.0, self._opts.snapshot_idle_timeout / 4.0)
+        interval = min(1.0, min(self._timeouts()) / 4.0)
         while not self._stopping.wait(interval):
-            limit = time.monotonic() - self._opts.snapshot_idle_timeout
+            now = time.monotonic()
             with self._guard:
-                idle = [s for s in self._sessions.values()
-                        if s.touched < limit]
-            for session in idle:
+                expired = [s for s in self._sessions.values()
+                           if self._expired(s, now)]
+            for session in expired:
                 if not session.lock.acquire(blocking=False):
                     continue
                 try:
-                    if session.touched < limit:
+                    why = self._expired(session, now)
+                    if why:
+                        if not session.asked:
+                            self._metrics.snapshots_orphaned.labels(
+                                self._stream).inc()
                         LOG.info('Closing snapshot %(id)s of stream '
-                                 '%(stream)s: idle for %(t)ss',
+                                 '%(stream)s: %(why)s',
                                  {'id': session.id, 'stream': self._stream,
-                                  't': self._opts.snapshot_idle_timeout})
+                                  'why': why})
                         self._forget(session)
                 finally:
                     session.lock.release()
@@ -468,6 +498,7 @@ class SnapshotServer(object):
             is set; it is checked before anything else).
         """
         client = self._authenticate(tables, auth)
+        self._refuse_late(auth, 'before opening it')
         if tables is not None and not isinstance(tables, (list, tuple)):
             self._refuse('bad_request', 'tables must be a list of names')
         names = list(tables or []) or sorted(self._tables)
@@ -481,9 +512,12 @@ class SnapshotServer(object):
             session, watermark = self._open_session(names, client)
         finally:
             self._release(client)
-        if not names:
+        if not names or self._late(auth):
             with session.lock:
-                self._forget(session)  # nothing to read: no pages follow
+                # No pages follow: nothing to read, or the caller gave up
+                # waiting (its reply would go nowhere).
+                self._forget(session)
+            self._refuse_late(auth, 'after opening it (closed again)')
         self._metrics.snapshots_served.labels(self._stream).inc()
         LOG.info('Snapshot %(id)s of stream %(stream)s opened at '
                  'watermark %(n)d for %(tables)s',
@@ -499,6 +533,25 @@ class SnapshotServer(object):
                               'columns': self._column_types(name),
                               'version': self._tables[name].version}
                        for name in names}}, self._key)
+
+    @staticmethod
+    def _late(auth):
+        late = snapshot_auth.seconds_late(auth)
+        return late if late is not None and late > DEADLINE_GRACE else None
+
+    def _refuse_late(self, auth, when):
+        """Refuse a request whose caller stopped waiting for the answer.
+
+        The request sat in the broker queue (e.g. while this process
+        restarted) or waited for the stream lock past the deadline the
+        consumer sent: a snapshot opened now would hold a transaction
+        nobody reads.
+        """
+        late = self._late(auth)
+        if late is not None:
+            self._refuse('late', 'snapshot request of stream %s taken up '
+                         '%s, %.1fs after its caller stopped waiting'
+                         % (self._stream, when, late))
 
     def _column_types(self, name):
         published = self._tables[name]
@@ -636,6 +689,8 @@ class SnapshotServer(object):
             self._refuse('bad_request', 'unknown page layout %r'
                          % (layout,))
         session = self._session(snapshot_id)
+        if session is not None:
+            session.asked = True
         if session is None:
             if index is not None and self._was_finished(snapshot_id):
                 return self._reply(snapshot_id, table, [], None, layout)

@@ -19,14 +19,22 @@ A consumer that has a ``signing_key`` sends, with ``snapshot_open``, an
 
     {"stream": S, "method": "snapshot_open", "tables": [...],
      "client": "<host>.<pid>.<random>", "time": <unix seconds>,
-     "nonce": "<hex>", "signature": HMAC-SHA256}
+     "nonce": "<hex>", "deadline": <unix seconds>,
+     "signature": HMAC-SHA256}
 
 signed like every other message (:func:`oslo_publish.wire.sign`). A host
 that has a key checks it *before* it opens anything: a missing or wrong
 signature, another stream, other tables, or a time further than
 :data:`MAX_SKEW` seconds from the host's clock is refused. A host
-without a key ignores ``auth`` (and still reads the client name from it,
-for the per-client limit).
+without a key ignores ``auth`` but for the client name (for the
+per-client limit) and the ``deadline``.
+
+``deadline`` (optional; consumers since the orphaned-snapshot fix send
+it, older hosts ignore it) is when the caller stops waiting for the
+answer: a host refuses a request it takes up after that (``late``, see
+:func:`seconds_late`), and closes again a snapshot it finished opening
+after it, so a request that sat in the broker queue while the host
+restarted does not leave a snapshot open that nobody reads.
 
 The snapshot id the host answers with is then the capability for the
 pages: 128 random bits, valid until the snapshot is closed.
@@ -60,18 +68,37 @@ def client_name():
                          uuid.uuid4().hex[:6])
 
 
-def request_auth(key, stream, tables, client, now=None):
+def request_auth(key, stream, tables, client, now=None, timeout=None):
     """The ``auth`` argument of a ``snapshot_open`` request.
 
     :param key: the signing key (None: the object is sent unsigned, it
         then only names the client).
     :param tables: the list of tables requested (as sent).
+    :param timeout: seconds the caller waits for the answer; sent as the
+        ``deadline`` (unix seconds) after which the host refuses the
+        request instead of opening a snapshot nobody will read.
     """
+    now = time.time() if now is None else now
     message = {'stream': stream, 'method': OPEN, 'tables': list(tables),
-               'client': client,
-               'time': time.time() if now is None else now,
+               'client': client, 'time': now,
                'nonce': uuid.uuid4().hex}
+    if timeout is not None:
+        message['deadline'] = now + timeout
     return wire.sign(message, key)
+
+
+def seconds_late(auth, now=None):
+    """Seconds past the ``deadline`` of a request's ``auth``, or None.
+
+    None when the request carries no usable deadline (a consumer of an
+    older release) or it has not passed yet.
+    """
+    deadline = auth.get('deadline') if isinstance(auth, dict) else None
+    if isinstance(deadline, bool) or \
+            not isinstance(deadline, (int, float)):
+        return None
+    late = (time.time() if now is None else now) - deadline
+    return late if late > 0 else None
 
 
 def check_request(auth, key, stream, tables, now=None):

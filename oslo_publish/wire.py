@@ -91,7 +91,11 @@ Snapshot RPC (target topic :func:`snapshot_topic`, namespace
     visible in the snapshot has ``seq <= watermark``; everything
     committed after it, ``seq > watermark``. ``auth`` is the signed
     request object of :mod:`oslo_publish.snapshot_auth`; a host with a
-    signing key opens nothing for a request without a valid one.
+    signing key opens nothing for a request without a valid one. Its
+    optional ``deadline`` (unix seconds; sent by consumers of this
+    release, ignored by older hosts) is when the caller stops waiting: a
+    host that takes the request up later refuses it (``late``) and opens
+    nothing, or closes the snapshot again if opening ended after it.
     ``server`` and ``page_window`` (API 1.1; absent from older hosts)
     name the RPC server that owns the snapshot and say that it takes
     numbered page requests, up to ``page_window`` pages ahead.

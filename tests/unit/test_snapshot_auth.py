@@ -59,6 +59,27 @@ class TestCheckRequest(base.TestCase):
         auth = snapshot_auth.request_auth(None, 's', ['t'], 'c')
         self.assertEqual('c', self.check(auth, key=None))
 
+    def test_deadline_is_signed_and_tells_lateness(self):
+        """The caller's deadline travels signed; lateness is measured."""
+        auth = snapshot_auth.request_auth('k', 's', ['t'], 'c1', now=100.0,
+                                          timeout=10.0)
+        self.assertEqual(110.0, auth['deadline'])
+        self.assertEqual('c1', self.check(auth, now=100.0))
+        self.assertIsNone(snapshot_auth.seconds_late(auth, now=109.0))
+        self.assertEqual(5.0, snapshot_auth.seconds_late(auth, now=115.0))
+        auth['deadline'] = 1000.0  # moved on the bus
+        self.assertEqual('bad_signature', self.reason(auth, now=100.0))
+
+    def test_requests_without_deadline_are_never_late(self):
+        """Older consumers send none; a malformed one is ignored."""
+        auth = snapshot_auth.request_auth(None, 's', ['t'], 'c1', now=1.0)
+        self.assertNotIn('deadline', auth)
+        self.assertIsNone(snapshot_auth.seconds_late(auth, now=1e9))
+        for bad in (True, 'soon', None, [1]):
+            auth['deadline'] = bad
+            self.assertIsNone(snapshot_auth.seconds_late(auth, now=1e9))
+        self.assertIsNone(snapshot_auth.seconds_late(None))
+
 
 class TestNonceCache(base.TestCase):
 

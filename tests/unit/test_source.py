@@ -116,6 +116,20 @@ class TestRPCSnapshotSource(base.TestCase):
         self.assertEqual(1, self.host.snapshots_opened)
         self.assertEqual({}, self.host._open)
 
+    def test_open_carries_the_deadline_of_its_call(self):
+        """The signed auth says when the consumer stops waiting."""
+        self.conf.set_override('snapshot_timeout', 7.0, 'consumer')
+        sent = []
+
+        def caller(method, **kwargs):
+            sent.append(kwargs.get('auth'))
+            return self.host.caller(method, **kwargs)
+        src = source.RPCSnapshotSource(self.conf, 'nova', caller=caller)
+        src.open().close()
+        auth = sent[0]
+        self.assertEqual(7.0, auth['deadline'] - auth['time'])
+        wire.check_signature(auth, 'k1')
+
     def test_bad_page_fails_and_closes_the_snapshot(self):
         """A page with an undecodable value fails; the host is released."""
         original = self.host.snapshot_page
