@@ -19,7 +19,12 @@ every seq it was given, so a test can tell a repeated message (allowed)
 from a number reused for other content (a bug).
 """
 
+import json
+import os
 import random
+import signal
+import subprocess
+import sys
 import threading
 
 import fixtures
@@ -316,3 +321,40 @@ class TestDirectCrashMariaDB(_BinlogDirectCase):
         self.assertGreater(self.stager.direct.staged, 0)
         epochs = {m.get('epoch') for m in self.publisher.messages}
         self.assertEqual(2, len(epochs), epochs)
+
+    def test_sigkill_between_publish_and_record_of_a_large_transaction(self):
+        """Killed after the broker confirmed a 20000-row transaction."""
+        start = self.recorded()
+        path = os.path.join(self.useFixture(fixtures.TempDir()).path,
+                            'published.jsonl')
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO items SELECT seq, REPEAT('x', 20), 0, seq, 's' "
+                'FROM seq_1_to_20000')
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql('UPDATE items SET n = n + 1 WHERE id < 5')
+        env = dict(os.environ, PYTHONPATH=logical.ROOT)
+        proc = subprocess.Popen(
+            [sys.executable, '-m', 'tests.functional.logical_direct_relay',
+             self.db.url, self.stream, path], cwd=logical.ROOT, env=env,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.addCleanup(proc.wait)
+        self.addCleanup(logical._kill, proc)
+        self.assertEqual('streaming', proc.stdout.readline().strip())
+        self.assertEqual('published', proc.stdout.readline().strip())
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        with open(path) as f:
+            before = [json.loads(line) for line in f]
+        self.assertEqual(1, before[0]['seq'])
+        self.assertEqual(20000, len(before[0]['changes']))
+        self.assertEqual((0, start[1]), self.recorded())
+        # The next relay: same numbers, same content, nothing more.
+        self.start_relay()
+        self.settle()
+        self.assertEqual(2, len(self.assert_mirror()))
+        for tx in before:
+            self.assertEqual(json.dumps(tx, sort_keys=True),
+                             json.dumps(self.publisher.transactions[tx['seq']],
+                                        sort_keys=True))
+        self.assertEqual(2, self.recorded()[0])
