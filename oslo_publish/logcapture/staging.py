@@ -35,7 +35,10 @@ On PostgreSQL with psycopg2 the same transaction takes two round trips
 entries (the relay then only publishes them); when, in addition, no
 staged entry waits for the relay, the batch is published straight from
 the log and only ``last_seq`` and the position are recorded
-(:mod:`.direct_pg`).
+(:mod:`.direct`). On MariaDB (10.6+) and MySQL (8.0.1+) the generic
+transaction does the same after step 1: it locks the stream row ``FOR
+UPDATE SKIP LOCKED`` and, when it got it and nothing staged waits,
+publishes instead of step 3 and moves ``last_seq`` with the position.
 
 Only after the commit does it :meth:`~.base.LogReader.confirm` the
 position (the database may then discard the log before it) and wake the
@@ -64,7 +67,7 @@ import sqlalchemy as sa
 from oslo_publish import exceptions
 from oslo_publish import outbox
 from oslo_publish.logcapture import base
-from oslo_publish.logcapture import direct_pg
+from oslo_publish.logcapture import direct
 from oslo_publish.logcapture import pgoutput
 from oslo_publish.logcapture import staging_pg
 from oslo_publish.relay import numbering
@@ -160,14 +163,19 @@ class Stager(object):
                     updated_at=sa.bindparam('now')))
         #: Two round trips per batch where possible (:mod:`.staging_pg`).
         self._batch = None
+        self._skip_locked = None
         if staging_pg.usable(engine) and \
                 hasattr(reader, 'visible_in'):
             self._batch = staging_pg.Batch(engine, stream)
-        #: Publishing straight from the log (:mod:`.direct_pg`): on the
-        #: two-round-trip batch, with the stream's relay at hand.
+        #: Publishing straight from the log (:mod:`.direct`): on the
+        #: two-round-trip batch (PostgreSQL) or the generic step on
+        #: MariaDB/MySQL (with ``SKIP LOCKED``, checked at the first
+        #: batch), with the stream's relay at hand.
         self.direct = None
-        if self._batch is not None and direct_pg.usable(relay):
-            self.direct = direct_pg.Direct(relay, stream)
+        if direct.usable(relay) and (
+                self._batch is not None or
+                engine.dialect.name in ('mysql', 'mariadb')):
+            self.direct = direct.Direct(relay, stream)
 
     # ------------------------------------------------------------ thread
 
@@ -264,34 +272,78 @@ class Stager(object):
 
         :returns: the number of outbox entries written, or of
             transactions published straight from the log
-            (:mod:`.direct_pg`).
+            (:mod:`.direct`).
         """
         if not transactions:
             return 0
         if self._batch is not None:
             return self._stage_batch(transactions)
+        recorded = None
         with self._engine.begin() as conn:
             staged = conn.execute(self._lock_row).scalar() or ''
-            last, rows = self._new_rows(transactions, staged)
+            last, fresh = self._fresh(transactions, staged)
             if last is None:
                 # All re-delivered: the log may still move on.
                 self.reader.confirm(staged) if staged else None
                 return 0
-            if rows:
+            if fresh:
                 wait = getattr(self.reader, 'wait_visible', None)
                 if wait is not None:
                     wait(conn, transactions)
+            now = numbering.utcnow()
+            if fresh and self._direct_here(conn):
+                recorded = self._publish_direct(conn, fresh, staged, now)
+            rows = [] if recorded else self._rows(fresh)
+            if rows:
                 conn.execute(_OUTBOX.insert(), rows)
             conn.execute(self._set_position,
-                         {'position': last, 'now': numbering.utcnow()})
+                         {'position': last, 'now': now})
+        if recorded:
+            self.direct.recorded(*recorded)
+            return self._staged(last, 0, len(fresh))
         return self._staged(last, len(rows))
+
+    def _direct_here(self, conn):
+        """True when the generic step may publish straight from the log."""
+        if self.direct is None:
+            return False
+        if self._skip_locked is None:
+            self._skip_locked = direct.skip_locked(conn.dialect)
+            if not self._skip_locked:
+                LOG.info('Stream %s: the server has no FOR UPDATE SKIP '
+                         'LOCKED; every batch is staged in the outbox',
+                         self._stream)
+        return self._skip_locked
+
+    def _publish_direct(self, conn, fresh, staged, now):
+        """The generic step's :mod:`.direct` attempt, in ``conn``.
+
+        :returns: ``(epoch, last_seq)`` to remember after the commit when
+            ``fresh`` was published and ``last_seq`` moved in ``conn``;
+            None: stage them instead (stream lock held elsewhere,
+            entries pending, or the broker did not confirm).
+        """
+        locked = direct.lock_stream(conn, self._stream, staged)
+        if not self.direct.eligible(locked):
+            return None
+        seq, failure = self.direct.publish(fresh, locked.last_seq,
+                                           locked.epoch)
+        if failure is not None:
+            # Staged below, in the same transaction: the relay numbers
+            # them from the same last_seq, in the same order.
+            LOG.debug('Stream %(stream)s: publishing from the log '
+                      'failed (%(exc)s); staging the batch',
+                      {'stream': self._stream, 'exc': failure})
+            return None
+        direct.record_last_seq(conn, self._stream, seq, now)
+        return locked.epoch, seq
 
     def _stage_batch(self, transactions, timeout=60.0):
         """:meth:`stage` in two round trips (:mod:`.staging_pg`).
 
         When the stream lock came free with the batch's locks and
         nothing staged waits for the relay, the transactions are
-        published straight from the log instead (:mod:`.direct_pg`).
+        published straight from the log instead (:mod:`.direct`).
         Anything raised between the two round trips rolls the
         transaction back (and drops the connection): no lock stays held.
         """
@@ -333,14 +385,6 @@ class Stager(object):
             batch.abort()
             raise
         return self._staged(last, len(rows))
-
-    def _new_rows(self, transactions, staged):
-        """``(last position, outbox rows)`` of what is after ``staged``.
-
-        ``last`` is None when every transaction was staged before.
-        """
-        last, fresh = self._fresh(transactions, staged)
-        return last, self._rows(fresh)
 
     @staticmethod
     def _fresh(transactions, staged):

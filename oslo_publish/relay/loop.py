@@ -610,7 +610,7 @@ class Relay(object):
         """Publish numbered transactions that are not outbox entries.
 
         For log-based capture publishing straight from the log
-        (:mod:`oslo_publish.logcapture.direct_pg`), whose caller holds
+        (:mod:`oslo_publish.logcapture.direct`), whose caller holds
         the stream lock and records ``last_seq`` itself.
 
         :param entries: ``[(seq, transaction, table headers)]`` in seq

@@ -15,7 +15,7 @@
 """A stager publishing straight from the log, to be SIGKILLed by a test.
 
 ``python -m tests.functional.logical_direct_relay URL STREAM FILE``
-reads the stream's slot (the tables of
+reads the stream's slot or binlog (the tables of
 :func:`tests.functional.test_logical_capture.make_conf`) and publishes
 straight from it; every delta transaction the "broker" confirms is
 appended to FILE as a JSON line. It prints ``streaming`` once the reader
@@ -28,6 +28,7 @@ import sys
 
 import sqlalchemy as sa
 
+from oslo_publish.logcapture import binlog
 from oslo_publish.logcapture import pgoutput
 from oslo_publish.logcapture import staging
 from oslo_publish import relay as relay_mod
@@ -60,7 +61,10 @@ def main(url, stream, path):
                             FilePublisher(path))
     with relay.holding():
         pass   # the stream row, as the relay's first cycle makes it
-    reader = pgoutput.Reader(conf, engine, tables, stream)
+    if engine.dialect.name in ('mysql', 'mariadb'):
+        reader = binlog.Reader(conf, engine, tables, stream)
+    else:
+        reader = pgoutput.Reader(conf, engine, tables, stream)
     stager = staging.Stager(engine, stream, reader, relay=relay)
     reader.start(stager.staged_position())
     print('streaming', flush=True)

@@ -12,10 +12,10 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Publishing straight from the PostgreSQL log (no outbox row).
+"""Publishing straight from the database log (no outbox row).
 
-In the steady state the staging batch (:mod:`.staging_pg`) holds, after
-its first round trip, the lock of the stream's positions row AND of its
+In the steady state a staging batch holds, after its first round trip,
+the lock of the stream's positions row AND of its
 ``oslo_publish_streams`` row (taken ``FOR UPDATE SKIP LOCKED``: never
 waited for), and knows that no staged entry waits for the relay. Then
 the decoded transactions need not be written to the outbox at all:
@@ -27,31 +27,43 @@ the decoded transactions need not be written to the outbox at all:
 2. published (after the visibility wait every staging batch does) and
    the broker's confirms awaited;
 3. ``last_seq`` and the log position are moved in ONE transaction
-   (:meth:`.staging_pg.Batch.record`, one round trip with ``COMMIT``):
-   the durable map "everything up to position P is seq <= N";
-4. only then is the slot confirmed.
+   (the staging transaction's commit): the durable map "everything up
+   to position P is seq <= N";
+4. only then is the reader's position confirmed.
 
-What is durable where: the log (the slot) until step 4; the pair
-(``last_seq``, position) in the host database from step 3. A process
-killed anywhere restarts the slot after the recorded position, and the
-transactions after it are numbered again from the recorded ``last_seq``,
-in the same commit order, to the same numbers and the same content: a
-consumer sees at most a repeated message, never a number reused for
-another transaction.
+PostgreSQL (:mod:`.staging_pg`): two round trips, the stream row read
+through a ``LATERAL`` join with the positions row's lock. MariaDB and
+MySQL (the generic :class:`~.staging.Stager` step, :func:`lock_stream`):
+the stream row ``SELECT ... FOR UPDATE SKIP LOCKED`` (MariaDB 10.6,
+MySQL 8.0) and the pending check, in the staging transaction, after the
+positions row's lock; the position recorded is a GTID.
+
+What is durable where: the log (the slot, the binlog) until step 4; the
+pair (``last_seq``, position) in the host database from step 3. A
+process killed anywhere restarts the log after the recorded position,
+and the transactions after it are numbered again from the recorded
+``last_seq``, in the same commit order, to the same numbers and the same
+content: a consumer sees at most a repeated message, never a number
+reused for another transaction.
 
 Any other batch takes the outbox path (:mod:`.staging`): the stream lock
 was held (a relay cycle, the snapshot server's watermark: the watermark
 protocol is unchanged), staged entries still wait for the relay (they
 precede this batch in the stream), or the broker did not confirm (the
-batch is then staged, numbered to the numbers it was published with,
-and the relay retries it: a broker outage fills the outbox as before,
-not the server's WAL). With ``outbox_retention`` > 0 every batch takes
-the outbox path, which keeps the copies the option asks for.
+batch is then staged and the relay numbers it, from the same
+``last_seq`` and in the same order, to the numbers it was published
+with: a broker outage fills the outbox as before, not the server's log).
+With ``outbox_retention`` > 0 every batch takes the outbox path, which
+keeps the copies the option asks for.
 """
 
 import datetime
 
+import sqlalchemy as sa
+
+from oslo_publish import outbox
 from oslo_publish.logcapture import staging
+from oslo_publish.logcapture import staging_pg
 
 _UTC = datetime.timezone.utc
 
@@ -89,6 +101,54 @@ def usable(relay):
     """
     return (callable(getattr(relay, 'publish_transactions', None))
             and not getattr(relay, 'retains_entries', False))
+
+
+def skip_locked(dialect):
+    """True when ``dialect``'s server has ``FOR UPDATE SKIP LOCKED``.
+
+    For the generic staging step: MariaDB from 10.6, MySQL from 8.0.1
+    (the version is known once the engine connected).
+    """
+    if dialect.name not in ('mysql', 'mariadb'):
+        return False
+    version = tuple(dialect.server_version_info or ())
+    if getattr(dialect, 'is_mariadb', False):
+        return version >= (10, 6)
+    return version >= (8, 0, 1)
+
+
+def lock_stream(conn, stream, position):
+    """Lock the stream row if free, in the staging transaction ``conn``.
+
+    For the generic staging step, which holds the positions row's lock
+    already: ``SELECT last_seq, epoch ... FOR UPDATE SKIP LOCKED`` (never
+    waits: a relay cycle or the snapshot server holding it makes the
+    batch take the outbox path), then, with the row locked, whether a
+    staged entry waits for the relay (unnumbered, or numbered after
+    ``last_seq``). Two round trips.
+
+    :returns: a :class:`~.staging_pg.Locked` (no snapshot).
+    """
+    streams = outbox.streams
+    row = conn.execute(
+        sa.select(streams.c.last_seq, streams.c.epoch)
+        .where(streams.c.stream == stream)
+        .with_for_update(skip_locked=True)).first()
+    if row is None:
+        return staging_pg.Locked(position, None, None, None, False)
+    box = outbox.outbox
+    mine = box.c.stream == stream
+    pending = conn.execute(sa.select(sa.or_(
+        sa.exists().where(mine, box.c.seq.is_(None)),
+        sa.exists().where(mine, box.c.seq > row[0])))).scalar()
+    return staging_pg.Locked(position, None, row[0], row[1], bool(pending))
+
+
+def record_last_seq(conn, stream, last_seq, now):
+    """Move the stream's ``last_seq`` in the staging transaction."""
+    conn.execute(outbox.streams.update()
+                 .where(outbox.streams.c.stream == stream)
+                 .values(last_seq=last_seq, updated_at=now))
 
 
 class Direct(object):
