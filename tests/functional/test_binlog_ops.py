@@ -36,13 +36,16 @@ from tests import private_mariadb
 class _BinlogCase(base.TestCase):
     """``items`` (as :class:`.test_logical_capture._LogicalCase`)."""
 
+    #: The ``items`` table.
+    DDL = lc.DDL
+
     def setUp(self):
         super().setUp()
         self.db = self.useFixture(private_mariadb.DatabaseFixture())
         self.engine = sa.create_engine(self.db.url, pool_size=10)
         self.addCleanup(self.engine.dispose)
         with self.engine.begin() as conn:
-            conn.exec_driver_sql(lc.DDL)
+            conn.exec_driver_sql(self.DDL)
         migration.upgrade(self.engine)
         self.stream = base.unique_name('bo')
         self.base_conf = self.conf

@@ -20,7 +20,6 @@ so the tests compare what was published, seq by seq, with the tables.
 """
 
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -42,6 +41,7 @@ from oslo_publish import relay as relay_mod
 from oslo_publish import schema
 from oslo_publish import wire
 from tests import base
+from tests.functional import watermark
 from tests import private_pg
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
@@ -97,21 +97,43 @@ def make_conf(stream):
     return conf
 
 
-def start_staging(case):
+def start_staging(case, publisher=None, run_relay=True, stream_row=False):
     """Start a relay and the stager reading the log into it, for ``case``.
 
-    The relay publishes to a :class:`RecordingPublisher`; ``case``
-    provides ``conf``, ``engine``, ``stream`` and ``tables``; both stop
-    at the case's cleanup.
+    The relay publishes to ``publisher`` (by default a
+    :class:`RecordingPublisher`), and runs unless ``run_relay`` is
+    false; with ``stream_row`` the stream's row is made before the
+    stager starts (as the relay's first cycle would). ``case`` provides
+    ``conf``, ``engine``, ``stream`` and ``tables``; both stop at the
+    case's cleanup.
     """
-    case.publisher = RecordingPublisher()
+    case.publisher = RecordingPublisher() if publisher is None else publisher
     case.relay = relay_mod.Relay(case.conf, case.engine, case.stream,
                                  case.tables, case.publisher)
-    case.relay.start()
-    case.addCleanup(case.relay.stop)
+    if stream_row:
+        with case.relay.holding():
+            pass
+    if run_relay:
+        case.relay.start()
+        case.addCleanup(case.relay.stop)
     case.stager = logcapture.attach(case.conf, case.engine, case.tables,
                                     case.stream, case.relay)
     case.addCleanup(case.stager.stop)
+
+
+def terminate_sessions(engine):
+    """End every other session of the database and the walsenders.
+
+    What a server restart does to the clients; the engine's pool is
+    emptied too.
+    """
+    with engine.connect() as conn:
+        conn = conn.execution_options(isolation_level='AUTOCOMMIT')
+        conn.exec_driver_sql(
+            'SELECT pg_terminate_backend(pid) FROM pg_stat_activity '
+            'WHERE pid <> pg_backend_pid() AND datname = '
+            "current_database() OR backend_type = 'walsender'")
+    engine.dispose()
 
 
 class _LogicalCase(private_pg.LogicalPGMixin, base.TestCase):
@@ -256,14 +278,7 @@ class TestStagingPostgreSQL(_LogicalCase):
                                  "NULL, NULL)")
         self.settle()
         for n in range(2, 5):
-            with self.engine.connect() as conn:
-                conn = conn.execution_options(isolation_level='AUTOCOMMIT')
-                conn.exec_driver_sql(
-                    'SELECT pg_terminate_backend(pid) FROM '
-                    'pg_stat_activity WHERE pid <> pg_backend_pid() AND '
-                    'datname = current_database() OR backend_type = '
-                    "'walsender'")
-            self.engine.dispose()
+            terminate_sessions(self.engine)
             with self.engine.begin() as conn:
                 conn.exec_driver_sql("INSERT INTO items VALUES (%d, 'b', 0, "
                                      "NULL, NULL)" % n)
@@ -304,62 +319,26 @@ class TestStagingPostgreSQL(_LogicalCase):
     def test_watermark_under_concurrent_writers(self):
         """Snapshot rows == deltas up to N, while four writers run."""
         self.start_relay()
-        stop = threading.Event()
-        errors = []
 
-        def writer(seed):
-            rng = random.Random(seed)
-            while not stop.is_set():
-                try:
-                    with self.engine.begin() as conn:
-                        for _ in range(rng.randint(1, 3)):
-                            key = rng.randint(1, 40)
-                            choice = rng.random()
-                            if choice < 0.5:
-                                conn.exec_driver_sql(
-                                    "INSERT INTO items VALUES (%(k)s, "
-                                    "'w', 0, 1.5, 's') ON CONFLICT (id) DO "
-                                    "UPDATE SET n = items.n + 1, name = "
-                                    "'u' || items.n", {'k': key})
-                            elif choice < 0.8:
-                                conn.exec_driver_sql(
-                                    'UPDATE items SET n = n + 1 WHERE '
-                                    'id = %(k)s', {'k': key})
-                            else:
-                                conn.exec_driver_sql(
-                                    'DELETE FROM items WHERE id = %(k)s',
-                                    {'k': key})
-                except sa.exc.DBAPIError:
-                    pass  # deadlock between writers: rolled back
-                except Exception as exc:  # noqa: reported below
-                    errors.append(exc)
-                    return
+        def write(conn, rng):
+            for _ in range(rng.randint(1, 3)):
+                key = rng.randint(1, 40)
+                choice = rng.random()
+                if choice < 0.5:
+                    conn.exec_driver_sql(
+                        "INSERT INTO items VALUES (%(k)s, 'w', 0, 1.5, 's') "
+                        "ON CONFLICT (id) DO UPDATE SET n = items.n + 1, "
+                        "name = 'u' || items.n", {'k': key})
+                elif choice < 0.8:
+                    conn.exec_driver_sql(
+                        'UPDATE items SET n = n + 1 WHERE id = %(k)s',
+                        {'k': key})
+                else:
+                    conn.exec_driver_sql(
+                        'DELETE FROM items WHERE id = %(k)s', {'k': key})
 
-        threads = [threading.Thread(target=writer, args=(n,), daemon=True)
-                   for n in range(4)]
-        for thread in threads:
-            thread.start()
-        checked = 0
-        try:
-            for _ in range(6):
-                base.wait_for(lambda: len(self.publisher.transactions) >
-                              checked * 20, 30)
-                with self.engine.connect() as snap:
-                    snap.execution_options(isolation_level='REPEATABLE READ')
-                    # As the snapshot server: S opens with the lock held.
-                    with self.relay.lock_for_snapshot() as mark:
-                        snap.exec_driver_sql('SELECT 1')
-                        n = mark.publish_visible(snap)
-                    seen = self.table(snap)
-                    snap.rollback()
-                rows, seqs = self.publisher.replay(n)
-                self.assertEqual(seen, rows, 'watermark %d' % n)
-                checked += 1
-        finally:
-            stop.set()
-            for thread in threads:
-                thread.join(30)
-        self.assertEqual([], errors)
+        watermark.check_under_writers(self, write, watermark.repeatable_read,
+                                      writers=4, rounds=6, first=0)
         self.settle()
         rows, seqs = self.publisher.replay()
         self.assertEqual(self.table(), rows)
