@@ -322,13 +322,7 @@ class TestWakePostgreSQL(_WakeTests, base.BackendTestCase):
         r.stream_lock.keep = True
         delivery.write_entries(self.engine, self.stream, 1)
         r.run_once()
-        statements = []
-
-        def count(conn, cursor, statement, *args):
-            statements.append(' '.join(statement.split()))
-        sa.event.listen(self.engine, 'before_cursor_execute', count)
-        self.addCleanup(sa.event.remove, self.engine,
-                        'before_cursor_execute', count)
+        statements = self._count_statements()
         with r.holding() as held:
             held.epoch = r.stream_lock.renew_epoch(held.conn)
             setting = held.conn.exec_driver_sql(

@@ -23,33 +23,9 @@ import testtools
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 
-# The service is replaced by one whose start leaves a thread that is not
-# a daemon and never ends (as a blocked library thread would), then
-# asks for the stop itself; ``stuck`` says whether its stop returns.
-SCRIPT = '''
-import os, signal, sys, threading
-from consumer.cmd import sync
-
-class Consumer(object):
-    def __init__(self, conf):
-        self.driver = None
-
-    def start(self):
-        threading.Thread(target=threading.Event().wait,
-                         name='blocked-library-thread').start()
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    def stop(self):
-        pass
-
-sync.service.Consumer = Consumer
-sys.exit(sync.main(['--config-file', os.devnull]))
-'''
-
-
-# The signal reaches another thread (the main thread has it blocked, as
-# a library may leave it): the main thread must still run the handler.
-OTHER_THREAD = '''
+# consumer-sync with its service replaced by one whose start() is the
+# body given (indented 8 spaces) and whose stop() returns at once.
+TEMPLATE = '''
 import os, signal, sys, threading, time
 from consumer.cmd import sync
 
@@ -58,8 +34,26 @@ class Consumer(object):
         self.driver = None
 
     def start(self):
-        go = threading.Event()
+%s
+    def stop(self):
+        pass
 
+sync.service.Consumer = Consumer
+sys.exit(sync.main(['--config-file', os.devnull]))
+'''
+
+# A thread that is not a daemon and never ends (as a blocked library
+# thread would) is left behind, then the stop is asked for.
+SCRIPT = TEMPLATE % '''
+        threading.Thread(target=threading.Event().wait,
+                         name='blocked-library-thread').start()
+        os.kill(os.getpid(), signal.SIGTERM)
+'''
+
+# The signal reaches another thread (the main thread has it blocked, as
+# a library may leave it): the main thread must still run the handler.
+OTHER_THREAD = TEMPLATE % '''
+        go = threading.Event()
         main = threading.main_thread().ident
 
         def send():
@@ -80,61 +74,37 @@ class Consumer(object):
         threading.Thread(target=send, daemon=True).start()
         signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])
         go.set()
-
-    def stop(self):
-        pass
-
-sync.service.Consumer = Consumer
-sys.exit(sync.main(['--config-file', os.devnull]))
 '''
 
-
 # An operator's SIGUSR2 (then the stop).
-STACKS = '''
-import os, signal, sys
-from consumer.cmd import sync
-
-class Consumer(object):
-    def __init__(self, conf):
-        self.driver = None
-
-    def start(self):
+STACKS = TEMPLATE % '''
         os.kill(os.getpid(), signal.SIGUSR2)
         os.kill(os.getpid(), signal.SIGTERM)
-
-    def stop(self):
-        pass
-
-sync.service.Consumer = Consumer
-sys.exit(sync.main(['--config-file', os.devnull]))
 '''
 
 
 class TestExit(testtools.TestCase):
 
-    def test_sigusr2_dumps_every_thread_and_keeps_running(self):
-        proc = subprocess.run([sys.executable, '-c', STACKS], cwd=ROOT,
-                              capture_output=True, text=True, timeout=30)
-        output = proc.stdout + proc.stderr
-        self.assertEqual(0, proc.returncode, output)
-        self.assertIn('most recent call first', output)
-        self.assertIn('in start', output)
-        self.assertIn('consumer-sync stopped', output)
-
-    def test_signal_received_by_another_thread_stops(self):
-        proc = subprocess.run([sys.executable, '-c', OTHER_THREAD],
-                              cwd=ROOT, capture_output=True, text=True,
-                              timeout=30)
-        output = proc.stdout + proc.stderr
-        self.assertEqual(0, proc.returncode, output)
-        self.assertIn('Signal 15 received', output)
-        self.assertIn('consumer-sync stopped', output)
-
-    def test_blocked_thread_does_not_keep_the_process(self):
-        proc = subprocess.run([sys.executable, '-c', SCRIPT], cwd=ROOT,
+    def _exits_cleanly(self, script):
+        """The script's output, once it exited 0 within 60 s."""
+        proc = subprocess.run([sys.executable, '-c', script], cwd=ROOT,
                               capture_output=True, text=True, timeout=60)
         output = proc.stdout + proc.stderr
         self.assertEqual(0, proc.returncode, output)
+        self.assertIn('consumer-sync stopped', output)
+        return output
+
+    def test_sigusr2_dumps_every_thread_and_keeps_running(self):
+        output = self._exits_cleanly(STACKS)
+        self.assertIn('most recent call first', output)
+        self.assertIn('in start', output)
+
+    def test_signal_received_by_another_thread_stops(self):
+        self.assertIn('Signal 15 received',
+                      self._exits_cleanly(OTHER_THREAD))
+
+    def test_blocked_thread_does_not_keep_the_process(self):
+        output = self._exits_cleanly(SCRIPT)
         self.assertIn('Threads still running after the stop', output)
         self.assertIn('blocked-library-thread', output)
 
