@@ -185,12 +185,14 @@ class _Session(object):
     """
 
     def __init__(self, snapshot_id, conn, tables, sqlite, client=None,
-                 discard=False):
+                 discard=False, published=None):
         self.id = snapshot_id
         self.discard = discard
         self.client = client
         self.conn = conn
         self.tables = tables
+        #: ``{name: PublishedTable}`` as announced when S opened.
+        self.published = published or {}
         self.remaining = set(tables)
         self.sqlite = sqlite
         self.lock = threading.Lock()
@@ -507,9 +509,15 @@ class SnapshotServer(object):
             self._refuse('unknown_table',
                          'table(s) %s not published by stream %s'
                          % (', '.join(unknown), self._stream))
+        # Taken before S opens: a log reader re-learns a table (new
+        # version) only after it read the DDL, which S then sees too. A
+        # version taken after S opened could be newer than S (and than
+        # the watermark's deltas): the consumer would never accept them.
+        published = {name: self._tables[name] for name in names}
         self._reserve(client)
         try:
-            session, watermark = self._open_session(names, client)
+            session, watermark = self._open_session(names, client,
+                                                    published)
         finally:
             self._release(client)
         if not names or self._late(auth):
@@ -529,9 +537,9 @@ class SnapshotServer(object):
             'epoch': self._relay.epoch,
             'server': self.name, 'page_window': wire.PAGE_WINDOW,
             'layouts': [wire.LAYOUT_COLUMNS],
-            'tables': {name: {'pk': list(self._tables[name].pk),
-                              'columns': self._column_types(name),
-                              'version': self._tables[name].version}
+            'tables': {name: {'pk': list(published[name].pk),
+                              'columns': published[name].column_types(),
+                              'version': published[name].version}
                        for name in names}}, self._key)
 
     @staticmethod
@@ -553,12 +561,7 @@ class SnapshotServer(object):
                          '%s, %.1fs after its caller stopped waiting'
                          % (self._stream, when, late))
 
-    def _column_types(self, name):
-        published = self._tables[name]
-        return [[c, wire.type_text(published.table.c[c].type)]
-                for c in published.columns]
-
-    def _open_session(self, names, client=None):
+    def _open_session(self, names, client=None, published=None):
         if self._sqlite:
             self._check_wal()
         conn = self._engine.connect()
@@ -576,7 +579,7 @@ class SnapshotServer(object):
             raise
         session = _Session('%s%s%s' % (uuid.uuid4().hex, _ID_SEP, self.name),
                            conn, names, self._sqlite, client,
-                           discard=self._mysql)
+                           discard=self._mysql, published=published)
         with self._guard:
             self._sessions[session.id] = session
         return session, watermark
@@ -658,10 +661,11 @@ class SnapshotServer(object):
         with self._guard:
             return self._sessions.get(snapshot_id)
 
-    def _reply(self, snapshot_id, table, columns, following, layout=None):
+    def _reply(self, snapshot_id, table, columns, following, layout=None,
+               published=None):
         """A signed page answer of encoded ``columns`` in ``layout``."""
-        published = self._tables.get(table) \
-            if isinstance(table, str) else None
+        if published is None and isinstance(table, str):
+            published = self._tables.get(table)
         names = published.columns if published is not None else []
         page = {'format': wire.FORMAT, 'stream': self._stream,
                 'snapshot_id': snapshot_id, 'table': table,
@@ -700,7 +704,7 @@ class SnapshotServer(object):
         if table not in session.tables:
             self._refuse('unknown_table', 'table %r is not part of '
                          'snapshot %s' % (table, snapshot_id))
-        published = self._tables[table]
+        published = session.published.get(table) or self._tables[table]
         if index is not None:
             start = session.turns.start_of(
                 table, index, self._opts.snapshot_idle_timeout)
@@ -745,7 +749,8 @@ class SnapshotServer(object):
                 if index is not None:
                     session.turns.advance(table, index, following)
             session.touched = time.monotonic()
-        return self._reply(snapshot_id, table, columns, following, layout)
+        return self._reply(snapshot_id, table, columns, following, layout,
+                           published)
 
     def _read_ahead(self, session, table, published, following):
         """Read the page after ``following`` while this one travels.

@@ -132,7 +132,11 @@ class Reader(binlog_cut.CutMixin, base.LogReader):
     """
 
     def __init__(self, conf, engine, published, stream):
-        super().__init__(conf, engine, dict(published), stream)
+        # ``published`` is kept, not copied: the process's snapshot
+        # server and relay hold the same dict (``install()``'s tables),
+        # and a table re-learnt after DDL replaces its entry there, so
+        # that snapshots announce the version the deltas carry.
+        super().__init__(conf, engine, published, stream)
         self.schema = engine.url.database
         self.builder = binlog_decode.TransactionBuilder(
             published, self.schema, engine.dialect)
@@ -373,7 +377,16 @@ class Reader(binlog_cut.CutMixin, base.LogReader):
             self._read_through = position
 
     def _relearn(self, names):
-        """A published table's definition changed: resolve it again."""
+        """A published table's definition changed: resolve it again.
+
+        The new tables replace their entries in the published dict this
+        reader was made with (as the PostgreSQL reader does): the
+        process's snapshot server then announces the version that the
+        deltas after the DDL carry. A copy would leave the snapshot
+        server at the old version until the host restarts, and a
+        consumer migrating in between would install the old version and
+        resync once more at the first delta after its snapshot.
+        """
         from oslo_publish import schema
         try:
             fresh = schema.resolve_tables(self.conf, engine=self.engine)
@@ -382,16 +395,20 @@ class Reader(binlog_cut.CutMixin, base.LogReader):
                       'after DDL on %s: %s; keeping their old definition',
                       self.stream, ', '.join(names), exc)
             return
-        tables = dict(self.tables)
+        relearnt = {}
         for name in names:
-            if name in fresh:
-                new = self._merged(tables[name], fresh[name])
-                if new.version != tables[name].version:
-                    LOG.info('Stream %s: table %s now has schema version %s',
-                             self.stream, name, new.version)
-                tables[name] = new
-        self.tables = tables
-        self.builder.set_published(tables)
+            if name in fresh and name in self.tables:
+                old = self.tables[name]
+                new = self._merged(old, fresh[name])
+                if new.version != old.version:
+                    LOG.info('Stream %s: table %s now has schema version %s '
+                             '(was %s)', self.stream, name, new.version,
+                             old.version)
+                relearnt[name] = new
+        # Existing keys only: readers of the dict in other threads never
+        # see its size change.
+        self.tables.update(relearnt)
+        self.builder.set_published(self.tables)
         self.builder.set_foreign_keys(foreign_keys(self.engine, self.schema))
 
     def _merged(self, old, fresh):

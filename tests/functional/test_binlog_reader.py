@@ -221,8 +221,8 @@ class TestBinlogReader(BinlogTestCase):
                            'cause': 'truncate'}], truncate.changes)
 
     def test_ddl_relearns_the_table(self):
-        reader = self.reader()
-        version = self.pub['child'].version
+        reader = self.reader(self.pub)
+        declared, parent = self.pub['child'], self.pub['parent']
         self.sql('ALTER TABLE child ADD COLUMN rank INT DEFAULT 7')
         self.sql("INSERT INTO child (id, note) VALUES (11, 'y')")
         ddl, insert = collect(reader, 2)
@@ -231,8 +231,17 @@ class TestBinlogReader(BinlogTestCase):
         self.assertEqual({'id': 11, 'parent_id': None, 'note': 'y',
                           'rank': 7}, insert.changes[0]['after'])
         new = self.published()['child']
-        self.assertNotEqual(version, new.version)
+        self.assertNotEqual(declared.version, new.version)
         self.assertEqual(new.header(), insert.tables['child'])
+        # The dict the reader was made with is the one the process's
+        # snapshot server and relay hold (install()'s tables): it has
+        # the new table too, so a snapshot announces the version the
+        # deltas carry (with a copy it kept the old one until the host
+        # restarted, and a consumer migrating in between resynced
+        # twice).
+        self.assertEqual(new.header(), self.pub['child'].header())
+        self.assertEqual(new.columns, self.pub['child'].columns)
+        self.assertIs(parent, self.pub['parent'])
 
     def test_ddl_keeps_the_declared_types(self):
         metadata = sa.MetaData()
@@ -245,19 +254,23 @@ class TestBinlogReader(BinlogTestCase):
         self.conf.set_override('tables', ['jdoc'], 'oslo_publish')
         self.conf.set_override('exclude_columns', [], 'oslo_publish')
         pub = self.published(metadata)
+        jdoc = pub['jdoc']
         reader = self.reader(pub)
         self.sql('ALTER TABLE jdoc ADD COLUMN extra INT')
         self.sql("INSERT INTO jdoc VALUES "
                  "(1, '{\"a\": [1]}', '1970-01-03 00:00:01', 5)")
         ddl, insert = collect(reader, 2)
         self.assertEqual('schema_change', ddl.changes[0]['cause'])
-        jdoc = pub['jdoc']
         self.assertEqual({
             'id': 1, 'doc': jdoc.encode_value('doc', {'a': [1]}),
             'span': jdoc.encode_value('span', datetime.timedelta(
                 days=2, seconds=1)),
             'extra': 5}, insert.changes[0]['after'])
         self.assertNotEqual(jdoc.version, insert.tables['jdoc']['version'])
+        # The shared dict has the re-learnt table, declared types kept.
+        self.assertEqual(insert.tables['jdoc'], pub['jdoc'].header())
+        self.assertIs(jdoc.table.c.doc.type.__class__,
+                      pub['jdoc'].table.c.doc.type.__class__)
 
     def test_large_transaction(self):
         reader = self.reader()

@@ -405,6 +405,40 @@ class _SnapshotTests(SnapshotTestMixin):
         self.assertEqual(self.db_rows(), rows)
         self.assertEqual(0, delivery.pending(self.engine, self.stream))
 
+    def test_definitions_are_taken_before_the_transaction(self):
+        """A table re-learnt while a snapshot opens is not mixed in.
+
+        A log reader replaces a table's definition after it read DDL
+        (here: another column set, another version). The snapshot
+        announces, and serves every page with, the definitions it took
+        before its transaction opened; the next snapshot the new ones.
+        """
+        server = self.start_server()
+        self.writer.transaction([self.writer.insert_item(i, 'n%d' % i)
+                                 for i in range(1, 10)])
+        declared = self.published['items']
+        relearnt = schema.PublishedTable('items', declared.table,
+                                         declared.excluded | {'n'})
+        self.assertNotEqual(declared.version, relearnt.version)
+        opening = server._open_session
+
+        def open_then_relearn(*args, **kwargs):
+            out = opening(*args, **kwargs)
+            self.published['items'] = relearnt
+            return out
+        server._open_session = open_then_relearn
+        opened = self.call('snapshot_open', tables=['items'])
+        self.assertEqual({'pk': ['id'], 'version': declared.version,
+                          'columns': declared.column_types()},
+                         opened['tables']['items'])
+        page = self.call('snapshot_page', snapshot_id=opened['snapshot_id'],
+                         table='items', after=None)
+        self.assertEqual({'id', 'name', 'n'},
+                         set(wire.decode_row(page['rows'][0])))
+        again = self.call('snapshot_open', tables=['items'])
+        self.assertEqual(relearnt.version,
+                         again['tables']['items']['version'])
+
     def test_refuses_unlisted_tables(self):
         """A table outside the allow-list is refused with its name."""
         self.start_server()
