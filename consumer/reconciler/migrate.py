@@ -24,6 +24,7 @@ from oslo_log import log
 
 from consumer import migrations
 from consumer.reconciler import common
+from oslo_publish import wire
 
 LOG = log.getLogger(__name__)
 
@@ -31,7 +32,8 @@ LOG = log.getLogger(__name__)
 class Migrate(object):
     """Schema migrations (``_migrate`` takes ``_lock`` itself).
 
-    Writes: ``_known``, ``_retired``, ``_table_seq``, then goes live.
+    Writes: ``_known``, ``_retired``, ``_table_seq``, ``_invalidated``
+    (a table reshaped in place over an invalidation), then goes live.
     """
 
     def _migrate(self):
@@ -53,6 +55,10 @@ class Migrate(object):
                 in_flight = [change for seq in range(floor + 1,
                                                      snap.watermark + 1)
                              for change in self._buffer[seq].changes]
+                invalid = {change.table: (seq, change.cause)
+                           for seq in range(floor + 1, snap.watermark + 1)
+                           for change in self._buffer[seq].changes
+                           if change.op == wire.INVALIDATE}
             ctx = migrations.Context(self.stream, stored, dict(snap.tables),
                                      view, lambda t: dict(snap.rows(t)),
                                      in_flight)
@@ -61,15 +67,21 @@ class Migrate(object):
             plan = migrations.migrate(ctx, steps + self._extra_steps)
             watermark = snap.watermark
         with self._lock:
-            self._install_plan(watermark, ctx, stored, plan)
+            self._install_plan(watermark, ctx, stored, plan, invalid)
         LOG.info('Stream %s: migration done at watermark %d: %s',
                  self.stream, watermark, ', '.join(
                      '%s %s' % (t, a[0] if a else 'dropped')
                      for t, a in sorted(plan.items())) or 'nothing to do')
         return True
 
-    def _install_plan(self, watermark, ctx, stored, plan):
-        """Apply a migration plan; caller holds _lock."""
+    def _install_plan(self, watermark, ctx, stored, plan, invalid=None):
+        """Apply a migration plan; caller holds _lock.
+
+        ``invalid``: ``{table: (seq, cause)}`` of the invalidations among
+        the buffered transactions the plan covers. A table a step
+        reshaped in place (``replace``) is re-read after it: its rows
+        at the watermark are not known exactly.
+        """
         versions = ctx.versions
         self._store_tables(
             watermark,
@@ -97,6 +109,10 @@ class Migrate(object):
         self._gaps.last_seen = self._clock()
         self.last_error = None
         self.counters['migrations'] += 1
+        for table, (seq, cause) in sorted((invalid or {}).items()):
+            action = plan.get(table)
+            if action is not None and action[0] == 'replace':
+                self._invalidate(table, cause, seq)
         self._dispatch(events)
         self._set_live()
         try:

@@ -125,18 +125,33 @@ class Resync(object):
                 contents = {t: dict(snap.rows(t)) for t in tables}
             with self._lock:
                 if self._pending is not None:
-                    # A full resync is due: it re-reads these tables too.
+                    # A resync is due. A full one re-reads these tables
+                    # (and forgets them); a schema migration may reshape
+                    # them in place: they are re-read after it.
+                    self._keep_invalidated(invalidated)
                     return
                 if watermark < max(s for s, _c in invalidated.values()):
                     raise exceptions.SnapshotFailed(
                         'watermark %d before the invalidation' % watermark)
+                moved = sorted(
+                    t for t, info in tables.items() if t in self._known and
+                    self._known[t]['version'] != info.get('version'))
+                if moved:
+                    # The host publishes a new version of the table (e.g.
+                    # a binlog reader that read DDL invalidates the table
+                    # and re-learns it): the migration steps handle it,
+                    # as for a delta with that version; the re-read
+                    # follows.
+                    LOG.info('Stream %s: %s changed version; migrating '
+                             'before re-reading', self.stream,
+                             ', '.join(moved))
+                    self._keep_invalidated(invalidated)
+                    self._request('schema', self._clock())
+                    return
                 self._install_tables(watermark, tables, contents)
         except Exception as exc:  # noqa: every failure is retried
             with self._lock:
-                for table, item in invalidated.items():
-                    old = self._invalidated.get(table)
-                    if old is None or old[0] < item[0]:
-                        self._invalidated[table] = item
+                self._keep_invalidated(invalidated)
                 self._pacer.failures += 1
                 self.last_error = '%s: %s' % (type(exc).__name__,
                                               str(exc)[:200])
@@ -155,6 +170,13 @@ class Resync(object):
             return
         LOG.info('Stream %s: re-read %s at watermark %d', self.stream,
                  ', '.join(names), watermark)
+
+    def _keep_invalidated(self, invalidated):
+        """Plan ``invalidated`` ({table: (seq, cause)}) again (_lock)."""
+        for table, item in invalidated.items():
+            old = self._invalidated.get(table)
+            if old is None or old[0] < item[0]:
+                self._invalidated[table] = item
 
     def _resync_failed(self, cause, exc):
         with self._lock:

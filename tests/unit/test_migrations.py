@@ -291,6 +291,85 @@ class TestReconcilerMigrations(MigrationTestCase):
         self.assertTrue(view.has_table('hosts'))
         self.assertNotIn('gone', self.stored_versions())
 
+    def invalidated_then_altered(self, rec, *others):
+        """An invalidation under the old version, then a new version.
+
+        What a binlog reader that reads DDL publishes: the table's
+        invalidation, and it re-learns the table.
+        """
+        change = wire.encode_change(wire.invalidation('instances',
+                                                      'schema_change'))
+        message = self.host.message([self.host.commit(change, *others)])
+        self.alter('instances', NEW_COLUMNS, {'zone': 'z0'})
+        self.assertEqual('applied', self.feed(rec, message))
+
+    def test_reread_announcing_a_new_version_runs_the_steps(self):
+        """An invalidation's re-read that sees a new version migrates.
+
+        Not adopted silently by the re-read: the steps see the change
+        (one schema resync), then the table is re-read at that version.
+        """
+        recorder = Recorder()
+        rec = self.synced(steps=[recorder])
+        self.invalidated_then_altered(rec)
+        rec.poll()   # the re-read: a new version, a migration planned
+        self.assertEqual([], recorder.calls)
+        self.assertEqual(['instances'],
+                         rec.status_info()['pending_invalidations'])
+        self.clock.advance(rec._resync_at - self.clock.now)
+        rec.poll()   # the migration, then the re-read
+        rec.poll()
+        self.assertEqual([('changed', 'instances')], recorder.calls)
+        self.assertEqual(1, self.resyncs('schema'))
+        self.assertEqual(1, rec.counters['migrations'])
+        self.assertEqual([], rec.status_info()['pending_invalidations'])
+        self.assertConverged(rec)
+        self.assertEqual(self.host.tables['instances']['version'],
+                         self.stored_versions()['instances'])
+        self.assertEqual('z0', self.cache.view().get('instances',
+                                                     (1,))['zone'])
+
+    def test_reread_after_an_in_place_migration(self):
+        """Rows a step reshaped in place are re-read when invalidated."""
+        step = migrations.ColumnDefaults({'instances': {'zone': 'nova'}})
+        rec = self.synced(steps=[step])
+        # Changed unseen before the invalidation: only a re-read has it.
+        self.host.tables['instances']['rows'][(1,)]['name'] = 'unseen'
+        self.invalidated_then_altered(rec)
+        for _ in range(4):
+            self.clock.advance(max(rec._resync_at - self.clock.now, 0))
+            rec.poll()
+        self.assertEqual(1, rec.counters['migrations'])
+        self.assertEqual([], rec.status_info()['pending_invalidations'])
+        self.assertConverged(rec)
+        self.assertEqual('unseen', self.cache.view().get('instances',
+                                                         (1,))['name'])
+
+    def test_invalidation_in_flight_of_an_in_place_migration(self):
+        """An invalidation among the migrated deltas is re-read after it.
+
+        The step reshapes the held rows; the invalidated table's rows at
+        the watermark are not known exactly: it is re-read.
+        """
+        step = migrations.ColumnDefaults({'instances': {'zone': 'nova'}})
+        rec = self.synced(steps=[step])
+        self.host.tables['instances']['rows'][(1,)]['name'] = 'unseen'
+        self.alter('instances', NEW_COLUMNS, {'zone': 'z0'})
+        change = wire.encode_change(wire.invalidation('instances',
+                                                      'schema_change'))
+        self.assertEqual('buffered', self.feed(rec, self.host.message(
+            [self.host.commit(change)])))
+        for _ in range(4):
+            self.clock.advance(max(rec._resync_at - self.clock.now, 0))
+            rec.poll()
+        self.assertEqual(1, rec.counters['migrations'])
+        self.assertEqual(1, self.resyncs('invalidate'))
+        self.assertEqual(1, rec.status_info()[
+            'invalidated:instances:schema_change'])
+        self.assertConverged(rec)
+        self.assertEqual('unseen', self.cache.view().get('instances',
+                                                         (1,))['name'])
+
     def test_removed_table_sends_deletes(self):
         """Dropping a removed table tells handlers about every row."""
         self.host.add_table('gone')
