@@ -34,6 +34,7 @@ from oslo_publish.logcapture import staging
 from oslo_publish import relay as relay_mod
 from oslo_publish import schema
 from oslo_publish import wire
+from tests.functional import logical_stager
 from tests.functional import test_logical_capture
 
 
@@ -65,11 +66,8 @@ def main(url, stream, path):
         reader = binlog.Reader(conf, engine, tables, stream)
     else:
         reader = pgoutput.Reader(conf, engine, tables, stream)
-    stager = staging.Stager(engine, stream, reader, relay=relay)
-    reader.start(stager.staged_position())
-    print('streaming', flush=True)
-    while True:
-        stager.stage(reader.read(0.5))
+    logical_stager.stream_forever(
+        reader, staging.Stager(engine, stream, reader, relay=relay))
 
 
 if __name__ == '__main__':

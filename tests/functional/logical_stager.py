@@ -35,7 +35,11 @@ def main(url, stream):
     conf = test_logical_capture.make_conf(stream)
     tables = schema.resolve_tables(conf, engine=engine)
     reader = pgoutput.Reader(conf, engine, tables, stream)
-    stager = staging.Stager(engine, stream, reader)
+    stream_forever(reader, staging.Stager(engine, stream, reader))
+
+
+def stream_forever(reader, stager):
+    """Stage what ``reader`` decodes until the process is killed."""
     reader.start(stager.staged_position())
     print('streaming', flush=True)
     while True:

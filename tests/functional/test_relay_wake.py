@@ -220,6 +220,16 @@ class TestWakePostgreSQL(_WakeTests, base.BackendTestCase):
         self.assertEqual([], delivery.outbox_rows(self.engine, self.stream))
         self.assertEqual(4, delivery.last_seq(self.engine, self.stream))
 
+    def _after_publish(self, r, effect):
+        """Run ``effect`` after each publish of ``r``; returns the undo."""
+        real = r._publisher.publish
+
+        def publish(*args, **kwargs):
+            real(*args, **kwargs)
+            effect()
+        r._publisher.publish = publish
+        return lambda: setattr(r._publisher, 'publish', real)
+
     def _count_statements(self):
         statements = []
 
@@ -242,12 +252,8 @@ class TestWakePostgreSQL(_WakeTests, base.BackendTestCase):
         delivery.write_entries(self.engine, self.stream, 1)
         self.assertEqual(1, r.run_once(check=False, fold=True))
         delivery.write_entries(self.engine, self.stream, 1, start=2)
-        real = r._publisher.publish
-
-        def publish(*args, **kwargs):
-            real(*args, **kwargs)
-            r.wake()  # a commit lands while the cycle waits for the broker
-        r._publisher.publish = publish
+        # A commit lands while the cycle waits for the broker.
+        undo = self._after_publish(r, r.wake)
         statements = self._count_statements()
         self.assertEqual(1, r.run_once(check=False, fold=True))
         self.assertEqual(1, len(statements), statements)
@@ -255,7 +261,7 @@ class TestWakePostgreSQL(_WakeTests, base.BackendTestCase):
         # Not committed yet: another session still sees the entry.
         self.assertEqual([2], [row.seq for row in delivery.outbox_rows(
             self.engine, self.stream)])
-        r._publisher.publish = real
+        undo()
         delivery.write_entries(self.engine, self.stream, 1, start=3)
         del statements[:]
         self.assertEqual(1, r.run_once(check=False, fold=True))
@@ -273,15 +279,12 @@ class TestWakePostgreSQL(_WakeTests, base.BackendTestCase):
         r = self.relay()
         r.stream_lock.keep = True
         delivery.write_entries(self.engine, self.stream, 2)
-        real = r._publisher.publish
-
-        def publish(*args, **kwargs):
-            real(*args, **kwargs)
-            r._waker.pending = True  # as if a commit came, without waking
-        r._publisher.publish = publish
+        # As if a commit came, without waking.
+        undo = self._after_publish(
+            r, lambda: setattr(r._waker, 'pending', True))
         self.assertEqual(2, r.run_once(check=False, fold=True))
         self.assertTrue(r.stream_lock.deferred)
-        r._publisher.publish = real
+        undo()
         r.start()
         base.wait_for(
             lambda: not delivery.outbox_rows(self.engine, self.stream))
@@ -298,15 +301,11 @@ class TestWakePostgreSQL(_WakeTests, base.BackendTestCase):
         r = self.relay()
         r.stream_lock.keep = True
         delivery.write_entries(self.engine, self.stream, 2)
-        real = r._publisher.publish
-
-        def publish(*args, **kwargs):
-            real(*args, **kwargs)
-            r._waker.pending = True
-        r._publisher.publish = publish
+        undo = self._after_publish(
+            r, lambda: setattr(r._waker, 'pending', True))
         self.assertEqual(2, r.run_once(check=False, fold=True))
         epoch = r.epoch
-        r._publisher.publish = real
+        undo()
         # The session died: the marking is never sent on another one.
         r.stream_lock._conns['explicit'].invalidate()
         self.assertEqual(2, r.run_once(check=False))
