@@ -160,6 +160,10 @@ class Reconciler(deltas.Deltas, apply_mod.Apply, watch.Watch,
         #: (under _lock) when _applied reaches them, or all at once when
         #: the stream starts buffering or stops.
         self._turns = turns_mod.Turns(self._lock)
+        #: Notified (under _lock) when a delta enters the buffer while
+        #: the stream buffers: a migration waits on it for the deltas
+        #: its snapshot's watermark covers that are still in flight.
+        self._arrived = threading.Condition(self._lock)
         #: State machine position (INITIAL .. RESYNCING).
         self._status = INITIAL
         #: Last applied seq of the stream; None before the first snapshot.
@@ -263,6 +267,7 @@ class Reconciler(deltas.Deltas, apply_mod.Apply, watch.Watch,
         self._wake.set()
         with self._lock:
             self._turns.wake_all()
+            self._arrived.notify_all()
             # Reported stopped at once, even while a resync in progress
             # delays the join (consumer-sync bounds its stop).
             self._status = STOPPED

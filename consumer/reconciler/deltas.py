@@ -249,6 +249,8 @@ class Deltas(object):
             self._buffer[tx.seq] = buffer_mod.Pending(
                 tx.seq, tx.committed_at, tx.changes, message.tables,
                 self._arrivals, message.epoch)
+        if self._buffering:
+            self._arrived.notify_all()
 
     def _check_epoch(self, message, now):
         """Resync when ``message`` was numbered in another epoch (_lock).

@@ -20,6 +20,8 @@ when a delta announces a new table version, instead of a full resync,
 when every seq up to the snapshot's watermark is buffered.
 """
 
+import time
+
 from oslo_log import log
 
 from consumer import migrations
@@ -39,15 +41,22 @@ class Migrate(object):
     def _migrate(self):
         """Run the migration steps against a snapshot's tables.
 
-        Returns False (nothing done) when a sequence number up to the
-        snapshot's watermark is not buffered: then only a full resync
-        is consistent.
+        Every sequence number up to the snapshot's watermark must be
+        buffered. The host numbered them before the snapshot opened, so
+        those still missing are in flight (the snapshot often overtakes
+        the last deltas of a busy host): they are awaited for up to
+        ``gap_timeout``. Returns False (nothing done) when one is still
+        missing then: only a full resync is consistent.
         """
         with self._source.open(self._tables_filter) as snap:
             with self._lock:
                 floor = self._applied
-                if any(seq not in self._buffer
-                       for seq in range(floor + 1, snap.watermark + 1)):
+                if not self._await_buffered(floor, snap.watermark):
+                    LOG.info('Stream %s: deltas up to the migration '
+                             'snapshot\'s watermark %d did not arrive '
+                             'within %.1fs; resynchronising in full',
+                             self.stream, snap.watermark,
+                             self._gaps.gap_timeout)
                     return False
                 stored = {t: info['version']
                           for t, info in self._known.items()}
@@ -72,6 +81,23 @@ class Migrate(object):
                  self.stream, watermark, ', '.join(
                      '%s %s' % (t, a[0] if a else 'dropped')
                      for t, a in sorted(plan.items())) or 'nothing to do')
+        return True
+
+    def _await_buffered(self, floor, watermark):
+        """Wait until seqs floor+1..watermark are buffered (_lock held).
+
+        Woken by each delta buffered (``_arrived``); gives up after
+        ``gap_timeout`` or when the reconciler stops.
+        """
+        missing = [seq for seq in range(floor + 1, watermark + 1)
+                   if seq not in self._buffer]
+        deadline = time.monotonic() + self._gaps.gap_timeout
+        while missing:
+            left = deadline - time.monotonic()
+            if left <= 0 or self._stopping.is_set():
+                return False
+            self._arrived.wait(left)
+            missing = [seq for seq in missing if seq not in self._buffer]
         return True
 
     def _install_plan(self, watermark, ctx, stored, plan, invalid=None):

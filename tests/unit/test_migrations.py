@@ -20,7 +20,9 @@ change is a new column list of a host table (a new schema version).
 
 import os
 import random
+import threading
 
+import fixtures
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -195,6 +197,63 @@ class TestReconcilerMigrations(MigrationTestCase):
                          self.stored_versions()['instances'])
         self.assertEqual('z0', self.cache.view().get('instances',
                                                      (1,))['zone'])
+
+    def _in_flight_while_waiting(self, rec, payload):
+        """Feed ``payload`` from another thread once the stream waits.
+
+        The feeding thread starts when the migration first waits for a
+        delta (and needs the stream's lock, which the wait releases):
+        without the wait, the delta never arrives.
+        """
+        wait = rec._arrived.wait
+        fed = []
+
+        def waiting(timeout=None):
+            if not fed:
+                fed.append(None)
+                thread = threading.Thread(
+                    target=lambda: fed.append(self.feed(rec, payload)))
+                thread.start()
+                self.addCleanup(thread.join, 10)
+            return wait(timeout)
+
+        self.useFixture(fixtures.MockPatchObject(rec._arrived, 'wait',
+                                                 waiting))
+        return fed
+
+    def test_migration_waits_for_deltas_its_snapshot_overtook(self):
+        """Deltas numbered before the snapshot but still in flight.
+
+        A busy host's last deltas often arrive after the snapshot opened
+        at a watermark that covers them: the migration waits for them
+        (up to gap_timeout) instead of falling back to a full resync.
+        """
+        rec = self.synced()
+        self.alter('instances', NEW_COLUMNS, {'zone': 'z0'})
+        self.feed(rec, self.host.write(
+            'instances', wire.INSERT, {'id': 40, 'name': 'v', 'zone': 'z'}))
+        late = self.host.write('instances', wire.INSERT,
+                               {'id': 41, 'name': 'w', 'zone': 'y'})
+        fed = self._in_flight_while_waiting(rec, late)
+        rec.poll()
+        self.assertEqual([None, 'buffered'], fed)
+        self.assertEqual(1, rec.counters['migrations'])
+        self.assertEqual(1, self.resyncs('schema'))
+        self.assertConverged(rec)
+
+    def test_migration_gives_up_after_gap_timeout(self):
+        """A delta that never comes: a full resync after gap_timeout."""
+        self.conf.set_override('gap_timeout', 0.05, 'consumer')
+        rec = self.synced()
+        self.alter('instances', NEW_COLUMNS, {'zone': 'z0'})
+        self.feed(rec, self.host.write(
+            'instances', wire.INSERT, {'id': 40, 'name': 'v', 'zone': 'z'}))
+        self.host.write('instances', wire.INSERT,
+                        {'id': 41, 'name': 'w', 'zone': 'y'})  # lost
+        rec.poll()
+        self.assertEqual(0, rec.counters['migrations'])
+        self.assertEqual(1, self.resyncs('schema'))
+        self.assertConverged(rec)
 
     def test_user_step_fills_default_without_resync(self):
         """A step may fill a new column in place and accept the version."""
