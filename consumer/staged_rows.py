@@ -44,6 +44,10 @@ class _Aborted(Exception):
     pass
 
 
+class Cancelled(Exception):
+    """The load was cancelled (:meth:`StagedTables.cancel`); rolled back."""
+
+
 class StagedTables(object):
     """One transaction replacing snapshot tables as their pages come.
 
@@ -61,6 +65,8 @@ class StagedTables(object):
         self._open = False
         self._closed = False
         self._aborted = False
+        #: Set by cancel(): the writer stops at its next page.
+        self._cancelled = threading.Event()
         self._loaded = 0
         #: The exception that ended the writer, if any.
         self.error = None
@@ -125,6 +131,20 @@ class StagedTables(object):
             self._queue.put(_ABORT)
         self._done.wait()
 
+    def cancel(self):
+        """Roll back even after :meth:`finish` was called.
+
+        For a finish still loading queued pages (a consumer stopping
+        while its snapshot is being made durable): the writer stops at
+        its next page and rolls back; :meth:`finish` then raises
+        :class:`Cancelled`. Waits for the writer to end.
+        """
+        self._cancelled.set()
+        if not self._closed:
+            self.abort()
+            return
+        self._done.wait()
+
     # ------------------------------------------------------------ writer
 
     def _pages(self):
@@ -134,7 +154,7 @@ class StagedTables(object):
             item = get()
             if item is _END:
                 return
-            if item is _ABORT:
+            if item is _ABORT or self._cancelled.is_set():
                 raise _Aborted()
             self._loaded += len(item)
             yield from item
@@ -152,6 +172,8 @@ class StagedTables(object):
                         store._refill_rows(conn, stream, item[1],
                                            self._pages())
                         continue
+                    if self._cancelled.is_set():
+                        raise _Aborted()
                     _cmd, seq, versions = item
                     for table, version in sorted(versions.items()):
                         store._set_snapshot_position(
@@ -160,6 +182,9 @@ class StagedTables(object):
                     break
         except _Aborted:
             LOG.debug('Staged tables of stream %s rolled back', stream)
+            if self._cancelled.is_set():
+                self.error = Cancelled('staged tables of stream %s '
+                                       'cancelled' % stream)
         except Exception as exc:  # noqa: raised in the reading thread
             self.error = exc
         finally:

@@ -79,6 +79,18 @@ class Driver(object):
                 return False
         return True
 
+    def wait_durable(self, timeout=None):
+        """True once every stream is synced and what it showed then is
+        in the state store (its snapshot too); False after ``timeout``.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for reconciler in self.reconcilers.values():
+            left = None if deadline is None else max(
+                deadline - time.monotonic(), 0.0)
+            if not reconciler.wait_durable(left):
+                return False
+        return True
+
     @property
     def synced(self):
         return all(r.synced for r in self.reconcilers.values())
