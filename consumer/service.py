@@ -134,8 +134,10 @@ class Consumer(object):
         return self.driver.wait_synced(timeout)
 
     def wait_durable(self, timeout=None):
-        """True once every stream is synced and what it showed then is
-        in the state store; False after ``timeout``.
+        """True once every stream is synced and durable, else False.
+
+        Durable: what the stream showed when synced is in the state
+        store. False after ``timeout``.
 
         A stream is synced as soon as its snapshot is in the cache; the
         snapshot's rows reach the state store after that (see

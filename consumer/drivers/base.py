@@ -80,8 +80,10 @@ class Driver(object):
         return True
 
     def wait_durable(self, timeout=None):
-        """True once every stream is synced and what it showed then is
-        in the state store (its snapshot too); False after ``timeout``.
+        """True once every stream is synced and durable, else False.
+
+        Durable: what the stream showed when synced (its snapshot too)
+        is in the state store. False after ``timeout``.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         for reconciler in self.reconcilers.values():
