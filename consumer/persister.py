@@ -43,10 +43,16 @@ import time
 
 from oslo_log import log
 
+from consumer import snapshot_write
+from consumer import staged_rows
+
 LOG = log.getLogger(__name__)
 
 #: Longest pause between two attempts at a failing state store.
 MAX_BACKOFF = 2.0
+
+#: A snapshot write given up at stop (not a store failure).
+_CANCELLED = (snapshot_write.Cancelled, staged_rows.Cancelled)
 
 
 class _Run(object):
@@ -327,7 +333,8 @@ class Persister(object):
             with self._cond:
                 self._writing = False
                 self._cond.notify_all()
-            if self._on_error is not None:
+            if self._on_error is not None and not isinstance(
+                    exc, _CANCELLED):
                 self._on_error(exc)
             if raise_errors:
                 raise
