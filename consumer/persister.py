@@ -350,4 +350,10 @@ class Persister(object):
                 self._durable = max(self._durable, last.seq)
             self._cond.notify_all()
             self._wake(self._durable)
+        if last.snapshot is not None:
+            try:
+                last.snapshot.after_durable()
+            except Exception as exc:  # noqa: statistics only
+                LOG.warning('Stream %s: after the snapshot at %d: %s',
+                            self._unit[0], last.seq, type(exc).__name__)
         return True

@@ -66,11 +66,15 @@ class SnapshotWrite(object):
         self._rows_done = False
         #: Set by cancel(): the write gives up.
         self._cancelled = False
+        #: The statistics refresh left for after_durable(), or None.
+        self._analyze = None
         #: Rows written by the last write() (for the log).
         self.rows = sum(len(rows) for rows, _v in replace.values())
 
     def write(self):
         """Record the snapshot; raises what the store raised.
+
+        Then call :meth:`after_durable`.
 
         Idempotent: a failed write can be called again (the staged
         transaction is then replaced by whole-table writes).
@@ -89,7 +93,9 @@ class SnapshotWrite(object):
             try:
                 stage.finish(self.watermark, {
                     table: version
-                    for table, (_rows, version) in self._replace.items()})
+                    for table, (_rows, version) in self._replace.items()},
+                    analyze=False)
+                self._analyze = stage.analyze
                 return
             except Exception:
                 # Rolled back: a retry writes the whole tables.
@@ -101,6 +107,16 @@ class SnapshotWrite(object):
                                 % self.watermark)
             self._state.replace_table(*self._unit, table, rows,
                                       self.watermark, version)
+
+    def after_durable(self):
+        """Work that need not delay the durable position (statistics).
+
+        Called once :meth:`write` succeeded and the waiters for the
+        watermark were woken, before anything else is written.
+        """
+        analyze, self._analyze = self._analyze, None
+        if analyze is not None:
+            analyze()
 
     def cancel(self):
         """Give up: roll back a staged load still in progress (at stop).

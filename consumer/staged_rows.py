@@ -96,12 +96,13 @@ class StagedTables(object):
         if items:
             self._queue.put(items)
 
-    def finish(self, seq, versions):
+    def finish(self, seq, versions, analyze=True):
         """Set the positions and commit.
 
         The positions of the tables of ``versions`` (``{table:
         version}``) are set to ``seq`` exactly, in the transaction that
-        replaced their rows.
+        replaced their rows. With ``analyze`` the store's statistics are
+        then refreshed (else call :meth:`analyze` later).
 
         :raises: whatever the writer failed with (the transaction is
             then rolled back).
@@ -115,6 +116,11 @@ class StagedTables(object):
         self._done.wait()
         if self.error is not None:
             raise self.error
+        if analyze:
+            self.analyze()
+
+    def analyze(self):
+        """Refresh the store's statistics after a load of rows."""
         if self._loaded:
             self._store._analyze_rows()
 

@@ -144,11 +144,12 @@ class Install(object):
         :raises StateUnavailable: the state store failed.
         """
         self._flush_state()
+        write = self._snapshot_write(watermark, replace, drop, epoch, stage)
         try:
-            self._snapshot_write(watermark, replace, drop, epoch,
-                                 stage).write()
+            write.write()
         except Exception as exc:
             raise common.StateUnavailable(str(exc)[:200]) from exc
+        write.after_durable()
 
     def _in_background(self):
         """True when an install's store write follows it (caller: _lock).
