@@ -187,12 +187,11 @@ def plot(result, plt):
     labels = ('keyset SELECT\ninto dicts', 'consumer\npersist_rows off',
               'consumer\npersist_rows on')
     left.bar(labels, [med[n] for n in names],
-             color=['tab:gray', 'tab:green', 'tab:blue'],
-             label='until synced (readable)')
+             color=['tab:gray', 'tab:green', 'tab:blue'])
     later = [max(durable.get(n, med[n]) - med[n], 0.0) for n in names]
     left.bar(labels, later, bottom=[med[n] for n in names],
              color='tab:blue', alpha=0.35,
-             label='then until durable (state store)')
+             label='after synced (readable), until durable')
     left.axhline(med['select'] * TARGET, color='tab:red', linestyle='--',
                  linewidth=1.0, label='target: <= %gx the keyset SELECT'
                  % TARGET)
