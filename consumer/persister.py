@@ -351,6 +351,8 @@ class Persister(object):
             self._cond.notify_all()
             self._wake(self._durable)
         if last.snapshot is not None:
+            LOG.info('Stream %s: snapshot at watermark %d is in the state '
+                     'store', self._unit[0], last.seq)
             try:
                 last.snapshot.after_durable()
             except Exception as exc:  # noqa: statistics only

@@ -68,8 +68,6 @@ class SnapshotWrite(object):
         self._cancelled = False
         #: The statistics refresh left for after_durable(), or None.
         self._analyze = None
-        #: Rows written by the last write() (for the log).
-        self.rows = sum(len(rows) for rows, _v in replace.values())
 
     def write(self):
         """Record the snapshot; raises what the store raised.
