@@ -116,18 +116,39 @@ def _json_field(text):
     return text
 
 
+def _key_texts(keys):
+    """``[store_codec.key_text(key) for key in keys]``.
+
+    A batch of one-integer keys (a snapshot's usual keys) is formatted
+    by one C-level ``map`` (an integer's JSON text is its ``%d``).
+    """
+    if keys and set(map(len, keys)) == {1} and \
+            set(map(type, itertools.chain.from_iterable(keys))) == {int}:
+        return list(map('[%d]'.__mod__, keys))
+    return list(map(store_codec.key_text, keys))
+
+
 def _copy_text(prefix, chunk):
-    """The ``COPY`` text-format lines of ``(key, row)`` pairs."""
+    """The ``COPY`` text-format lines of ``(key, row)`` pairs.
+
+    The lines are joined as they are; only when the result holds a
+    backslash (rare: an escaped character in a JSON text, or in the
+    prefix) are they joined again with every field escaped.
+    """
     keys = [key for key, _row in chunk]
     rows = [row for _key, row in chunk]
-    key_texts = list(map(store_codec.key_text, keys))
+    key_texts = _key_texts(keys)
     hashes = store_codec.key_hashes(keys, key_texts)
     row_texts = store_codec.row_texts(rows)
+    line = '%s%s\t%s\t%s\n'.__mod__
+    text = ''.join(map(line, zip(itertools.repeat(prefix), hashes,
+                                 key_texts, row_texts)))
+    if '\\' not in text:
+        return text
     field = _json_field
-    return ''.join(map(
-        '%s%s\t%s\t%s\n'.__mod__,
-        zip(itertools.repeat(prefix), hashes, map(field, key_texts),
-            map(field, row_texts))))
+    return ''.join(map(line, zip(itertools.repeat(prefix), hashes,
+                                 map(field, key_texts),
+                                 map(field, row_texts))))
 
 
 class _CopyStream(object):

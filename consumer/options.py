@@ -192,6 +192,17 @@ _opts = [
                      'off by default: turn it on for a dedicated consumer '
                      'process that owns its collector. Implies '
                      'gc_freeze_after_resume.'),
+    cfg.BoolOpt('snapshot_durable_before_synced', default=False,
+                help='Write an installed snapshot (its mirrored rows and '
+                     'positions) to the state store before the cache shows '
+                     'it and the stream reports synced. Off (the default), '
+                     'the cache shows the snapshot and the stream is '
+                     'synced as soon as it is read, and its rows are '
+                     'written in the background, before any delta applied '
+                     'after it; deltas are acknowledged only once that '
+                     'write is done, and a crash before it restarts from '
+                     'the state stored before the snapshot (a new initial '
+                     'snapshot for a fresh consumer).'),
 ]
 
 _poll_opts = [

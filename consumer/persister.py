@@ -43,22 +43,33 @@ import time
 
 from oslo_log import log
 
+from consumer import snapshot_write
+from consumer import staged_rows
+
 LOG = log.getLogger(__name__)
 
 #: Longest pause between two attempts at a failing state store.
 MAX_BACKOFF = 2.0
 
+#: A snapshot write given up at stop (not a store failure).
+_CANCELLED = (snapshot_write.Cancelled, staged_rows.Cancelled)
+
 
 class _Run(object):
-    """One submitted run: its last seq, commit time and changes."""
+    """One submitted run: its last seq, commit time and changes.
 
-    __slots__ = ('seq', 'committed_at', 'changes', 'versions')
+    ``snapshot``: a :class:`consumer.snapshot_write.SnapshotWrite`
+    instead (``seq`` is its watermark), written on its own.
+    """
 
-    def __init__(self, seq, committed_at, changes, versions):
+    __slots__ = ('seq', 'committed_at', 'changes', 'versions', 'snapshot')
+
+    def __init__(self, seq, committed_at, changes, versions, snapshot=None):
         self.seq = seq
         self.committed_at = committed_at
         self.changes = changes
         self.versions = versions
+        self.snapshot = snapshot
 
 
 class Persister(object):
@@ -99,6 +110,11 @@ class Persister(object):
     # ------------------------------------------------------------ public
 
     @property
+    def threaded(self):
+        """True when runs are written on the persister's own thread."""
+        return self._threaded
+
+    @property
     def durable(self):
         """Highest seq whose effect is persisted (None: nothing yet)."""
         with self._cond:
@@ -115,8 +131,21 @@ class Persister(object):
         self._thread.start()
 
     def stop(self, timeout=5.0):
-        """Write what is queued (within ``timeout``), then stop."""
-        self.flush(timeout)
+        """Write what is queued (within ``timeout``), then stop.
+
+        A snapshot still being written after ``timeout`` is cancelled
+        (rolled back): nothing it covers was acknowledged, and the
+        stored state stays the one before it.
+        """
+        if not self.flush(timeout):
+            with self._cond:
+                snapshots = [run.snapshot for run in self._queue
+                             if run.snapshot is not None]
+            for snapshot in snapshots:
+                LOG.warning('Stream %s: stopping before the snapshot at '
+                            '%d is in the state store; it is rolled back',
+                            self._unit[0], snapshot.watermark)
+                snapshot.cancel()
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
@@ -134,6 +163,31 @@ class Persister(object):
             self._durable = seq
             self._cond.notify_all()
             self._wake(seq)
+
+    def submit_snapshot(self, write):
+        """Queue an installed snapshot's state store write.
+
+        ``write``: a :class:`consumer.snapshot_write.SnapshotWrite`. It
+        is written before every run submitted after it, on its own;
+        until it is, nothing counts as durable (the snapshot may start a
+        new numbering), and then the durable position is its watermark.
+
+        :raises Exception: unthreaded mode only: what the store raised
+            (it stays queued for :meth:`flush`).
+        """
+        with self._cond:
+            self._queue.append(_Run(write.watermark, None, [], {},
+                                    snapshot=write))
+            self._durable = None
+            self._cond.notify_all()
+        if not self._threaded:
+            self._write_pending(raise_errors=True)
+
+    @property
+    def snapshot_pending(self):
+        """True while a submitted snapshot is not yet written."""
+        with self._cond:
+            return any(run.snapshot is not None for run in self._queue)
 
     def submit(self, seq, committed_at, changes, versions):
         """Queue a run applied to the cache (seq order) for writing.
@@ -225,28 +279,62 @@ class Persister(object):
                     self._cond.wait(delay)
 
     def _write_pending(self, raise_errors):
-        """Write every queued run in one transaction; True on success."""
-        with self._cond:
-            if not self._queue or self._writing:
+        """Write what is queued; True on success.
+
+        Either a queued snapshot alone, or every run up to the next
+        snapshot in one transaction. Unthreaded, everything queued.
+        """
+        while True:
+            with self._cond:
+                pending = bool(self._queue) and not self._writing
+            if not pending:
                 return True
-            runs = list(self._queue)
-            self._writing = True
+            if not self._write_next(raise_errors):
+                return False
+            if self._threaded:
+                return True
+
+    def _take(self):
+        # Caller holds the lock: the runs of the next write.
+        if self._queue[0].snapshot is not None:
+            return self._queue[:1]
+        runs = []
+        for run in self._queue:
+            if run.snapshot is not None:
+                break
+            runs.append(run)
+        return runs
+
+    def _write_runs(self, runs):
         last = runs[-1]
+        if last.snapshot is not None:
+            last.snapshot.write()
+            return
         if len(runs) == 1:
             changes = last.changes
         else:
             changes = [change for run in runs for change in run.changes]
+        self._state.commit_batch(self._unit[0], self._unit[1],
+                                 self._unit[2], last.seq,
+                                 last.committed_at, changes,
+                                 last.versions)
+
+    def _write_next(self, raise_errors):
+        with self._cond:
+            if not self._queue or self._writing:
+                return True
+            runs = self._take()
+            self._writing = True
+        last = runs[-1]
         try:
-            self._state.commit_batch(self._unit[0], self._unit[1],
-                                     self._unit[2], last.seq,
-                                     last.committed_at, changes,
-                                     last.versions)
+            self._write_runs(runs)
         except Exception as exc:
             self._failures += 1
             with self._cond:
                 self._writing = False
                 self._cond.notify_all()
-            if self._on_error is not None:
+            if self._on_error is not None and not isinstance(
+                    exc, _CANCELLED):
                 self._on_error(exc)
             if raise_errors:
                 raise
@@ -255,8 +343,19 @@ class Persister(object):
         with self._cond:
             del self._queue[:len(runs)]
             self._writing = False
-            self._durable = last.seq if self._durable is None else \
-                max(self._durable, last.seq)
+            if last.snapshot is not None or self._durable is None:
+                # A snapshot sets it exactly (its numbering may be new).
+                self._durable = last.seq
+            else:
+                self._durable = max(self._durable, last.seq)
             self._cond.notify_all()
             self._wake(self._durable)
+        if last.snapshot is not None:
+            LOG.info('Stream %s: snapshot at watermark %d is in the state '
+                     'store', self._unit[0], last.seq)
+            try:
+                last.snapshot.after_durable()
+            except Exception as exc:  # noqa: statistics only
+                LOG.warning('Stream %s: after the snapshot at %d: %s',
+                            self._unit[0], last.seq, type(exc).__name__)
         return True

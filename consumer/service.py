@@ -133,6 +133,18 @@ class Consumer(object):
         """True once every stream is synced, False after ``timeout``."""
         return self.driver.wait_synced(timeout)
 
+    def wait_durable(self, timeout=None):
+        """True once every stream is synced and durable, else False.
+
+        Durable: what the stream showed when synced is in the state
+        store. False after ``timeout``.
+
+        A stream is synced as soon as its snapshot is in the cache; the
+        snapshot's rows reach the state store after that (see
+        ``[consumer] snapshot_durable_before_synced``).
+        """
+        return self.driver.wait_durable(timeout)
+
     @property
     def synced(self):
         return self.driver.synced

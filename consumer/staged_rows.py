@@ -44,6 +44,10 @@ class _Aborted(Exception):
     pass
 
 
+class Cancelled(Exception):
+    """The load was cancelled (:meth:`StagedTables.cancel`); rolled back."""
+
+
 class StagedTables(object):
     """One transaction replacing snapshot tables as their pages come.
 
@@ -61,6 +65,8 @@ class StagedTables(object):
         self._open = False
         self._closed = False
         self._aborted = False
+        #: Set by cancel(): the writer stops at its next page.
+        self._cancelled = threading.Event()
         self._loaded = 0
         #: The exception that ended the writer, if any.
         self.error = None
@@ -90,12 +96,13 @@ class StagedTables(object):
         if items:
             self._queue.put(items)
 
-    def finish(self, seq, versions):
+    def finish(self, seq, versions, analyze=True):
         """Set the positions and commit.
 
         The positions of the tables of ``versions`` (``{table:
         version}``) are set to ``seq`` exactly, in the transaction that
-        replaced their rows.
+        replaced their rows. With ``analyze`` the store's statistics are
+        then refreshed (else call :meth:`analyze` later).
 
         :raises: whatever the writer failed with (the transaction is
             then rolled back).
@@ -109,6 +116,11 @@ class StagedTables(object):
         self._done.wait()
         if self.error is not None:
             raise self.error
+        if analyze:
+            self.analyze()
+
+    def analyze(self):
+        """Refresh the store's statistics after a load of rows."""
         if self._loaded:
             self._store._analyze_rows()
 
@@ -125,6 +137,20 @@ class StagedTables(object):
             self._queue.put(_ABORT)
         self._done.wait()
 
+    def cancel(self):
+        """Roll back even after :meth:`finish` was called.
+
+        For a finish still loading queued pages (a consumer stopping
+        while its snapshot is being made durable): the writer stops at
+        its next page and rolls back; :meth:`finish` then raises
+        :class:`Cancelled`. Waits for the writer to end.
+        """
+        self._cancelled.set()
+        if not self._closed:
+            self.abort()
+            return
+        self._done.wait()
+
     # ------------------------------------------------------------ writer
 
     def _pages(self):
@@ -134,7 +160,7 @@ class StagedTables(object):
             item = get()
             if item is _END:
                 return
-            if item is _ABORT:
+            if item is _ABORT or self._cancelled.is_set():
                 raise _Aborted()
             self._loaded += len(item)
             yield from item
@@ -152,6 +178,8 @@ class StagedTables(object):
                         store._refill_rows(conn, stream, item[1],
                                            self._pages())
                         continue
+                    if self._cancelled.is_set():
+                        raise _Aborted()
                     _cmd, seq, versions = item
                     for table, version in sorted(versions.items()):
                         store._set_snapshot_position(
@@ -160,6 +188,9 @@ class StagedTables(object):
                     break
         except _Aborted:
             LOG.debug('Staged tables of stream %s rolled back', stream)
+            if self._cancelled.is_set():
+                self.error = Cancelled('staged tables of stream %s '
+                                       'cancelled' % stream)
         except Exception as exc:  # noqa: raised in the reading thread
             self.error = exc
         finally:

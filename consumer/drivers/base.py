@@ -79,6 +79,20 @@ class Driver(object):
                 return False
         return True
 
+    def wait_durable(self, timeout=None):
+        """True once every stream is synced and durable, else False.
+
+        Durable: what the stream showed when synced (its snapshot too)
+        is in the state store. False after ``timeout``.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for reconciler in self.reconcilers.values():
+            left = None if deadline is None else max(
+                deadline - time.monotonic(), 0.0)
+            if not reconciler.wait_durable(left):
+                return False
+        return True
+
     @property
     def synced(self):
         return all(r.synced for r in self.reconcilers.values())

@@ -36,6 +36,10 @@ their transactions strictly by sequence number::
   snapshot with the cache row by row hash and counts differences as
   drift.
 
+A snapshot's own state store write follows its install on the
+persister's thread (:mod:`.install`): the stream is synced before the
+snapshot is durable, and nothing after it is acknowledged before it is.
+
 Per applied batch: ``cache.apply`` -> ``dispatcher.dispatch(events)`` ->
 ``persister.submit`` (:mod:`consumer.persister`: rows and position of
 everything applied since its last write, in one state-store
@@ -140,6 +144,8 @@ class Reconciler(deltas.Deltas, apply_mod.Apply, watch.Watch,
             list(migration_steps)
         self._extra_steps = []
         self._persist_rows = opts.persist_rows
+        #: Write a snapshot to the state store before showing it.
+        self._durable_first = opts.snapshot_durable_before_synced
         self._gc_freeze_synced = opts.gc_freeze_after_sync
         self._gc_freeze = opts.gc_freeze_after_resume or \
             self._gc_freeze_synced
@@ -243,6 +249,21 @@ class Reconciler(deltas.Deltas, apply_mod.Apply, watch.Watch,
     def wait_synced(self, timeout=None):
         """Block until synced; return True, or False after ``timeout``."""
         return self._synced.wait(timeout)
+
+    def wait_durable(self, timeout=None):
+        """Block until synced and durable; True, or False on timeout.
+
+        Durable: everything the cache shows when synced (the snapshot
+        and the deltas applied up to then) is in the state store.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._synced.wait(timeout):
+            return False
+        with self._lock:
+            seq = self._applied
+        left = 3600.0 * 24 if deadline is None else \
+            max(deadline - time.monotonic(), 0.0)
+        return self._persister.wait_durable(seq, left)
 
     def start(self, run_thread=True):
         """Resume from the state store (or plan the initial snapshot).

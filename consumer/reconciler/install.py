@@ -21,9 +21,17 @@ soon as it is read, so the store is written while the next pages are
 still coming.
 
 :class:`Install` (part of :class:`~consumer.reconciler.core.Reconciler`)
-swaps a snapshot in: the state store first (after everything the cache
-already shows is persisted), then the cache, then the buffered deltas
-with ``seq`` above the watermark are applied.
+swaps a snapshot in: the cache, then the buffered deltas with ``seq``
+above the watermark are applied. Its state store write
+(:class:`consumer.snapshot_write.SnapshotWrite`) goes to the persister,
+which finishes it in the background before it writes any of those
+deltas and raises the durable position to the watermark only once it
+is committed: the stream is synced (readable) before its snapshot is
+durable, and nothing after the snapshot is acknowledged before it is.
+With ``[consumer] snapshot_durable_before_synced`` (or an unthreaded
+persister) the store is written first, after everything the cache
+already shows is persisted, as the re-read of invalidated tables always
+does.
 """
 
 import itertools
@@ -31,6 +39,7 @@ import itertools
 from oslo_log import log
 
 from consumer import gc_pause
+from consumer import snapshot_write
 from consumer.reconciler import common
 
 LOG = log.getLogger(__name__)
@@ -112,36 +121,44 @@ class Install(object):
         except Exception as exc:
             raise common.StateUnavailable(str(exc)[:200]) from exc
 
+    def _snapshot_write(self, watermark, replace, drop=(), epoch=None,
+                        stage=None):
+        """The :class:`~consumer.snapshot_write.SnapshotWrite` of these.
+
+        ``replace``: ``{table: (rows, version)}`` at ``watermark``;
+        ``drop``: tables to forget; ``epoch``: to record (when given);
+        ``stage``: a :class:`consumer.staged_rows.StagedTables` that
+        already holds the rows of ``replace``.
+        """
+        return snapshot_write.SnapshotWrite(
+            self._state, (self.stream, self.collector, self.fetcher),
+            watermark, replace, drop=drop, epoch=epoch, stage=stage)
+
     def _store_tables(self, watermark, replace, drop=(), epoch=None,
                       stage=None):
         """Write snapshot tables to the state store (caller: _lock).
 
         First persists what the cache already shows (the persister's
-        queue), then replaces ``replace`` (``{table: (rows, version)}``)
-        at ``watermark``, drops the tables of ``drop`` and records
-        ``epoch`` (when given). With ``stage`` (a
-        :class:`consumer.staged_rows.StagedTables` that already holds
-        the rows of ``replace``) only its transaction is finished.
+        queue), then writes :meth:`_snapshot_write` of the arguments.
 
         :raises StateUnavailable: the state store failed.
         """
         self._flush_state()
-        unit = (self.stream, self.collector, self.fetcher)
+        write = self._snapshot_write(watermark, replace, drop, epoch, stage)
         try:
-            if stage is not None:
-                stage.finish(watermark, {
-                    table: version
-                    for table, (_rows, version) in replace.items()})
-                replace = {}
-            for table, (rows, version) in replace.items():
-                self._state.replace_table(*unit, table, rows, watermark,
-                                          version)
-            for table in drop:
-                self._state.drop_table(*unit, table)
-            if epoch is not None:
-                self._state.set_epoch(*unit, epoch)
+            write.write()
         except Exception as exc:
             raise common.StateUnavailable(str(exc)[:200]) from exc
+        write.after_durable()
+
+    def _in_background(self):
+        """True when an install's store write follows it (caller: _lock).
+
+        Only with the persister's own thread (which writes it before
+        the deltas applied after it) and unless
+        ``[consumer] snapshot_durable_before_synced``.
+        """
+        return self._persister.threaded and not self._durable_first
 
     def _install_tables(self, watermark, tables, contents):
         """Swap some tables in at ``watermark`` (caller: _lock)."""
@@ -178,17 +195,25 @@ class Install(object):
         gone = [t for t in self._known if t not in tables]
         coming = self._epochs.coming
         epoch = self._epochs.for_install(epoch)
-        self._store_tables(
-            watermark, {table: (contents[table], info.get('version'))
-                        for table, info in tables.items()},
-            drop=gone, epoch=epoch, stage=stage)
+        replace = {table: (contents[table], info.get('version'))
+                   for table, info in tables.items()}
+        background = self._in_background()
+        if background:
+            # Written by the persister before the deltas applied from
+            # now on; durable (and acknowledged) only then.
+            self._persister.submit_snapshot(self._snapshot_write(
+                watermark, replace, drop=gone, epoch=epoch, stage=stage))
+        else:
+            self._store_tables(watermark, replace, drop=gone, epoch=epoch,
+                               stage=stage)
+            self._persister.mark_durable(watermark)
+        del replace
         if coming is not None and epoch != coming:
             self._buffer.clear()  # numbered in another epoch
         self._epochs.installed(epoch)
         self._epoch_dirty = False
         self._gaps.behind = None
         self._invalidated.clear()
-        self._persister.mark_durable(watermark)
         events = []
         for table in tables:
             events.extend(self._cache.replace_table(table, contents[table],

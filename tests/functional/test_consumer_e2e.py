@@ -751,6 +751,75 @@ class _Durability(_Base):
         proc.send_signal(signal.SIGTERM)
         self.assertEqual(0, _wait_logged(proc, config + '.log', 30))
 
+    def test_sigkill_before_the_snapshot_is_durable(self):
+        """Killed while synced but before its snapshot is stored.
+
+        The state store's position row of the first table is held by an
+        open transaction of the test, so the snapshot's write (which
+        sets the positions last, in the transaction of its rows) waits.
+        The consumer is synced, applies deltas and acknowledges none;
+        it is killed (SIGKILL). Nothing of the snapshot is stored; the
+        restarted consumer takes a new initial snapshot, gets the
+        deltas again and converges.
+        """
+        config = os.path.join(self.useFixture(fixtures.TempDir()).path,
+                              'consumer.conf')
+        with open(config, 'w') as out:
+            out.write(_config_text(self.conf, self.transport))
+        log = open(config + '.log', 'w')
+        self.addCleanup(log.close)
+
+        def spawn():
+            proc = subprocess.Popen(
+                [sys.executable, '-m', 'consumer.cmd.sync',
+                 '--config-file', config], cwd=ROOT, stdout=log,
+                stderr=subprocess.STDOUT)
+            self.addCleanup(_kill, proc)
+            return proc
+
+        self.host.command('preload', rows=200)
+        store = state_mod.StateStore.from_url(self.state_db.url)
+        self.addCleanup(store.close)
+        store.upgrade()
+        blocker = store.engine.connect()
+        self.addCleanup(blocker.close)
+        held = blocker.begin()
+        blocker.execute(state_mod.positions.insert().values(
+            scope_id=consumer_host.TABLES[0], scope_key=self.stream,
+            collector='oslo_publish', fetcher='snapshot'))
+        proc = spawn()
+
+        def status():
+            found = store.status().get(self.stream)
+            return found.counters if found else {}
+
+        base.wait_for(lambda: status().get('synced'), 60,
+                      message='consumer-sync never synced')
+        self.host.command('write', tx=40, writers=2, seed=12)
+        self.settle()
+        base.wait_for(lambda: status().get('applied_seq') ==
+                      self.host_last_seq(), 30,
+                      message='the deltas were not applied')
+        self.assertIsNone(status().get('durable_seq'))
+        proc.kill()
+        proc.wait()
+        held.rollback()
+        self.assertEqual({}, store.load(self.stream, 'oslo_publish',
+                                        'snapshot'))
+        self.assertEqual({t: {} for t in consumer_host.TABLES},
+                         self.state_rows())
+        restarted = time.time()
+        proc = spawn()
+        base.wait_for(
+            lambda: (store.status()[self.stream].updated_at.timestamp()
+                     > restarted and status().get('durable_seq') ==
+                     self.host_last_seq()), 60,
+            message='restarted consumer did not catch up')
+        self.assertConverges()
+        self.assertEqual(1, status().get('resync_initial'))
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(0, _wait_logged(proc, config + '.log', 30))
+
 
 class _HostChanges(_Base):
 

@@ -74,13 +74,13 @@ class TestLayout(base.TestCase):
         self.assertIs(core.Reconciler, reconciler.Reconciler)
 
     def test_public_methods_of_the_entry_point(self):
-        """The Reconciler's public API is unchanged by the split."""
+        """The Reconciler's public API (unchanged by the split)."""
         public = {name for name in dir(core.Reconciler)
                   if not name.startswith('_')}
         self.assertEqual({'add_migration_step', 'applied', 'durable',
                           'handle', 'handle_many', 'poll', 'resync',
                           'settle', 'start', 'status', 'status_info', 'stop',
-                          'synced', 'wait_synced'}, public)
+                          'synced', 'wait_durable', 'wait_synced'}, public)
 
 
 class TestIsDbError(base.TestCase):
