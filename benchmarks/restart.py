@@ -25,7 +25,13 @@ deltas, waiting in the consumer's durable queue). Then:
   new queue pulls the table.
 
 Each is timed from ``start()`` until it is synced and has applied the
-host's last sequence number. Medians over the repetitions. A restarted
+host's last sequence number. Medians over the repetitions. Each run's
+data also holds the breakdown: ``start_seconds`` (``start()`` itself,
+which on a resume loads the state store into the cache), the rest
+being the catch-up, ``cpu_seconds`` (the process's CPU time over the
+run: on a loaded machine the wall time exceeds it) and ``messages``
+(received by the stream, heartbeats included: how the relay packed the
+1,000 transactions). A restarted
 consumer is a new process: before each timed start the stopped consumer
 is dropped and the garbage of the previous steps collected, so neither
 side pays for objects a real restart would not have.
@@ -51,12 +57,22 @@ def _last_seq(engine, stream):
 
 
 def _time_to_caught_up(conf, target, stream_engine, stream):
-    """Start a consumer; seconds until synced at the host's position."""
+    """Start a consumer; seconds until synced at the host's position.
+
+    Returns the consumer, those seconds, its status and the breakdown:
+    ``start_seconds`` (``start()`` itself: the listener started and,
+    on a resume, the state store loaded into the cache), ``cpu_seconds``
+    (this process's CPU time meanwhile: the consumer's threads, the
+    polling loop here is negligible) and ``messages`` (messages the
+    stream received, heartbeats included).
+    """
     from consumer import service
     gc.collect()
     consumer = service.Consumer(conf)
+    cpu = time.process_time()
     began = time.perf_counter()
     consumer.start()
+    started = time.perf_counter() - began
     try:
         if not consumer.wait_synced(600):
             raise RuntimeError('consumer did not sync')
@@ -66,11 +82,20 @@ def _time_to_caught_up(conf, target, stream_engine, stream):
                 raise RuntimeError('consumer did not catch up')
             time.sleep(0.01)
         elapsed = time.perf_counter() - began
+        cpu = time.process_time() - cpu
         status = consumer.status()[0]
     except Exception:
         consumer.stop()
         raise
-    return consumer, elapsed, status
+    breakdown = {'start_seconds': started, 'cpu_seconds': cpu,
+                 'messages': status.get('received', 0)}
+    return consumer, elapsed, status, breakdown
+
+
+def _medians(entries):
+    """Median of each breakdown figure over a side's runs."""
+    return {name: common.median([entry[name] for entry in entries])
+            for name in ('start_seconds', 'cpu_seconds', 'messages')}
 
 
 def run(opts):
@@ -85,8 +110,8 @@ def run(opts):
         consumer = None
         try:
             conf = common.consumer_conf(state_url, nm)
-            consumer, _, _ = _time_to_caught_up(conf, 0, engine,
-                                                nm['stream'])
+            consumer, _, _, _ = _time_to_caught_up(conf, 0, engine,
+                                                   nm['stream'])
             for rep in range(reps):
                 # A restarted consumer does not keep the old one's cache.
                 if consumer is not None:
@@ -97,25 +122,25 @@ def run(opts):
                 done = host.command('wait')
                 host.command('idle')
                 target = _last_seq(engine, nm['stream'])
-                consumer, elapsed, status = _time_to_caught_up(
+                consumer, elapsed, status, breakdown = _time_to_caught_up(
                     conf, target, engine, nm['stream'])
                 # Stopped (the next repetition restarts it) so that the
                 # re-snapshot does not share the process with it either.
                 consumer.stop()
                 consumer = None
-                runs['resume'].append({
-                    'seconds': elapsed, 'committed': done['committed'],
-                    'resyncs': {k: v for k, v in status.items()
-                                if k.startswith('resync_')}})
+                runs['resume'].append(dict(
+                    breakdown, seconds=elapsed, committed=done['committed'],
+                    resyncs={k: v for k, v in status.items()
+                             if k.startswith('resync_')}))
                 fresh_nm = dict(nm, pool=common.names('restart')['pool'])
                 with common.database() as fresh_url:
-                    other, elapsed, _ = _time_to_caught_up(
+                    other, elapsed, _, breakdown = _time_to_caught_up(
                         common.consumer_conf(fresh_url, fresh_nm), target,
                         engine, nm['stream'])
                     other.stop()
                     other = None
                 common.cleanup_broker(fresh_nm, exchange=False)
-                runs['resnapshot'].append({'seconds': elapsed})
+                runs['resnapshot'].append(dict(breakdown, seconds=elapsed))
         finally:
             if consumer is not None:
                 consumer.stop()
@@ -140,6 +165,8 @@ def run(opts):
                 '7 restart: snapshots taken while resuming', snapshots,
                 'snapshots', target=('value', '<=', 0))],
         'data': {'rows': rows, 'transactions': TRANSACTIONS,
+                 'breakdown': {side: _medians(entries)
+                               for side, entries in runs.items()},
                  'rows_per_tx': ROWS_PER_TX, 'repetitions': reps,
                  'runs': runs}}
 
