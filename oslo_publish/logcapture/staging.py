@@ -69,6 +69,7 @@ from oslo_publish import outbox
 from oslo_publish.logcapture import base
 from oslo_publish.logcapture import direct
 from oslo_publish.logcapture import pgoutput
+from oslo_publish.logcapture import staging_my
 from oslo_publish.logcapture import staging_pg
 from oslo_publish.relay import numbering
 
@@ -164,9 +165,10 @@ class Stager(object):
         #: Two round trips per batch where possible (:mod:`.staging_pg`).
         self._batch = None
         self._skip_locked = None
-        if staging_pg.usable(engine) and \
-                hasattr(reader, 'visible_in'):
-            self._batch = staging_pg.Batch(engine, stream)
+        if hasattr(reader, 'visible_in'):
+            for module in (staging_pg, staging_my):
+                if module.usable(engine):
+                    self._batch = module.Batch(engine, stream)
         #: Publishing straight from the log (:mod:`.direct`): on the
         #: two-round-trip batch (PostgreSQL) or the generic step on
         #: MariaDB/MySQL (with ``SKIP LOCKED``, checked at the first

@@ -54,11 +54,30 @@ class TestDirectMariaDB(direct_cases.DirectCases,
                              self.stream)
 
     def kill_before_record(self, stager, killed):
-        name = 'oslo_publish.logcapture.direct.record_last_seq'
-        record = direct.record_last_seq
-        self.useFixture(fixtures.MonkeyPatch(name, killed))
-        return lambda: self.useFixture(fixtures.MonkeyPatch(name, record))
+        # The two-round-trip batch (staging_my) records in one packet.
+        self.assertIsNotNone(stager._batch)
+        stager._batch.record = killed
+        return lambda: None   # the next stager has its own batch
 
     def restart_unconfirmed(self, start):
         # The binlog still holds them: read again from before them.
         return self._stager(after=start)
+
+
+class TestDirectMariaDBGeneric(TestDirectMariaDB):
+    """The same cases on the generic staging step (no two-round-trip batch).
+
+    What a server reached through another driver than PyMySQL gets.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.useFixture(fixtures.MonkeyPatch(
+            'oslo_publish.logcapture.staging_my.usable', lambda engine: False))
+
+    def kill_before_record(self, stager, killed):
+        self.assertIsNone(stager._batch)
+        name = 'oslo_publish.logcapture.direct.record_last_seq'
+        record = direct.record_last_seq
+        self.useFixture(fixtures.MonkeyPatch(name, killed))
+        return lambda: self.useFixture(fixtures.MonkeyPatch(name, record))
