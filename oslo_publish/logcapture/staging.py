@@ -35,10 +35,13 @@ On PostgreSQL with psycopg2 the same transaction takes two round trips
 entries (the relay then only publishes them); when, in addition, no
 staged entry waits for the relay, the batch is published straight from
 the log and only ``last_seq`` and the position are recorded
-(:mod:`.direct`). On MariaDB (10.6+) and MySQL (8.0.1+) the generic
-transaction does the same after step 1: it locks the stream row ``FOR
-UPDATE SKIP LOCKED`` and, when it got it and nothing staged waits,
-publishes instead of step 3 and moves ``last_seq`` with the position.
+(:mod:`.direct`). On MariaDB with PyMySQL the batch is two round trips
+too (:mod:`.staging_my`, publishing straight from the log the same way
+on 10.6+). With another driver, on MariaDB (10.6+) and MySQL (8.0.1+)
+the generic transaction does the same after step 1: it locks the stream
+row ``FOR UPDATE SKIP LOCKED`` and, when it got it and nothing staged
+waits, publishes instead of step 3 and moves ``last_seq`` with the
+position.
 
 Only after the commit does it :meth:`~.base.LogReader.confirm` the
 position (the database may then discard the log before it) and wake the
