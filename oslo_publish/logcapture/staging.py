@@ -165,7 +165,8 @@ class Stager(object):
             _POSITIONS.update().where(_POSITIONS.c.stream == stream)
             .values(position=sa.bindparam('position'),
                     updated_at=sa.bindparam('now')))
-        #: Two round trips per batch where possible (:mod:`.staging_pg`).
+        #: Two round trips per batch where possible (:mod:`.staging_pg`,
+        #: :mod:`.staging_my`).
         self._batch = None
         self._skip_locked = None
         if hasattr(reader, 'visible_in'):
@@ -173,9 +174,9 @@ class Stager(object):
                 if module.usable(engine):
                     self._batch = module.Batch(engine, stream)
         #: Publishing straight from the log (:mod:`.direct`): on the
-        #: two-round-trip batch (PostgreSQL) or the generic step on
-        #: MariaDB/MySQL (with ``SKIP LOCKED``, checked at the first
-        #: batch), with the stream's relay at hand.
+        #: two-round-trip batch (PostgreSQL; MariaDB with PyMySQL) or the
+        #: generic step on MariaDB/MySQL (with ``SKIP LOCKED``, checked
+        #: at the first batch), with the stream's relay at hand.
         self.direct = None
         if direct.usable(relay) and (
                 self._batch is not None or
