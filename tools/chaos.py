@@ -370,6 +370,11 @@ class RunResult(object):
         self.faults = collections.Counter()
         self.committed = self.rolled_back = self.savepoints = 0
         self.write_errors = 0
+        #: Writers' rolled-back failures by kind (deadlock, stale row...).
+        self.error_kinds = collections.Counter()
+        #: Failures of a kind the writers do not expect (a bug to read
+        #: in the writer logs); they used to stop a writer thread.
+        self.unexpected = 0
         self.transactions = self.deltas = 0
         self.lost = self.phantoms = self.duplicates_applied = 0
         self.gaps = 0
@@ -384,13 +389,26 @@ class RunResult(object):
         return not self.failures
 
     def line(self):
-        return ('seed=%d db=%s%s %s tx=%d deltas=%d faults=%d '
+        """One line; ``committed`` and ``write_errors`` are the writers'.
+
+        ``tx`` (published) below ``committed`` minus the rolled-back
+        savepoints' count is normal (a transaction whose changes cancel
+        out publishes nothing); a low ``committed`` with many
+        ``write_errors`` means the writers, not the pipeline, slowed.
+        """
+        return ('seed=%d db=%s%s %s tx=%d committed=%d write_errors=%d%s '
+                'deltas=%d faults=%d '
                 'converge=%s lost=%d phantoms=%d dup_applied=%d gaps=%d%s'
                 % (self.seed, self.backend,
                    '' if self.capture == 'session'
                    else ' capture=%s' % self.capture,
                    'ok' if self.ok else 'FAILED',
-                   self.transactions, self.deltas, sum(self.faults.values()),
+                   self.transactions, self.committed, self.write_errors,
+                   (' (%s)' % ', '.join(
+                       '%s=%d' % kv for kv in sorted(
+                           self.error_kinds.items())))
+                   if self.error_kinds else '',
+                   self.deltas, sum(self.faults.values()),
                    '-' if self.converge_seconds is None
                    else '%.2fs' % self.converge_seconds,
                    self.lost, self.phantoms, self.duplicates_applied,
@@ -799,6 +817,8 @@ class Run(object):
             result.rolled_back += counts.get('rolled_back', 0)
             result.savepoints += counts.get('savepoints_rolled_back', 0)
             result.write_errors += counts.get('errors', 0)
+            result.error_kinds.update(counts.get('error_kinds') or {})
+            result.unexpected += counts.get('unexpected', 0)
         writers_done = time.monotonic()
         injector.join()
         self.tap.faults = False
@@ -849,6 +869,9 @@ def summary(results):
     times = sorted(r.converge_seconds for r in results
                    if r.converge_seconds is not None)
     failed = [r for r in results if not r.ok]
+    kinds = collections.Counter()
+    for r in results:
+        kinds.update(r.error_kinds)
     lines = [
         'chaos summary',
         '  runs: %d (%s), passed %d, failed %d' % (
@@ -859,13 +882,20 @@ def summary(results):
         '  faults injected: %s' % ', '.join(
             '%s=%d' % (k, faults[k]) for k in FAULTS + SHUFFLES),
         '  transactions: %d committed and published (%d of them with a '
-        'rolled-back savepoint), %d rolled back, %d failed on a deadlock; '
-        'deltas: %d' % (
+        'rolled-back savepoint), %d rolled back, %d failed and rolled '
+        'back%s; deltas: %d' % (
             sum(r.transactions for r in results),
             sum(r.savepoints for r in results),
             sum(r.rolled_back for r in results),
             sum(r.write_errors for r in results),
+            (' (%s)' % ', '.join('%s=%d' % kv for kv in sorted(
+                kinds.items()))) if kinds else '',
             sum(r.deltas for r in results)),
+        '  writer transactions committed: %d; failed unexpectedly: %d%s' % (
+            sum(r.committed for r in results),
+            sum(r.unexpected for r in results),
+            ' (tracebacks in the writer logs)'
+            if any(r.unexpected for r in results) else ''),
         '  lost = %d, phantoms = %d, duplicates applied = %d, sequence '
         'gaps = %d (duplicates dropped by the consumer: %d)' % (
             sum(r.lost for r in results), sum(r.phantoms for r in results),

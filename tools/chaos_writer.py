@@ -47,6 +47,7 @@ from oslo_config import cfg
 from oslo_log import log
 import sqlalchemy as sa
 from sqlalchemy import orm
+from sqlalchemy.orm import exc as orm_exc
 
 import oslo_publish
 from oslo_publish import options
@@ -112,7 +113,8 @@ class Writer(object):
         self.seed = seed
         self.lock = threading.Lock()
         self.counts = {'committed': 0, 'rolled_back': 0,
-                       'savepoints_rolled_back': 0, 'errors': 0}
+                       'savepoints_rolled_back': 0, 'errors': 0,
+                       'unexpected': 0, 'error_kinds': {}}
         self._next = INDEX_BASE * (index + 1)
 
     def _count(self, name):
@@ -236,13 +238,28 @@ class Writer(object):
                     self._weighted(session, rng)
             session.commit()
             self._count('committed')
-        except sa.exc.DBAPIError as exc:
-            # Deadlocks, lock timeouts, racing keys: rolled back.
+        except (sa.exc.DBAPIError, orm_exc.StaleDataError,
+                orm_exc.ObjectDeletedError) as exc:
+            # Deadlocks, lock timeouts, racing keys, a row another
+            # writer deleted under an ORM update or refresh: rolled back.
             session.rollback()
-            self._count('errors')
+            self._failed(exc)
             LOG.debug('chaos transaction failed: %s', exc)
         finally:
             session.close()
+
+    def _failed(self, exc):
+        """Count a rolled-back failure, by kind (the runner prints them)."""
+        kind = type(exc).__name__
+        if isinstance(exc, sa.exc.DBAPIError):
+            kind = type(exc.orig).__name__ if exc.orig is not None else kind
+            code = getattr(exc.orig, 'args', (None,))[:1]
+            if code and isinstance(code[0], int):
+                kind = '%s(%d)' % (kind, code[0])
+        with self.lock:
+            self.counts['errors'] += 1
+            kinds = self.counts.setdefault('error_kinds', {})
+            kinds[kind] = kinds.get(kind, 0) + 1
 
     def _weighted(self, session, rng):
         roll = rng.random() * sum(w for w, _ in self._COMMITTED)
@@ -267,7 +284,17 @@ class Writer(object):
         interval = 1.0 / rate if rate > 0 else 0.0
         next_at = time.monotonic()
         while time.monotonic() < stop_at:
-            self.one(rng)
+            try:
+                self.one(rng)
+            except Exception as exc:  # noqa: the thread must go on
+                # An error of another kind used to end the thread in
+                # silence: the run then committed a fraction of its
+                # transactions. Counted and shown by the runner.
+                LOG.exception('chaos writer %d thread %d: transaction '
+                              'failed', self.index, n)
+                self._failed(exc)
+                with self.lock:
+                    self.counts['unexpected'] += 1
             next_at += interval
             delay = next_at - time.monotonic()
             if delay > 0:

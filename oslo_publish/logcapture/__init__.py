@@ -23,9 +23,10 @@ consumer cannot tell which backend a stream uses.
 
 Modules: :mod:`.base` (the interface between a reader and the rest),
 one module per log format, and :mod:`.staging` (the durable mapping of
-log positions to outbox entries; :mod:`.staging_pg`, its batch in two
-round trips on PostgreSQL; :mod:`.direct`, the same batch publishing
-straight from the log, without an outbox entry, in the steady state).
+log positions to outbox entries; :mod:`.staging_pg` and
+:mod:`.staging_my`, its batch in two round trips on PostgreSQL and on
+MariaDB; :mod:`.direct`, the same batch publishing straight from the
+log, without an outbox entry, in the steady state).
 """
 
 import importlib

@@ -78,6 +78,12 @@ _ROWS = {row_event.WriteRowsEvent: wire.INSERT,
 #: A GTID event's flag: the group is one statement without XID (DDL).
 FL_STANDALONE = 1
 
+#: Parse a table id's TABLE_MAP event once (see Reader._binlog_stream).
+FREEZE_SCHEMA = True
+
+#: Query events that change no table definition.
+_NOT_DDL = frozenset(('BEGIN', 'COMMIT', 'ROLLBACK'))
+
 
 def catch_up(engine, stream, conf, published, timeout):
     """Wait until every transaction committed before this call is staged.
@@ -267,6 +273,12 @@ class Reader(binlog_cut.CutMixin, base.LogReader):
         if server_id is not None:
             # A scan gets control back while the server has nothing.
             events.append(binlog_event.HeartbeatLogEvent)
+        # freeze_schema: a TABLE_MAP event of a table id already mapped
+        # is not parsed again (every transaction logs one per table; its
+        # columns and optional metadata were half of the reader's CPU).
+        # A table id names one definition until a DDL statement (which
+        # _feed answers by dropping the whole map) or a server restart
+        # (a new binlog file: the library drops the map at the rotate).
         return BinLogStreamReader(
             connection_settings=binlog_server.connection_settings(self.engine),
             server_id=server_id or self._server_id(),
@@ -277,6 +289,7 @@ class Reader(binlog_cut.CutMixin, base.LogReader):
             only_events=events,
             pymysql_wrapper=self._connect,
             slave_heartbeat=heartbeat,
+            freeze_schema=FREEZE_SCHEMA,
             enable_logging=False)
 
     def _server_id(self):
@@ -345,6 +358,10 @@ class Reader(binlog_cut.CutMixin, base.LogReader):
                 ev.schema, bytes) else ev.schema
             query = ev.query.decode('utf-8', 'replace') if isinstance(
                 ev.query, bytes) else ev.query
+            if query.strip().upper() not in _NOT_DDL:
+                # Any other statement may change a table's definition:
+                # the next TABLE_MAP events are parsed again.
+                stream.table_map.clear()
             changed, ends = builder.query(query, schema)
             if changed and relearn is not None:
                 relearn(changed)

@@ -123,6 +123,31 @@ class CutMixin(object):
                     check.rollback()
             base.wait_until(seen_wanted, timeout, failure)
 
+    def visible_in(self, transactions, snapshot):
+        """True when ``snapshot`` sees every one of ``transactions``.
+
+        For the two-round-trip staging batch (:mod:`.staging_my`).
+
+        :param snapshot: the :func:`binlog_place` of a consistent
+            snapshot (the staging transaction's own); None: check on a
+            new snapshot, on the reader's kept connection.
+        """
+        wanted = max((tx.position for tx in transactions if tx.changes),
+                     default=None)
+        if wanted is None:
+            return True
+        at = self._end_of(wanted)
+        if snapshot is not None:
+            return at is not None and snapshot >= at
+        if at is not None:
+            return self._visible_at(at)
+        with self.engine.connect() as check:
+            check.exec_driver_sql('START TRANSACTION WITH CONSISTENT SNAPSHOT')
+            try:
+                return self.cut_position(check) >= wanted
+            finally:
+                check.rollback()
+
     def _end_of(self, position):
         """``(file, end offset)`` where the reader read ``position``."""
         lock = getattr(self, '_lock', None)

@@ -35,10 +35,13 @@ On PostgreSQL with psycopg2 the same transaction takes two round trips
 entries (the relay then only publishes them); when, in addition, no
 staged entry waits for the relay, the batch is published straight from
 the log and only ``last_seq`` and the position are recorded
-(:mod:`.direct`). On MariaDB (10.6+) and MySQL (8.0.1+) the generic
-transaction does the same after step 1: it locks the stream row ``FOR
-UPDATE SKIP LOCKED`` and, when it got it and nothing staged waits,
-publishes instead of step 3 and moves ``last_seq`` with the position.
+(:mod:`.direct`). On MariaDB with PyMySQL the batch is two round trips
+too (:mod:`.staging_my`, publishing straight from the log the same way
+on 10.6+). With another driver, on MariaDB (10.6+) and MySQL (8.0.1+)
+the generic transaction does the same after step 1: it locks the stream
+row ``FOR UPDATE SKIP LOCKED`` and, when it got it and nothing staged
+waits, publishes instead of step 3 and moves ``last_seq`` with the
+position.
 
 Only after the commit does it :meth:`~.base.LogReader.confirm` the
 position (the database may then discard the log before it) and wake the
@@ -69,6 +72,7 @@ from oslo_publish import outbox
 from oslo_publish.logcapture import base
 from oslo_publish.logcapture import direct
 from oslo_publish.logcapture import pgoutput
+from oslo_publish.logcapture import staging_my
 from oslo_publish.logcapture import staging_pg
 from oslo_publish.relay import numbering
 
@@ -161,16 +165,18 @@ class Stager(object):
             _POSITIONS.update().where(_POSITIONS.c.stream == stream)
             .values(position=sa.bindparam('position'),
                     updated_at=sa.bindparam('now')))
-        #: Two round trips per batch where possible (:mod:`.staging_pg`).
+        #: Two round trips per batch where possible (:mod:`.staging_pg`,
+        #: :mod:`.staging_my`).
         self._batch = None
         self._skip_locked = None
-        if staging_pg.usable(engine) and \
-                hasattr(reader, 'visible_in'):
-            self._batch = staging_pg.Batch(engine, stream)
+        if hasattr(reader, 'visible_in'):
+            for module in (staging_pg, staging_my):
+                if module.usable(engine):
+                    self._batch = module.Batch(engine, stream)
         #: Publishing straight from the log (:mod:`.direct`): on the
-        #: two-round-trip batch (PostgreSQL) or the generic step on
-        #: MariaDB/MySQL (with ``SKIP LOCKED``, checked at the first
-        #: batch), with the stream's relay at hand.
+        #: two-round-trip batch (PostgreSQL; MariaDB with PyMySQL) or the
+        #: generic step on MariaDB/MySQL (with ``SKIP LOCKED``, checked
+        #: at the first batch), with the stream's relay at hand.
         self.direct = None
         if direct.usable(relay) and (
                 self._batch is not None or

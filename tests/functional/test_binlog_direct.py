@@ -19,6 +19,7 @@ The private binlog server. The cases shared with PostgreSQL are in
 """
 
 import fixtures
+import pymysql.cursors
 
 from oslo_publish.logcapture import binlog
 from oslo_publish.logcapture import direct
@@ -54,11 +55,50 @@ class TestDirectMariaDB(direct_cases.DirectCases,
                              self.stream)
 
     def kill_before_record(self, stager, killed):
-        name = 'oslo_publish.logcapture.direct.record_last_seq'
-        record = direct.record_last_seq
-        self.useFixture(fixtures.MonkeyPatch(name, killed))
-        return lambda: self.useFixture(fixtures.MonkeyPatch(name, record))
+        # The two-round-trip batch (staging_my) records in one packet.
+        self.assertIsNotNone(stager._batch)
+        stager._batch.record = killed
+        return lambda: None   # the next stager has its own batch
 
     def restart_unconfirmed(self, start):
         # The binlog still holds them: read again from before them.
         return self._stager(after=start)
+
+    def test_outbox_insert_on_its_own_round_trip(self):
+        """Above INLINE_BYTES the batch's INSERT goes by executemany."""
+        self.useFixture(fixtures.MonkeyPatch(
+            'oslo_publish.logcapture.staging_my.INLINE_BYTES', 0))
+        many = []
+        executemany = pymysql.cursors.Cursor.executemany
+
+        def spy(cursor, query, args):
+            many.append(query)
+            return executemany(cursor, query, args)
+        self.useFixture(fixtures.MonkeyPatch(
+            'pymysql.cursors.Cursor.executemany', spy))
+        self.test_outbox_retention_keeps_the_outbox_path()
+        # The batch stages every batch (no generic INSERT runs beside it).
+        self.assertIsNotNone(self.stager._batch)
+        self.assertTrue([q for q in many if 'oslo_publish_outbox' in q])
+
+
+class TestDirectMariaDBGeneric(TestDirectMariaDB):
+    """The same cases on the generic staging step (no two-round-trip batch).
+
+    What a server reached through another driver than PyMySQL gets.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.useFixture(fixtures.MonkeyPatch(
+            'oslo_publish.logcapture.staging_my.usable', lambda engine: False))
+
+    def test_outbox_insert_on_its_own_round_trip(self):
+        self.skipTest('the generic step has no staging batch')
+
+    def kill_before_record(self, stager, killed):
+        self.assertIsNone(stager._batch)
+        name = 'oslo_publish.logcapture.direct.record_last_seq'
+        record = direct.record_last_seq
+        self.useFixture(fixtures.MonkeyPatch(name, killed))
+        return lambda: self.useFixture(fixtures.MonkeyPatch(name, record))

@@ -15,10 +15,13 @@
 """Binlog events -> transactions, without a server (binlog_decode)."""
 
 import datetime
+from unittest import mock
 
+from pymysqlreplication import event as binlog_event
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
+from oslo_publish.logcapture import binlog
 from oslo_publish.logcapture import binlog_decode as bd
 from oslo_publish import schema
 from tests import base
@@ -233,3 +236,34 @@ class TestBinlogPlace(base.TestCase):
         self.assertEqual([('mysql-bin.000002', 7), ('mysql-bin.999999', 120),
                           ('mysql-bin.999999', 900),
                           ('mysql-bin.1000000', 4)], got)
+
+
+class TestTableMapCache(base.TestCase):
+    """The reader parses a table id's map once, again after any DDL."""
+
+    def _reader(self):
+        engine = sa.create_engine('mysql+pymysql://u@127.0.0.1/db')
+        self.addCleanup(engine.dispose)
+        return binlog.Reader(mock.Mock(), engine, _published(), 's')
+
+    def _query(self, text):
+        ev = object.__new__(binlog_event.QueryEvent)
+        ev.schema, ev.query = b'db', text.encode()
+        return ev
+
+    def test_the_stream_parses_each_table_map_once(self):
+        stream = self._reader()._binlog_stream('', blocking=False)
+        self.addCleanup(stream.close)
+        self.assertTrue(binlog.FREEZE_SCHEMA)
+        self.assertTrue(stream._BinLogStreamReader__freeze_schema)
+
+    def test_ddl_drops_the_map_and_transaction_control_does_not(self):
+        reader = self._reader()
+        stream = mock.Mock(table_map={12: 'items'})
+        for text in ('BEGIN', ' COMMIT', 'rollback'):
+            self.assertIsNone(reader._feed(reader.builder, stream,
+                                           self._query(text)))
+            self.assertEqual({12: 'items'}, stream.table_map)
+        reader._feed(reader.builder, stream,
+                     self._query('ALTER TABLE items ADD COLUMN n INT'))
+        self.assertEqual({}, stream.table_map)

@@ -16,6 +16,11 @@
 """Unit tests of the chaos runner's own logic (tools/chaos.py)."""
 
 import random
+import time
+from unittest import mock
+
+import fixtures
+from sqlalchemy.orm import exc as orm_exc
 
 from tests import base
 from tools import chaos
@@ -85,3 +90,62 @@ class TestSummary(base.TestCase):
             ['--capture', 'logical'],
             ['--capture', chaos.parse_args(['--capture', 'logical']).capture])
         self.assertEqual('session', chaos.parse_args([]).capture)
+
+
+class TestWriterFailures(base.TestCase):
+    """A failed writer transaction is counted; the thread goes on."""
+
+    def _writer(self, session):
+        return chaos_writer.Writer(lambda: session, 0, 1)
+
+    def test_stale_row_is_a_counted_rollback(self):
+        """StaleDataError (a row deleted under an ORM update) is rolled back.
+
+        It is not a DBAPIError: it used to end the writer's thread.
+        """
+        session = mock.Mock()
+        session.commit.side_effect = orm_exc.StaleDataError('0 matched')
+        writer = self._writer(session)
+        writer._weighted = mock.Mock()
+        rng = mock.Mock(random=mock.Mock(return_value=0.5),
+                        randint=mock.Mock(return_value=1))
+        writer.one(rng)
+        session.rollback.assert_called_once_with()
+        session.close.assert_called_once_with()
+        self.assertEqual(1, writer.counts['errors'])
+        self.assertEqual({'StaleDataError': 1}, writer.counts['error_kinds'])
+        self.assertEqual(0, writer.counts['committed'])
+
+    def test_unexpected_error_does_not_stop_the_thread(self):
+        """The loop counts an unexpected failure and runs the next one."""
+        calls = []
+        writer = self._writer(None)
+
+        def one(rng):
+            calls.append(rng)
+            if len(calls) == 1:
+                raise RuntimeError('boom (test)')
+        writer.one = one
+        self.useFixture(fixtures.FakeLogger())
+        writer._loop(0, time.monotonic() + 0.05, 1000.0)
+        self.assertGreater(len(calls), 1)
+        self.assertEqual(1, writer.counts['unexpected'])
+        self.assertEqual({'RuntimeError': 1}, writer.counts['error_kinds'])
+
+    def test_line_and_summary_show_the_writers(self):
+        """Committed, failed by kind and unexpected are in the output."""
+        result = chaos.RunResult('mysql', 4, 'logical')
+        result.converge_seconds = 1.0
+        result.committed, result.write_errors = 40, 3
+        result.error_kinds.update({'StaleDataError': 2,
+                                   'OperationalError(1213)': 1})
+        result.unexpected = 1
+        line = result.line()
+        self.assertIn('committed=40 write_errors=3 '
+                      '(OperationalError(1213)=1, StaleDataError=2)', line)
+        text = chaos.summary([result])
+        self.assertIn('3 failed and rolled back (OperationalError(1213)=1, '
+                      'StaleDataError=2)', text)
+        self.assertIn('writer transactions committed: 40; failed '
+                      'unexpectedly: 1 (tracebacks in the writer logs)',
+                      text)
