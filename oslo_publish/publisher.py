@@ -30,7 +30,10 @@ the ``messagingv2`` notification driver sends (same envelope, same
 ``<topic>.<priority>`` routing key, priority ``info``), but through the
 transport directly, so errors reach us. Each send is bounded by a small
 retry count: a dead broker costs an attempt about a second, it never
-blocks the caller indefinitely.
+blocks the caller indefinitely. With the RabbitMQ driver a message
+usually takes a shorter way on the same driver's pooled connections
+(:mod:`oslo_publish.rabbit_send`: the same bytes, the same confirm);
+whatever that way cannot send goes through the driver as described.
 
 The RabbitMQ driver also declares a queue named ``<topic>.info`` on the
 first publish (so messages are kept until someone binds). Consumers listen
