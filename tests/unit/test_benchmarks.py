@@ -197,3 +197,15 @@ class TestWriteSteps(base.TestCase):
             self.assertIn(mode, write_path.MODES + write_path.EXTRA_MODES)
         for mode in write_path.STEPS:
             self.assertNotIn(mode, write_path.INSTALLED)
+
+
+class TestPublishCost(base.TestCase):
+
+    def test_medians_skip_unprofiled_runs(self):
+        """Calls per message come from the profiled runs only."""
+        from benchmarks import publish_cost
+        runs = [{'cpu_ms': 1.0, 'wall_ms': 2.0, 'calls': 400.0},
+                {'cpu_ms': 3.0, 'wall_ms': 4.0},
+                {'cpu_ms': 2.0, 'wall_ms': 9.0}]
+        self.assertEqual({'cpu_ms': 2.0, 'wall_ms': 4.0, 'calls': 400.0},
+                         publish_cost._medians(runs))
