@@ -60,7 +60,7 @@ class TestTenure(base.TestCase):
         self.assertEqual(0, gc.get_freeze_count())
 
     def test_cycle_among_frozen_objects_is_collected_after_a_rescan(self):
-        """A frozen garbage cycle is freed by the full scan the growth makes due."""
+        """A frozen garbage cycle is freed by the rescan growth makes due."""
         node = _cycle()
         ref = weakref.ref(node)
         with mock.patch.object(gc_tenure, 'GROWTH', 0.0), \

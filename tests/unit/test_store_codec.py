@@ -87,9 +87,9 @@ class TestStoreCodec(base.TestCase):
         changes = []
         for n in range(300):
             op = rng.choice(ops)
+            day = datetime.date(2026, 1, 2)
             after = None if op == wire.DELETE else {
-                'v': n, 'f': 0.5, 's': 'x\\y', 'd': datetime.date(2026, 1,
-                                                                   2)}
+                'v': n, 'f': 0.5, 's': 'x\\y', 'd': day}
             changes.append(wire.Change(rng.choice(('t', 'u')), op,
                                        rng.choice(keys), after, None, ()))
         last = {}
