@@ -203,6 +203,20 @@ _opts = [
                      'write is done, and a crash before it restarts from '
                      'the state stored before the snapshot (a new initial '
                      'snapshot for a fresh consumer).'),
+    cfg.BoolOpt('gc_tenure', default=False,
+                help='While the consumer runs, move everything that '
+                     'survives a full garbage collection to the '
+                     'permanent generation (Python gc.freeze()), so '
+                     'that the next full collections scan only what is '
+                     'newer instead of the whole cache again each time '
+                     'the heap grew by a quarter; once the frozen '
+                     'objects have doubled, they are given back and the '
+                     'next full collection scans everything (reference '
+                     'cycles among them are collected then). It affects '
+                     'the collector of the whole process, which is why '
+                     'it is off by default: turn it on for a dedicated '
+                     'consumer process whose cache grows (new rows kept '
+                     'coming in). See consumer.gc_tenure.'),
 ]
 
 _poll_opts = [

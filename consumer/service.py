@@ -38,6 +38,7 @@ from stevedore import driver as stevedore_driver
 from consumer import cache as cache_mod
 from consumer.drivers import base as drivers_base
 from consumer import exceptions
+from consumer import gc_tenure
 from consumer import handlers as handlers_mod
 from consumer import metrics as metrics_mod
 from consumer import notifications as notifications_mod
@@ -102,11 +103,15 @@ class Consumer(object):
         self.driver = manager.driver
         self._stopping = threading.Event()
         self._status_thread = None
+        self._tenured = False
 
     def start(self, upgrade=True):
         """Start (non-blocking); ``upgrade`` first creates the schema."""
         if upgrade:
             self.state.upgrade()
+        if self.conf.consumer.gc_tenure and not self._tenured:
+            gc_tenure.install()
+            self._tenured = True
         self.notifications.start()
         self.driver.start()
         self._status_thread = threading.Thread(
@@ -128,6 +133,9 @@ class Consumer(object):
         self.dispatcher.stop()
         if self._own_state:
             self.state.close()
+        if self._tenured:
+            self._tenured = False
+            gc_tenure.uninstall()
 
     def wait_synced(self, timeout=None):
         """True once every stream is synced, False after ``timeout``."""

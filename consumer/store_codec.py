@@ -39,8 +39,10 @@ import hashlib
 import itertools
 import json
 import math
+import operator
 import re
 
+from consumer import gc_pause
 from oslo_publish import wire
 
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(',', ':'),
@@ -191,27 +193,62 @@ class Encoded(object):
         self.deletes = {}
 
 
+_TABLE = operator.attrgetter('table')
+_KEY = operator.attrgetter('key')
+_OP = operator.attrgetter('op')
+_AFTER = operator.attrgetter('after')
+
+
 def encode_changes(changes):
     """Reduce ``changes`` (in order) to the last image of each key.
+
+    The keys, hashes and row texts are computed by C-level ``map`` calls
+    (:func:`key_hashes`, :func:`row_texts`): the persister encodes every
+    change the stream applies. The collector is paused meanwhile
+    (:func:`consumer.gc_pause.paused`): the intermediate tuples all die
+    when the batch is written, scanning them would only cost time (and
+    move them to older generations, where they count towards the next
+    full collection).
 
     :param changes: :class:`oslo_publish.wire.Change` objects (no
         invalidations).
     :returns: :class:`Encoded`.
     """
-    last = {}
-    for change in changes:
-        # Later changes of a key replace earlier ones: dict order is the
-        # first occurrence, the value the last.
-        last[(change.table, key_text(change.key))] = change
+    with gc_pause.paused():
+        return _encode_changes(changes)
+
+
+def _encode_changes(changes):
+    tables = list(map(_TABLE, changes))
+    keys = list(map(_KEY, changes))
+    texts = list(map(key_text, keys))
+    # Later changes of a key replace earlier ones: dict order is the
+    # first occurrence, the value the last.
+    last = dict(zip(zip(tables, texts), zip(keys, changes)))
     encoded = Encoded()
-    for (table, text), change in last.items():
-        digest = key_hash(text)
-        if change.op == wire.DELETE:
-            encoded.deletes.setdefault(table, []).append(digest)
-        else:
-            encoded.upserts.setdefault(table, []).append(
-                (digest, text, row_text(change.after)))
+    for table, entries in _by_table(last, tables).items():
+        if wire.DELETE in set(map(_OP, [e[2] for e in entries])):
+            gone = [e for e in entries if e[2].op == wire.DELETE]
+            entries = [e for e in entries if e[2].op != wire.DELETE]
+            encoded.deletes[table] = key_hashes([e[1] for e in gone],
+                                                [e[0] for e in gone])
+        if entries:
+            found = [e[0] for e in entries]
+            encoded.upserts[table] = list(zip(
+                key_hashes([e[1] for e in entries], found), found,
+                row_texts(list(map(_AFTER, [e[2] for e in entries])))))
     return encoded
+
+
+def _by_table(last, tables):
+    """``{table: [(key text, key, change)]}`` of :func:`encode_changes`."""
+    if len(set(tables)) == 1:
+        return {tables[0]: [(text, key, change) for (_table, text), (
+            key, change) in last.items()]}
+    groups = {}
+    for (table, text), (key, change) in last.items():
+        groups.setdefault(table, []).append((text, key, change))
+    return groups
 
 
 def _join_decode(texts):

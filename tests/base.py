@@ -280,6 +280,7 @@ class ConfFixture(config_fixture.Config):
         # (the tests of the option turn it back on).
         self.conf.set_override('gc_freeze_after_resume', False, 'consumer')
         self.conf.set_override('gc_freeze_after_sync', False, 'consumer')
+        self.conf.set_override('gc_tenure', False, 'consumer')
 
 
 def _env_flag(name, default=True):

@@ -23,6 +23,7 @@ and every column.
 """
 
 import datetime
+import gc
 import json
 import os
 import queue
@@ -38,6 +39,7 @@ import kombu
 import oslo_messaging
 import sqlalchemy as sa
 
+from consumer import gc_tenure
 from consumer import listener
 from consumer import service
 from consumer import state as state_mod
@@ -822,6 +824,23 @@ class _Durability(_Base):
 
 
 class _HostChanges(_Base):
+
+    def test_gc_tenure_converges_and_ends_with_the_consumer(self):
+        """gc_tenure freezes survivors while the consumer runs, not after."""
+        self.addCleanup(gc.unfreeze)
+        self.conf.set_override('gc_tenure', True, 'consumer')
+        self.host.command('preload', rows=100)
+        consumer = self.consumer()
+        self.assertTrue(consumer.wait_synced(60))
+        self.assertTrue(gc_tenure.installed())
+        gc.collect()
+        self.assertGreater(gc.get_freeze_count(), 0)
+        self.host.command('write', tx=200, writers=2, seed=3)
+        self.settle()
+        self.assertConverges(consumer)
+        consumer.stop()
+        self.assertFalse(gc_tenure.installed())
+        self.assertEqual(0, gc.get_freeze_count())
 
     def _host_tables(self):
         return list(consumer_host.Base.metadata.sorted_tables) + [

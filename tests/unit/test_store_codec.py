@@ -17,6 +17,7 @@
 import datetime
 import decimal
 import json
+import random
 import uuid
 
 from hypothesis import given
@@ -77,6 +78,34 @@ class TestStoreCodec(base.TestCase):
                    (h('[3]'), '[3]', '{"v":5}')],
              'u': [(h('[2]'), '[2]', '{"v":4}')]}, encoded.upserts)
         self.assertEqual({'t': [h('[2]')]}, encoded.deletes)
+
+    def test_encode_changes_matches_change_by_change_encoding(self):
+        """The batched encoding equals encoding each key's last change."""
+        rng = random.Random(7)
+        ops = (wire.INSERT, wire.UPDATE, wire.DELETE)
+        keys = [(1,), (2,), (2 ** 40,), ('k', 3), (4, 5), (-6,)]
+        changes = []
+        for n in range(300):
+            op = rng.choice(ops)
+            day = datetime.date(2026, 1, 2)
+            after = None if op == wire.DELETE else {
+                'v': n, 'f': 0.5, 's': 'x\\y', 'd': day}
+            changes.append(wire.Change(rng.choice(('t', 'u')), op,
+                                       rng.choice(keys), after, None, ()))
+        last = {}
+        for change in changes:
+            last[(change.table, store_codec.key_text(change.key))] = change
+        upserts, deletes = {}, {}
+        for (table, text), change in last.items():
+            digest = store_codec.key_hash(text)
+            if change.op == wire.DELETE:
+                deletes.setdefault(table, []).append(digest)
+            else:
+                upserts.setdefault(table, []).append(
+                    (digest, text, store_codec.row_text(change.after)))
+        encoded = store_codec.encode_changes(changes)
+        self.assertEqual(upserts, encoded.upserts)
+        self.assertEqual(deletes, encoded.deletes)
 
     def test_decode_table_round_trips(self):
         rows = {(1,): {'a': 'x', 'n': None, 'f': 0.5},
