@@ -23,6 +23,7 @@ and every column.
 """
 
 import datetime
+import functools
 import gc
 import json
 import os
@@ -249,6 +250,41 @@ class _Base(object):
                       message='consumer did not reach the host position')
         return consumer.status()[0]['applied_seq']
 
+    def sync_process(self):
+        """A consumer-sync config file and a function that starts one.
+
+        :returns: ``(config path, spawn)``; ``spawn()`` starts a
+            consumer-sync process logging to ``<config>.log``, killed at
+            cleanup.
+        """
+        config = os.path.join(self.useFixture(fixtures.TempDir()).path,
+                              'consumer.conf')
+        with open(config, 'w') as out:
+            out.write(_config_text(self.conf, self.transport))
+        log = open(config + '.log', 'w')
+        self.addCleanup(log.close)
+
+        def spawn():
+            proc = subprocess.Popen(
+                [sys.executable, '-m', 'consumer.cmd.sync',
+                 '--config-file', config], cwd=ROOT, stdout=log,
+                stderr=subprocess.STDOUT)
+            self.addCleanup(_kill, proc)
+            return proc
+
+        return config, spawn
+
+    def upgraded_store(self):
+        store = state_mod.StateStore.from_url(self.state_db.url)
+        self.addCleanup(store.close)
+        store.upgrade()
+        return store
+
+    def stored_counters(self, store):
+        """The stream's counters in the state store's status record."""
+        found = store.status().get(self.stream)
+        return found.counters if found else {}
+
     def resyncs(self, consumer, cause):
         return consumer.metrics.value('consumer_resyncs_total',
                                       stream=self.stream, cause=cause)
@@ -286,30 +322,12 @@ class _Flows(_Base):
 
     def test_sigkill_mid_stream_resumes_without_snapshot(self):
         """consumer-sync killed with SIGKILL resumes from its state store."""
-        config = os.path.join(self.useFixture(fixtures.TempDir()).path,
-                              'consumer.conf')
-        with open(config, 'w') as out:
-            out.write(_config_text(self.conf, self.transport))
-        log = open(config + '.log', 'w')
-        self.addCleanup(log.close)
-
-        def spawn():
-            proc = subprocess.Popen(
-                [sys.executable, '-m', 'consumer.cmd.sync',
-                 '--config-file', config], cwd=ROOT, stdout=log,
-                stderr=subprocess.STDOUT)
-            self.addCleanup(_kill, proc)
-            return proc
-
+        config, spawn = self.sync_process()
         self.host.command('preload', rows=100)
-        store = state_mod.StateStore.from_url(self.state_db.url)
-        self.addCleanup(store.close)
-        store.upgrade()
+        store = self.upgraded_store()
         proc = spawn()
 
-        def status():
-            found = store.status().get(self.stream)
-            return found.counters if found else {}
+        status = functools.partial(self.stored_counters, store)
 
         base.wait_for(lambda: status().get('synced'), 60,
                       message='consumer-sync never synced')
@@ -694,30 +712,12 @@ class _Durability(_Base):
         self.conf.set_override('resyncs_per_minute', 1, 'consumer')
         holder = self.useFixture(Holder(self.conf, self.topic, held_topic,
                                         self.pool))
-        config = os.path.join(self.useFixture(fixtures.TempDir()).path,
-                              'consumer.conf')
-        with open(config, 'w') as out:
-            out.write(_config_text(self.conf, self.transport))
-        log = open(config + '.log', 'w')
-        self.addCleanup(log.close)
-
-        def spawn():
-            proc = subprocess.Popen(
-                [sys.executable, '-m', 'consumer.cmd.sync',
-                 '--config-file', config], cwd=ROOT, stdout=log,
-                stderr=subprocess.STDOUT)
-            self.addCleanup(_kill, proc)
-            return proc
-
+        config, spawn = self.sync_process()
         self.host.command('preload', rows=30)
-        store = state_mod.StateStore.from_url(self.state_db.url)
-        self.addCleanup(store.close)
-        store.upgrade()
+        store = self.upgraded_store()
         proc = spawn()
 
-        def status():
-            found = store.status().get(self.stream)
-            return found.counters if found else {}
+        status = functools.partial(self.stored_counters, store)
 
         base.wait_for(lambda: status().get('synced'), 60,
                       message='consumer-sync never synced')
@@ -764,25 +764,9 @@ class _Durability(_Base):
         restarted consumer takes a new initial snapshot, gets the
         deltas again and converges.
         """
-        config = os.path.join(self.useFixture(fixtures.TempDir()).path,
-                              'consumer.conf')
-        with open(config, 'w') as out:
-            out.write(_config_text(self.conf, self.transport))
-        log = open(config + '.log', 'w')
-        self.addCleanup(log.close)
-
-        def spawn():
-            proc = subprocess.Popen(
-                [sys.executable, '-m', 'consumer.cmd.sync',
-                 '--config-file', config], cwd=ROOT, stdout=log,
-                stderr=subprocess.STDOUT)
-            self.addCleanup(_kill, proc)
-            return proc
-
+        config, spawn = self.sync_process()
         self.host.command('preload', rows=200)
-        store = state_mod.StateStore.from_url(self.state_db.url)
-        self.addCleanup(store.close)
-        store.upgrade()
+        store = self.upgraded_store()
         blocker = store.engine.connect()
         self.addCleanup(blocker.close)
         held = blocker.begin()
@@ -791,9 +775,7 @@ class _Durability(_Base):
             collector='oslo_publish', fetcher='snapshot'))
         proc = spawn()
 
-        def status():
-            found = store.status().get(self.stream)
-            return found.counters if found else {}
+        status = functools.partial(self.stored_counters, store)
 
         base.wait_for(lambda: status().get('synced'), 60,
                       message='consumer-sync never synced')
