@@ -51,7 +51,6 @@ import collections
 import datetime
 import decimal
 import json
-import operator
 import os
 
 from oslo_db import exception as db_exc
@@ -158,8 +157,6 @@ _ENGINE_DEFAULTS = {opt.dest: opt.default for opt in db_options.database_opts
 
 #: Rows per bulk statement (IN lists and executemany batches).
 _CHUNK = 1000
-#: The table of a change (C-level, for whole batches).
-_TABLE_OF = operator.attrgetter('table')
 
 
 class _Context(object):
@@ -490,7 +487,7 @@ class StateStore(object):
                 unit, positions.c.seq.is_not(None),
                 positions.c.seq < seq).values(
                     seq=seq, committed_at=committed, updated_at=now))
-        tables = dict.fromkeys(map(_TABLE_OF, changes))
+        tables = dict.fromkeys(map(store_codec.TABLE_OF, changes))
         tables.update(schema_versions)
         new = []
         for table, version in tables.items():

@@ -193,7 +193,8 @@ class Encoded(object):
         self.deletes = {}
 
 
-_TABLE = operator.attrgetter('table')
+#: The table of a change (C-level, for whole batches).
+TABLE_OF = operator.attrgetter('table')
 _KEY = operator.attrgetter('key')
 _OP = operator.attrgetter('op')
 _AFTER = operator.attrgetter('after')
@@ -219,7 +220,7 @@ def encode_changes(changes):
 
 
 def _encode_changes(changes):
-    tables = list(map(_TABLE, changes))
+    tables = list(map(TABLE_OF, changes))
     keys = list(map(_KEY, changes))
     texts = list(map(key_text, keys))
     # Later changes of a key replace earlier ones: dict order is the

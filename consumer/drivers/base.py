@@ -69,15 +69,22 @@ class Driver(object):
         """Stop; every applied position is already durable."""
         raise NotImplementedError
 
-    def wait_synced(self, timeout=None):
-        """True once every stream is synced, False after ``timeout``."""
+    def _wait_all(self, wait, timeout):
+        """``wait(reconciler, seconds left)`` for every stream, one deadline.
+
+        True once each returned True; False as soon as one did not.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         for reconciler in self.reconcilers.values():
             left = None if deadline is None else max(
                 deadline - time.monotonic(), 0.0)
-            if not reconciler.wait_synced(left):
+            if not wait(reconciler, left):
                 return False
         return True
+
+    def wait_synced(self, timeout=None):
+        """True once every stream is synced, False after ``timeout``."""
+        return self._wait_all(lambda r, left: r.wait_synced(left), timeout)
 
     def wait_durable(self, timeout=None):
         """True once every stream is synced and durable, else False.
@@ -85,13 +92,7 @@ class Driver(object):
         Durable: what the stream showed when synced (its snapshot too)
         is in the state store. False after ``timeout``.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for reconciler in self.reconcilers.values():
-            left = None if deadline is None else max(
-                deadline - time.monotonic(), 0.0)
-            if not reconciler.wait_durable(left):
-                return False
-        return True
+        return self._wait_all(lambda r, left: r.wait_durable(left), timeout)
 
     @property
     def synced(self):

@@ -54,6 +54,12 @@ def binlog_place(path, offset):
     return (path, -1, int(offset))
 
 
+def _last_position(transactions):
+    """The last position among ``transactions`` with changes, or None."""
+    return max((tx.position for tx in transactions if tx.changes),
+               default=None)
+
+
 class CutMixin(object):
     """Snapshot cut and visibility of the binlog reader."""
 
@@ -99,8 +105,7 @@ class CutMixin(object):
         checkout and ``BINLOG_GTID_POS``. Without that place (another
         reader object), the GTIDs are compared.
         """
-        wanted = max((tx.position for tx in transactions if tx.changes),
-                     default=None)
+        wanted = _last_position(transactions)
         if wanted is None:
             return
 
@@ -113,15 +118,8 @@ class CutMixin(object):
             base.wait_until(lambda: self._visible_at(at), timeout, failure)
             return
         with self.engine.connect() as check:
-
-            def seen_wanted():
-                check.exec_driver_sql(
-                    'START TRANSACTION WITH CONSISTENT SNAPSHOT')
-                try:
-                    return self.cut_position(check) >= wanted
-                finally:
-                    check.rollback()
-            base.wait_until(seen_wanted, timeout, failure)
+            base.wait_until(lambda: self._new_snapshot_sees(check, wanted),
+                            timeout, failure)
 
     def visible_in(self, transactions, snapshot):
         """True when ``snapshot`` sees every one of ``transactions``.
@@ -132,8 +130,7 @@ class CutMixin(object):
             snapshot (the staging transaction's own); None: check on a
             new snapshot, on the reader's kept connection.
         """
-        wanted = max((tx.position for tx in transactions if tx.changes),
-                     default=None)
+        wanted = _last_position(transactions)
         if wanted is None:
             return True
         at = self._end_of(wanted)
@@ -142,11 +139,18 @@ class CutMixin(object):
         if at is not None:
             return self._visible_at(at)
         with self.engine.connect() as check:
-            check.exec_driver_sql('START TRANSACTION WITH CONSISTENT SNAPSHOT')
-            try:
-                return self.cut_position(check) >= wanted
-            finally:
-                check.rollback()
+            return self._new_snapshot_sees(check, wanted)
+
+    def _new_snapshot_sees(self, check, wanted):
+        """True when a snapshot opened now on ``check`` sees ``wanted``.
+
+        ``check``: a SQLAlchemy Connection; ``wanted``: a GTID position.
+        """
+        check.exec_driver_sql('START TRANSACTION WITH CONSISTENT SNAPSHOT')
+        try:
+            return self.cut_position(check) >= wanted
+        finally:
+            check.rollback()
 
     def _end_of(self, position):
         """``(file, end offset)`` where the reader read ``position``."""
