@@ -31,13 +31,8 @@ the stream is synced while its snapshot is not yet in the store:
 
 import threading
 
-from consumer import cache as cache_mod
 from consumer import exceptions
-from consumer import handlers
-from consumer import reconciler
-from consumer import source as source_mod
 from consumer import state as state_mod
-from consumer import verify
 from oslo_publish import wire
 from tests import base
 from tests.unit import test_reconciler
@@ -83,23 +78,6 @@ class _Background(test_reconciler.ReconcilerTestCase):
         """A reconciler with its worker and persister threads."""
         rec = self.make(state=state, run_thread=True)
         self.assertTrue(rec.wait_synced(30))
-        return rec
-
-    def make(self, cache=None, state=None, run_thread=False):
-        if not run_thread:
-            return super().make(cache=cache, state=state)
-        self.cache = cache or cache_mod.Cache()
-        self.dispatcher = handlers.Dispatcher(self.metrics, 100)
-        self.addCleanup(self.dispatcher.stop)
-        self.verifier = verify.Verifier(self.conf, [self.STREAM],
-                                        self.metrics)
-        source = source_mod.RPCSnapshotSource(self.conf, self.STREAM,
-                                              caller=self.host.caller)
-        rec = reconciler.Reconciler(
-            self.conf, self.STREAM, source, self.cache, state or self.state,
-            self.dispatcher, self.metrics, clock=self.clock)
-        rec.start(run_thread=True)
-        self.addCleanup(rec.stop)
         return rec
 
     def store(self):

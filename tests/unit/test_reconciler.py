@@ -89,7 +89,12 @@ class ReconcilerTestCase(base.TestCase):
         self.addCleanup(self.state.close)
         self.clock = Clock()
 
-    def make(self, cache=None, state=None):
+    def make(self, cache=None, state=None, run_thread=False):
+        """A reconciler on the fake host.
+
+        ``run_thread``: with its worker and persister threads (else it
+        is driven by ``poll()``).
+        """
         self.cache = cache or cache_mod.Cache()
         self.dispatcher = handlers.Dispatcher(self.metrics, 100)
         self.addCleanup(self.dispatcher.stop)
@@ -101,7 +106,7 @@ class ReconcilerTestCase(base.TestCase):
             self.conf, self.STREAM, source, self.cache, state or self.state,
             self.dispatcher, self.metrics, clock=self.clock,
             rng=random.Random(1))
-        rec.start(run_thread=False)
+        rec.start(run_thread=run_thread)
         self.addCleanup(rec.stop)
         return rec
 
