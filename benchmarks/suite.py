@@ -32,12 +32,15 @@ kept. A benchmark that fails is reported as such; the others still run.
 """
 
 import argparse
+import contextlib
 import datetime
 import importlib
 import json
+import logging
 import os
 import platform
 import sys
+import tempfile
 import time
 import traceback
 
@@ -189,6 +192,38 @@ def output_dirs(quick, output=None):
     return output, os.path.join(output, 'plots')
 
 
+@contextlib.contextmanager
+def _log_to_file():
+    """Send the log records of this process to a file while a run lasts.
+
+    The benchmarks run the library (consumer, relay, py-amqp, PyMySQL
+    replication) in this process without configuring logging, so
+    Python's last-resort handler would print their warnings (a channel
+    closed while a message was in flight, a reconnect) between the
+    figures. They go to a file in the temporary directory instead, whose
+    path the run prints first (removed again when nothing was logged);
+    the host processes already write theirs to files of their own
+    (:class:`benchmarks.common.HostProcess`). The root logger keeps its
+    level (WARNING): the file gets what the last-resort handler would
+    have printed, at the same cost.
+    """
+    handle, path = tempfile.mkstemp(prefix='oslo_publish_bench_',
+                                    suffix='.log')
+    os.close(handle)
+    handler = logging.FileHandler(path, delay=True)
+    handler.setFormatter(logging.Formatter(
+        '%(asctime)s %(process)d %(levelname)s %(name)s %(message)s'))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield path
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+        if not os.path.getsize(path):
+            os.unlink(path)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--quick', action='store_true',
@@ -224,26 +259,28 @@ def main(argv=None):
         with open(path) as f:
             results = json.load(f)
     began = time.monotonic()
-    for name in names:
-        print('== %s' % name, flush=True)
-        started = time.monotonic()
-        try:
-            got = _module(name).run(opts)
-        except Exception:  # noqa: report the failure, run the others
-            traceback.print_exc()
-            got = {'name': name, 'error': traceback.format_exc(),
-                   'figures': []}
-        got['elapsed_s'] = round(time.monotonic() - started, 1)
-        got['quick'] = opts.quick
-        if not got.get('error') and not opts.no_plots:
-            got['plots'] = _plots(name, got, plots_dir)
-        results['benchmarks'][name] = got
-        for fig in got['figures']:
-            print('  %-45s %10s %-9s vs %10s  ratio %s' % (
-                fig['figure'], _fmt(fig['value']), fig.get('unit') or '',
-                _fmt(fig.get('baseline')), _fmt(fig.get('ratio'))),
-                flush=True)
-        print('  (%.0f s)' % got['elapsed_s'], flush=True)
+    with _log_to_file() as log_path:
+        print('library log: %s' % log_path, flush=True)
+        for name in names:
+            print('== %s' % name, flush=True)
+            started = time.monotonic()
+            try:
+                got = _module(name).run(opts)
+            except Exception:  # noqa: report the failure, run the others
+                traceback.print_exc()
+                got = {'name': name, 'error': traceback.format_exc(),
+                       'figures': []}
+            got['elapsed_s'] = round(time.monotonic() - started, 1)
+            got['quick'] = opts.quick
+            if not got.get('error') and not opts.no_plots:
+                got['plots'] = _plots(name, got, plots_dir)
+            results['benchmarks'][name] = got
+            for fig in got['figures']:
+                print('  %-45s %10s %-9s vs %10s  ratio %s' % (
+                    fig['figure'], _fmt(fig['value']), fig.get('unit') or '',
+                    _fmt(fig.get('baseline')), _fmt(fig.get('ratio'))),
+                    flush=True)
+            print('  (%.0f s)' % got['elapsed_s'], flush=True)
     results.update({
         'command': 'python -m benchmarks ' + ' '.join(argv if argv is not
                                                       None else

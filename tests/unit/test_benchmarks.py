@@ -19,6 +19,7 @@ Nothing here asserts on a timing: the figures are the suite's business.
 
 import importlib
 import json
+import logging
 import os
 import socket
 
@@ -53,6 +54,20 @@ class TestBenchmarkSuite(base.TestCase):
         with open(os.path.join(self.tmpdir, 'results.md')) as f:
             self.assertIn('| 6 consistent view vs copy.deepcopy, 5,000 rows |',
                           f.read())
+
+    def test_library_warnings_go_to_the_run_log_file(self):
+        """A warning logged during a run lands in the file, not stderr."""
+        root = logging.getLogger()
+        handlers = list(root.handlers)
+        with suite._log_to_file() as path:
+            logging.getLogger('amqp').warning('Received method %s', 'x')
+        self.assertEqual(handlers, root.handlers)
+        with open(path) as f:
+            self.assertIn('WARNING amqp Received method x', f.read())
+        os.unlink(path)
+        with suite._log_to_file() as path:
+            pass
+        self.assertFalse(os.path.exists(path), 'an empty log is removed')
 
     def test_quick_writes_outside_the_committed_results(self):
         """--quick and --output never name the committed results or plots."""
