@@ -424,14 +424,14 @@ class Relay(object):
         if self._claim_locked is not None:
             # Every wake-up so far came after its commit: the claim below
             # sees those entries, so they need no cycle of their own.
-            self._waker.drain()
+            self._waker.drain_pending()
             claim = (self._claim_locked, {'stream': self._stream,
                                           'limit': self.batch_size})
         with self.holding(claim) as held:
             if claim is not None:
                 rows = [publishing.Entry(*row) for row in held.claimed]
             else:
-                self._waker.drain()  # as above: the lock is held
+                self._waker.drain_pending()  # as above: the lock is held
                 if self._claim_sql is not None:
                     rows = self.claim(held)
                 else:
