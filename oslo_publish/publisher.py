@@ -41,13 +41,12 @@ with their own pools and never read it: operators should give it a TTL
 or max-length policy (see ``doc/source/operations.rst``).
 """
 
-import uuid
-
 import oslo_messaging
 from oslo_log import log
 from oslo_utils import timeutils
 
 from oslo_publish import exceptions
+from oslo_publish import message_ids
 from oslo_publish import rabbit_send
 from oslo_publish import wire
 
@@ -94,7 +93,7 @@ class Publisher(object):
         """
         for topic, target in self._targets:
             message = {
-                'message_id': str(uuid.uuid4()),
+                'message_id': str(message_ids.new_uuid()),
                 'publisher_id': self.publisher_id,
                 'event_type': event_type,
                 'priority': PRIORITY.upper(),

@@ -34,10 +34,10 @@ it go twice, which the wire allows (at least once; consumers drop
 duplicates by sequence number).
 """
 
-import uuid
-
 from oslo_log import log
 from oslo_serialization import jsonutils
+
+from oslo_publish import message_ids
 
 LOG = log.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class RabbitSender(object):
     def body(message):
         """The AMQP body oslo.messaging sends for ``message`` (text)."""
         message = dict(message)
-        message[_UNIQUE_ID] = uuid.uuid4().hex
+        message[_UNIQUE_ID] = message_ids.new_uuid().hex
         return jsonutils.dumps({_VERSION_KEY: _ENVELOPE_VERSION,
                                 _MESSAGE_KEY: jsonutils.dumps(message)})
 

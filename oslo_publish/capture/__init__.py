@@ -222,7 +222,23 @@ class Capture(flush.FlushMixin, returning.ReturningMixin,
             return
         if st.staged:
             st.committed = True
+            self._ended(session)
             self.sink.committed(session)
+
+    def _ended(self, session):
+        """Tell the activity the root transaction is over, before waking.
+
+        ``after_transaction_end`` comes after ``after_commit``: a relay
+        woken by the commit would otherwise still see the transaction in
+        flight and pace itself for it (waiting for the writer's thread to
+        end it: two more thread switches before the cycle).
+        """
+        activity = self.activity
+        if activity is None:
+            return
+        transaction = session.get_transaction()
+        if transaction is not None and transaction.parent is None:
+            activity.end(transaction)
 
     def _on_before_commit(self, session):
         if session.get_nested_transaction() is not None:

@@ -418,20 +418,20 @@ class Relay(object):
             confirmed before is marked; the rest keeps its numbers).
         """
         if check and not self._anything_pending():
-            self._set_gauges(0, 0.0, self._metrics_last_seq())
+            self._set_gauges(0, 0.0)  # last_seq unchanged
             return 0
         claim = None
         if self._claim_locked is not None:
             # Every wake-up so far came after its commit: the claim below
             # sees those entries, so they need no cycle of their own.
-            self._waker.drain()
+            self._waker.drain_pending()
             claim = (self._claim_locked, {'stream': self._stream,
                                           'limit': self.batch_size})
         with self.holding(claim) as held:
             if claim is not None:
                 rows = [publishing.Entry(*row) for row in held.claimed]
             else:
-                self._waker.drain()  # as above: the lock is held
+                self._waker.drain_pending()  # as above: the lock is held
                 if self._claim_sql is not None:
                     rows = self.claim(held)
                 else:
@@ -515,10 +515,6 @@ class Relay(object):
         """Cheap unlocked check, so idle polls never take the lock."""
         with self._engine.connect() as conn:
             return conn.execute(self._any_pending).first() is not None
-
-    def _metrics_last_seq(self):
-        return self._metrics.value('oslo_publish_last_seq',
-                                   stream=self._stream)
 
     def assigned_rows(self, held):
         """Up to ``batch_size`` numbered, unmarked entries in seq order."""
@@ -670,10 +666,16 @@ class Relay(object):
                             - numbering.as_utc(oldest)).total_seconds())
         self._set_gauges(count, lag, last_seq)
 
-    def _set_gauges(self, backlog, lag, last_seq):
+    def _set_gauges(self, backlog, lag, last_seq=None):
+        """Set the gauges; ``last_seq`` None leaves that one as it is.
+
+        (An idle look reads no position: reading the gauge back from the
+        registry would collect every metric of the process.)
+        """
         self._metrics.relay_backlog.labels(self._stream).set(backlog)
         self._metrics.relay_lag.labels(self._stream).set(lag)
-        self._metrics.last_seq.labels(self._stream).set(last_seq)
+        if last_seq is not None:
+            self._metrics.last_seq.labels(self._stream).set(last_seq)
 
     # ---------------------------------------------------------- snapshot
 

@@ -42,6 +42,8 @@ LOG = log.getLogger(__name__)
 FAST_POLL = 0.005
 
 _OWN = b'!'
+#: Bytes read from the pipe at once.
+_READ = 4096
 _FOREIGN = b'f'
 
 
@@ -87,12 +89,17 @@ class Waker(object):
             LOG.debug('Waking the relay failed: %s', exc)
 
     def drain(self):
-        """Forget the wake-ups so far; True when there was any."""
+        """Forget the wake-ups so far; True when there was any.
+
+        Reads until a read returns less than a full buffer (the pipe was
+        emptied): one system call for the usual handful of bytes, each of
+        which lets other threads take the interpreter lock first.
+        """
         self.pending = False
         woken = False
         while True:
             try:
-                data = os.read(self._read, 4096)
+                data = os.read(self._read, _READ)
             except BlockingIOError:
                 return woken
             except OSError:
@@ -102,6 +109,20 @@ class Waker(object):
             woken = True
             if _FOREIGN in data:
                 self.foreign = True
+            if len(data) < _READ:
+                return woken
+
+    def drain_pending(self):
+        """:meth:`drain` when a wake-up may have come since the last one.
+
+        Skips the read (a system call) when no wake-up of this process
+        came since the last :meth:`drain` and none ever came from another
+        process. A wake-up whose byte lands after that check stays in the
+        pipe for the next :meth:`wait` and :meth:`drain`.
+        """
+        if self.pending or self.foreign:
+            return self.drain()
+        return False
 
     def wait(self, timeout, others=()):
         """Wait for a wake-up (or readable ``others``) up to ``timeout``.

@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import threading
+from unittest import mock
 import urllib.request
 
 import fixtures
@@ -86,6 +87,17 @@ class _RelayTests(delivery.RelayTestMixin):
             'oslo_publish_messages_published_total'))
         self.assertEqual(0, self.metric('oslo_publish_relay_backlog'))
         self.assertEqual(5, self.metric('oslo_publish_last_seq'))
+
+    def test_an_idle_look_reads_no_metric_back(self):
+        """Nothing pending: gauges set, the registry is not collected."""
+        delivery.write_entries(self.engine, self.stream, 1)
+        r = self.make_relay()
+        self.assertEqual(1, r.run_once())
+        with mock.patch.object(r.metrics.registry, 'get_sample_value',
+                               side_effect=AssertionError('read back')):
+            self.assertEqual(0, r.run_once())
+        self.assertEqual(1, self.metric('oslo_publish_last_seq'))
+        self.assertEqual(0, self.metric('oslo_publish_relay_backlog'))
 
     def test_retention_keeps_marked_entries(self):
         """With a retention, published entries keep their seq and time."""

@@ -402,3 +402,32 @@ class TestActivity(base.TestCase):
         session.close()
         self.assertFalse(self.activity.active)
         self.assertTrue(self.activity.wait_idle(0))
+
+    def test_a_commit_is_over_before_the_relay_is_woken(self):
+        """The sink's committed() (the wake-up) sees no transaction.
+
+        Otherwise a relay woken at once would pace itself for the very
+        transaction that woke it.
+        """
+        seen = []
+
+        class Sink(object):
+            def stage(sink, session, txid, committed_at, changes, tables):
+                pass
+
+            def committed(sink, session):
+                seen.append(self.activity.active)
+
+            def discarded(sink, session):
+                pass
+
+        self.cap.detach()
+        self.cap = capture.Capture(self.tables, Sink(),
+                                   activity=self.activity)
+        self.cap.attach(self.maker)
+        with self.maker() as session:
+            session.execute(items.insert().values(id=1, name='x'))
+            self.assertTrue(self.activity.active)
+            session.commit()
+        self.assertEqual([False], seen)
+        self.assertFalse(self.activity.active)

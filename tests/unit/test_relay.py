@@ -21,6 +21,7 @@ import os
 import threading
 import time
 import types
+from unittest import mock
 
 import fixtures
 from oslo_config import cfg
@@ -293,6 +294,34 @@ class TestWaker(base.TestCase):
         for _ in range(100000):
             self.waker.wake()
         self.assertTrue(self.waker.drain())
+        self.assertEqual([], self.waker.wait(0))
+
+    def test_drain_reads_once_for_a_few_wakes(self):
+        """A few wake-ups are drained with one read (one system call)."""
+        self.waker.wake()
+        self.waker.wake()
+        with mock.patch.object(wake.os, 'read', wraps=os.read) as read:
+            self.assertTrue(self.waker.drain())
+        self.assertEqual(1, read.call_count)
+        self.assertEqual([], self.waker.wait(0))
+
+    def test_drain_pending_reads_only_after_a_wake(self):
+        """drain_pending() skips the read when nothing woke it since."""
+        self.waker.wake()
+        self.assertTrue(self.waker.drain_pending())
+        with mock.patch.object(wake.os, 'read', wraps=os.read) as read:
+            self.assertFalse(self.waker.drain_pending())
+        self.assertEqual(0, read.call_count)
+        self.waker.wake()
+        self.assertTrue(self.waker.drain_pending())
+        self.assertEqual([], self.waker.wait(0))
+
+    def test_drain_pending_reads_after_a_foreign_wake(self):
+        """Wake-ups of forked children are always read."""
+        self.waker.foreign = True
+        os.write(self.waker._write, b'f')
+        self.assertTrue(self.waker.drain_pending())
+        self.assertEqual([], self.waker.wait(0))
 
     def test_channel_is_stable_and_an_identifier(self):
         """The NOTIFY channel depends only on the stream name."""
