@@ -27,7 +27,13 @@ from sqlalchemy.orm import attributes
 
 MISSING = object()
 _CHUNK = 500
+#: Up to this many single-column keys are read with a statement of one
+#: parameter per key (:func:`_select_by_key`).
+_FIXED = 8
 _SELECTS = {}
+#: Most statements kept in :data:`_SELECTS` (tables come and go in
+#: tests).
+_SELECTS_SIZE = 1024
 
 
 class Plan(object):
@@ -167,13 +173,24 @@ def lock_for_write(conn, table):
         conn.execute(sa.delete(table).where(sa.false()))
 
 
-def _select_by_key(table, pt, lock):
-    """A cached SELECT of ``pt``'s columns by a list of primary keys."""
-    cache_key = (table, pt.columns, pt.pk, lock)
+def _select_by_key(table, pt, lock, count=None):
+    """A cached SELECT of ``pt``'s columns by primary keys.
+
+    :param count: None: the keys are one expanding parameter ``keys``
+        (any number, rendered at each execution). A number (single-column
+        keys only): ``count`` parameters ``k0`` .. ``k<count - 1>``, a
+        statement compiled once and found in the compiled cache at each
+        execution (the usual read-back reads one or a few rows).
+    """
+    cache_key = (table, pt.columns, pt.pk, lock, count)
     sel = _SELECTS.get(cache_key)
     if sel is None:
         sel = sa.select(*[table.c[c] for c in pt.columns])
-        if len(pt.pk) == 1:
+        if count is not None:
+            col = table.c[pt.pk[0]]
+            sel = sel.where(col.in_([sa.bindparam('k%d' % n, type_=col.type)
+                                     for n in range(count)]))
+        elif len(pt.pk) == 1:
             sel = sel.where(table.c[pt.pk[0]].in_(
                 sa.bindparam('keys', expanding=True)))
         else:
@@ -181,6 +198,8 @@ def _select_by_key(table, pt, lock):
                 sa.bindparam('keys', expanding=True)))
         if lock:
             sel = sel.with_for_update()
+        if len(_SELECTS) >= _SELECTS_SIZE:
+            _SELECTS.clear()
         _SELECTS[cache_key] = sel
     return sel
 
@@ -199,14 +218,24 @@ def read_rows(conn, table, pt, keys, lock=False):
         if conn.dialect.name == 'sqlite':
             lock_for_write(conn, table)
             lock = False
-    sel = _select_by_key(table, pt, lock)
-    single = len(pt.pk) == 1
-    for start in range(0, len(keys), _CHUNK):
-        chunk = keys[start:start + _CHUNK]
-        params = [k[0] for k in chunk] if single else chunk
-        for row in conn.execute(sel, {'keys': params}).mappings():
-            row = dict(row)
-            out[tuple(row[c] for c in pt.pk)] = row
+    columns, pk = pt.columns, pt.pk
+    if len(pk) == 1 and len(keys) <= _FIXED:
+        # A few single-column keys (the common read-back): one
+        # parameter per key, no expanding parameter to render.
+        sel = _select_by_key(table, pt, lock, len(keys))
+        batches = [(sel, {'k%d' % n: k[0] for n, k in enumerate(keys)})]
+    else:
+        sel = _select_by_key(table, pt, lock)
+        single = len(pk) == 1
+        batches = []
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start:start + _CHUNK]
+            batches.append((sel, {'keys': [k[0] for k in chunk]
+                                  if single else chunk}))
+    for sel, params in batches:
+        for values in conn.execute(sel, params):
+            row = dict(zip(columns, values))
+            out[tuple([row[c] for c in pk])] = row
     return out
 
 

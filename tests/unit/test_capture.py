@@ -313,6 +313,40 @@ class TestRows(base.TestCase):
         with engine.begin() as conn:
             conn.execute(items.insert().values(id=1, name='x'))
 
+    def test_read_rows_reads_few_and_many_keys_alike(self):
+        """A few keys (a parameter each) and many (expanding): same rows."""
+        engine = sa.create_engine('sqlite://')
+        self.addCleanup(engine.dispose)
+        metadata.create_all(engine, tables=[items, pairs])
+        with engine.begin() as conn:
+            conn.execute(items.insert(), [
+                {'id': n, 'name': 'r%d' % n, 'pw': None, 'n': n}
+                for n in range(1, 31)])
+            conn.execute(pairs.insert(), [
+                {'b': 'x', 'a': n, 'v': n} for n in range(1, 4)])
+        tables = schema.resolve_tables(self._conf(['items', 'pairs']),
+                                       metadata)
+        pt, pairs_pt = tables['items'], tables['pairs']
+
+        def expected(ids):
+            return {(n,): {'id': n, 'name': 'r%d' % n, 'pw': None, 'n': n}
+                    for n in ids}
+        limit = capture.rows._FIXED
+        with engine.connect() as conn:
+            for ids in ([5], [2, 99, 7], list(range(1, limit + 1)),
+                        list(range(1, limit + 3)), list(range(1, 31))):
+                got = capture.rows.read_rows(conn, items, pt,
+                                             [(n,) for n in ids])
+                self.assertEqual(expected(n for n in ids if n != 99), got)
+            got = capture.rows.read_rows(conn, items, pt, [(3,)], lock=True)
+            self.assertEqual(expected([3]), got)
+            got = capture.rows.read_rows(conn, pairs, pairs_pt,
+                                         [('x', 1), ('x', 3), ('y', 1)])
+            self.assertEqual({('x', 1): {'b': 'x', 'a': 1, 'v': 1},
+                              ('x', 3): {'b': 'x', 'a': 3, 'v': 3}}, got)
+            self.assertEqual({}, capture.rows.read_rows(conn, items, pt,
+                                                        []))
+
 
 class TestOutboxSink(base.TestCase):
 
