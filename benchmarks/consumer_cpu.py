@@ -38,12 +38,12 @@ Usage::
 """
 
 import argparse
+import functools
 import gc
 import json
 import os
 import random
 import statistics
-import threading
 import time
 
 _TICK = os.sysconf('SC_CLK_TCK')
@@ -65,6 +65,7 @@ class _Harness(object):
     def __init__(self, url, table_rows, stream):
         self.conf = None
         self.inserts = False
+        self.verify_in_run = False
         self.url = url
         self.stream = stream
         self.table_rows = table_rows
@@ -122,8 +123,12 @@ class _Harness(object):
                 batch = []
         if batch:
             messages.append(self.host.message(batch))
-        return [verifier.verify(wire.publisher_id(self.stream),
-                                wire.EVENT_DELTA, payload)
+        publisher = wire.publisher_id(self.stream)
+        if self.verify_in_run:
+            return [functools.partial(verifier.verify, publisher,
+                                      wire.EVENT_DELTA, payload)
+                    for payload in messages], n
+        return [verifier.verify(publisher, wire.EVENT_DELTA, payload)
                 for payload in messages], n
 
     def reconciler(self, state):
@@ -161,9 +166,13 @@ def run_once(args, profile=None):
                        'bench%d' % random.randrange(10 ** 6))
     harness.setup()
     harness.inserts = args.op == 'insert'
+    harness.verify_in_run = args.verify_in_run
     state = state_mod.StateStore.from_url(args.url)
     state.upgrade()
     rec, dispatcher = harness.reconciler(state)
+    if args.gc_tenure:
+        from consumer import gc_tenure
+        gc_tenure.install()
     rec.start(run_thread=True)
     deadline = time.monotonic() + 120
     while not rec.synced and time.monotonic() < deadline:
@@ -172,7 +181,12 @@ def run_once(args, profile=None):
     rec._persister.flush(60)
     messages, deltas = harness.build(args.deltas, args.rows_per_tx,
                                      args.tx_per_message)
-    last = messages[-1].last_seq
+    if args.verify_in_run:
+        # Payloads built before, verified (decoded) while timed: the
+        # decoded rows are new objects, as a listener's are.
+        last = messages[-1]().last_seq
+    else:
+        last = messages[-1].last_seq
     gc.collect()
     persister = rec._persister._thread
     pid = os.getpid()
@@ -185,7 +199,10 @@ def run_once(args, profile=None):
     if profile is not None:
         profile.enable()
     for start in range(0, len(messages), args.batch):
-        results = rec.handle_many(messages[start:start + args.batch])
+        batch = messages[start:start + args.batch]
+        if args.verify_in_run:
+            batch = [verify() for verify in batch]
+        results = rec.handle_many(batch)
         for result in results:
             if isinstance(result, Exception):
                 raise result
@@ -207,6 +224,8 @@ def run_once(args, profile=None):
               'server_cpu_ms': server * per * 1000}
     rec.stop()
     dispatcher.stop()
+    if args.gc_tenure:
+        gc_tenure.uninstall()
     if args.resume:
         view = dict(rec._cache.view().rows('items'))
         del rec
@@ -250,6 +269,11 @@ def main(argv=None):
     parser.add_argument('--op', choices=('update', 'insert'),
                         default='update', help='row updates of random '
                         'keys of the table, or inserts of new keys')
+    parser.add_argument('--gc-tenure', action='store_true',
+                        help='with consumer.gc_tenure installed')
+    parser.add_argument('--verify-in-run', action='store_true',
+                        help='verify (decode) each message while timed '
+                        '(its CPU counts as apply CPU)')
     parser.add_argument('--resume', action='store_true')
     parser.add_argument('--profile', help='write a cProfile of the apply '
                         'thread to this file')
