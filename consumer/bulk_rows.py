@@ -116,18 +116,6 @@ def _json_field(text):
     return text
 
 
-def _key_texts(keys):
-    """``[store_codec.key_text(key) for key in keys]``.
-
-    A batch of one-integer keys (a snapshot's usual keys) is formatted
-    by one C-level ``map`` (an integer's JSON text is its ``%d``).
-    """
-    if keys and set(map(len, keys)) == {1} and \
-            set(map(type, itertools.chain.from_iterable(keys))) == {int}:
-        return list(map('[%d]'.__mod__, keys))
-    return list(map(store_codec.key_text, keys))
-
-
 def _copy_text(prefix, chunk):
     """The ``COPY`` text-format lines of ``(key, row)`` pairs.
 
@@ -137,7 +125,7 @@ def _copy_text(prefix, chunk):
     """
     keys = [key for key, _row in chunk]
     rows = [row for _key, row in chunk]
-    key_texts = _key_texts(keys)
+    key_texts = store_codec.key_texts(keys)
     hashes = store_codec.key_hashes(keys, key_texts)
     row_texts = store_codec.row_texts(rows)
     line = '%s%s\t%s\t%s\n'.__mod__

@@ -214,9 +214,11 @@ _opts = [
                      'next full collection scans everything (reference '
                      'cycles among them are collected then). It affects '
                      'the collector of the whole process, which is why '
-                     'it is off by default: turn it on for a dedicated '
-                     'consumer process whose cache grows (new rows kept '
-                     'coming in). See consumer.gc_tenure.'),
+                     'it is off by default in the library; consumer-sync, '
+                     'a dedicated consumer process, turns it on unless '
+                     'its configuration sets it. Turn it on for any '
+                     'dedicated consumer process whose cache grows (new '
+                     'rows kept coming in). See consumer.gc_tenure.'),
 ]
 
 _poll_opts = [

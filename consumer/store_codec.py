@@ -82,6 +82,12 @@ _PLAIN_OR_FLOAT = _PLAIN | {float}
 _INT_ONLY = frozenset((int,))
 #: Key part types a decoded key may hold as they come out of JSON.
 _KEY_PLAIN = frozenset((int, str))
+#: The types of decoded row images that need no more checks ...
+_DICT_ONLY = frozenset((dict,))
+#: ... and of decoded keys.
+_LIST_ONLY = frozenset((list,))
+_FIRST = operator.itemgetter(0)
+_SECOND = operator.itemgetter(1)
 #: The tag of an encoded non-plain value, as it appears in a row text.
 _TAGGED = '"%s"' % wire._TAG
 
@@ -126,6 +132,18 @@ def key_text(key):
     if _KEY_PLAIN.issuperset(map(type, key)):
         return _json(key)
     return _json([_value(part) for part in key])
+
+
+def key_texts(keys):
+    """``[key_text(key) for key in keys]``, at C speed for integer keys.
+
+    A batch of one-integer keys (the usual keys of a table) is formatted
+    by one C-level ``map`` (an integer's JSON text is its ``%d``).
+    """
+    if keys and set(map(len, keys)) == {1} and \
+            set(map(type, itertools.chain.from_iterable(keys))) == {int}:
+        return list(map('[%d]'.__mod__, keys))
+    return list(map(key_text, keys))
 
 
 #: A key text of one to three integers (the canonical JSON of
@@ -222,7 +240,7 @@ def encode_changes(changes):
 def _encode_changes(changes):
     tables = list(map(TABLE_OF, changes))
     keys = list(map(_KEY, changes))
-    texts = list(map(key_text, keys))
+    texts = key_texts(keys)
     # Later changes of a key replace earlier ones: dict order is the
     # first occurrence, the value the last.
     last = dict(zip(zip(tables, texts), zip(keys, changes)))
@@ -252,14 +270,31 @@ def _by_table(last, tables):
     return groups
 
 
-def _join_decode(texts):
+def _join_decode(texts, tagged=False):
     # One C-level parse for many texts; None when they do not come back
     # one value per text (a malformed text), so the caller parses each.
+    # ``tagged``: (values, whether any text holds a tagged value).
+    joined = '[%s]' % ','.join(texts)
     try:
-        values = _decode('[%s]' % ','.join(texts))
+        values = _decode(joined)
     except ValueError:
         return None
-    return values if len(values) == len(texts) else None
+    if len(values) != len(texts):
+        return None
+    return (values, _TAGGED in joined) if tagged else values
+
+
+def _plain_keys(keys):
+    """Key tuples of decoded key lists, by C-level calls; None if not plain.
+
+    Plain: every key a non-empty list of integers and text (what
+    :func:`_key` takes as it is).
+    """
+    if not _LIST_ONLY.issuperset(map(type, keys)) or \
+            0 in set(map(len, keys)) or not _KEY_PLAIN.issuperset(
+                map(type, itertools.chain.from_iterable(keys))):
+        return None
+    return list(map(tuple, keys))
 
 
 def _key(data):
@@ -276,14 +311,20 @@ def decode_table(found):
         valid wire key or row image.
     :raises ValueError: a stored text is not JSON.
     """
-    key_texts = [pair[0] for pair in found]
-    row_texts = [pair[1] for pair in found]
+    key_texts = list(map(_FIRST, found))
+    row_texts = list(map(_SECOND, found))
     keys = _join_decode(key_texts)
     if keys is None:
         keys = [_decode(text) for text in key_texts]
-    datas = _join_decode(row_texts)
-    if datas is None:
+    joined = _join_decode(row_texts, tagged=True)
+    if joined is None:
         datas = [_decode(text) for text in row_texts]
+    else:
+        datas, tagged = joined
+        if not tagged and _DICT_ONLY.issuperset(map(type, datas)):
+            plain_keys = _plain_keys(keys)
+            if plain_keys is not None:
+                return dict(zip(plain_keys, datas))
     table = {}
     plain = _KEY_PLAIN
     for key, data, text in zip(keys, datas, row_texts):

@@ -29,6 +29,10 @@ library) is named in the log with where it is blocked, and the process
 exits without waiting for it. That is safe for the same reason a crash
 is: a message is acknowledged only after its position is committed, so
 whatever was in hand is redelivered and recognised on the next start.
+
+Its defaults differ from the library's in one option
+(:func:`set_defaults`): ``[consumer] gc_tenure`` is on, the process
+being the consumer's alone.
 """
 
 import faulthandler
@@ -49,10 +53,22 @@ from consumer import service
 LOG = log.getLogger(__name__)
 
 
+def set_defaults(conf):
+    """The defaults of a dedicated consumer process (registered ``conf``).
+
+    ``[consumer] gc_tenure`` is on: the process's collector is the
+    consumer's own, and without tenuring a growing cache is rescanned by
+    every full collection (see :mod:`consumer.gc_tenure`). A
+    configuration file that sets it still wins.
+    """
+    conf.set_default('gc_tenure', True, 'consumer')
+
+
 def _conf(argv):
     conf = cfg.ConfigOpts()
     options.register_opts(conf)
     log.register_options(conf)
+    set_defaults(conf)
     conf(argv, project='consumer')
     log.setup(conf, 'consumer')
     return conf

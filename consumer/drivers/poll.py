@@ -319,6 +319,9 @@ class PollDriver(base.Driver):
                 if previous == digest:
                     continue
                 before = view.get(table, key)
+                # A copy: the reconciler's cache keeps the after-images
+                # it is given (the source may reuse its row dicts).
+                row = dict(row)
                 if previous is None:
                     changes.append(wire.Change(table, wire.INSERT, key, row,
                                                None, ()))

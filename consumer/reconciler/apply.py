@@ -92,7 +92,9 @@ class Apply(object):
         self._gaps.behind = None
         versions = {table: info['version']
                     for table, info in self._known.items()}
-        events = self._cache.apply(changes)
+        # The after-images are the message's own decoded dicts (see
+        # Deltas.handle): the cache keeps them without a copy.
+        events = self._cache.apply(changes, owned=True)
         self._applied = last.seq
         self._turns.advance(self._applied)
         if self._table_seq and self._applied >= max(

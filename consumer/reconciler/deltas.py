@@ -19,6 +19,12 @@ verified messages (:meth:`handle`, :meth:`handle_many`): duplicates and
 replays are dropped, messages of another epoch or an unknown schema
 are rejected or buffered for a resync, the rest enter the reorder buffer
 (:mod:`.buffer`) and the contiguous run is applied (:mod:`.apply`).
+
+Ownership: the after-images of a message's changes are handed over with
+it. The cache keeps them as its rows (behind read-only proxies, without
+a copy), so a caller passes freshly decoded changes (what
+:class:`consumer.verify.Verifier` returns) and never mutates them
+afterwards; a driver building changes from rows it keeps passes copies.
 """
 
 import time

@@ -121,6 +121,18 @@ class TestPollDriver(base.TestCase):
         self.assertEqual(0, driver.poll_once())
         self.assertEqual(1, driver.reconciler.applied)
 
+    def test_source_rows_changed_in_place_do_not_reach_the_cache(self):
+        """The cache keeps copies of the polled rows, not the source's."""
+        driver = self.make()
+        hosts = self.source.tables['hosts']
+        hosts[4] = {'id': 4, 'name': 'h4', 'up': True}
+        hosts[2] = dict(hosts[2], up=False)
+        self.assertEqual(2, driver.poll_once())
+        hosts[4]['name'] = 'changed'
+        hosts[2]['name'] = 'changed'
+        self.assertEqual('h4', self.rows()[4]['name'])
+        self.assertEqual('h2', self.rows()[2]['name'])
+
     def test_polled_deltas_are_persisted_and_resumed(self):
         """A restarted poll driver resumes and diffs against stored rows."""
         driver = self.make()

@@ -182,3 +182,44 @@ class TestKeyHash(base.TestCase):
         texts = [store_codec.key_text(k) for k in keys]
         self.assertEqual([store_codec.key_hash(t) for t in texts],
                          store_codec.key_hashes(keys, texts))
+
+
+_PLAIN_VALUES = st.one_of(st.none(), st.booleans(), st.integers(),
+                          st.text(max_size=4),
+                          st.floats(allow_nan=False, allow_infinity=False))
+
+
+class TestBulkForms(base.TestCase):
+    """The C-level bulk paths give what the one-by-one functions give."""
+
+    @given(st.lists(st.one_of(
+        st.tuples(st.integers()),
+        st.tuples(st.integers(), st.integers()),
+        st.tuples(st.booleans()), st.tuples(st.text(max_size=3)),
+        st.tuples(st.uuids())), max_size=20))
+    def test_bulk_key_texts_are_the_single_ones(self, keys):
+        self.assertEqual([store_codec.key_text(k) for k in keys],
+                         store_codec.key_texts(keys))
+
+    @given(st.dictionaries(
+        st.one_of(st.tuples(st.integers()),
+                  st.tuples(st.text(max_size=3), st.integers()),
+                  st.tuples(st.dates())),
+        st.dictionaries(st.text(max_size=3), st.one_of(
+            _PLAIN_VALUES, st.dates(), st.lists(st.integers(), max_size=2)),
+            max_size=4), max_size=8))
+    def test_decode_table_matches_row_by_row(self, rows):
+        found = [(store_codec.key_text(k), store_codec.row_text(r))
+                 for k, r in rows.items()]
+        expected = {wire.decode_key(json.loads(k)):
+                    wire.decode_row(json.loads(r)) for k, r in found}
+        self.assertEqual(expected, store_codec.decode_table(found))
+
+    def test_plain_table_is_built_without_per_row_checks(self):
+        found = [('[1]', '{"a":1}'), ('["x",2]', '{"b":null}')]
+        self.assertEqual({(1,): {'a': 1}, ('x', 2): {'b': None}},
+                         store_codec.decode_table(found))
+
+    def test_empty_key_is_still_refused(self):
+        self.assertRaises(wire.WireError, store_codec.decode_table,
+                          [('[1]', '{"a":1}'), ('[]', '{"a":2}')])

@@ -124,3 +124,43 @@ class TestExit(testtools.TestCase):
         release.set()
         worker.join()
         self.assertNotIn(worker, sync._threads_left(0.05))
+
+
+class TestSyncDefaults(testtools.TestCase):
+    """consumer-sync's own defaults, and a configuration file's say."""
+
+    def _conf(self, text=None):
+        import tempfile
+
+        from oslo_config import cfg
+
+        from consumer.cmd import sync
+        from consumer import options
+        conf = cfg.ConfigOpts()
+        options.register_opts(conf)
+        sync.set_defaults(conf)
+        args = []
+        if text is not None:
+            with tempfile.NamedTemporaryFile('w', suffix='.conf',
+                                             delete=False) as handle:
+                handle.write(text)
+            self.addCleanup(os.unlink, handle.name)
+            args = ['--config-file', handle.name]
+        conf(args, project='consumer', default_config_files=[])
+        return conf
+
+    def test_gc_tenure_is_on_in_consumer_sync(self):
+        self.assertTrue(self._conf().consumer.gc_tenure)
+
+    def test_gc_tenure_off_in_the_library(self):
+        from oslo_config import cfg
+
+        from consumer import options
+        conf = cfg.ConfigOpts()
+        options.register_opts(conf)
+        conf([], default_config_files=[])
+        self.assertFalse(conf.consumer.gc_tenure)
+
+    def test_configuration_file_turns_gc_tenure_off(self):
+        conf = self._conf('[consumer]\ngc_tenure = false\n')
+        self.assertFalse(conf.consumer.gc_tenure)
