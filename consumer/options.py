@@ -83,6 +83,19 @@ _opts = [
                       'message is acknowledged only once persisted or '
                       'deliberately discarded; past this time it is '
                       'returned to the broker for redelivery.'),
+    cfg.StrOpt('receiver', default='poll',
+               choices=[('poll', 'the driver\'s own listener, polled by '
+                                 'one thread; a thread per stream '
+                                 'processes, another acknowledges'),
+                        ('listener', 'oslo.messaging\'s notification '
+                                     'listener, one executor thread per '
+                                     'waiting message')],
+               help='How deltas are received. Both use the same queues, '
+                    '[oslo_messaging_rabbit] options, connection '
+                    'handling and delivery policy; poll costs less CPU '
+                    'per message. poll falls back to listener when the '
+                    'transport driver does not offer the poll-style '
+                    'listener it uses.'),
     cfg.IntOpt('listener_threads', default=256, min=1, max=10000,
                help='Executor threads of the notification listener. A '
                     'delta message holds its thread, unacknowledged, '
