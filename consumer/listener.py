@@ -14,20 +14,22 @@
 
 """The notification listener of the push driver.
 
-One oslo.messaging notification listener per consumer service, with the
-``threading`` executor, listening on ``Target(topic=t)`` for each of
-``[consumer] topics`` (on the exchange of each stream, ``[consumer]
-exchanges``, by default ``control_exchange``) in a pool of its own
-(``[consumer] pool``, default ``consumer-<hostname>``): every pool gets
-every delta. The pool's queue is not auto-deleted, so deltas wait in
-RabbitMQ while the consumer is down. It survives a broker restart too when
-``[oslo_messaging_rabbit] amqp_durable_queues = true``; that option also
-sets the durability of the exchange, which the consumer shares with the
-host service, so it must have the same value on both sides (oslo.messaging's
-default, false, unless the deployment turns it on everywhere). A consumer
-never changes it on its own: declaring the host's control exchange durable
-first would break the host's publishers and RPC servers. When the broker
-loses a non-durable queue, the consumer sees the gap and resynchronises.
+One notification listener per consumer service (by default the driver's own
+listener polled by :mod:`consumer.receiver`; with ``[consumer] receiver =
+listener`` oslo.messaging's, ``threading`` executor), listening on
+``Target(topic=t)`` for each of ``[consumer] topics`` (on the exchange of
+each stream, ``[consumer] exchanges``, by default ``control_exchange``) in
+a pool of its own (``[consumer] pool``, default ``consumer-<hostname>``):
+every pool gets every delta. The pool's queue is not auto-deleted, so
+deltas wait in RabbitMQ while the consumer is down. It survives a broker
+restart too when ``[oslo_messaging_rabbit] amqp_durable_queues = true``;
+that option also sets the durability of the exchange, which the consumer
+shares with the host service, so it must have the same value on both sides
+(oslo.messaging's default, false, unless the deployment turns it on
+everywhere). A consumer never changes it on its own: declaring the host's
+control exchange durable first would break the host's publishers and RPC
+servers. When the broker loses a non-durable queue, the consumer sees the
+gap and resynchronises.
 
 Delivery policy of :class:`Endpoint` (it never raises):
 
