@@ -55,6 +55,9 @@ LOG = log.getLogger(__name__)
 #: long an acknowledgement of an idle consumer waits (the driver sends
 #: them from the polling thread).
 IDLE_POLL = 0.1
+#: Pause after an unexpected error of a poll (the driver retries
+#: connection errors itself; this only keeps a bug from spinning).
+POLL_ERROR_PAUSE = 1.0
 #: Longest wait of a settler before it looks at its messages again
 #: (those discarded by the reconciler, and deadlines).
 SETTLE_SLICE = 0.1
@@ -310,6 +313,8 @@ class PollReceiver(object):
         self._other = _Lane(endpoint, self._settlers, max_batch,
                             ack_timeout)
         self._stopping = False
+        #: Never set: paces polling after an unexpected error.
+        self._failed = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name='consumer-receive')
 
@@ -342,6 +347,7 @@ class PollReceiver(object):
                 LOG.exception('Polling the notification listener failed')
                 if self._stopping:
                     return
+                self._failed.wait(POLL_ERROR_PAUSE)
                 continue
             if not incoming:
                 if self._stopping:
