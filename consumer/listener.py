@@ -355,8 +355,10 @@ class Listener(object):
         self.receiver = 'listener'
 
     def stop(self):
-        if self._listener is None:
+        """Stop receiving; a second call does nothing."""
+        stopping, self._listener = self._listener, None
+        if stopping is None:
             return
-        self._listener.stop()
+        stopping.stop()
         if self.receiver == 'listener':
-            self._listener.wait()
+            stopping.wait()

@@ -251,7 +251,10 @@ class TestListenerChoice(base.TestCase):
         return lst
 
     def test_poll_receiver_on_a_known_driver(self):
-        self.assertEqual('poll', self.started().receiver)
+        lst = self.started()
+        self.assertEqual('poll', lst.receiver)
+        lst.stop()
+        lst.stop()  # a second stop does nothing
 
     def test_option_selects_the_oslo_messaging_listener(self):
         self.conf.set_override('receiver', 'listener', 'consumer')
