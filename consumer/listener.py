@@ -14,20 +14,22 @@
 
 """The notification listener of the push driver.
 
-One oslo.messaging notification listener per consumer service, with the
-``threading`` executor, listening on ``Target(topic=t)`` for each of
-``[consumer] topics`` (on the exchange of each stream, ``[consumer]
-exchanges``, by default ``control_exchange``) in a pool of its own
-(``[consumer] pool``, default ``consumer-<hostname>``): every pool gets
-every delta. The pool's queue is not auto-deleted, so deltas wait in
-RabbitMQ while the consumer is down. It survives a broker restart too when
-``[oslo_messaging_rabbit] amqp_durable_queues = true``; that option also
-sets the durability of the exchange, which the consumer shares with the
-host service, so it must have the same value on both sides (oslo.messaging's
-default, false, unless the deployment turns it on everywhere). A consumer
-never changes it on its own: declaring the host's control exchange durable
-first would break the host's publishers and RPC servers. When the broker
-loses a non-durable queue, the consumer sees the gap and resynchronises.
+One notification listener per consumer service (by default the driver's own
+listener polled by :mod:`consumer.receiver`; with ``[consumer] receiver =
+listener`` oslo.messaging's, ``threading`` executor), listening on
+``Target(topic=t)`` for each of ``[consumer] topics`` (on the exchange of
+each stream, ``[consumer] exchanges``, by default ``control_exchange``) in
+a pool of its own (``[consumer] pool``, default ``consumer-<hostname>``):
+every pool gets every delta. The pool's queue is not auto-deleted, so
+deltas wait in RabbitMQ while the consumer is down. It survives a broker
+restart too when ``[oslo_messaging_rabbit] amqp_durable_queues = true``;
+that option also sets the durability of the exchange, which the consumer
+shares with the host service, so it must have the same value on both sides
+(oslo.messaging's default, false, unless the deployment turns it on
+everywhere). A consumer never changes it on its own: declaring the host's
+control exchange durable first would break the host's publishers and RPC
+servers. When the broker loses a non-durable queue, the consumer sees the
+gap and resynchronises.
 
 Delivery policy of :class:`Endpoint` (it never raises):
 
@@ -58,6 +60,7 @@ from oslo_log import log
 
 from consumer import exceptions
 from consumer import intake as intake_mod
+from consumer import receiver as receiver_mod
 from consumer import reconciler as reconciler_mod
 from oslo_publish import wire
 
@@ -66,6 +69,12 @@ LOG = log.getLogger(__name__)
 RABBIT_GROUP = 'oslo_messaging_rabbit'
 #: Pause before requeueing while the state store is unavailable.
 REQUEUE_PAUSE = 0.5
+#: Intake key of messages that name no followed stream.
+OTHER = object()
+#: What :meth:`Endpoint.decide` asks for.
+ACK = 'ack'
+PAUSE = 'pause'
+SETTLE = 'settle'
 
 
 def prepare_transport_conf(conf):
@@ -146,9 +155,9 @@ class Endpoint(object):
         #: payload names; the verifier checks the claim), so a stream
         #: whose lock is held (a resync installing) delays only its own
         #: messages; one more for anything else.
-        self._intakes = {stream: intake_mod.Intake(self._process, max_batch)
+        self._intakes = {stream: intake_mod.Intake(self.process, max_batch)
                          for stream in reconcilers}
-        self._other = intake_mod.Intake(self._process, max_batch)
+        self._other = intake_mod.Intake(self.process, max_batch)
 
     def info(self, ctxt, publisher_id, event_type, payload, metadata):
         return self.handle(publisher_id, event_type, payload, 'info')
@@ -167,20 +176,30 @@ class Endpoint(object):
         try:
             return self._handle(publisher_id, event_type, payload, priority)
         except Exception:  # noqa: nothing a publisher sends may escape
-            LOG.exception('Unexpected error handling a message of %s',
-                          self._safe(publisher_id))
-            try:
-                self._metrics.rejected.labels(stream='-',
-                                              reason='error').inc()
-            except Exception:  # noqa: metrics must not raise either
-                pass
+            self.failed(publisher_id)
             return messaging.NotificationResult.HANDLED
+
+    def failed(self, publisher_id):
+        """Log and count an unexpected error (the message is then acked)."""
+        LOG.exception('Unexpected error handling a message of %s',
+                      self._safe(publisher_id))
+        try:
+            self._metrics.rejected.labels(stream='-', reason='error').inc()
+        except Exception:  # noqa: metrics must not raise either
+            pass
 
     @staticmethod
     def _safe(text):
         return text[:100] if isinstance(text, str) else type(text).__name__
 
-    def _handle(self, publisher_id, event_type, payload, priority):
+    def route(self, publisher_id, event_type, payload, priority):
+        """First step of a notification: counted, routed.
+
+        :returns: None when it is dealt with (offered to the notification
+            handlers, or rejected as ``unknown_publisher``: acknowledge
+            it); otherwise the key of the intake it goes to (the stream
+            it names, or :data:`OTHER`).
+        """
         stream = payload.get('stream') if isinstance(payload, dict) \
             else None
         label = self._verifier.stream_label(stream)
@@ -191,33 +210,57 @@ class Endpoint(object):
             if self._notifications is not None and \
                     self._notifications.offer(publisher_id, event_type,
                                               payload, priority):
-                return messaging.NotificationResult.HANDLED
+                return None
             # Counted and logged; nothing to redeliver.
             self._verifier.reject(None, 'unknown_publisher', 'no handler '
                                   'for %s' % self._safe(publisher_id))
-            return messaging.NotificationResult.HANDLED
-        intake = self._intakes.get(stream, self._other) \
-            if isinstance(stream, str) else self._other
-        message, outcome = intake.submit((publisher_id, event_type, payload))
+            return None
+        if isinstance(stream, str) and stream in self._intakes:
+            return stream
+        return OTHER
+
+    @staticmethod
+    def decide(message, outcome):
+        """What to do with a processed message: ACK, PAUSE or SETTLE.
+
+        ``(message, outcome)`` is one result of :meth:`process`. ACK:
+        acknowledge it now; PAUSE: the state store is unavailable,
+        requeue it after :data:`REQUEUE_PAUSE`; SETTLE: acknowledge it
+        once :meth:`consumer.reconciler.Reconciler.settle` says so,
+        requeue it after ``ack_timeout``. An unexpected error is raised.
+        """
         if isinstance(outcome, exceptions.Rejected):
             if message is None or outcome.reason != 'replayed':
-                return messaging.NotificationResult.HANDLED
+                return ACK
             # A redelivered duplicate: acknowledged once what it carried
             # is persisted (the first copy may still be in flight).
         elif isinstance(outcome, reconciler_mod.StateUnavailable):
-            self._pause.wait(REQUEUE_PAUSE)
-            return messaging.NotificationResult.REQUEUE
+            return PAUSE
         elif isinstance(outcome, BaseException):
             raise outcome
         if message.is_heartbeat:
+            return ACK
+        return SETTLE
+
+    def _handle(self, publisher_id, event_type, payload, priority):
+        key = self.route(publisher_id, event_type, payload, priority)
+        if key is None:
             return messaging.NotificationResult.HANDLED
+        intake = self._intakes.get(key, self._other)
+        message, outcome = intake.submit((publisher_id, event_type, payload))
+        action = self.decide(message, outcome)
+        if action == ACK:
+            return messaging.NotificationResult.HANDLED
+        if action == PAUSE:
+            self._pause.wait(REQUEUE_PAUSE)
+            return messaging.NotificationResult.REQUEUE
         reconciler = self._reconcilers[message.stream]
         if reconciler.settle(message, self._ack_timeout):
             return messaging.NotificationResult.HANDLED
         self._metrics.requeued.labels(stream=message.stream).inc()
         return messaging.NotificationResult.REQUEUE
 
-    def _process(self, items):
+    def process(self, items):
         """One batch of the intake: ``[(message or None, outcome)]``.
 
         Verifies each ``(publisher_id, event_type, payload)`` in order,
@@ -251,29 +294,71 @@ class Endpoint(object):
 
 
 class Listener(object):
-    """The oslo.messaging notification listener of one consumer service.
+    """The notification listener of one consumer service.
+
+    With ``[consumer] receiver = poll`` (the default) messages are
+    received by a :class:`consumer.receiver.PollReceiver` on the
+    driver's own listener; with ``listener``, or when the driver does not
+    offer what the receiver uses, by oslo.messaging's notification
+    listener (``threading`` executor, one thread per waiting message).
+    Either way the same queues, options and delivery policy.
 
     :param conf: ConfigOpts (call :func:`prepare_transport_conf` before
         the transport is created).
     :param transport: a notification transport.
     :param endpoint: an :class:`Endpoint`.
+    :param reconcilers: ``{stream: Reconciler}`` (the poll receiver
+        settles against them; None: the executor listener only).
+    :param metrics: a :class:`consumer.metrics.ConsumerMetrics`.
     """
 
-    def __init__(self, conf, transport, endpoint):
+    def __init__(self, conf, transport, endpoint, reconcilers=None,
+                 metrics=None):
         self.pool = pool_name(conf)
-        targets = [messaging.Target(exchange=exchange, topic=topic)
-                   for exchange in exchanges(conf)
-                   for topic in conf.consumer.topics]
+        self._targets = [messaging.Target(exchange=exchange, topic=topic)
+                         for exchange in exchanges(conf)
+                         for topic in conf.consumer.topics]
+        self._transport = transport
+        self._endpoint = endpoint
+        self._reconcilers = reconcilers
+        self._metrics = metrics
+        self._mode = conf.consumer.receiver if reconcilers is not None \
+            else 'listener'
+        self._max_batch = max(1, conf.consumer.max_batch_messages)
+        self._ack_timeout = conf.consumer.ack_timeout
         #: Executor threads: each waiting delta holds one until settled.
         self._threads = conf.consumer.listener_threads
-        self._listener = messaging.get_notification_listener(
-            transport, targets, [endpoint], executor='threading',
-            pool=self.pool, allow_requeue=True)
+        #: The receiver in use (set by :meth:`start`): ``poll`` or
+        #: ``listener``.
+        self.receiver = None
+        self._listener = None
 
     def start(self):
         LOG.info('Listening on pool %s', self.pool)
+        if self._mode == 'poll':
+            raw = receiver_mod.driver_listener(self._transport,
+                                               self._targets, self.pool)
+            if raw is not None:
+                self._listener = receiver_mod.PollReceiver(
+                    raw, self._endpoint, self._reconcilers, self._metrics,
+                    self._max_batch, self._ack_timeout)
+                self._listener.start()
+                self.receiver = 'poll'
+                return
+            LOG.info('The transport driver offers no poll-style listener '
+                     'the poll receiver knows; using oslo.messaging\'s '
+                     'notification listener')
+        self._listener = messaging.get_notification_listener(
+            self._transport, self._targets, [self._endpoint],
+            executor='threading', pool=self.pool, allow_requeue=True)
         self._listener.start(override_pool_size=self._threads)
+        self.receiver = 'listener'
 
     def stop(self):
-        self._listener.stop()
-        self._listener.wait()
+        """Stop receiving; a second call does nothing."""
+        stopping, self._listener = self._listener, None
+        if stopping is None:
+            return
+        stopping.stop()
+        if self.receiver == 'listener':
+            stopping.wait()

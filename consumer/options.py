@@ -83,8 +83,22 @@ _opts = [
                       'message is acknowledged only once persisted or '
                       'deliberately discarded; past this time it is '
                       'returned to the broker for redelivery.'),
+    cfg.StrOpt('receiver', default='poll',
+               choices=[('poll', 'the driver\'s own listener, polled by '
+                                 'one thread; a thread per stream '
+                                 'processes, another acknowledges'),
+                        ('listener', 'oslo.messaging\'s notification '
+                                     'listener, one executor thread per '
+                                     'waiting message')],
+               help='How deltas are received. Both use the same queues, '
+                    '[oslo_messaging_rabbit] options, connection '
+                    'handling and delivery policy; poll costs less CPU '
+                    'per message. poll falls back to listener when the '
+                    'transport driver does not offer the poll-style '
+                    'listener it uses.'),
     cfg.IntOpt('listener_threads', default=256, min=1, max=10000,
-               help='Executor threads of the notification listener. A '
+               help='With receiver = listener: executor threads of '
+                    'oslo.messaging\'s notification listener. A '
                     'delta message holds its thread, unacknowledged, '
                     'until its effect is persisted, also while it waits '
                     'for a predecessor: the number of threads bounds how '
@@ -103,7 +117,8 @@ _opts = [
                     'update, one handler dispatch and one state-store '
                     'submission for the batch. An idle stream handles '
                     'each message at once; batches form only while '
-                    'messages arrive faster than they are handled. A '
+                    'messages arrive faster than they are handled. '
+                    'With receiver = listener a '
                     'batch also holds at most half of listener_threads '
                     'messages, so that the next batch is verified and '
                     'applied while the previous one is being persisted.'),

@@ -84,7 +84,8 @@ class PushDriver(base.Driver):
             allowed_publishers=conf.consumer.allowed_publishers,
             ack_timeout=conf.consumer.ack_timeout,
             max_batch=batch_limit(conf))
-        self.listener = listener_mod.Listener(conf, transport, self.endpoint)
+        self.listener = listener_mod.Listener(
+            conf, transport, self.endpoint, self.reconcilers, metrics)
 
     def start(self):
         self.listener.start()

@@ -141,7 +141,7 @@ class _Base(object):
         self.host_db = self.host_database()
         self.state_db = self.useFixture(base.DatabaseFixture(
             state_backend))
-        self.transport = self.useFixture(base.TransportFixture(self.conf))
+        self.transport = self.useFixture(self.transport_fixture())
         self.stream = base.unique_name('st')
         self.pool = base.unique_name('pool')
         self.topic = self.transport.topic
@@ -172,6 +172,10 @@ class _Base(object):
         self.conf.set_override('retry_interval', 1, 'consumer_database')
         self.conf.set_override('rabbit_interval_max', 2,
                                'oslo_messaging_rabbit')
+
+    def transport_fixture(self):
+        """The broker of the test (the shared RabbitMQ)."""
+        return base.TransportFixture(self.conf)
 
     def host_database(self):
         """The host's database fixture (a fresh ``HOST_BACKEND`` one)."""
