@@ -215,9 +215,12 @@ class Install(object):
         self._gaps.behind = None
         self._invalidated.clear()
         events = []
+        # Without a change handler the ADD events of a first fill (one
+        # per row) would be built for nobody.
+        wanted = bool(self._dispatcher.names())
         for table in tables:
-            events.extend(self._cache.replace_table(table, contents[table],
-                                                    owned=owned))
+            events.extend(self._cache.replace_table(
+                table, contents[table], owned=owned, events=wanted))
         for table in gone:
             events.extend(self._cache.drop_table(table))
         self._known = {t: {'pk': info.get('pk'), 'version': info.get(
