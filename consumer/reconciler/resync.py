@@ -23,6 +23,7 @@ counts drift for a periodic resync (:mod:`.drift`) and installs it
 re-read of invalidated tables.
 """
 
+import contextlib
 import time
 
 from oslo_log import log
@@ -72,12 +73,13 @@ class Resync(object):
             requested = self._arrivals
         stage = None
         try:
-            # The rows read all stay alive (in the cache): no collection
-            # scans them while they are read and swapped in, and they
-            # then go to the oldest generation unscanned (see
-            # consumer.gc_pause).
-            with gc_pause.paused():
+            # The rows read all stay alive (in the cache): from the
+            # snapshot's opening no collection scans them while they are
+            # read and swapped in, and they then go to the oldest
+            # generation unscanned (see consumer.gc_pause).
+            with contextlib.ExitStack() as pause:
                 with self._source.open(self._tables_filter) as snap:
+                    pause.enter_context(gc_pause.paused())
                     watermark = snap.watermark
                     epoch = getattr(snap, 'epoch', None)
                     owned = getattr(snap, 'owned_rows', False)
