@@ -35,6 +35,7 @@ runs as one prepared statement).
 
 import itertools
 import json
+import operator
 
 from consumer import gc_pause
 from consumer import store_codec
@@ -46,6 +47,13 @@ STREAM_CHUNK = 1000
 INSERT_CHUNK = 5000
 
 _PLAIN = (str, int, bool, type(None))
+_INT = frozenset((int,))
+_STR = frozenset((str,))
+#: Column value types a row text holds as their own JSON texts.
+_SCALAR = frozenset((str, int, type(None)))
+#: Added to a one-integer key to make its key hash (see
+#: :func:`consumer.store_codec.key_hash`).
+_INT_OFFSET = store_codec._INT_OFFSET
 
 _DECODER = json.JSONDecoder()
 _loads = _DECODER.decode
@@ -116,15 +124,102 @@ def _json_field(text):
     return text
 
 
+#: The JSON text of a string (what the row encoder writes for one).
+_json_string = json.encoder.encode_basestring
+
+
+def _scalar_json(value):
+    # The JSON text of a str, int or None (a column of mixed ones).
+    if value is None:
+        return 'null'
+    if type(value) is int:
+        return int.__repr__(value)
+    return _json_string(value)
+
+
+def _column_field(kinds, values):
+    """``(template field, values)`` of a column, or None.
+
+    A column of integers only is formatted by the line template itself
+    (``%d``, an integer's JSON text); one of text only is encoded by one
+    C-level ``map``; one of text, integers and nulls value by value.
+    Anything else (booleans, floats, tagged values): None.
+    """
+    if kinds == _INT:
+        return '%d', values
+    if kinds == _STR:
+        return '%s', map(_json_string, values)
+    if kinds <= _SCALAR:
+        return '%s', map(_scalar_json, values)
+    return None
+
+
+def _int_keys(keys):
+    """The integers of a batch of one-integer keys, or None."""
+    if set(map(len, keys)) != {1}:
+        return None
+    firsts = list(map(operator.itemgetter(0), keys))
+    if set(map(type, firsts)) != _INT or \
+            not (-_INT_OFFSET <= min(firsts) and max(firsts) < _INT_OFFSET):
+        return None
+    return firsts
+
+
+def _columns_text(prefix, keys, rows):
+    """:func:`_copy_text` of rows of the same columns, or None.
+
+    Every row a mapping of the same text column names whose columns
+    each hold text, integers and nulls only: the lines are formatted
+    column by column (one C-level ``map`` per column and one template
+    for the lines) instead of row by row through the JSON encoder. The
+    template spells the row text as the encoder does (keys sorted,
+    ``,`` and ``:`` separators, the same string encoder), so the bytes
+    are the same. Any other batch: None.
+    """
+    if not rows:
+        return None
+    names = sorted(rows[0])
+    if set(map(type, names)) != _STR or \
+            set(map(len, rows)) != {len(names)}:
+        return None
+    fields = []
+    columns = []
+    for name in names:
+        try:
+            values = list(map(operator.itemgetter(name), rows))
+        except (KeyError, TypeError):
+            return None  # not every row has the column
+        field = _column_field(frozenset(map(type, values)), values)
+        if field is None:
+            return None
+        fields.append('%s:%s' % (_json_string(name).replace('%', '%%'),
+                                 field[0]))
+        columns.append(field[1])
+    firsts = _int_keys(keys)
+    if firsts is not None:
+        head = ['%016x\t[%d]', map(_INT_OFFSET.__add__, firsts), firsts]
+    else:
+        texts = list(map(store_codec.key_text, keys))
+        head = ['%s\t%s', store_codec.key_hashes(keys, texts), texts]
+    line = '%s%s\t{%s}\n' % (
+        prefix.replace('%', '%%'), head[0], ','.join(fields))
+    return ''.join(map(line.__mod__, zip(*head[1:], *columns)))
+
+
 def _copy_text(prefix, chunk):
     """The ``COPY`` text-format lines of ``(key, row)`` pairs.
 
-    The lines are joined as they are; only when the result holds a
+    Rows of plain columns are formatted by :func:`_columns_text`; the
+    others are encoded row by row by :mod:`consumer.store_codec`. The
+    lines are joined as they are; only when the result holds a
     backslash (rare: an escaped character in a JSON text, or in the
     prefix) are they joined again with every field escaped.
     """
     keys = [key for key, _row in chunk]
     rows = [row for _key, row in chunk]
+    text = _columns_text(prefix, keys, rows)
+    if text is not None and '\\' not in text:
+        return text
     key_texts = store_codec.key_texts(keys)
     hashes = store_codec.key_hashes(keys, key_texts)
     row_texts = store_codec.row_texts(rows)

@@ -130,16 +130,19 @@ def _sort_rows(keyed_rows):
     return tuple(row for _key, row in keyed_rows)
 
 
-def _fill_table(table, rows, owned=False):
+def _fill_table(table, rows, owned=False, events=True):
     """Rows and ADD events of a table that held nothing (bulk path).
 
     Keys, frozen rows and events are built by C-level ``map`` calls: an
     initial sync puts every row of the table through here. ``owned``
-    row dicts are kept as they are, others are copied first.
+    row dicts are kept as they are, others are copied first. Without
+    ``events`` no event is built (an empty list).
     """
     keys = list(map(tuple, rows.keys()))
     values = rows.values() if owned else map(dict, rows.values())
     frozen = list(map(types.MappingProxyType, values))
+    if not events:
+        return dict(zip(keys, frozen)), []
     events = list(map(_new_event, zip(
         itertools.repeat(table), itertools.repeat(ADD), keys,
         itertools.repeat(None), frozen)))
@@ -451,13 +454,16 @@ class Cache(object):
         else:
             raise ValueError('unknown operation %r' % (change.op,))
 
-    def replace_table(self, table, rows, owned=False):
+    def replace_table(self, table, rows, owned=False, events=True):
         """Swap in a whole new content of ``table`` atomically.
 
         :param rows: ``{key tuple: row dict}``, the complete table.
         :param owned: the row dicts are the caller's to give away (freshly
             decoded, referenced nowhere else): the cache keeps them as
             they are instead of copying each one.
+        :param events: False when nobody takes the events: a table that
+            held nothing is then filled without building one per row
+            (an empty list is returned).
         :returns: events turning the old content into the new one: adds,
             updates for rows that differ, deletes for rows that vanished.
         """
@@ -467,7 +473,8 @@ class Cache(object):
             old = current._tables.get(table, _EMPTY)
             with gc_pause.paused():
                 if not old:
-                    new_rows, events = _fill_table(table, rows, owned)
+                    new_rows, events = _fill_table(table, rows, owned,
+                                                   events)
                 else:
                     new_rows, events = _replace_rows(table, old, rows,
                                                      freeze)

@@ -215,9 +215,12 @@ class Install(object):
         self._gaps.behind = None
         self._invalidated.clear()
         events = []
+        # Without a change handler the ADD events of a first fill (one
+        # per row) would be built for nobody.
+        wanted = bool(self._dispatcher.names())
         for table in tables:
-            events.extend(self._cache.replace_table(table, contents[table],
-                                                    owned=owned))
+            events.extend(self._cache.replace_table(
+                table, contents[table], owned=owned, events=wanted))
         for table in gone:
             events.extend(self._cache.drop_table(table))
         self._known = {t: {'pk': info.get('pk'), 'version': info.get(
@@ -235,14 +238,24 @@ class Install(object):
         self._dispatch(events)
         del events
         self._set_live()
-        if self._gc_freeze_synced and not self._gc_frozen:
-            self._gc_frozen = True
-            LOG.info('Stream %s synced: %d objects frozen', self.stream,
-                     gc_pause.freeze_survivors())
         try:
             self._drain(self._clock())
         except common.StateUnavailable:
             pass  # stays buffered; poll() retries
+
+    def _freeze_synced(self):
+        """``gc_freeze_after_sync``: freeze what the first sync left.
+
+        Called by the resync once its collector pause ended (the
+        collector must run to freeze).
+        """
+        with self._lock:
+            if not self._gc_freeze_synced or self._gc_frozen or \
+                    self._status != common.LIVE:
+                return
+            self._gc_frozen = True
+            LOG.info('Stream %s synced: %d objects frozen', self.stream,
+                     gc_pause.freeze_survivors())
 
     def _set_live(self):
         self._buffering = False

@@ -23,11 +23,13 @@ counts drift for a periodic resync (:mod:`.drift`) and installs it
 re-read of invalidated tables.
 """
 
+import contextlib
 import time
 
 from oslo_log import log
 
 from consumer import exceptions
+from consumer import gc_pause
 from consumer.reconciler import buffer as buffer_mod
 from consumer.reconciler import common
 from consumer.reconciler import drift as drift_mod
@@ -71,32 +73,41 @@ class Resync(object):
             requested = self._arrivals
         stage = None
         try:
-            with self._source.open(self._tables_filter) as snap:
-                watermark = snap.watermark
-                epoch = getattr(snap, 'epoch', None)
-                owned = getattr(snap, 'owned_rows', False)
-                tables = dict(snap.tables)
-                stage = self._stage_tables()
-                contents = {name: install_mod.read_table(snap, name, stage)
-                            for name in tables}
-            if stage is not None and stage.aborted:
-                stage = None  # a repeated key: whole tables at install
-            read = time.monotonic()
-            drift = None
-            if cause == 'periodic' and self._applied is not None:
+            # The rows read all stay alive (in the cache): from the
+            # snapshot's opening no collection scans them while they are
+            # read and swapped in, and they then go to the oldest
+            # generation unscanned (see consumer.gc_pause).
+            with contextlib.ExitStack() as pause:
+                with self._source.open(self._tables_filter) as snap:
+                    pause.enter_context(gc_pause.paused())
+                    watermark = snap.watermark
+                    epoch = getattr(snap, 'epoch', None)
+                    owned = getattr(snap, 'owned_rows', False)
+                    tables = dict(snap.tables)
+                    stage = self._stage_tables()
+                    contents = {
+                        name: install_mod.read_table(snap, name, stage)
+                        for name in tables}
+                if stage is not None and stage.aborted:
+                    stage = None  # a repeated key: whole tables later
+                read = time.monotonic()
+                drift = None
+                if cause == 'periodic' and self._applied is not None:
+                    with self._lock:
+                        view, in_flight = self._drift_inputs(watermark)
+                    drift = drift_mod.count_drift(view, in_flight, tables,
+                                                  contents)
                 with self._lock:
-                    view, in_flight = self._drift_inputs(watermark)
-                drift = drift_mod.count_drift(view, in_flight, tables,
-                                              contents)
-            with self._lock:
-                self._drop_impossible(watermark, requested)
-                self._install(watermark, tables, contents, cause, drift,
-                              epoch, stage, owned)
+                    self._drop_impossible(watermark, requested)
+                    self._install(watermark, tables, contents, cause,
+                                  drift, epoch, stage, owned)
+                gc_pause.promote_young()
         except Exception as exc:  # noqa: every failure is retried
             if stage is not None:
                 stage.abort()  # the previous rows and positions stay
             self._resync_failed(cause, exc)
             return
+        self._freeze_synced()
         done = time.monotonic()
         LOG.info('Stream %s: resync (%s) done at watermark %d: %d rows, '
                  'read in %.2fs, installed in %.2fs', self.stream, cause,

@@ -72,6 +72,26 @@ class _BulkRowsContract(object):
         self.assertEqual(len(rows), len(self.stored('bulk')))
         self.assertEqual(self.stored('delta'), self.stored('bulk'))
 
+    def test_plain_rows_store_the_delta_path_bytes(self):
+        """Rows of text, integers and nulls only: the same bytes too.
+
+        (The COPY formats such rows column by column.)
+        """
+        rows = {(i,): {'id': i, 'name': AWKWARD[i % len(AWKWARD)],
+                       'n': -i if i % 3 else None, 'host': 'h%d' % i}
+                for i in range(1, len(AWKWARD) * 3)}
+        rows.update({(1000 + i,): {'id': 1000 + i, 'name': 'n%d' % i,
+                                   'n': i, 'host': 'h'}
+                     for i in range(bulk_rows.STREAM_CHUNK + 5)})
+        self.store.replace_table('bulk', 'c', 'f', 't', rows, 5, 'v1')
+        changes = [wire.Change('t', wire.INSERT, key, row, None, ())
+                   for key, row in rows.items()]
+        self.store.commit_batch('delta', 'c', 'f', 5, None, changes,
+                                {'t': 'v1'})
+        self.assertEqual(len(rows), len(self.stored('bulk')))
+        self.assertEqual(self.stored('delta'), self.stored('bulk'))
+        self.assertEqual(rows, dict(self.store.load_rows('bulk', 't')))
+
     def test_load_rows_round_trips_in_key_order(self):
         """What replace_table stored, load_rows returns, in key order."""
         rows = _rows(2 * bulk_rows.INSERT_CHUNK + 7)

@@ -287,6 +287,20 @@ class TestReplaceAndDrop(base.TestCase):
         self.assertEqual([cache.ADD], [e.op for e in events])
         self.assertEqual(('hosts', 'instances'), self.cache.view().tables())
 
+    def test_fill_without_events(self):
+        """events=False: a table that held nothing is filled, no events."""
+        rows = {(1,): {'id': 1}, (2,): {'id': 2}}
+        self.assertEqual([], self.cache.replace_table('hosts', rows,
+                                                      events=False))
+        self.assertEqual({(1,): {'id': 1}, (2,): {'id': 2}}, {
+            key: dict(row)
+            for key, row in self.cache.view().rows('hosts').items()})
+        # Replacing a table that holds rows still reports the changes.
+        events = self.cache.replace_table('hosts', {(1,): {'id': 1}},
+                                          events=False)
+        self.assertEqual([(cache.DELETE, (2,))],
+                         [(e.op, e.key) for e in events])
+
     def test_replace_owned_rows_keeps_them_read_only(self):
         """owned=True: the given dicts are kept, behind read-only proxies."""
         rows = {(1,): {'id': 1, 'host': 'a'}, (2,): {'id': 2, 'host': 'b'}}

@@ -42,6 +42,7 @@ from consumer import verify
 from oslo_publish import wire
 from tests import base
 from tests.unit import fakehost
+from tests.unit import test_handlers
 
 
 class Clock(object):
@@ -660,6 +661,58 @@ class TestResume(ReconcilerTestCase):
         self.assertEqual(1, gc_pause.holds())
         again.stop()
         self.assertEqual(0, gc_pause.holds())
+
+    def _first_fills(self, handler=None):
+        fills = []
+        real = cache_mod.Cache.replace_table
+
+        def replace_table(cache, table, rows, owned=False, events=True):
+            fills.append(events)
+            return real(cache, table, rows, owned=owned, events=events)
+        self.useFixture(fixtures.MonkeyPatch(
+            'consumer.cache.Cache.replace_table', replace_table))
+        rec = self.make()
+        if handler is not None:
+            self.dispatcher.add('recorder', handler)
+        rec.poll()
+        self.assertTrue(rec.synced)
+        self.assertConverged(rec)
+        return fills
+
+    def test_sync_promotes_the_rows_inside_its_pause(self):
+        """The collector stays paused from the first page to the swap.
+
+        The installed rows then go to the oldest generation unscanned,
+        still inside the pause (no young collection scanned them).
+        """
+        calls = []
+        real = gc_pause.promote_young
+
+        def promote_young():
+            calls.append((gc_pause.depth(), self.cache.view().count(
+                'instances')))
+            return real()
+        self.useFixture(fixtures.MonkeyPatch(
+            'consumer.gc_pause.promote_young', promote_young))
+        self.synced()
+        self.assertEqual(1, len(calls))
+        depth, rows = calls[0]
+        self.assertGreater(depth, 0)
+        self.assertEqual(len(self.host.tables['instances']['rows']), rows)
+
+    def test_first_sync_without_handlers_builds_no_events(self):
+        """No change handler: the snapshot fills the cache, no events."""
+        self.assertEqual([False], self._first_fills())
+
+    def test_first_sync_adds_for_handlers(self):
+        """A change handler gets an ADD per row of the first snapshot."""
+        recorder = test_handlers.Recorder()
+        self.assertEqual([True], self._first_fills(recorder))
+        self.assertTrue(self.dispatcher.wait_idle(10))
+        rows = self.host.tables['instances']['rows']
+        self.assertEqual(sorted(('add', 'instances', key, row)
+                                for key, row in rows.items()),
+                         sorted(recorder.calls))
 
     def _sync_freezes(self, enabled):
         self.conf.set_override('gc_freeze_after_sync', enabled, 'consumer')
