@@ -127,7 +127,45 @@ def _requeue(incoming):
         LOG.warning('Failed to requeue a message: %s', exc)
 
 
-class _Settler(object):
+class _Worker(object):
+    """A daemon thread working through what other threads add to it.
+
+    :param name: the thread's name.
+    """
+
+    def __init__(self, name):
+        self._cond = threading.Condition()
+        self._items = []
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=name)
+
+    def start(self):
+        self._thread.start()
+
+    def add(self, item):
+        with self._cond:
+            self._items.append(item)
+            self._cond.notify()
+
+    def stop(self):
+        """Work through what was added, then end."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        self._thread.join()
+
+    def _wait_for_items(self):
+        """Wait (holding ``_cond``) for an item; False: stopped, none left."""
+        while not self._items and not self._stopping:
+            self._cond.wait()
+        return bool(self._items)
+
+    def _run(self):
+        raise NotImplementedError
+
+
+class _Settler(_Worker):
     """Acknowledges one stream's messages once they may be.
 
     :param reconciler: the stream's reconciler.
@@ -135,43 +173,22 @@ class _Settler(object):
     """
 
     def __init__(self, reconciler, requeued):
+        super().__init__('consumer-settle')
         self._reconciler = reconciler
         self._requeued = requeued
-        self._cond = threading.Condition()
-        self._entries = []
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, daemon=True,
-                                        name='consumer-settle')
-
-    def start(self):
-        self._thread.start()
-
-    def add(self, entry):
-        with self._cond:
-            self._entries.append(entry)
-            self._cond.notify()
-
-    def stop(self):
-        """Settle what is held (each within its deadline), then end."""
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
-        self._thread.join()
 
     def _run(self):
+        # On stop, what is held is still settled, each within its
+        # deadline.
         while True:
             with self._cond:
-                while not self._entries and not self._stopping:
-                    self._cond.wait()
-                if not self._entries:
+                if not self._wait_for_items():
                     return
-                entries = list(self._entries)
+                entries = list(self._items)
             done = self._settle(entries)
             with self._cond:
-                self._entries = [e for e in self._entries
-                                 if id(e) not in done]
-                waiting = [e for e in self._entries
-                           if e.requeue_at is None]
+                self._items = [e for e in self._items if id(e) not in done]
+                waiting = [e for e in self._items if e.requeue_at is None]
             if len(done) < len(entries):
                 self._wait(entries, done, waiting)
 
@@ -212,7 +229,7 @@ class _Settler(object):
                 self._cond.wait(timeout)
 
 
-class _Lane(object):
+class _Lane(_Worker):
     """Messages of one stream (or of none): processed in batches.
 
     :param endpoint: the :class:`consumer.listener.Endpoint`.
@@ -222,37 +239,17 @@ class _Lane(object):
     """
 
     def __init__(self, endpoint, settlers, max_batch, ack_timeout):
+        super().__init__('consumer-lane')
         self._endpoint = endpoint
         self._settlers = settlers
         self._max_batch = max_batch
         self._ack_timeout = ack_timeout
-        self._cond = threading.Condition()
-        self._items = []
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, daemon=True,
-                                        name='consumer-lane')
-
-    def start(self):
-        self._thread.start()
-
-    def put(self, notification, incoming):
-        with self._cond:
-            self._items.append((notification, incoming))
-            self._cond.notify()
-
-    def stop(self):
-        """Process what is queued, then end."""
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
-        self._thread.join()
 
     def _run(self):
+        # Items are ``(notification, incoming)``.
         while True:
             with self._cond:
-                while not self._items and not self._stopping:
-                    self._cond.wait()
-                if not self._items:
+                if not self._wait_for_items():
                     return
                 batch = self._items[:self._max_batch]
                 del self._items[:len(batch)]
@@ -381,4 +378,4 @@ class PollReceiver(object):
             _ack(incoming)
             return
         lane = self._lanes.get(key, self._other)
-        lane.put((publisher_id, event_type, payload), incoming)
+        lane.add(((publisher_id, event_type, payload), incoming))
