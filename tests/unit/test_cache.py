@@ -359,6 +359,16 @@ class TestReplaceAndDrop(base.TestCase):
 
 _keys = st.integers(min_value=0, max_value=8)
 _hosts = st.sampled_from(['a', 'b', 'c', None])
+
+
+def _change(op, table, key, host, n):
+    """A change of the property tests' ``(op, table, key, host, n)``."""
+    row = {'id': key, 'host': host, 'n': n}
+    if op == wire.DELETE:
+        return wire.Change(table, op, (key,), None, row, ())
+    return wire.Change(table, op, (key,), row, None, ())
+
+
 _changes = st.lists(st.tuples(
     st.sampled_from([wire.INSERT, wire.UPDATE, wire.DELETE]),
     st.sampled_from(['t1', 't2']), _keys, _hosts,
@@ -376,15 +386,12 @@ class TestModelProperty(base.TestCase):
         for batch in batches:
             changes = []
             for op, table, key, host, n in batch:
-                row = {'id': key, 'host': host, 'n': n}
+                change = _change(op, table, key, host, n)
+                changes.append(change)
                 if op == wire.DELETE:
-                    changes.append(wire.Change(table, op, (key,), None,
-                                               row, ()))
                     model.get(table, {}).pop((key,), None)
                 else:
-                    changes.append(wire.Change(table, op, (key,), row,
-                                               None, ()))
-                    model.setdefault(table, {})[(key,)] = row
+                    model.setdefault(table, {})[(key,)] = change.after
             events = subject.apply(changes)
             for event in events:
                 self.assertIn(event.op, (cache.ADD, cache.UPDATE,
@@ -417,15 +424,7 @@ class TestUpsertRuns(base.TestCase):
         subject = cache.Cache(indexes={'t2': ['host']})
         reference = cache.Cache(indexes={'t2': ['host']})
         for batch in batches:
-            changes = []
-            for op, table, key, host, n in batch:
-                row = {'id': key, 'host': host, 'n': n}
-                if op == wire.DELETE:
-                    changes.append(wire.Change(table, op, (key,), None,
-                                               row, ()))
-                else:
-                    changes.append(wire.Change(table, op, (key,), row,
-                                               None, ()))
+            changes = [_change(*entry) for entry in batch]
             expected = []
             for change in changes:
                 expected.extend(reference.apply([change]))
