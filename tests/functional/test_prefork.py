@@ -25,6 +25,7 @@ import importlib.util
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -38,7 +39,9 @@ from tests.functional import delivery
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
-POLL = 5.0  # the relay's backstop poll: far longer than the bound below
+POLL = 5.0  # the relay's backstop poll: far longer than the bounds below
+#: Bound of the median commit -> bus delay: a relay that waited for its
+#: backstop poll instead of being woken would take POLL / 2 on median.
 PROMPT = 0.5
 
 
@@ -120,7 +123,7 @@ class TestGunicornPreloadPostgreSQL(delivery.RelayTestMixin,
         return int(pid)
 
     def test_workers_commits_are_published_promptly_and_gapless(self):
-        """Each worker commit reaches the bus in < 0.5 s, seqs 1..N."""
+        """Worker commits reach the bus promptly (woken), seqs 1..N."""
         count = 30
         pids = set()
         delays = []
@@ -130,7 +133,12 @@ class TestGunicornPreloadPostgreSQL(delivery.RelayTestMixin,
             self.receiver.wait_seqs(n, timeout=2 * POLL)
             delays.append(time.monotonic() - began)
         self.assertNotIn(self.proc.pid, pids)
-        self.assertLess(max(delays), PROMPT,
+        # The median shows the wake-up (a loaded machine may delay one
+        # commit past PROMPT, never past half the backstop poll).
+        self.assertLess(statistics.median(delays), PROMPT,
+                        'median commit -> bus %.3fs (poll %ss); log:\n%s'
+                        % (statistics.median(delays), POLL, self._log()))
+        self.assertLess(max(delays), POLL / 2,
                         'slowest commit -> bus %.3fs (poll %ss); log:\n%s'
                         % (max(delays), POLL, self._log()))
         self.assertEqual(list(range(1, count + 1)), self.receiver.seqs()
