@@ -61,6 +61,9 @@ POLL_ERROR_PAUSE = 1.0
 #: Longest wait of a settler before it looks at its messages again
 #: (those discarded by the reconciler, and deadlines).
 SETTLE_SLICE = 0.1
+#: Longest wait at stop for the driver to send the acknowledgements
+#: queued before its connection closes.
+DRAIN_TIMEOUT = 5.0
 #: Priorities listened to: those :class:`consumer.listener.Endpoint`
 #: has a method for (what the notification dispatcher listens to).
 PRIORITIES = ('audit', 'error', 'info', 'warn')
@@ -334,7 +337,29 @@ class PollReceiver(object):
             lane.stop()
         for settler in self._settlers.values():
             settler.stop()
+        self._drain_operations()
         self._raw.cleanup()
+
+    def _drain_operations(self):
+        """Wait until the driver ran the acks queued while stopping.
+
+        The rabbit driver runs acknowledgements and requeues on the
+        polling thread, and after ``stop()`` on a thread of its own until
+        ``cleanup()``, which closes the connection: an ack still queued
+        then fails ("connection already closed") and the broker would
+        redeliver a message whose effect is persisted. A marker queued
+        behind them runs once they ran (the queue is first in, first
+        out). A driver without that queue (``fake://``) acknowledges at
+        once.
+        """
+        handler = getattr(self._raw, '_message_operations_handler', None)
+        if handler is None or not callable(getattr(handler, 'do', None)):
+            return
+        ran = threading.Event()
+        handler.do(ran.set)
+        if not ran.wait(DRAIN_TIMEOUT):
+            LOG.warning('Acknowledgements still queued after %s s; the '
+                        'broker redelivers those messages', DRAIN_TIMEOUT)
 
     def _run(self):
         while True:

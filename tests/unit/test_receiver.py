@@ -23,6 +23,7 @@ back to oslo.messaging's listener on a driver it does not know.
 
 import queue
 import threading
+import time
 from unittest import mock
 
 import fixtures
@@ -82,6 +83,47 @@ class _RawListener(object):
 
     def cleanup(self):
         self.cleaned = True
+
+
+class _Operations(object):
+    """The rabbit driver's queue of acks, run late on a thread of its own.
+
+    Like the driver's, a task runs some time after it was queued (the
+    driver runs them between polls): ``LATE`` seconds here.
+    """
+
+    LATE = 0.2
+
+    def __init__(self, raw):
+        self._raw = raw
+        self._tasks = queue.Queue()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def do(self, task):
+        self._tasks.put(task)
+
+    def _run(self):
+        while True:
+            task = self._tasks.get()
+            time.sleep(self.LATE)  # the driver's delay, not a wait for us
+            task()
+
+
+class _QueuedAckIncoming(_Incoming):
+    """Acknowledged through the listener's queue, on an open connection."""
+
+    def __init__(self, raw, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._raw = raw
+        self.acked_after_close = threading.Event()
+
+    def acknowledge(self):
+        def ack():
+            if self._raw.cleaned:
+                self.acked_after_close.set()  # "connection already closed"
+            else:
+                self.acked.set()
+        self._raw._message_operations_handler.do(ack)
 
 
 class _GatedReconciler(object):
@@ -200,6 +242,23 @@ class TestPolicyStubs(_Case):
         self.assertTrue(incoming.acked.is_set())
         self.assertTrue(raw.stopped)
         self.assertTrue(raw.cleaned)
+
+    def test_stop_waits_for_the_driver_to_send_queued_acks(self):
+        """Acks queued while stopping go out before the connection closes."""
+        rec = _GatedReconciler()
+        rec.persisted.set()
+        raw = _RawListener()
+        raw._message_operations_handler = _Operations(raw)
+        rx = receiver.PollReceiver(raw, self.endpoint(rec), {'a': rec},
+                                   self.metrics, max_batch=10,
+                                   ack_timeout=WAIT)
+        rx.start()
+        incoming = raw.deliver(_QueuedAckIncoming(
+            raw, wire.publisher_id('a'), wire.EVENT_DELTA, {'stream': 'a'}))
+        rx.stop()
+        self.assertTrue(raw.cleaned)
+        self.assertTrue(incoming.acked.is_set())
+        self.assertFalse(incoming.acked_after_close.is_set())
 
 
 class TestPollReceiverReconciler(test_reconciler.ReconcilerTestCase,
