@@ -154,17 +154,6 @@ def _column_field(kinds, values):
     return None
 
 
-def _int_keys(keys):
-    """The integers of a batch of one-integer keys, or None."""
-    if set(map(len, keys)) != {1}:
-        return None
-    firsts = list(map(operator.itemgetter(0), keys))
-    if set(map(type, firsts)) != _INT or \
-            not (-_INT_OFFSET <= min(firsts) and max(firsts) < _INT_OFFSET):
-        return None
-    return firsts
-
-
 def _columns_text(prefix, keys, rows):
     """:func:`_copy_text` of rows of the same columns, or None.
 
@@ -195,7 +184,7 @@ def _columns_text(prefix, keys, rows):
         fields.append('%s:%s' % (_json_string(name).replace('%', '%%'),
                                  field[0]))
         columns.append(field[1])
-    firsts = _int_keys(keys)
+    firsts = store_codec.int_keys(keys)
     if firsts is not None:
         head = ['%016x\t[%d]', map(_INT_OFFSET.__add__, firsts), firsts]
     else:

@@ -140,9 +140,9 @@ def key_texts(keys):
     A batch of one-integer keys (the usual keys of a table) is formatted
     by one C-level ``map`` (an integer's JSON text is its ``%d``).
     """
-    if keys and set(map(len, keys)) == {1} and \
-            set(map(type, itertools.chain.from_iterable(keys))) == {int}:
-        return list(map('[%d]'.__mod__, keys))
+    firsts = int_keys(keys)
+    if firsts is not None:
+        return list(map('[%d]'.__mod__, firsts))
     return list(map(key_text, keys))
 
 
@@ -182,13 +182,26 @@ def key_hashes(keys, texts):
     A batch of one-integer keys (the common case of a snapshot) is
     hashed by C-level ``map`` calls straight from the integers.
     """
-    if keys and set(map(len, keys)) == {1}:
-        firsts = [key[0] for key in keys]
-        if set(map(type, firsts)) == {int} and \
-                -_INT_OFFSET <= min(firsts) and max(firsts) < _INT_OFFSET:
-            return list(map('%016x'.__mod__,
-                            map(_INT_OFFSET.__add__, firsts)))
+    firsts = int_keys(keys)
+    if firsts is not None:
+        return list(map('%016x'.__mod__, map(_INT_OFFSET.__add__, firsts)))
     return list(map(key_hash, texts))
+
+
+def int_keys(keys):
+    """The integers of a batch of one-integer keys, or None.
+
+    None unless every key is one ``int`` in the range whose key hash is
+    the integer itself plus :data:`_INT_OFFSET` (the common case of a
+    table, formatted and hashed by C-level ``map`` calls).
+    """
+    if not keys or set(map(len, keys)) != {1}:
+        return None
+    firsts = list(map(_FIRST, keys))
+    if set(map(type, firsts)) != _INT_ONLY or \
+            not (-_INT_OFFSET <= min(firsts) and max(firsts) < _INT_OFFSET):
+        return None
+    return firsts
 
 
 def sha_key_hash(text):
